@@ -1,0 +1,33 @@
+# Developer entry points. `make test` works from a clean clone: it creates .venv
+# and installs the package with its dev extras before running anything.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv test lint demo clean
+
+venv: $(STAMP)
+
+# Re-run the install only when pyproject.toml changes (or the venv is missing).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
+lint: venv
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
+demo: venv
+	$(BIN)/python examples/demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

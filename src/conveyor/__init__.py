@@ -1,0 +1,51 @@
+"""conveyor: a background job queue for asyncio Python on Redis.
+
+::
+
+    from conveyor import Queue, Worker
+
+    queue = Queue("email", connection="redis://localhost:6379/0")
+    await queue.add("send-welcome", {"to": "ada@example.com"}, attempts=3)
+
+    async def process(job):
+        return {"sent": True}
+
+    await Worker("email", process, connection="redis://localhost:6379/0").run()
+"""
+
+from .errors import (
+    ConveyorError,
+    JobFailedError,
+    JobNotFoundError,
+    JobStateError,
+    JobTimeoutError,
+    UnrecoverableError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from .events import QueueEvents
+from .job import Job
+from .options import JobOptions
+from .queue import Queue
+from .sync import SyncJob
+from .worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConveyorError",
+    "Job",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobOptions",
+    "JobStateError",
+    "JobTimeoutError",
+    "Queue",
+    "QueueEvents",
+    "SyncJob",
+    "UnrecoverableError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "Worker",
+    "__version__",
+]

@@ -1,0 +1,147 @@
+"""Typed calls of the Lua scripts of one queue: each method knows its script's KEYS
+and ARGV layout (documented in the script's header) so callers never build them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+
+from .keys import QueueKeys
+from .scripts import SCRIPT_NAMES, source
+
+__all__ = ["Outcome", "Scripts"]
+
+#: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay, keep)
+Outcome = tuple[str, str, str, str, str, int, str]
+
+
+class Scripts:
+    """The scripts of one queue, registered on one client (loaded by SHA, reloaded
+    by redis-py after a server restart)."""
+
+    def __init__(self, client: Redis, keys: QueueKeys, events_maxlen: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.maxlen = events_maxlen
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(source(name)) for name in SCRIPT_NAMES
+        }
+
+    async def _call(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        pipe: Pipeline | None = None,
+    ) -> Any:
+        return await self._scripts[name](keys=keys, args=args, client=pipe)
+
+    def add_job(
+        self,
+        pipe: Pipeline | None,
+        job_id: str,
+        name: str,
+        data: bytes,
+        opts: bytes,
+        delay: int,
+        priority: int,
+        lifo: bool,
+        attempts: int,
+    ) -> Any:
+        k = self.keys
+        return self._call(
+            "add_job",
+            [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker, k.events,
+             k.id],
+            [k.base, job_id, name, data, opts, delay, priority, int(lifo), attempts, self.maxlen],
+            pipe,
+        )
+
+    def _fetch_keys(self) -> list[str]:
+        k = self.keys
+        return [k.wait, k.prioritized, k.priority_counter, k.delayed, k.active, k.meta,
+                k.marker, k.events]
+
+    async def move_to_active(self, n: int, token_prefix: str, lock_ms: int) -> Any:
+        return await self._call(
+            "move_to_active",
+            self._fetch_keys(),
+            [self.keys.base, n, token_prefix, lock_ms, self.maxlen],
+        )
+
+    async def move_to_finished(
+        self, outcomes: Sequence[Outcome], n: int, token_prefix: str, lock_ms: int
+    ) -> Any:
+        args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, len(outcomes)]
+        for outcome in outcomes:
+            args.extend(outcome)
+        return await self._call(
+            "move_to_finished",
+            [*self._fetch_keys(), self.keys.completed, self.keys.failed],
+            args,
+        )
+
+    async def extend_locks(self, locks: Sequence[tuple[str, str]], lock_ms: int) -> Any:
+        args: list[Any] = [self.keys.base, lock_ms]
+        for job_id, token in locks:
+            args.append(job_id)
+            args.append(token)
+        return await self._call("extend_locks", [self.keys.active], args)
+
+    async def move_stalled_jobs(
+        self, interval_ms: int, max_stalled: int, failed_keep: str
+    ) -> Any:
+        k = self.keys
+        return await self._call(
+            "move_stalled_jobs",
+            [k.active, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events,
+             k.failed, k.stalled_check],
+            [k.base, interval_ms, max_stalled, self.maxlen, failed_keep],
+        )
+
+    async def retry_job(self, job_id: str, reset_attempts: bool) -> Any:
+        k = self.keys
+        return await self._call(
+            "retry_job",
+            [k.failed, k.completed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
+             k.events],
+            [k.base, job_id, int(reset_attempts), self.maxlen],
+        )
+
+    async def remove_job(self, job_id: str) -> Any:
+        k = self.keys
+        return await self._call(
+            "remove_job",
+            [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events],
+            [k.base, job_id, self.maxlen],
+        )
+
+    async def set_paused(self, paused: bool) -> Any:
+        k = self.keys
+        return await self._call(
+            "set_paused",
+            [k.meta, k.marker, k.wait, k.prioritized, k.delayed, k.events],
+            ["pause" if paused else "resume", self.maxlen],
+        )
+
+    async def update_progress(self, job_id: str, progress: bytes) -> Any:
+        return await self._call(
+            "update_progress", [self.keys.events], [self.keys.base, job_id, progress, self.maxlen]
+        )
+
+    async def add_log(self, job_id: str, line: str, keep: int) -> Any:
+        return await self._call(
+            "add_log", [self.keys.job(job_id), self.keys.logs(job_id)], [line, keep]
+        )
+
+    async def get_state(self, job_id: str) -> Any:
+        k = self.keys
+        return await self._call(
+            "get_state",
+            [k.completed, k.failed, k.delayed, k.active, k.prioritized, k.wait],
+            [k.base, job_id],
+        )

@@ -1,0 +1,47 @@
+"""Turning the ``connection=`` argument into a redis.asyncio client."""
+
+from __future__ import annotations
+
+import os
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["DEFAULT_URL", "Connection", "make_client", "socket_timeout"]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+#: Read timeout of clients we create; a worker's blocking wait stays below it.
+SOCKET_TIMEOUT = 30.0
+Connection = str | Redis | None
+
+
+def socket_timeout(client: Redis) -> float | None:
+    """The client's read timeout in seconds (``None``: none)."""
+    value = client.connection_pool.connection_kwargs.get("socket_timeout")
+    return None if value is None else float(value)
+
+
+def make_client(connection: Connection) -> tuple[Redis, bool]:
+    """A client for ``connection`` and whether we own it (and so must close it).
+
+    ``None`` means ``$CONVEYOR_REDIS_URL``, else ``redis://localhost:6379/0``.
+    Clients we create retry a dropped connection a few times with jittered
+    exponential backoff before the error reaches the caller.
+    """
+    if isinstance(connection, Redis):
+        return connection, False
+    url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    client = Redis.from_url(
+        url,
+        decode_responses=False,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+    )
+    return client, True

@@ -1,0 +1,96 @@
+"""Following a queue's event stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+
+from .connection import Connection, make_client
+from .job import text
+from .keys import QueueKeys
+from .options import validate_queue_name
+
+__all__ = ["QueueEvents"]
+
+_JSON_FIELDS = frozenset({"return_value", "progress"})
+_INT_FIELDS = frozenset({"attempts_made", "delay", "stalled_count"})
+
+
+class QueueEvents:
+    """Async iteration over a queue's events, as dicts::
+
+        async for event in QueueEvents("email", connection=url):
+            print(event["event"], event["job_id"])
+
+    Each dict has ``event`` (added, waiting, delayed, active, progress, completed,
+    retrying, failed, stalled, removed, paused, resumed), ``job_id``, ``id`` (the
+    stream entry id) and the event's own fields (``return_value``,
+    ``failed_reason``, ``attempts_made``, ``progress``, ``delay``, ...).
+    ``last_id="$"`` starts with events that happen from now on; pass an entry id
+    (or ``"0"``) to replay what the capped stream still holds.
+    """
+
+    def __init__(
+        self,
+        queue_name: str,
+        connection: Connection = None,
+        *,
+        prefix: str = "conveyor",
+        last_id: str = "$",
+        block: int = 5_000,
+    ) -> None:
+        self.name = validate_queue_name(queue_name)
+        self.client, self._owns_client = make_client(connection)
+        self.key = QueueKeys(prefix, queue_name).events
+        self.last_id = last_id
+        self.block = block
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
+        if self.last_id == "$":
+            # Pin the position now, so nothing between two reads is missed.
+            newest: Any = await self.client.xrevrange(self.key, count=1)
+            self.last_id = text(newest[0][0]) if newest else "0-0"
+        while True:
+            reply: Any = await self.client.xread(
+                {self.key: self.last_id}, count=500, block=self.block
+            )
+            if not reply:
+                continue
+            for entry_id, fields in reply[0][1]:
+                self.last_id = text(entry_id)
+                yield _decode(self.last_id, fields)
+
+
+def _decode(entry_id: str, fields: dict[Any, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = {"id": entry_id}
+    for raw_key, raw_value in fields.items():
+        key = text(raw_key)
+        value = text(raw_value)
+        if key in _JSON_FIELDS:
+            event[key] = orjson.loads(value)
+        elif key in _INT_FIELDS:
+            event[key] = int(value)
+        else:
+            event[key] = value
+    return event

@@ -1,0 +1,258 @@
+"""One job: its data and options as stored in Redis, and the calls that act on it.
+
+A job is the hash ``<prefix>:{<queue>}:job:<id>`` with the fields
+
+``name`` ``data`` (JSON) ``opts`` (JSON) ``ts`` (added, ms) ``prio`` ``att``
+(attempts allowed) ``atm`` (attempts made) ``ats`` (attempts started) ``stc``
+(times stalled) ``pr`` (progress JSON) ``rv`` (return value JSON) ``fr``
+(failed reason) ``st`` (stack traces, JSON list) ``pon`` (processed on, ms)
+``fon`` (finished on, ms) ``tok`` (lock token while active).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import (
+    JobFailedError,
+    JobNotFoundError,
+    ValidationError,
+    WaitTimeoutError,
+)
+from .options import JobOptions
+
+if TYPE_CHECKING:
+    from .queue import Queue
+
+__all__ = ["Job", "JobState"]
+
+JobState = str
+_FINAL_EVENTS = (b"completed", b"failed")
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def fields_to_dict(raw: Any) -> dict[str, bytes | str]:
+    """A job hash as a dict with str keys, from HGETALL or a script's flat list."""
+    if isinstance(raw, Mapping):
+        return {text(k): v for k, v in raw.items()}
+    it = iter(raw)
+    return {text(k): v for k, v in zip(it, it, strict=True)}
+
+
+def _int(fields: Mapping[str, bytes | str], name: str) -> int | None:
+    value = fields.get(name)
+    return None if value is None else int(value)
+
+
+def _json(fields: Mapping[str, bytes | str], name: str) -> Any:
+    value = fields.get(name)
+    return None if value is None else orjson.loads(value)
+
+
+class Job:
+    """A job of a queue, as last read from Redis (call :meth:`refresh` to re-read)."""
+
+    __slots__ = (
+        "_progress_listener",
+        "attempts_made",
+        "attempts_started",
+        "data",
+        "failed_reason",
+        "finished_on",
+        "id",
+        "name",
+        "opts",
+        "processed_on",
+        "progress",
+        "queue",
+        "return_value",
+        "stacktrace",
+        "stalled_count",
+        "timestamp",
+        "token",
+    )
+
+    def __init__(
+        self,
+        queue: Queue,
+        job_id: str,
+        name: str,
+        data: Any,
+        opts: JobOptions,
+        timestamp: int,
+    ) -> None:
+        self.queue = queue
+        self.id = job_id
+        self.name = name
+        self.data = data
+        self.opts = opts
+        self.timestamp = timestamp
+        self.attempts_made = 0
+        self.attempts_started = 0
+        self.stalled_count = 0
+        self.progress: Any = None
+        self.return_value: Any = None
+        self.failed_reason: str | None = None
+        self.stacktrace: list[str] = []
+        self.processed_on: int | None = None
+        self.finished_on: int | None = None
+        #: Lock token while a worker runs this job (internal).
+        self.token: str | None = None
+        self._progress_listener: Callable[[Job, Any], None] | None = None
+
+    @classmethod
+    def from_fields(cls, queue: Queue, job_id: str, fields: Mapping[str, bytes | str]) -> Job:
+        job = cls(
+            queue,
+            job_id,
+            text(fields.get("name", b"")),
+            _json(fields, "data"),
+            JobOptions.from_json(_json(fields, "opts") or {}),
+            _int(fields, "ts") or 0,
+        )
+        job._update(fields)
+        return job
+
+    def _update(self, fields: Mapping[str, bytes | str]) -> None:
+        self.attempts_made = _int(fields, "atm") or 0
+        self.attempts_started = _int(fields, "ats") or 0
+        self.stalled_count = _int(fields, "stc") or 0
+        self.progress = _json(fields, "pr")
+        self.return_value = _json(fields, "rv")
+        reason = fields.get("fr")
+        self.failed_reason = None if reason is None else text(reason)
+        self.stacktrace = _json(fields, "st") or []
+        self.processed_on = _int(fields, "pon")
+        self.finished_on = _int(fields, "fon")
+        tok = fields.get("tok")
+        self.token = None if tok is None else text(tok)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.queue.name}:{self.id} {self.name!r}>"
+
+    @property
+    def delay(self) -> int:
+        return self.opts.delay
+
+    @property
+    def priority(self) -> int:
+        return self.opts.priority
+
+    async def refresh(self) -> Job:
+        """Re-read the job from Redis; raises JobNotFoundError once it is gone."""
+        fields = await self.queue.client.hgetall(self.queue.keys.job(self.id))
+        if not fields:
+            raise JobNotFoundError(self.queue.name, self.id)
+        d = fields_to_dict(fields)
+        self.data = _json(d, "data")
+        self._update(d)
+        return self
+
+    async def get_state(self) -> JobState | None:
+        """The job's state now, or ``None`` if the job no longer exists."""
+        return await self.queue.get_job_state(self.id)
+
+    async def update_progress(self, progress: int | float | dict[str, Any]) -> None:
+        """Record progress (a number or a dict); a ``progress`` event announces it."""
+        if isinstance(progress, bool) or not isinstance(progress, (int, float, dict)):
+            raise ValidationError("progress", f"must be a number or a dict, got {progress!r}")
+        try:
+            encoded = orjson.dumps(progress)
+        except TypeError as exc:
+            raise ValidationError("progress", f"does not serialize to JSON: {exc}") from None
+        if not await self.queue.scripts.update_progress(self.id, encoded):
+            raise JobNotFoundError(self.queue.name, self.id)
+        self.progress = progress
+        if self._progress_listener is not None:
+            self._progress_listener(self, progress)
+
+    async def log(self, line: str) -> int:
+        """Append a line to the job's log; returns the number of lines kept."""
+        if not isinstance(line, str):
+            raise ValidationError("line", f"must be a str, got {type(line).__name__}")
+        n = int(await self.queue.scripts.add_log(self.id, line, self.queue.keep_logs))
+        if n < 0:
+            raise JobNotFoundError(self.queue.name, self.id)
+        return n
+
+    async def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
+        """The job's log lines (oldest first), ``start``..``end`` inclusive."""
+        lines = await self.queue.client.lrange(self.queue.keys.logs(self.id), start, end)
+        return [text(line) for line in lines]
+
+    async def retry(self, *, reset_attempts: bool = False) -> None:
+        """Send a failed or completed job back to the queue to run again."""
+        await self.queue.retry_job(self.id, reset_attempts=reset_attempts)
+
+    async def remove(self) -> None:
+        """Delete the job (refused while a worker holds it)."""
+        await self.queue.remove(self.id)
+
+    async def wait_until_finished(self, timeout: float | None = None) -> Any:
+        """Wait for the job to complete and return its return value.
+
+        Raises :class:`JobFailedError` if it failed for good and
+        :class:`WaitTimeoutError` after ``timeout`` seconds.
+        """
+        client = self.queue.client
+        events = self.queue.keys.events
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Take the stream position before reading the state, so an event that
+        # lands in between is still seen.
+        last: Any = await client.xrevrange(events, count=1)
+        last_id: Any = last[0][0] if last else b"0-0"
+        while True:
+            result = await self._finished_result()
+            if result is not None:
+                return result[0]
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"job {self.id!r} did not finish within {timeout} seconds"
+                    )
+                block = 1000 if remaining is None else max(1, min(1000, int(remaining * 1000)))
+                reply: Any = await client.xread({events: last_id}, count=500, block=block)
+                if not reply:
+                    break  # re-read the job: the stream may have been trimmed past us
+                for entry_id, entry in reply[0][1]:
+                    last_id = entry_id
+                    if text(entry.get(b"job_id", entry.get("job_id", b""))) != self.id:
+                        continue
+                    event = entry.get(b"event", entry.get("event"))
+                    if isinstance(event, str):
+                        event = event.encode()
+                    if event in _FINAL_EVENTS:
+                        result = await self._finished_result(entry)
+                        if result is not None:
+                            return result[0]
+
+    async def _finished_result(self, event: Mapping[Any, Any] | None = None) -> tuple[Any] | None:
+        """(return value,) if the job completed; raises if it failed; None if not finished."""
+        fields = fields_to_dict(await self.queue.client.hgetall(self.queue.keys.job(self.id)))
+        if not fields:
+            if event is None:
+                raise JobNotFoundError(self.queue.name, self.id)
+            # Finished and removed at once (remove_on_complete/fail): the event
+            # is all that is left.
+            ev = {text(k): v for k, v in event.items()}
+            if text(ev["event"]) == "completed":
+                return (orjson.loads(ev["return_value"]),)
+            raise JobFailedError(self.id, text(ev.get("failed_reason", b"")), [])
+        if "fon" not in fields:
+            return None
+        self._update(fields)
+        state = await self.get_state()
+        if state == "completed":
+            return (self.return_value,)
+        if state == "failed":
+            raise JobFailedError(self.id, self.failed_reason, self.stacktrace)
+        return None
+

@@ -1,0 +1,288 @@
+"""Job options, validated at the call before Redis is touched.
+
+Every duration is milliseconds (``int``) or a :class:`datetime.timedelta`.
+A refused value raises :class:`~conveyor.errors.ValidationError` naming the field.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal, TypeAlias
+
+import orjson
+
+from .errors import ValidationError
+
+__all__ = [
+    "DEFAULT_KEEP_COMPLETED",
+    "DEFAULT_KEEP_FAILED",
+    "MAX_PRIORITY",
+    "Backoff",
+    "Duration",
+    "JobOptions",
+    "Retention",
+    "backoff_delay",
+    "to_ms",
+    "validate_queue_name",
+]
+
+Duration: TypeAlias = int | timedelta
+RetentionSpec: TypeAlias = bool | int | Mapping[str, Any] | None
+BackoffSpec: TypeAlias = int | timedelta | Mapping[str, Any] | None
+
+MAX_PRIORITY = 2_097_152
+MAX_QUEUE_NAME = 200
+MAX_JOB_ID = 255
+#: Completed jobs kept per queue when ``remove_on_complete`` is not given.
+DEFAULT_KEEP_COMPLETED = 1_000
+#: Failed jobs (the dead-letter set) kept per queue when ``remove_on_fail`` is not given.
+DEFAULT_KEEP_FAILED = 10_000
+_OPTION_NAMES = frozenset(
+    {
+        "job_id",
+        "delay",
+        "priority",
+        "attempts",
+        "backoff",
+        "lifo",
+        "timeout",
+        "remove_on_complete",
+        "remove_on_fail",
+    }
+)
+
+
+def to_ms(field: str, value: object, *, allow_none: bool = False) -> int | None:
+    """Milliseconds from an ``int`` or ``timedelta``; refuses negatives and other types."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, timedelta):
+        ms = int(value.total_seconds() * 1000)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        ms = value
+    elif isinstance(value, float) and value.is_integer():
+        ms = int(value)
+    else:
+        raise ValidationError(field, f"expected milliseconds (int) or timedelta, got {value!r}")
+    if ms < 0:
+        raise ValidationError(field, f"must not be negative, got {ms}", value)
+    return ms
+
+
+def validate_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValidationError("name", f"queue name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_QUEUE_NAME:
+        raise ValidationError("name", f"queue name longer than {MAX_QUEUE_NAME} characters")
+    bad = set(name) & {":", "{", "}"}
+    if bad or any(c.isspace() for c in name):
+        raise ValidationError(
+            "name", f"queue name {name!r} may not contain ':', '{{', '}}' or whitespace"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait before retrying a failed attempt."""
+
+    type: Literal["fixed", "exponential", "custom"]
+    delay: int = 0
+    jitter: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "delay": self.delay, "jitter": self.jitter}
+
+    @classmethod
+    def parse(cls, spec: BackoffSpec) -> Backoff | None:
+        if spec is None:
+            return None
+        if isinstance(spec, (int, timedelta)) and not isinstance(spec, bool):
+            return cls("fixed", to_ms("backoff", spec) or 0)
+        if not isinstance(spec, Mapping):
+            raise ValidationError("backoff", f"expected ms, timedelta or a dict, got {spec!r}")
+        unknown = set(spec) - {"type", "delay", "jitter"}
+        if unknown:
+            raise ValidationError("backoff", f"unknown keys {sorted(unknown)}")
+        kind = spec.get("type", "fixed")
+        if kind not in ("fixed", "exponential", "custom"):
+            raise ValidationError(
+                "backoff.type",
+                f"unknown backoff type {kind!r}; expected 'fixed', 'exponential' or 'custom'",
+            )
+        delay = to_ms("backoff.delay", spec.get("delay", 0)) or 0
+        jitter = spec.get("jitter", 0)
+        if (
+            not isinstance(jitter, (int, float))
+            or isinstance(jitter, bool)
+            or not 0 <= jitter <= 1
+        ):
+            raise ValidationError("backoff.jitter", f"must be a number in 0..1, got {jitter!r}")
+        return cls(kind, delay, float(jitter))
+
+
+def backoff_delay(backoff: Backoff, attempts_made: int) -> int:
+    """Delay in ms before the next attempt after ``attempts_made`` runs (fixed/exponential)."""
+    if backoff.type == "exponential":
+        delay = backoff.delay * 2 ** max(attempts_made - 1, 0)
+    else:
+        delay = backoff.delay
+    if backoff.jitter:
+        delay = int(delay * (1 - backoff.jitter) + random.random() * delay * backoff.jitter)
+    return int(delay)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many finished jobs to keep: newest ``count`` (``None``: any), younger than ``age_ms``."""
+
+    count: int | None
+    age_ms: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "age": None if self.age_ms is None else self.age_ms // 1000}
+
+    @classmethod
+    def parse(cls, field: str, spec: RetentionSpec, default_count: int) -> Retention:
+        if spec is None or spec is False:
+            return cls(default_count)
+        if spec is True:
+            return cls(0)
+        if isinstance(spec, int):
+            if spec < 0:
+                raise ValidationError(field, f"count to keep must not be negative, got {spec}")
+            return cls(spec)
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"age", "count"}
+            if unknown:
+                raise ValidationError(field, f"unknown keys {sorted(unknown)}; use 'age', 'count'")
+            count = spec.get("count")
+            age = spec.get("age")
+            if count is not None and (not isinstance(count, int) or count < 0):
+                raise ValidationError(f"{field}.count", f"must be an int >= 0, got {count!r}")
+            if age is not None and (
+                not isinstance(age, (int, float)) or isinstance(age, bool) or age < 0
+            ):
+                raise ValidationError(f"{field}.age", f"must be seconds >= 0, got {age!r}")
+            return cls(count, None if age is None else int(age * 1000))
+        raise ValidationError(field, f"expected bool, int or {{'age', 'count'}}, got {spec!r}")
+
+    def as_args(self) -> tuple[int, int]:
+        """(count, age_ms) for the scripts, where -1 means no limit."""
+        return (
+            -1 if self.count is None else self.count,
+            -1 if self.age_ms is None else self.age_ms,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Validated options of one job."""
+
+    job_id: str | None = None
+    delay: int = 0
+    priority: int = 0
+    attempts: int = 1
+    backoff: Backoff | None = None
+    lifo: bool = False
+    timeout: int | None = None
+    remove_on_complete: Retention = Retention(DEFAULT_KEEP_COMPLETED)
+    remove_on_fail: Retention = Retention(DEFAULT_KEEP_FAILED)
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> JobOptions:
+        """Validate user options (the keyword arguments of ``Queue.add``)."""
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "unknown job option")
+        job_id = options.get("job_id")
+        if job_id is not None:
+            if isinstance(job_id, int) and not isinstance(job_id, bool):
+                job_id = str(job_id)
+            if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
+                raise ValidationError(
+                    "job_id", f"must be a non-empty string of at most {MAX_JOB_ID} characters"
+                )
+        priority = options.get("priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ValidationError("priority", f"must be an int, got {priority!r}")
+        if not 0 <= priority <= MAX_PRIORITY:
+            raise ValidationError("priority", f"must be in 0..{MAX_PRIORITY}, got {priority}")
+        attempts = options.get("attempts", 1)
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+            raise ValidationError("attempts", f"must be an int >= 1, got {attempts!r}")
+        lifo = options.get("lifo", False)
+        if not isinstance(lifo, bool):
+            raise ValidationError("lifo", f"must be a bool, got {lifo!r}")
+        timeout = to_ms("timeout", options.get("timeout"), allow_none=True)
+        if timeout == 0:
+            raise ValidationError("timeout", "must be positive (or None for no timeout)")
+        return cls(
+            job_id=job_id,
+            delay=to_ms("delay", options.get("delay", 0)) or 0,
+            priority=priority,
+            attempts=attempts,
+            backoff=Backoff.parse(options.get("backoff")),
+            lifo=lifo,
+            timeout=timeout,
+            remove_on_complete=Retention.parse(
+                "remove_on_complete", options.get("remove_on_complete"), DEFAULT_KEEP_COMPLETED
+            ),
+            remove_on_fail=Retention.parse(
+                "remove_on_fail", options.get("remove_on_fail"), DEFAULT_KEEP_FAILED
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "delay": self.delay,
+            "priority": self.priority,
+            "attempts": self.attempts,
+            "backoff": None if self.backoff is None else self.backoff.to_json(),
+            "lifo": self.lifo,
+            "timeout": self.timeout,
+            "remove_on_complete": self.remove_on_complete.to_json(),
+            "remove_on_fail": self.remove_on_fail.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> JobOptions:
+        """Rebuild options stored by :meth:`to_json` (trusted; not re-validated)."""
+        backoff = raw.get("backoff")
+        roc = raw.get("remove_on_complete") or {}
+        rof = raw.get("remove_on_fail") or {}
+        return cls(
+            job_id=raw.get("job_id"),
+            delay=raw.get("delay", 0),
+            priority=raw.get("priority", 0),
+            attempts=raw.get("attempts", 1),
+            backoff=None if not backoff else Backoff(**backoff),
+            lifo=raw.get("lifo", False),
+            timeout=raw.get("timeout"),
+            remove_on_complete=_retention_from_json(roc, DEFAULT_KEEP_COMPLETED),
+            remove_on_fail=_retention_from_json(rof, DEFAULT_KEEP_FAILED),
+        )
+
+
+def _retention_from_json(raw: Mapping[str, Any], default: int) -> Retention:
+    if not raw:
+        return Retention(default)
+    age = raw.get("age")
+    return Retention(raw.get("count"), None if age is None else int(age * 1000))
+
+
+def dump_data(data: Any, max_bytes: int) -> bytes:
+    """JSON-encode job data, naming the field on failure."""
+    try:
+        encoded = orjson.dumps(data)
+    except TypeError as exc:
+        raise ValidationError("data", f"does not serialize to JSON: {exc}") from None
+    if len(encoded) > max_bytes:
+        raise ValidationError(
+            "data", f"is {len(encoded)} bytes as JSON, more than the limit of {max_bytes}"
+        )
+    return encoded

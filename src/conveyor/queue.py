@@ -1,0 +1,269 @@
+"""The producer's and administrator's handle on one queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+
+from ._scripts import Scripts
+from .connection import Connection, make_client
+from .errors import JobNotFoundError, JobStateError, ValidationError
+from .job import Job, JobState, fields_to_dict, text
+from .keys import STATES, QueueKeys
+from .options import (
+    BackoffSpec,
+    Duration,
+    JobOptions,
+    RetentionSpec,
+    dump_data,
+    validate_queue_name,
+)
+
+__all__ = ["Queue"]
+
+DEFAULT_MAX_DATA_BYTES = 1024 * 1024
+
+
+class Queue:
+    """A named queue on Redis: add jobs, read them, and administer the queue.
+
+    ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed
+    by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
+    ``default_job_options`` apply to every ``add`` unless the call overrides them.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connection: Connection = None,
+        *,
+        prefix: str = "conveyor",
+        default_job_options: Mapping[str, Any] | None = None,
+        events_maxlen: int = 10_000,
+        keep_logs: int = 1_000,
+        max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+    ) -> None:
+        self.name = validate_queue_name(name)
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
+        self.prefix = prefix
+        self.client, self._owns_client = make_client(connection)
+        self.keys = QueueKeys(prefix, name)
+        self.scripts = Scripts(self.client, self.keys, events_maxlen)
+        self.keep_logs = keep_logs
+        self.max_data_bytes = max_data_bytes
+        self.default_job_options = dict(default_job_options or {})
+        if self.default_job_options:
+            JobOptions.parse(self.default_job_options)  # refuse bad defaults early
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} prefix={self.prefix!r}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection if this queue opened it."""
+        if self._owns_client:
+            await self.client.aclose()
+
+    # -- adding -------------------------------------------------------------
+
+    def _prepare(self, name: object, data: Any, options: Mapping[str, Any]) -> tuple[
+        str, bytes, JobOptions, bytes
+    ]:
+        if not isinstance(name, str):
+            raise ValidationError("name", f"job name must be a str, got {name!r}")
+        opts = JobOptions.parse({**self.default_job_options, **options})
+        return name, dump_data(data, self.max_data_bytes), opts, orjson.dumps(opts.to_json())
+
+    async def add(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        job_id: str | None = None,
+        delay: Duration = 0,
+        priority: int = 0,
+        attempts: int = 1,
+        backoff: BackoffSpec = None,
+        lifo: bool = False,
+        timeout: Duration | None = None,
+        remove_on_complete: RetentionSpec = None,
+        remove_on_fail: RetentionSpec = None,
+    ) -> Job:
+        """Add a job; returns it. With a ``job_id`` that exists, returns that job
+        and adds nothing."""
+        options = _given(
+            job_id=job_id, delay=delay, priority=priority, attempts=attempts, backoff=backoff,
+            lifo=lifo, timeout=timeout, remove_on_complete=remove_on_complete,
+            remove_on_fail=remove_on_fail,
+        )
+        prepared = self._prepare(name, data, options)
+        reply = await self._add_prepared(None, *prepared)
+        return await self._job_from_add(reply, prepared, data)
+
+    async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs atomically in one round trip. Each item is a dict with
+        ``name``, ``data`` and any option of :meth:`add`."""
+        prepared_all = []
+        datas = []
+        for i, spec in enumerate(jobs):
+            if not isinstance(spec, Mapping) or "name" not in spec:
+                raise ValidationError(f"jobs[{i}]", "must be a dict with at least 'name'")
+            options = {k: v for k, v in spec.items() if k not in ("name", "data")}
+            try:
+                prepared_all.append(self._prepare(spec["name"], spec.get("data"), options))
+            except ValidationError as exc:
+                raise ValidationError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1],
+                                      exc.value) from None
+            datas.append(spec.get("data"))
+        if not prepared_all:
+            return []
+        async with self.client.pipeline(transaction=True) as pipe:
+            for prepared in prepared_all:
+                await self._add_prepared(pipe, *prepared)
+            replies = await pipe.execute()
+        return [
+            await self._job_from_add(reply, prepared, data)
+            for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
+        ]
+
+    async def _add_prepared(
+        self, pipe: Any, name: str, data: bytes, opts: JobOptions, opts_json: bytes
+    ) -> Any:
+        return await self.scripts.add_job(
+            pipe, opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, opts.lifo,
+            opts.attempts,
+        )
+
+    async def _job_from_add(
+        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+    ) -> Job:
+        job_id, created, timestamp = text(reply[0]), int(reply[1]), int(reply[2])
+        if not created:
+            existing = await self.get_job(job_id)
+            if existing is not None:
+                return existing
+        name, _, opts, _ = prepared
+        return Job(self, job_id, name, data, opts, timestamp)
+
+    # -- reading ------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job with this id, or ``None``."""
+        fields = await self.client.hgetall(self.keys.job(str(job_id)))
+        if not fields:
+            return None
+        return Job.from_fields(self, str(job_id), fields_to_dict(fields))
+
+    async def get_job_state(self, job_id: str) -> JobState | None:
+        """The job's state: waiting, active, delayed, prioritized, completed, failed
+        (``None`` when there is no such job)."""
+        state = text(await self.scripts.get_state(str(job_id)))
+        return state or None
+
+    async def get_job_counts(self, *states: str) -> dict[str, int]:
+        """Number of jobs per state (all states when none are named)."""
+        wanted = states or STATES
+        async with self.client.pipeline(transaction=False) as pipe:
+            for state in wanted:
+                key = self.keys.state_key(state)
+                if state == "waiting":
+                    pipe.llen(key)
+                else:
+                    pipe.zcard(key)
+            counts = await pipe.execute()
+        return dict(zip(wanted, (int(c) for c in counts), strict=True))
+
+    async def get_jobs(
+        self,
+        states: str | Sequence[str],
+        start: int = 0,
+        end: int = -1,
+        asc: bool = False,
+    ) -> list[Job]:
+        """Jobs in the given states, ``start``..``end`` (inclusive) of each state's
+        ordering: newest first unless ``asc``. The wait list's order is the order
+        jobs will be taken."""
+        if isinstance(states, str):
+            states = [states]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for state in states:
+                key = self.keys.state_key(state)
+                if state == "waiting":
+                    if asc:
+                        pipe.lrange(key, start, end)
+                    else:
+                        pipe.lrange(key, -(end + 1) if end >= 0 else 0, -(start + 1))
+                elif asc:
+                    pipe.zrange(key, start, end)
+                else:
+                    pipe.zrevrange(key, start, end)
+            ranges = await pipe.execute()
+        ids: list[str] = []
+        for state, found in zip(states, ranges, strict=True):
+            found = [text(i) for i in found]
+            if state == "waiting" and not asc:
+                found.reverse()
+            ids.extend(found)
+        if not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        return [
+            Job.from_fields(self, job_id, fields_to_dict(fields))
+            for job_id, fields in zip(ids, hashes, strict=True)
+            if fields
+        ]
+
+    # -- administering -----------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop workers from starting jobs of this queue; adds still land."""
+        await self.scripts.set_paused(True)
+
+    async def resume(self) -> None:
+        """Let workers start jobs again."""
+        await self.scripts.set_paused(False)
+
+    async def is_paused(self) -> bool:
+        return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    async def remove(self, job_id: str) -> bool:
+        """Delete a job and its logs; ``False`` if it did not exist. Raises
+        :class:`JobStateError` while a worker holds the job."""
+        result = int(await self.scripts.remove_job(str(job_id)))
+        if result < 0:
+            raise JobStateError(f"job {job_id!r} is active and locked by a worker")
+        return result == 1
+
+    async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
+        """Send a failed (or completed) job back to waiting."""
+        result = int(await self.scripts.retry_job(str(job_id), reset_attempts))
+        if result == 0:
+            raise JobNotFoundError(self.name, str(job_id))
+        if result < 0:
+            state = await self.get_job_state(str(job_id))
+            raise JobStateError(f"job {job_id!r} is {state}, only failed or completed jobs retry")
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options a caller set, so queue defaults fill the rest."""
+    defaults = {"job_id": None, "delay": 0, "priority": 0, "attempts": 1, "backoff": None,
+                "lifo": False, "timeout": None, "remove_on_complete": None,
+                "remove_on_fail": None}
+    return {k: v for k, v in options.items() if v is not defaults[k] or k not in defaults}

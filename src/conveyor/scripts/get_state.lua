@@ -1,0 +1,22 @@
+--[[ get_state: the state a job is in, read atomically.
+
+KEYS  1 completed  2 failed  3 delayed  4 active  5 prioritized  6 wait
+ARGV  1 key base  2 job id
+Returns "completed" | "failed" | "delayed" | "active" | "prioritized" | "waiting"
+| "unknown" (the hash exists but no state holds it) | "" (no such job).
+]]
+
+local id = ARGV[2]
+if redis.call('EXISTS', ARGV[1] .. 'job:' .. id) == 0 then
+  return ''
+end
+local zsets = {'completed', 'failed', 'delayed', 'active', 'prioritized'}
+for i, state in ipairs(zsets) do
+  if redis.call('ZSCORE', KEYS[i], id) then
+    return state
+  end
+end
+if redis.call('LPOS', KEYS[6], id) then
+  return 'waiting'
+end
+return 'unknown'

@@ -1,0 +1,77 @@
+-- Helpers shared by the scripts: the clock, events, and putting a job where a
+-- worker will find it.
+
+-- Milliseconds since the epoch by Redis' own clock: one clock for every
+-- producer and worker, whatever their hosts say.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Append an event to the queue's capped stream. `fields` is a flat list.
+local function emit(events_key, maxlen, event, job_id, fields)
+  if fields then
+    redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'event', event,
+      'job_id', job_id, unpack(fields))
+  else
+    redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'event', event,
+      'job_id', job_id)
+  end
+end
+
+local PRIORITY_SHIFT = 2147483648  -- 2^31: score = priority * 2^31 + sequence
+
+-- Make a job ready: the wait list (priority 0) or the prioritized zset, and
+-- wake one idle worker unless the queue is paused. `front` puts a plain job
+-- at the head of the wait list (lifo, or a job handed back unfinished).
+local function push_ready(wait_key, prioritized_key, pc_key, meta_key, marker_key,
+                          job_id, priority, front)
+  if priority == 0 then
+    if front then
+      redis.call('LPUSH', wait_key, job_id)
+    else
+      redis.call('RPUSH', wait_key, job_id)
+    end
+  else
+    local seq = redis.call('INCR', pc_key) % PRIORITY_SHIFT
+    redis.call('ZADD', prioritized_key, priority * PRIORITY_SHIFT + seq, job_id)
+  end
+  if redis.call('HEXISTS', meta_key, 'paused') == 0 then
+    redis.call('ZADD', marker_key, 0, '0')
+  end
+end
+
+-- Put a job in the delayed zset and make sure an idle worker wakes in time
+-- for the earliest due job (the 'd' marker's score is that time).
+local function push_delayed(delayed_key, marker_key, job_id, due)
+  redis.call('ZADD', delayed_key, due, job_id)
+  redis.call('ZADD', marker_key, 'LT', due, 'd')
+end
+
+local function delete_job(base, job_id)
+  redis.call('DEL', base .. 'job:' .. job_id, base .. 'job:' .. job_id .. ':logs')
+end
+
+-- Keep a finished set within its retention: younger than age_ms (-1: any age)
+-- and at most `count` newest (-1: any number).
+local function trim_finished(set_key, base, count, age_ms, now)
+  if age_ms >= 0 then
+    local old = redis.call('ZRANGEBYSCORE', set_key, '-inf', now - age_ms, 'LIMIT', 0, 1000)
+    for _, id in ipairs(old) do
+      delete_job(base, id)
+    end
+    if #old > 0 then
+      redis.call('ZREM', set_key, unpack(old))
+    end
+  end
+  if count >= 0 then
+    local excess = redis.call('ZCARD', set_key) - count
+    if excess > 0 then
+      local ids = redis.call('ZRANGE', set_key, 0, excess - 1)
+      for _, id in ipairs(ids) do
+        delete_job(base, id)
+      end
+      redis.call('ZREMRANGEBYRANK', set_key, 0, excess - 1)
+    end
+  end
+end

@@ -1,0 +1,51 @@
+--[[ move_stalled_jobs: return jobs whose lock lapsed (their worker died or hung) to
+the head of the wait list, or fail them once they stalled more than allowed.
+Runs at most once per interval across all workers (guarded by stalled-check).
+
+KEYS  1 active  2 wait  3 prioritized  4 pc  5 meta  6 marker  7 events  8 failed
+      9 stalled-check
+ARGV  1 key base  2 check interval ms  3 max stalled count  4 events maxlen
+      5 failed retention "count:age_ms"
+Returns {{requeued ids}, {failed ids}}, or {} when another worker checked within
+the interval.
+Events: stalled, failed
+]]
+--@include "common"
+
+local base = ARGV[1]
+if not redis.call('SET', KEYS[9], '1', 'PX', ARGV[2], 'NX') then
+  return {}
+end
+local now = now_ms()
+local max_stalled = tonumber(ARGV[3])
+local maxlen = ARGV[4]
+local requeued, failed = {}, {}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(ids) do
+  local job_key = base .. 'job:' .. id
+  redis.call('ZREM', KEYS[1], id)
+  if redis.call('EXISTS', job_key) == 1 then
+    redis.call('HDEL', job_key, 'tok')
+    local stalls = redis.call('HINCRBY', job_key, 'stc', 1)
+    emit(KEYS[7], maxlen, 'stalled', id, {'stalled_count', stalls})
+    if stalls > max_stalled then
+      local made = redis.call('HINCRBY', job_key, 'atm', 1)
+      local reason = 'job stalled more than max_stalled_count (' .. max_stalled .. ') times'
+      redis.call('HSET', job_key, 'fr', reason, 'fon', now)
+      redis.call('ZADD', KEYS[8], now, id)
+      emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', made})
+      failed[#failed + 1] = id
+    else
+      local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')
+      push_ready(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], id, priority, true)
+      requeued[#requeued + 1] = id
+    end
+  end
+end
+if #failed > 0 then
+  local keep = ARGV[5]
+  local sep = string.find(keep, ':', 1, true)
+  trim_finished(KEYS[8], base, tonumber(string.sub(keep, 1, sep - 1)),
+    tonumber(string.sub(keep, sep + 1)), now)
+end
+return {requeued, failed}

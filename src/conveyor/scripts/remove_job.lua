@@ -1,0 +1,26 @@
+--[[ remove_job: delete a job and its logs from whatever state it is in.
+An active job is refused while its lock is held (its worker still runs it).
+
+KEYS  1 wait  2 prioritized  3 delayed  4 active  5 completed  6 failed  7 events
+ARGV  1 key base  2 job id  3 events maxlen
+Returns 1 removed, 0 no such job, -1 active and locked.
+Events: removed
+]]
+--@include "common"
+
+local base = ARGV[1]
+local id = ARGV[2]
+if redis.call('EXISTS', base .. 'job:' .. id) == 0 then
+  return 0
+end
+local deadline = redis.call('ZSCORE', KEYS[4], id)
+if deadline and tonumber(deadline) > now_ms() then
+  return -1
+end
+redis.call('LREM', KEYS[1], 0, id)
+for i = 2, 6 do
+  redis.call('ZREM', KEYS[i], id)
+end
+delete_job(base, id)
+emit(KEYS[7], ARGV[3], 'removed', id, nil)
+return 1

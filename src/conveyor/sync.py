@@ -1,0 +1,212 @@
+"""Conveyor for synchronous code (Django, Flask, scripts, plain ``def`` processors).
+
+:class:`Queue` offers the producer and admin calls of :class:`conveyor.Queue`
+as blocking methods; it runs the asyncio client on one background event loop
+per process. :class:`SyncJob` is what a plain ``def`` processor receives: the
+job's fields plus blocking ``update_progress``, ``log`` and friends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from .connection import Connection
+
+if TYPE_CHECKING:
+    from .job import Job, JobState
+    from .options import JobOptions
+    from .queue import Queue as AsyncQueue
+
+__all__ = ["Queue", "SyncJob"]
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=loop.run_forever, name="conveyor-sync", daemon=True
+            ).start()
+            _loop = loop
+        return _loop
+
+
+def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+class SyncJob:
+    """A job seen from synchronous code; its calls block until Redis answers."""
+
+    __slots__ = ("_job", "_loop")
+
+    def __init__(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        self._job = job
+        self._loop = loop
+
+    def __repr__(self) -> str:
+        return repr(self._job)
+
+    @property
+    def job(self) -> Job:
+        """The underlying asyncio :class:`~conveyor.Job`."""
+        return self._job
+
+    @property
+    def id(self) -> str:
+        return self._job.id
+
+    @property
+    def name(self) -> str:
+        return self._job.name
+
+    @property
+    def data(self) -> Any:
+        return self._job.data
+
+    @property
+    def opts(self) -> JobOptions:
+        return self._job.opts
+
+    @property
+    def attempts_made(self) -> int:
+        return self._job.attempts_made
+
+    @property
+    def progress(self) -> Any:
+        return self._job.progress
+
+    @property
+    def return_value(self) -> Any:
+        return self._job.return_value
+
+    @property
+    def failed_reason(self) -> str | None:
+        return self._job.failed_reason
+
+    @property
+    def stacktrace(self) -> list[str]:
+        return self._job.stacktrace
+
+    @property
+    def timestamp(self) -> int:
+        return self._job.timestamp
+
+    @property
+    def processed_on(self) -> int | None:
+        return self._job.processed_on
+
+    @property
+    def finished_on(self) -> int | None:
+        return self._job.finished_on
+
+    def update_progress(self, progress: int | float | dict[str, Any]) -> None:
+        _run(self._loop, self._job.update_progress(progress))
+
+    def log(self, line: str) -> int:
+        return _run(self._loop, self._job.log(line))
+
+    def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
+        return _run(self._loop, self._job.get_logs(start, end))
+
+    def get_state(self) -> JobState | None:
+        return _run(self._loop, self._job.get_state())
+
+    def refresh(self) -> SyncJob:
+        _run(self._loop, self._job.refresh())
+        return self
+
+    def retry(self, *, reset_attempts: bool = False) -> None:
+        _run(self._loop, self._job.retry(reset_attempts=reset_attempts))
+
+    def remove(self) -> None:
+        _run(self._loop, self._job.remove())
+
+    def wait_until_finished(self, timeout: float | None = None) -> Any:
+        return _run(self._loop, self._job.wait_until_finished(timeout))
+
+
+class Queue:
+    """Blocking twin of :class:`conveyor.Queue` (same arguments, same methods)."""
+
+    def __init__(self, name: str, connection: Connection = None, **kwargs: Any) -> None:
+        from .queue import Queue as AsyncQueue
+
+        self._loop = _background_loop()
+
+        async def create() -> AsyncQueue:
+            return AsyncQueue(name, connection, **kwargs)
+
+        self._queue = _run(self._loop, create())
+
+    @property
+    def name(self) -> str:
+        return self._queue.name
+
+    @property
+    def queue(self) -> AsyncQueue:
+        """The underlying asyncio queue (use it only on the background loop)."""
+        return self._queue
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _job(self, job: Job | None) -> SyncJob | None:
+        return None if job is None else SyncJob(job, self._loop)
+
+    def add(self, name: str, data: Any = None, **options: Any) -> SyncJob:
+        return SyncJob(_run(self._loop, self._queue.add(name, data, **options)), self._loop)
+
+    def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[SyncJob]:
+        return [SyncJob(j, self._loop) for j in _run(self._loop, self._queue.add_bulk(jobs))]
+
+    def get_job(self, job_id: str) -> SyncJob | None:
+        return self._job(_run(self._loop, self._queue.get_job(job_id)))
+
+    def get_job_state(self, job_id: str) -> JobState | None:
+        return _run(self._loop, self._queue.get_job_state(job_id))
+
+    def get_job_counts(self, *states: str) -> dict[str, int]:
+        return _run(self._loop, self._queue.get_job_counts(*states))
+
+    def get_jobs(
+        self, states: str | Sequence[str], start: int = 0, end: int = -1, asc: bool = False
+    ) -> list[SyncJob]:
+        jobs = _run(self._loop, self._queue.get_jobs(states, start, end, asc))
+        return [SyncJob(j, self._loop) for j in jobs]
+
+    def pause(self) -> None:
+        _run(self._loop, self._queue.pause())
+
+    def resume(self) -> None:
+        _run(self._loop, self._queue.resume())
+
+    def is_paused(self) -> bool:
+        return _run(self._loop, self._queue.is_paused())
+
+    def remove(self, job_id: str) -> bool:
+        return _run(self._loop, self._queue.remove(job_id))
+
+    def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
+        _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))
+
+    def close(self) -> None:
+        _run(self._loop, self._queue.close())

@@ -1,0 +1,457 @@
+"""The worker: takes jobs of one queue and runs them with bounded concurrency.
+
+One loop owns all Redis traffic of the hot path. Finished attempts are
+buffered and reported in one ``move_to_finished`` call that also takes the
+next jobs, so in steady state a job costs one round trip, and under load
+many jobs share one. When the queue runs dry the worker blocks on the
+queue's marker (``BZPOPMIN``) instead of polling. Two side tasks renew all
+locks in one call per interval and return stalled jobs to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._scripts import Outcome
+from .connection import Connection, socket_timeout
+from .errors import JobTimeoutError, UnrecoverableError, ValidationError
+from .job import Job, fields_to_dict, text
+from .options import DEFAULT_KEEP_FAILED, backoff_delay, to_ms
+from .queue import Queue
+from .sync import SyncJob
+
+__all__ = ["BackoffStrategy", "Processor", "Worker"]
+
+log = logging.getLogger("conveyor.worker")
+
+Processor: TypeAlias = Callable[[Job], Awaitable[Any]] | Callable[[SyncJob], Any]
+#: (attempts_made, error, job) -> delay before the next attempt; None or < 0: don't retry.
+BackoffStrategy: TypeAlias = Callable[[int, BaseException, Job], int | timedelta | None]
+Listener: TypeAlias = Callable[..., Any]
+
+EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_MAX_RECONNECT_DELAY = 5.0
+
+
+class Worker:
+    """Runs ``processor`` for the jobs of ``queue_name``.
+
+    ``processor`` is an ``async def`` taking a :class:`Job`, or a plain ``def``
+    taking a :class:`conveyor.sync.SyncJob`; plain functions run in a thread pool
+    of ``concurrency`` threads so they never block the event loop. Durations are
+    milliseconds or ``timedelta``.
+    """
+
+    def __init__(
+        self,
+        queue_name: str,
+        processor: Processor,
+        *,
+        connection: Connection = None,
+        prefix: str = "conveyor",
+        concurrency: int = 1,
+        lock_duration: int | timedelta = 30_000,
+        stalled_interval: int | timedelta = 30_000,
+        max_stalled_count: int = 1,
+        backoff_strategy: BackoffStrategy | None = None,
+        block_timeout: int | timedelta = 5_000,
+        name: str | None = None,
+    ) -> None:
+        if not callable(processor):
+            raise ValidationError("processor", f"must be callable, got {processor!r}")
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
+        if not isinstance(max_stalled_count, int) or max_stalled_count < 0:
+            raise ValidationError(
+                "max_stalled_count", f"must be an int >= 0, got {max_stalled_count!r}"
+            )
+        self.lock_duration = _positive_ms("lock_duration", lock_duration)
+        self.stalled_interval = _positive_ms("stalled_interval", stalled_interval)
+        self.block_timeout = _positive_ms("block_timeout", block_timeout)
+        self.queue = Queue(queue_name, connection, prefix=prefix)
+        self.processor = processor
+        self.concurrency = concurrency
+        self.max_stalled_count = max_stalled_count
+        self.backoff_strategy = backoff_strategy
+        self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._token_prefix = self.id + ":"
+        self._is_async = _is_async_callable(processor)
+        self._executor: ThreadPoolExecutor | None = None
+        self._listeners: dict[str, list[Listener]] = {}
+        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._outcomes: list[Outcome] = []
+        self._finished: list[tuple[Job, str, Any]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._force = False
+        self._started = False
+        self._closed = asyncio.Event()
+        self._drained = False
+        self._next_due = 0
+        self._block_task: asyncio.Task[None] | None = None
+        self._redis_down = False
+        self._close_task: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} queue={self.queue.name!r} concurrency={self.concurrency}>"
+
+    @property
+    def name(self) -> str:
+        return self.queue.name
+
+    # -- events ---------------------------------------------------------------
+
+    def on(self, event: str, callback: Listener) -> Listener:
+        """Call ``callback`` on a worker event (it may be ``async``):
+
+        ``active(job)``, ``completed(job, result)``, ``failed(job, error)`` (every
+        failed attempt), ``progress(job, progress)``, ``stalled(job_id)``,
+        ``drained()``, ``error(exception)``.
+        """
+        if event not in EVENTS:
+            raise ValidationError("event", f"unknown event {event!r}; one of {sorted(EVENTS)}")
+        self._listeners.setdefault(event, []).append(callback)
+        return callback
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for callback in self._listeners.get(event, ()):
+            try:
+                result = callback(*args)
+                if inspect.isawaitable(result):
+                    asyncio.ensure_future(result).add_done_callback(self._listener_done)
+            except Exception as exc:
+                self._listener_failed(exc)
+
+    def _listener_done(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._listener_failed(future.exception())  # type: ignore[arg-type]
+
+    def _listener_failed(self, exc: BaseException) -> None:
+        log.exception("worker event listener failed", exc_info=exc)
+        if self._listeners.get("error"):
+            with contextlib.suppress(Exception):
+                for callback in self._listeners["error"]:
+                    callback(exc)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Process jobs until :meth:`close` is called or SIGTERM/SIGINT arrives."""
+        if self._started:
+            raise RuntimeError("Worker.run() was already called")
+        self._started = True
+        if not self._is_async:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor")
+        removers = self._install_signal_handlers()
+        side_tasks = [
+            asyncio.create_task(self._renew_locks(), name="conveyor-locks"),
+            asyncio.create_task(self._check_stalled(), name="conveyor-stalled"),
+        ]
+        log.info("worker %s started on queue %r (concurrency %d)",
+                 self.id, self.queue.name, self.concurrency)
+        try:
+            await self._main_loop()
+        finally:
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
+            await self._cancel_block()
+            for remove in removers:
+                remove()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            await self.queue.close()
+            self._closed.set()
+            log.info("worker %s stopped", self.id)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop taking jobs and let active ones finish.
+
+        After ``timeout`` seconds, jobs still running are cancelled and handed
+        back to the head of the queue at once (no attempt counted). Returns
+        when the worker has stopped.
+        """
+        self._closing = True
+        self._wake.set()
+        if not self._started:
+            await self.queue.close()
+            return
+        await self._cancel_block()
+        tasks = [task for _, task in self._running.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                self._abandon(pending)
+        await self._closed.wait()
+
+    def _abandon(self, tasks: set[asyncio.Task[None]]) -> None:
+        log.warning("handing %d unfinished job(s) back to the queue", len(tasks))
+        self._force = True
+        for task in tasks:
+            task.cancel()
+
+    def _install_signal_handlers(self) -> list[Callable[[], None]]:
+        loop = asyncio.get_running_loop()
+        removers: list[Callable[[], None]] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no signals here
+            removers.append(functools.partial(_remove_handler, loop, sig))
+        return removers
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._closing:
+            log.warning("%s again: handing running jobs back now", sig.name)
+            self._abandon({task for _, task in self._running.values()})
+            return
+        log.info("%s: finishing %d running job(s), then stopping", sig.name, len(self._running))
+        self._close_task = asyncio.ensure_future(self.close())
+
+    # -- the hot loop ---------------------------------------------------------
+
+    def _free_slots(self) -> int:
+        return 0 if self._closing else self.concurrency - len(self._running)
+
+    async def _main_loop(self) -> None:
+        scripts = self.queue.scripts
+        delay = 0.05
+        while True:
+            self._wake.clear()
+            if self._closing and not self._running and not self._outcomes:
+                return
+            try:
+                if self._outcomes:
+                    outcomes, finished = self._outcomes, self._finished
+                    self._outcomes, self._finished = [], []
+                    n = self._free_slots()
+                    try:
+                        reply = await scripts.move_to_finished(
+                            outcomes, n, self._token_prefix, self.lock_duration
+                        )
+                    except BaseException:
+                        self._outcomes[:0] = outcomes
+                        self._finished[:0] = finished
+                        raise
+                    self._report(finished, reply[0])
+                    self._start(n, reply[1], reply[2])
+                elif self._free_slots() > 0 and not self._drained:
+                    n = self._free_slots()
+                    reply = await scripts.move_to_active(n, self._token_prefix, self.lock_duration)
+                    self._start(n, reply[0], reply[1])
+                else:
+                    if self._free_slots() > 0 and self._block_task is None:
+                        self._block_task = asyncio.create_task(self._wait_for_work())
+                    await self._wake.wait()
+                    continue
+                if self._redis_down:
+                    self._redis_down = False
+                    log.warning("worker %s: connection to Redis is back", self.id)
+                delay = 0.05
+            except _REDIS_DOWN as exc:
+                self._note_redis_down(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RECONNECT_DELAY)
+
+    def _note_redis_down(self, exc: BaseException) -> None:
+        if not self._redis_down:
+            self._redis_down = True
+            log.warning("worker %s: lost connection to Redis (%s); reconnecting", self.id, exc)
+            self._emit("error", exc)
+
+    def _start(self, n: int, next_due: Any, jobs: list[Any]) -> None:
+        for job_id, fields in jobs:
+            job = Job.from_fields(self.queue, text(job_id), fields_to_dict(fields))
+            assert job.token is not None
+            if self._listeners.get("progress"):
+                job._progress_listener = self._on_progress
+            task = asyncio.create_task(self._process(job))
+            self._running[job.token] = (job, task)
+            if self._listeners.get("active"):
+                self._emit("active", job)
+        if n > 0 and not jobs:
+            if not self._drained:
+                self._drained = True
+                self._emit("drained")
+            self._next_due = int(next_due)
+        elif jobs:
+            self._drained = False
+
+    def _on_progress(self, job: Job, progress: Any) -> None:
+        self._emit("progress", job, progress)
+
+    def _report(self, finished: list[tuple[Job, str, Any]], statuses: list[Any]) -> None:
+        for (job, kind, payload), status in zip(finished, statuses, strict=True):
+            if not int(status):
+                log.warning("job %s: lock was lost before it finished; result discarded "
+                            "(another worker took the job over)", job.id)
+            elif kind == "c":
+                self._emit("completed", job, payload)
+            elif kind == "f":
+                self._emit("failed", job, payload)
+
+    async def _wait_for_work(self) -> None:
+        """Block on the queue's marker until work may be ready (or a delayed job is due)."""
+        timeout = self.block_timeout / 1000
+        read_timeout = socket_timeout(self.queue.client)
+        if read_timeout is not None:
+            timeout = min(timeout, read_timeout * 0.8)
+        if self._next_due:
+            timeout = min(timeout, max((self._next_due - time.time() * 1000) / 1000, 0.002))
+        try:
+            await self.queue.client.bzpopmin(self.queue.keys.marker, timeout)
+        except _REDIS_DOWN as exc:
+            self._note_redis_down(exc)
+            await asyncio.sleep(0.1)
+        finally:
+            self._drained = False
+            self._next_due = 0
+            self._block_task = None
+            self._wake.set()
+
+    async def _cancel_block(self) -> None:
+        task = self._block_task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- running one job ------------------------------------------------------
+
+    async def _process(self, job: Job) -> None:
+        assert job.token is not None
+        stack = ""
+        retry_delay = 0
+        try:
+            result = await self._call(job)
+            kind, payload = "c", result
+            try:
+                value = orjson.dumps(result).decode()
+            except TypeError as exc:
+                raise TypeError(f"return value does not serialize to JSON: {exc}") from None
+        except asyncio.CancelledError:
+            kind, payload, value = "r", None, ""
+        except Exception as exc:
+            kind, payload, value = "f", exc, f"{type(exc).__name__}: {exc}"
+            stack = "".join(traceback.format_exception(exc))
+            retry_delay = -1 if isinstance(exc, UnrecoverableError) else self._retry_delay(job, exc)
+        self._running.pop(job.token, None)
+        retention = job.opts.remove_on_complete if kind == "c" else job.opts.remove_on_fail
+        count, age = retention.as_args()
+        self._outcomes.append(
+            (job.id, job.token, kind, value, stack, retry_delay, f"{count}:{age}")
+        )
+        self._finished.append((job, kind, payload))
+        if kind != "r":
+            job.attempts_made += 1
+        self._wake.set()
+
+    async def _call(self, job: Job) -> Any:
+        timeout = job.opts.timeout
+        if self._is_async:
+            call: Awaitable[Any] = self.processor(job)  # type: ignore[arg-type]
+        else:
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(
+                self._executor, self.processor, SyncJob(job, loop)  # type: ignore[arg-type]
+            )
+        if timeout is None:
+            return await call
+        try:
+            async with asyncio.timeout(timeout / 1000) as scope:
+                return await call
+        except TimeoutError:
+            if scope.expired():
+                raise JobTimeoutError(f"job {job.id} timed out after {timeout} ms") from None
+            raise
+
+    def _retry_delay(self, job: Job, exc: BaseException) -> int:
+        """Delay before the next attempt; -1 means don't retry."""
+        made = job.attempts_made + 1
+        if made >= job.opts.attempts:
+            return 0
+        backoff = job.opts.backoff
+        if (backoff is None or backoff.type == "custom") and self.backoff_strategy is not None:
+            try:
+                delay = self.backoff_strategy(made, exc, job)
+            except Exception:
+                log.exception("backoff_strategy failed for job %s; retrying at once", job.id)
+                return 0
+            if delay is None:
+                return -1
+            ms = to_ms("backoff_strategy()", delay) if not isinstance(delay, int) else delay
+            return -1 if ms is None or ms < 0 else ms
+        if backoff is None or backoff.type == "custom":
+            return backoff.delay if backoff else 0
+        return backoff_delay(backoff, made)
+
+    # -- side tasks -----------------------------------------------------------
+
+    async def _renew_locks(self) -> None:
+        """Extend the locks of all running jobs in one call, twice per lock duration."""
+        while True:
+            await asyncio.sleep(self.lock_duration / 2000)
+            if not self._running:
+                continue
+            locks = [(job.id, token) for token, (job, _) in self._running.items()]
+            try:
+                lost = await self.queue.scripts.extend_locks(locks, self.lock_duration)
+            except _REDIS_DOWN as exc:
+                self._note_redis_down(exc)
+                continue
+            for job_id in lost:
+                log.warning("job %s: lock lost (taken over after a stall?)", text(job_id))
+
+    async def _check_stalled(self) -> None:
+        """Return jobs whose worker died to the queue (one check per interval, cluster-wide)."""
+        keep = f"{DEFAULT_KEEP_FAILED}:-1"
+        while True:
+            try:
+                reply = await self.queue.scripts.move_stalled_jobs(
+                    self.stalled_interval, self.max_stalled_count, keep
+                )
+            except _REDIS_DOWN as exc:
+                self._note_redis_down(exc)
+            else:
+                if reply:
+                    for job_id in [*reply[0], *reply[1]]:
+                        log.warning("job %s stalled (its worker stopped renewing the lock)",
+                                    text(job_id))
+                        self._emit("stalled", text(job_id))
+            await asyncio.sleep(self.stalled_interval / 1000)
+
+
+def _remove_handler(loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:
+    loop.remove_signal_handler(sig)
+
+
+def _positive_ms(field: str, value: int | timedelta) -> int:
+    ms = to_ms(field, value)
+    if not ms:
+        raise ValidationError(field, "must be positive")
+    return ms
+
+
+def _is_async_callable(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
