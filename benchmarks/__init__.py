@@ -1,0 +1,1 @@
+"""conveyor's benchmarks (run by hand; see RESULTS.md)."""

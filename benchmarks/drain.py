@@ -1,0 +1,82 @@
+"""Drain N waiting no-op jobs with one worker process and count Redis work per job.
+
+    .venv/bin/python -m benchmarks.drain --jobs 20000 --concurrency 1 10 100
+
+Uses a private redis-server. Reports jobs/s, and from INFO commandstats the
+script calls (round trips of the hot path) and all Redis commands per job,
+counting the commands the scripts run inside Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from conveyor import Job, Queue, Worker
+from conveyor.embedded import RedisServer
+
+
+async def _commandstats(client: aioredis.Redis) -> dict[str, int]:
+    info: dict[str, Any] = await client.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+
+async def drain(url: str, jobs: int, concurrency: int) -> dict[str, float]:
+    client = aioredis.Redis.from_url(url)
+    await client.flushall()
+    queue = Queue("bench", url)
+    await queue.add_bulk([{"name": "noop", "data": i} for i in range(jobs)])
+    done = asyncio.Event()
+    finished = 0
+
+    async def noop(job: Job) -> None:
+        return None
+
+    def count(job: Job, result: Any) -> None:
+        nonlocal finished
+        finished += 1
+        if finished == jobs:
+            done.set()
+
+    worker = Worker("bench", noop, connection=url, concurrency=concurrency)
+    worker.on("completed", count)
+    await client.config_resetstat()
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.run())
+    await done.wait()
+    elapsed = time.perf_counter() - start
+    stats = await _commandstats(client)
+    await worker.close()
+    await task
+    await queue.close()
+    await client.aclose()
+    scripts = stats.get("evalsha", 0) + stats.get("eval", 0)
+    total = sum(v for k, v in stats.items() if k not in ("config|resetstat", "info"))
+    return {
+        "jobs_per_s": jobs / elapsed,
+        "round_trips_per_job": scripts / jobs,
+        "commands_per_job": (total - scripts) / jobs,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
+    args = parser.parse_args()
+    with RedisServer() as server:
+        # The benchmark measures the queue, not fsync: no AOF here.
+        await aioredis.Redis.from_url(server.url).config_set("appendonly", "no")
+        for c in args.concurrency:
+            r = await drain(server.url, args.jobs, c)
+            print(f"concurrency {c:>4}: {r['jobs_per_s']:>8.0f} jobs/s  "
+                  f"{r['round_trips_per_job']:.3f} script calls/job  "
+                  f"{r['commands_per_job']:.1f} Redis commands/job")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
