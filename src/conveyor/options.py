@@ -143,7 +143,8 @@ class Retention:
     age_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "age": None if self.age_ms is None else self.age_ms // 1000}
+        # Seconds, as given (sub-second ages must survive the round trip).
+        return {"count": self.count, "age": None if self.age_ms is None else self.age_ms / 1000}
 
     @classmethod
     def parse(cls, field: str, spec: RetentionSpec, default_count: int) -> Retention:
@@ -167,7 +168,7 @@ class Retention:
                 not isinstance(age, (int, float)) or isinstance(age, bool) or age < 0
             ):
                 raise ValidationError(f"{field}.age", f"must be seconds >= 0, got {age!r}")
-            return cls(count, None if age is None else int(age * 1000))
+            return cls(count, None if age is None else round(age * 1000))
         raise ValidationError(field, f"expected bool, int or {{'age', 'count'}}, got {spec!r}")
 
     def as_args(self) -> tuple[int, int]:
@@ -206,6 +207,9 @@ class JobOptions:
                 raise ValidationError(
                     "job_id", f"must be a non-empty string of at most {MAX_JOB_ID} characters"
                 )
+            if ":" in job_id:
+                # ids live inside key names: "x:logs" would be job x's log key
+                raise ValidationError("job_id", f"may not contain ':', got {job_id!r}")
         priority = options.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise ValidationError("priority", f"must be an int, got {priority!r}")
@@ -272,7 +276,7 @@ def _retention_from_json(raw: Mapping[str, Any], default: int) -> Retention:
     if not raw:
         return Retention(default)
     age = raw.get("age")
-    return Retention(raw.get("count"), None if age is None else int(age * 1000))
+    return Retention(raw.get("count"), None if age is None else round(age * 1000))
 
 
 def dump_data(data: Any, max_bytes: int) -> bytes:

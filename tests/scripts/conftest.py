@@ -1,0 +1,26 @@
+"""Fixtures of the script tests: a Queue (for its ``scripts`` wrapper) and a reader
+of the queue's raw Redis keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from script_support import QueueState
+
+from conveyor import Queue
+
+
+@pytest.fixture
+async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
+    q = Queue(queue_name, redis_url)
+    try:
+        yield q
+    finally:
+        await q.close()
+
+
+@pytest.fixture
+def state(redis: aioredis.Redis, queue: Queue) -> QueueState:
+    return QueueState(redis, queue)

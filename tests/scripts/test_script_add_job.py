@@ -1,0 +1,184 @@
+"""add_job.lua: ids, the existing-id no-op, where a job lands, markers and events."""
+
+from __future__ import annotations
+
+from script_support import PRIORITY_SHIFT, QueueState, add, s
+
+from conveyor import Queue
+from conveyor.options import MAX_PRIORITY
+
+
+async def test_generated_ids_increase_and_hash_is_written(queue: Queue, state: QueueState) -> None:
+    before = await state.now()
+    replies = [await add(queue, name=f"n{i}", attempts=3) for i in range(3)]
+    after = await state.now()
+
+    assert [r[0] for r in replies] == ["1", "2", "3"]
+    assert all(created == 1 for _, created, _ in replies)
+    assert [r[2] for r in replies] == sorted(r[2] for r in replies)
+    assert before <= replies[0][2] and replies[-1][2] <= after
+    assert await state.redis.get(queue.keys.id) == b"3"
+
+    _, _, ts = replies[0]
+    assert await state.job("1") == {
+        "name": "n0",
+        "data": '{"x":1}',
+        "opts": "{}",
+        "ts": str(ts),
+        "prio": "0",
+        "att": "3",
+        "atm": "0",
+        "ats": "0",
+    }
+
+
+async def test_generated_ids_skip_taken_ids(queue: Queue, state: QueueState) -> None:
+    assert (await add(queue, "2"))[:2] == ("2", 1)
+    assert (await add(queue, "3"))[:2] == ("3", 1)
+
+    assert (await add(queue))[0] == "1"
+    assert (await add(queue))[0] == "4"  # 2 and 3 are taken
+    assert (await add(queue))[0] == "5"
+    assert await state.redis.get(queue.keys.id) == b"5"
+    assert await state.wait() == ["2", "3", "1", "4", "5"]
+
+
+async def test_existing_custom_id_returns_it_and_changes_nothing(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "abc", name="first", data=b"1")
+    before = await state.snapshot()
+
+    for kwargs in ({}, {"delay": 5000}, {"priority": 3}, {"lifo": True}):
+        reply = await queue.scripts.add_job(
+            None,
+            "abc",
+            "second",
+            b"2",
+            b"{}",
+            kwargs.get("delay", 0),
+            kwargs.get("priority", 0),
+            kwargs.get("lifo", False),
+            5,
+        )
+        assert s(reply) == ["abc", 0, 0]
+
+    assert await state.snapshot() == before
+    assert (await state.job("abc"))["name"] == "first"
+
+
+async def test_existing_generated_id_given_as_custom_id_is_a_noop(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, _, _ = await add(queue)
+    before = await state.snapshot()
+    assert await add(queue, job_id) == (job_id, 0, 0)
+    assert await state.snapshot() == before
+
+
+async def test_plain_job_goes_to_wait_tail_sets_marker_and_emits_added(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, name="a")
+    await add(queue, name="b")
+
+    assert await state.wait() == ["1", "2"]
+    assert await state.prioritized() == []
+    assert await state.delayed() == []
+    assert await state.marker() == {"0": 0.0}
+    assert await state.events() == [
+        {"event": "added", "job_id": "1", "name": "a"},
+        {"event": "added", "job_id": "2", "name": "b"},
+    ]
+
+
+async def test_lifo_goes_to_head_of_wait(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await add(queue)
+    await add(queue, lifo=True)
+    assert await state.wait() == ["3", "1", "2"]
+
+
+async def test_priority_packs_priority_and_sequence(queue: Queue, state: QueueState) -> None:
+    await add(queue, "a", priority=5)
+    await add(queue, "b", priority=1)
+    await add(queue, "c", priority=5)
+    await add(queue, "d", priority=1, lifo=True)  # lifo does not apply to prioritized jobs
+    await add(queue, "plain")
+
+    assert await state.prioritized() == [
+        ("b", 1 * PRIORITY_SHIFT + 2),
+        ("d", 1 * PRIORITY_SHIFT + 4),
+        ("a", 5 * PRIORITY_SHIFT + 1),
+        ("c", 5 * PRIORITY_SHIFT + 3),
+    ]
+    assert await state.redis.get(queue.keys.priority_counter) == b"4"
+    assert await state.wait() == ["plain"]
+    assert (await state.job("a"))["prio"] == "5"
+    assert await state.marker() == {"0": 0.0}
+
+
+async def test_largest_priority_keeps_exact_score(queue: Queue, state: QueueState) -> None:
+    await add(queue, "top", priority=MAX_PRIORITY)
+    await add(queue, "low", priority=1)
+    assert await state.prioritized() == [
+        ("low", PRIORITY_SHIFT + 2),
+        ("top", MAX_PRIORITY * PRIORITY_SHIFT + 1),
+    ]
+    assert (await state.job("top"))["prio"] == str(MAX_PRIORITY)
+
+
+async def test_delay_goes_to_delayed_with_due_score_and_d_marker(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, created, ts = await add(queue, name="later", delay=5000)
+
+    assert created == 1
+    assert await state.delayed() == [(job_id, ts + 5000)]
+    assert await state.wait() == []
+    assert await state.prioritized() == []
+    assert await state.marker() == {"d": ts + 5000}  # no "0": nothing is ready
+    assert await state.events() == [
+        {"event": "added", "job_id": job_id, "name": "later"},
+        {"event": "delayed", "job_id": job_id, "delay": str(ts + 5000)},
+    ]
+
+
+async def test_delayed_prioritized_job_waits_in_delayed(queue: Queue, state: QueueState) -> None:
+    _, _, ts = await add(queue, "p", delay=5000, priority=2)
+    assert await state.delayed() == [("p", ts + 5000)]
+    assert await state.prioritized() == []
+    assert await state.redis.get(queue.keys.priority_counter) is None
+
+
+async def test_d_marker_only_moves_earlier(queue: Queue, state: QueueState) -> None:
+    _, _, ts1 = await add(queue, "a", delay=10_000)
+    assert await state.marker() == {"d": ts1 + 10_000}
+
+    _, _, ts2 = await add(queue, "b", delay=5000)
+    assert await state.marker() == {"d": ts2 + 5000}
+
+    await add(queue, "c", delay=20_000)
+    assert await state.marker() == {"d": ts2 + 5000}
+    assert await state.zids(queue.keys.delayed) == ["b", "a", "c"]
+
+
+async def test_paused_queue_add_lands_without_marker(queue: Queue, state: QueueState) -> None:
+    await queue.scripts.set_paused(True)
+    await add(queue, "plain")
+    await add(queue, "prio", priority=1)
+
+    assert await state.wait() == ["plain"]
+    assert await state.zids(queue.keys.prioritized) == ["prio"]
+    assert await state.marker() == {}
+
+
+async def test_adds_in_one_transaction(queue: Queue, state: QueueState) -> None:
+    async with state.redis.pipeline(transaction=True) as pipe:
+        for name in ("a", "b"):
+            await queue.scripts.add_job(pipe, "", name, b"null", b"{}", 0, 0, False, 1)
+        await queue.scripts.add_job(pipe, "a-custom", "c", b"null", b"{}", 0, 0, False, 1)
+        replies = await pipe.execute()
+
+    assert [s(r)[:2] for r in replies] == [["1", 1], ["2", 1], ["a-custom", 1]]
+    assert await state.wait() == ["1", "2", "a-custom"]

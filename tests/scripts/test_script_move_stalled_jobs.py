@@ -1,0 +1,181 @@
+"""move_stalled_jobs.lua: lapsed locks are requeued at the head of the wait list or
+failed past max_stalled; the stalled-check guard limits runs to one per interval."""
+
+from __future__ import annotations
+
+from script_support import QueueState, add, finish, outcome, s, take
+
+from conveyor import Queue
+from helpers import wait_for
+
+
+async def _check(queue: Queue, max_stalled: int = 1, keep: str = "-1:-1") -> list[list[str]]:
+    return s(await queue.scripts.move_stalled_jobs(60_000, max_stalled, keep))
+
+
+async def _unguard(queue: Queue, state: QueueState) -> None:
+    await state.redis.delete(queue.keys.stalled_check)
+
+
+async def test_nothing_stalled_while_locks_are_held(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await take(queue, lock_ms=60_000)
+    await state.clear_events()
+    before = await state.active()
+
+    assert await _check(queue) == [[], []]
+    assert await state.active() == before
+    assert await state.events() == []
+
+
+async def test_stalled_job_is_requeued_at_wait_head(queue: Queue, state: QueueState) -> None:
+    await add(queue, "s")
+    await add(queue, "other")
+    [(_, fields)] = await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    await state.clear_marker()
+    await state.clear_events()
+
+    assert await _check(queue) == [["s"], []]
+
+    assert await state.active() == []
+    assert await state.wait() == ["s", "other"]
+    job = await state.job("s")
+    assert "tok" not in job
+    assert job["stc"] == "1"
+    assert job["atm"] == "0"
+    assert await state.marker() == {"0": 0.0}
+    assert await state.events() == [{"event": "stalled", "job_id": "s", "stalled_count": "1"}]
+
+    # the worker that lost the job can no longer finish it
+    statuses, _, _ = await finish(queue, outcome("s", fields["tok"], "c", "1"))
+    assert statuses == [0]
+    assert await state.wait() == ["s", "other"]
+
+
+async def test_guard_makes_second_call_within_interval_a_noop(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue)
+    assert await _check(queue) == [[], []]
+    ttl = await state.redis.pttl(queue.keys.stalled_check)
+    assert 0 < ttl <= 60_000
+
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    before = await state.snapshot()
+
+    assert await _check(queue) == []
+    assert await state.snapshot() == before
+
+
+async def test_guard_expires_after_interval(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert s(await queue.scripts.move_stalled_jobs(1, 1, "-1:-1")) == [["1"], []]
+
+    async def guard_gone() -> bool:
+        return not await state.redis.exists(queue.keys.stalled_check)
+
+    await wait_for(guard_gone, timeout=5, interval=0.002)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert s(await queue.scripts.move_stalled_jobs(1, 1, "-1:-1")) == [[], ["1"]]
+
+
+async def test_fails_after_max_stalled(queue: Queue, state: QueueState) -> None:
+    await add(queue, "s", attempts=5)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert await _check(queue, max_stalled=1) == [["s"], []]
+
+    await _unguard(queue, state)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    await state.clear_events()
+    before = await state.now()
+
+    assert await _check(queue, max_stalled=1) == [[], ["s"]]
+
+    job = await state.job("s")
+    fon = int(job["fon"])
+    assert fon >= before
+    assert await state.failed() == [("s", fon)]
+    assert await state.active() == []
+    assert await state.wait() == []
+    assert job["stc"] == "2"
+    assert job["atm"] == "1"
+    assert "tok" not in job
+    reason = "job stalled more than max_stalled_count (1) times"
+    assert job["fr"] == reason
+    assert await state.events() == [
+        {"event": "stalled", "job_id": "s", "stalled_count": "2"},
+        {"event": "failed", "job_id": "s", "failed_reason": reason, "attempts_made": "1"},
+    ]
+
+
+async def test_max_stalled_zero_fails_on_first_stall(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert await _check(queue, max_stalled=0) == [[], ["1"]]
+    assert await state.zids(queue.keys.failed) == ["1"]
+
+
+async def test_failed_retention_applies(queue: Queue, state: QueueState) -> None:
+    for job_id in ("a", "b", "c"):
+        await add(queue, job_id)
+    await take(queue, 3, lock_ms=1)
+    await queue.scripts.add_log("a", "x", 0)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="2:-1") == [[], ["a", "b", "c"]]
+
+    assert await state.zids(queue.keys.failed) == ["b", "c"]
+    assert not await state.exists("a")
+    assert await state.logs("a") == []
+
+
+async def test_failed_retention_zero_deletes(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert await _check(queue, max_stalled=0, keep="0:-1") == [[], ["1"]]
+    assert await state.failed() == []
+    assert not await state.exists("1")
+
+
+async def test_stalled_prioritized_job_goes_back_to_prioritized(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "p", priority=2)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert await _check(queue) == [["p"], []]
+    assert await state.prioritized() == [("p", 2 * 2**31 + 2)]
+    assert await state.wait() == []
+
+
+async def test_requeue_on_paused_queue_leaves_no_marker(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await take(queue, lock_ms=1)
+    await queue.scripts.set_paused(True)
+    await state.lapse_locks()
+    await state.clear_marker()
+    assert await _check(queue) == [["1"], []]
+    assert await state.wait() == ["1"]
+    assert await state.marker() == {}
+
+
+async def test_only_lapsed_locks_are_taken(queue: Queue, state: QueueState) -> None:
+    await add(queue, "held")
+    await add(queue, "lapsed")
+    await take(queue, lock_ms=60_000)
+    await take(queue, lock_ms=1)
+    await state.redis.zadd(queue.keys.active, {"ghost": 1})  # no job hash
+    await state.wait_until(int(dict(await state.active())["lapsed"]) + 1)
+
+    assert await _check(queue) == [["lapsed"], []]
+    assert await state.zids(queue.keys.active) == ["held"]
+    assert await state.wait() == ["lapsed"]

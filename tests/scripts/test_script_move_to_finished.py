@@ -1,0 +1,360 @@
+"""move_to_finished.lua: completing, failing (retry / give up), releasing, lock
+checks, retention of the finished sets, and fetching the next jobs in the same call."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from script_support import KEEP_ALL, QueueState, add, finish, outcome, take
+
+from conveyor import Queue
+
+
+async def _active_job(
+    queue: Queue, *, attempts: int = 1, priority: int = 0, job_id: str = ""
+) -> tuple[str, str]:
+    """Add one job and take it; returns (id, token)."""
+    await add(queue, job_id, attempts=attempts, priority=priority)
+    [(taken, fields)] = await take(queue)
+    return taken, fields["tok"]
+
+
+@pytest.mark.parametrize("kind", ["c", "f", "r"])
+async def test_token_mismatch_returns_0_and_changes_nothing(
+    queue: Queue, state: QueueState, kind: str
+) -> None:
+    job_id, token = await _active_job(queue, attempts=3)
+    await add(queue, "next")
+    before = await state.snapshot()
+
+    statuses, next_due, jobs = await finish(
+        queue, outcome(job_id, token + "x", kind, '"v"', "trace", 0, "0:-1")
+    )
+
+    assert (statuses, next_due, jobs) == ([0], 0, [])
+    assert await state.snapshot() == before
+
+
+async def test_unknown_job_returns_0(queue: Queue, state: QueueState) -> None:
+    statuses, _, _ = await finish(queue, outcome("nope", "w:1", "c", "1"))
+    assert statuses == [0]
+    assert await state.snapshot() == {}
+
+
+async def test_complete_moves_to_completed(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue)
+    await state.clear_events()
+    before = await state.now()
+
+    statuses, next_due, jobs = await finish(queue, outcome(job_id, token, "c", '{"ok":true}'))
+
+    after = await state.now()
+    assert (statuses, next_due, jobs) == ([1], 0, [])
+    assert await state.active() == []
+    fields = await state.job(job_id)
+    fon = int(fields["fon"])
+    assert before <= fon <= after
+    assert await state.completed() == [(job_id, fon)]
+    assert fields["rv"] == '{"ok":true}'
+    assert fields["atm"] == "1"
+    assert fields["ats"] == "1"
+    assert "tok" not in fields
+    assert await state.events() == [
+        {
+            "event": "completed",
+            "job_id": job_id,
+            "return_value": '{"ok":true}',
+            "attempts_made": "1",
+        },
+    ]
+
+
+async def test_finish_and_fetch_next_in_the_same_call(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue)
+    await add(queue, "second")
+    await add(queue, "third")
+
+    statuses, next_due, jobs = await finish(
+        queue, outcome(job_id, token, "c", "1"), n=1, prefix="w2:", lock_ms=5000
+    )
+
+    assert statuses == [1]
+    assert next_due == 0
+    assert [j for j, _ in jobs] == ["second"]
+    assert jobs[0][1]["tok"] == "w2:1"
+    active = dict(await state.active())
+    assert set(active) == {"second"}
+    assert active["second"] == int(jobs[0][1]["pon"]) + 5000
+    assert await state.wait() == ["third"]
+    assert await state.zids(queue.keys.completed) == [job_id]
+
+
+async def test_fetch_reports_next_due_when_nothing_is_ready(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue)
+    _, _, ts = await add(queue, "later", delay=60_000)
+    statuses, next_due, jobs = await finish(queue, outcome(job_id, token, "c", "1"), n=2)
+    assert (statuses, next_due, jobs) == ([1], ts + 60_000, [])
+
+
+async def test_several_outcomes_in_one_call(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await add(queue)
+    await add(queue, attempts=2)
+    jobs = await take(queue, 3)
+    (a, fa), (b, _), (c, fc) = jobs
+
+    statuses, _, _ = await finish(
+        queue,
+        outcome(a, fa["tok"], "c", "1"),
+        outcome(b, "stale", "c", "2"),
+        outcome(c, fc["tok"], "f", "boom", "trace", 0),
+    )
+
+    assert statuses == [1, 0, 1]
+    assert await state.zids(queue.keys.completed) == [a]
+    assert await state.zids(queue.keys.active) == [b]
+    assert await state.wait() == [c]
+
+
+async def test_fail_with_retry_delay_goes_to_delayed(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=3)
+    await state.clear_marker()
+    await state.clear_events()
+
+    statuses, _, _ = await finish(queue, outcome(job_id, token, "f", "boom", "trace-1", 5000))
+
+    assert statuses == [1]
+    events = await state.events()
+    due = int(events[1]["delay"])
+    assert events == [
+        {
+            "event": "retrying",
+            "job_id": job_id,
+            "failed_reason": "boom",
+            "attempts_made": "1",
+            "delay": "5000",
+        },
+        {"event": "delayed", "job_id": job_id, "delay": str(due)},
+    ]
+    assert int((await state.job(job_id))["pon"]) + 5000 <= due
+    assert await state.delayed() == [(job_id, due)]
+    assert await state.marker() == {"d": due}
+    assert await state.active() == []
+    assert await state.wait() == []
+    assert await state.failed() == []
+    fields = await state.job(job_id)
+    assert fields["atm"] == "1"
+    assert fields["fr"] == "boom"
+    assert json.loads(fields["st"]) == ["trace-1"]
+    assert "tok" not in fields
+    assert "fon" not in fields
+
+
+async def test_fail_with_zero_delay_goes_to_wait_tail(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=2)
+    await add(queue, "other")
+    await state.clear_marker()
+    await state.clear_events()
+
+    statuses, _, _ = await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
+
+    assert statuses == [1]
+    assert await state.wait() == ["other", job_id]
+    assert await state.delayed() == []
+    assert await state.marker() == {"0": 0.0}
+    assert await state.event_names() == [("retrying", job_id), ("waiting", job_id)]
+    assert (await state.job(job_id))["atm"] == "1"
+
+
+async def test_prioritized_job_retries_into_prioritized(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=2, priority=7)
+    await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
+    assert await state.wait() == []
+    assert await state.prioritized() == [(job_id, 7 * 2**31 + 2)]
+
+
+async def test_fail_on_paused_queue_retries_without_marker(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=2)
+    await queue.scripts.set_paused(True)
+    await state.clear_marker()
+    await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
+    assert await state.wait() == [job_id]
+    assert await state.marker() == {}
+
+
+async def test_unrecoverable_failure_skips_remaining_attempts(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue, attempts=5)
+    await state.clear_events()
+
+    statuses, _, _ = await finish(queue, outcome(job_id, token, "f", "fatal", "trace", -1))
+
+    assert statuses == [1]
+    fields = await state.job(job_id)
+    assert await state.failed() == [(job_id, int(fields["fon"]))]
+    assert fields["fr"] == "fatal"
+    assert fields["atm"] == "1"
+    assert json.loads(fields["st"]) == ["trace"]
+    assert await state.wait() == []
+    assert await state.delayed() == []
+    assert await state.active() == []
+    assert await state.events() == [
+        {"event": "failed", "job_id": job_id, "failed_reason": "fatal", "attempts_made": "1"},
+    ]
+
+
+async def test_exhausted_attempts_go_to_failed(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=2)
+    await finish(queue, outcome(job_id, token, "f", "first", "trace-1", 0))
+    [(_, fields)] = await take(queue)
+    assert fields["tok"] == "w:2"
+
+    statuses, _, _ = await finish(queue, outcome(job_id, "w:2", "f", "second", "trace-2", 1000))
+
+    assert statuses == [1]
+    fields = await state.job(job_id)
+    assert await state.failed() == [(job_id, int(fields["fon"]))]
+    assert await state.delayed() == []
+    assert fields["atm"] == "2"
+    assert fields["fr"] == "second"
+    assert json.loads(fields["st"]) == ["trace-1", "trace-2"]
+    assert (await state.event_names())[-1] == ("failed", job_id)
+
+
+async def test_stacktrace_list_is_capped_at_10(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=12)
+    for i in range(1, 13):
+        statuses, _, jobs = await finish(
+            queue, outcome(job_id, token, "f", f"r{i}", f"trace-{i}", 0), n=1
+        )
+        assert statuses == [1]
+        if i < 12:
+            [(_, fields)] = jobs
+            token = fields["tok"]
+        else:
+            assert jobs == []
+
+    fields = await state.job(job_id)
+    assert json.loads(fields["st"]) == [f"trace-{i}" for i in range(3, 13)]
+    assert fields["atm"] == "12"
+    assert await state.zids(queue.keys.failed) == [job_id]
+
+
+async def test_release_goes_to_wait_head_without_counting_an_attempt(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue, attempts=1)
+    await add(queue, "other")
+    await state.clear_marker()
+    await state.clear_events()
+
+    statuses, _, _ = await finish(queue, outcome(job_id, token, "r"))
+
+    assert statuses == [1]
+    assert await state.wait() == [job_id, "other"]
+    assert await state.active() == []
+    assert await state.marker() == {"0": 0.0}
+    assert await state.event_names() == [("waiting", job_id)]
+    fields = await state.job(job_id)
+    assert fields["atm"] == "0"
+    assert "tok" not in fields
+    assert "fon" not in fields
+
+    # taken again: a new token; the single attempt is still available
+    [(taken, fields)] = await take(queue, prefix="w2:")
+    assert taken == job_id
+    assert fields["tok"] == "w2:2"
+    statuses, _, _ = await finish(queue, outcome(job_id, "w2:2", "c", "1"))
+    assert statuses == [1]
+    assert (await state.job(job_id))["atm"] == "1"
+
+
+async def test_release_of_prioritized_job_goes_back_to_prioritized(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue, priority=3)
+    await finish(queue, outcome(job_id, token, "r"))
+    assert await state.zids(queue.keys.prioritized) == [job_id]
+    assert await state.wait() == []
+
+
+@pytest.mark.parametrize(("kind", "set_name"), [("c", "completed"), ("f", "failed")])
+async def test_keep_zero_deletes_job_and_logs(
+    queue: Queue, state: QueueState, kind: str, set_name: str
+) -> None:
+    job_id, token = await _active_job(queue)
+    assert await queue.scripts.add_log(job_id, "line", 0) == 1
+
+    statuses, _, _ = await finish(queue, outcome(job_id, token, kind, "v", "t", -1, "0:-1"))
+
+    assert statuses == [1]
+    assert not await state.exists(job_id)
+    assert await state.logs(job_id) == []
+    assert await state.zset(queue.keys.key(set_name)) == []
+    assert await state.active() == []
+    assert (await state.event_names())[-1] == ("completed" if kind == "c" else "failed", job_id)
+
+
+@pytest.mark.parametrize(("kind", "set_name"), [("c", "completed"), ("f", "failed")])
+async def test_keep_count_keeps_newest(
+    queue: Queue, state: QueueState, kind: str, set_name: str
+) -> None:
+    for _ in range(3):
+        await add(queue)
+    jobs = await take(queue, 3)
+    for job_id, _ in jobs:
+        await queue.scripts.add_log(job_id, "log of " + job_id, 0)
+
+    for job_id, fields in jobs:  # one call each, oldest first
+        statuses, _, _ = await finish(
+            queue, outcome(job_id, fields["tok"], kind, "v", "t", -1, "2:-1")
+        )
+        assert statuses == [1]
+
+    assert await state.zids(queue.keys.key(set_name)) == ["2", "3"]
+    assert not await state.exists("1")
+    assert await state.logs("1") == []
+    assert await state.exists("2") and await state.exists("3")
+    assert await state.logs("3") == ["log of 3"]
+
+
+async def test_keep_age_removes_old_finished_jobs(queue: Queue, state: QueueState) -> None:
+    for job_id in ("old", "recent", "new"):
+        await add(queue, job_id)
+    jobs = dict(await take(queue, 3))
+    await queue.scripts.add_log("old", "x", 0)
+    for job_id in ("old", "recent"):
+        await finish(queue, outcome(job_id, jobs[job_id]["tok"], "c", "1", keep=KEEP_ALL))
+    now = await state.now()
+    # age them: finished 2 minutes and 1 second ago
+    await state.redis.zadd(queue.keys.completed, {"old": now - 120_000, "recent": now - 1000})
+
+    statuses, _, _ = await finish(
+        queue, outcome("new", jobs["new"]["tok"], "c", "1", keep="-1:60000")
+    )
+
+    assert statuses == [1]
+    assert await state.zids(queue.keys.completed) == ["recent", "new"]
+    assert not await state.exists("old")
+    assert await state.logs("old") == []
+    assert await state.exists("recent")
+
+
+async def test_keep_count_and_age_together(queue: Queue, state: QueueState) -> None:
+    for job_id in ("a", "b", "c", "d"):
+        await add(queue, job_id)
+    jobs = dict(await take(queue, 4))
+    for job_id in ("a", "b", "c"):
+        await finish(queue, outcome(job_id, jobs[job_id]["tok"], "c", "1", keep=KEEP_ALL))
+    now = await state.now()
+    await state.redis.zadd(queue.keys.completed, {"a": now - 120_000})
+
+    await finish(queue, outcome("d", jobs["d"]["tok"], "c", "1", keep="2:60000"))
+
+    assert await state.zids(queue.keys.completed) == ["c", "d"]
+    assert not await state.exists("a")
+    assert not await state.exists("b")
