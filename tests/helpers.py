@@ -11,7 +11,7 @@ from typing import Any
 
 async def wait_for(
     predicate: Callable[[], Any | Awaitable[Any]],
-    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
+    timeout: float = 10.0,
     interval: float = 0.01,
     message: str | None = None,
 ) -> Any:

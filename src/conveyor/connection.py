@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from redis.asyncio import Redis
@@ -10,7 +11,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["DEFAULT_URL", "Connection", "make_client", "socket_timeout"]
+__all__ = ["DEFAULT_URL", "Connection", "make_client", "raise_if_cancelled", "socket_timeout"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Read timeout of clients we create; a worker's blocking wait stays below it.
@@ -22,6 +23,19 @@ def socket_timeout(client: Redis) -> float | None:
     """The client's read timeout in seconds (``None``: none)."""
     value = client.connection_pool.connection_kwargs.get("socket_timeout")
     return None if value is None else float(value)
+
+
+def raise_if_cancelled() -> None:
+    """Raise the cancellation of the current task if a Redis call swallowed it.
+
+    On Python 3.11 redis-py sends each command under ``asyncio.wait_for`` (when the
+    client has a socket timeout), which drops a ``cancel()`` that arrives as the
+    send completes (CPython gh-86296, fixed in 3.12). Loops that call Redis until
+    they are cancelled check this after each call so a cancel always stops them.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def make_client(connection: Connection) -> tuple[Redis, bool]:

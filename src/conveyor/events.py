@@ -8,7 +8,7 @@ from typing import Any, Self
 
 import orjson
 
-from .connection import Connection, make_client
+from .connection import Connection, make_client, raise_if_cancelled
 from .job import text
 from .keys import QueueKeys
 from .options import validate_queue_name
@@ -75,6 +75,7 @@ class QueueEvents:
             reply: Any = await self.client.xread(
                 {self.key: self.last_id}, count=500, block=self.block
             )
+            raise_if_cancelled()
             if not reply:
                 continue
             for entry_id, fields in reply[0][1]:

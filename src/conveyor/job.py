@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .connection import raise_if_cancelled
 from .errors import (
     JobFailedError,
     JobNotFoundError,
@@ -220,6 +221,7 @@ class Job:
                     )
                 block = 1000 if remaining is None else max(1, min(1000, int(remaining * 1000)))
                 reply: Any = await client.xread({events: last_id}, count=500, block=block)
+                raise_if_cancelled()
                 if not reply:
                     break  # re-read the job: the stream may have been trimmed past us
                 for entry_id, entry in reply[0][1]:
@@ -234,10 +236,34 @@ class Job:
                         if result is not None:
                             return result[0]
 
+    async def _final_event(self) -> Mapping[Any, Any] | None:
+        """This job's completed/failed event, if that is its newest event still in
+        the stream (a newer ``removed`` or ``added`` means it is not finished)."""
+        client = self.queue.client
+        events = self.queue.keys.events
+        newest = "+"
+        while True:
+            batch: Any = await client.xrevrange(events, max=newest, count=1000)
+            for _, entry in batch:
+                if text(entry.get(b"job_id", entry.get("job_id", b""))) != self.id:
+                    continue
+                event = text(entry.get(b"event", entry.get("event", b"")))
+                if event in ("completed", "failed"):
+                    return entry  # type: ignore[no-any-return]
+                if event in ("removed", "added"):
+                    return None
+            if len(batch) < 1000:
+                return None
+            newest = "(" + text(batch[-1][0])
+
     async def _finished_result(self, event: Mapping[Any, Any] | None = None) -> tuple[Any] | None:
         """(return value,) if the job completed; raises if it failed; None if not finished."""
         fields = fields_to_dict(await self.queue.client.hgetall(self.queue.keys.job(self.id)))
         if not fields:
+            if event is None:
+                # Maybe it finished and was removed (remove_on_complete/fail) before
+                # we looked: its final event may still be in the capped stream.
+                event = await self._final_event()
             if event is None:
                 raise JobNotFoundError(self.queue.name, self.id)
             # Finished and removed at once (remove_on_complete/fail): the event

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import ValidationError
+
 __all__ = ["QueueKeys"]
 
 
@@ -111,8 +113,8 @@ class QueueKeys:
         try:
             return self.key(_STATE_PARTS[state])
         except KeyError:
-            raise ValueError(
-                f"state: unknown job state {state!r}; expected one of {', '.join(STATES)}"
+            raise ValidationError(
+                "state", f"unknown job state {state!r}; expected one of {', '.join(STATES)}"
             ) from None
 
 

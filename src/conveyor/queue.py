@@ -27,6 +27,16 @@ __all__ = ["Queue"]
 DEFAULT_MAX_DATA_BYTES = 1024 * 1024
 
 
+class _Default:
+    """Marks an ``add`` option the caller did not pass (so queue defaults apply)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+
+
 class Queue:
     """A named queue on Redis: add jobs, read them, and administer the queue.
 
@@ -93,18 +103,23 @@ class Queue:
         name: str,
         data: Any = None,
         *,
-        job_id: str | None = None,
-        delay: Duration = 0,
-        priority: int = 0,
-        attempts: int = 1,
-        backoff: BackoffSpec = None,
-        lifo: bool = False,
-        timeout: Duration | None = None,
-        remove_on_complete: RetentionSpec = None,
-        remove_on_fail: RetentionSpec = None,
+        job_id: str | None = DEFAULT,
+        delay: Duration = DEFAULT,
+        priority: int = DEFAULT,
+        attempts: int = DEFAULT,
+        backoff: BackoffSpec = DEFAULT,
+        lifo: bool = DEFAULT,
+        timeout: Duration | None = DEFAULT,
+        remove_on_complete: RetentionSpec = DEFAULT,
+        remove_on_fail: RetentionSpec = DEFAULT,
     ) -> Job:
         """Add a job; returns it. With a ``job_id`` that exists, returns that job
-        and adds nothing."""
+        and adds nothing.
+
+        An option not passed comes from ``default_job_options``, else the built-in
+        default (no delay, priority 0, 1 attempt, no backoff, FIFO, no timeout,
+        keep 1000 completed / 10000 failed jobs). An option passed, even with the
+        built-in default's value, overrides ``default_job_options``."""
         options = _given(
             job_id=job_id, delay=delay, priority=priority, attempts=attempts, backoff=backoff,
             lifo=lifo, timeout=timeout, remove_on_complete=remove_on_complete,
@@ -263,7 +278,4 @@ class Queue:
 
 def _given(**options: Any) -> dict[str, Any]:
     """The options a caller set, so queue defaults fill the rest."""
-    defaults = {"job_id": None, "delay": 0, "priority": 0, "attempts": 1, "backoff": None,
-                "lifo": False, "timeout": None, "remove_on_complete": None,
-                "remove_on_fail": None}
-    return {k: v for k, v in options.items() if v is not defaults[k] or k not in defaults}
+    return {k: v for k, v in options.items() if v is not DEFAULT}

@@ -50,6 +50,10 @@ Listener: TypeAlias = Callable[..., Any]
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_RECONNECT_DELAY = 5.0
+#: The workers running on each event loop: one SIGTERM/SIGINT handler per loop
+#: reaches them all (a handler per worker would replace the previous worker's).
+_signal_workers: dict[asyncio.AbstractEventLoop, list[Worker]] = {}
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Worker:
@@ -97,7 +101,8 @@ class Worker:
         self._is_async = _is_async_callable(processor)
         self._executor: ThreadPoolExecutor | None = None
         self._listeners: dict[str, list[Listener]] = {}
-        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        # Keyed by (job id, lock token): a token alone is only unique per job.
+        self._running: dict[tuple[str, str], tuple[Job, asyncio.Task[None]]] = {}
         self._outcomes: list[Outcome] = []
         self._finished: list[tuple[Job, str, Any]] = []
         self._wake = asyncio.Event()
@@ -105,7 +110,9 @@ class Worker:
         self._force = False
         self._started = False
         self._closed = asyncio.Event()
-        self._drained = False
+        self._stopping = False  # run() is winding down: the side tasks must end
+        self._drained = False  # "drained" was emitted and no job was taken since
+        self._idle = False  # the last fetch found nothing: block before fetching again
         self._next_due = 0
         self._block_task: asyncio.Task[None] | None = None
         self._redis_down = False
@@ -171,6 +178,9 @@ class Worker:
         try:
             await self._main_loop()
         finally:
+            # The flag, not just cancel(): Python 3.11's asyncio.wait_for (used by
+            # redis-py) can swallow a cancel that lands as a reply arrives.
+            self._stopping = True
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
@@ -196,29 +206,37 @@ class Worker:
             await self.queue.close()
             return
         await self._cancel_block()
-        tasks = [task for _, task in self._running.values()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            if pending:
-                self._abandon(pending)
+        if timeout is not None and not self._closed.is_set():
+            # Wait for the worker, not a snapshot of its jobs: a fetch in flight
+            # may still bring jobs in, and the timeout binds those too.
+            stopped = asyncio.ensure_future(self._closed.wait())
+            done, _ = await asyncio.wait({stopped}, timeout=timeout)
+            if not done:
+                stopped.cancel()
+                self._abandon({task for _, task in self._running.values()})
         await self._closed.wait()
 
     def _abandon(self, tasks: set[asyncio.Task[None]]) -> None:
-        log.warning("handing %d unfinished job(s) back to the queue", len(tasks))
-        self._force = True
+        self._force = True  # jobs a fetch in flight still brings in go straight back
+        if tasks:
+            log.warning("handing %d unfinished job(s) back to the queue", len(tasks))
+        loop = asyncio.get_running_loop()
         for task in tasks:
-            task.cancel()
+            # Not task.cancel() now: a task created in this loop iteration has not
+            # started, and cancelling it would skip _process and strand its job.
+            loop.call_soon(task.cancel)
 
     def _install_signal_handlers(self) -> list[Callable[[], None]]:
         loop = asyncio.get_running_loop()
-        removers: list[Callable[[], None]] = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or no signals here
-            removers.append(functools.partial(_remove_handler, loop, sig))
-        return removers
+        workers = _signal_workers.setdefault(loop, [])
+        if not workers:  # the first worker on this loop installs the handlers
+            for sig in _SIGNALS:
+                try:
+                    loop.add_signal_handler(sig, _on_signal, loop, sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    continue  # not the main thread, or no signals here
+        workers.append(self)
+        return [functools.partial(_leave_signal_handlers, loop, self)]
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._closing:
@@ -255,7 +273,7 @@ class Worker:
                         raise
                     self._report(finished, reply[0])
                     self._start(n, reply[1], reply[2])
-                elif self._free_slots() > 0 and not self._drained:
+                elif self._free_slots() > 0 and not self._idle:
                     n = self._free_slots()
                     reply = await scripts.move_to_active(n, self._token_prefix, self.lock_duration)
                     self._start(n, reply[0], reply[1])
@@ -286,14 +304,15 @@ class Worker:
             if self._listeners.get("progress"):
                 job._progress_listener = self._on_progress
             task = asyncio.create_task(self._process(job))
-            self._running[job.token] = (job, task)
+            self._running[job.id, job.token] = (job, task)
             if self._listeners.get("active"):
                 self._emit("active", job)
         if n > 0 and not jobs:
+            self._idle = True
+            self._next_due = int(next_due)
             if not self._drained:
                 self._drained = True
                 self._emit("drained")
-            self._next_due = int(next_due)
         elif jobs:
             self._drained = False
 
@@ -324,7 +343,7 @@ class Worker:
             self._note_redis_down(exc)
             await asyncio.sleep(0.1)
         finally:
-            self._drained = False
+            self._idle = False
             self._next_due = 0
             self._block_task = None
             self._wake.set()
@@ -342,6 +361,8 @@ class Worker:
         stack = ""
         retry_delay = 0
         try:
+            if self._force:  # taken by a fetch in flight when close() gave up waiting
+                raise asyncio.CancelledError
             result = await self._call(job)
             kind, payload = "c", result
             try:
@@ -354,7 +375,7 @@ class Worker:
             kind, payload, value = "f", exc, f"{type(exc).__name__}: {exc}"
             stack = "".join(traceback.format_exception(exc))
             retry_delay = -1 if isinstance(exc, UnrecoverableError) else self._retry_delay(job, exc)
-        self._running.pop(job.token, None)
+        self._running.pop((job.id, job.token), None)
         retention = job.opts.remove_on_complete if kind == "c" else job.opts.remove_on_fail
         count, age = retention.as_args()
         self._outcomes.append(
@@ -393,12 +414,15 @@ class Worker:
         if (backoff is None or backoff.type == "custom") and self.backoff_strategy is not None:
             try:
                 delay = self.backoff_strategy(made, exc, job)
+                if delay is None:
+                    return -1
+                if isinstance(delay, timedelta):
+                    delay = int(delay.total_seconds() * 1000)
+                # A value to_ms refuses must not escape: the job would stay active forever.
+                ms = delay if type(delay) is int else to_ms("backoff_strategy()", delay)
             except Exception:
                 log.exception("backoff_strategy failed for job %s; retrying at once", job.id)
                 return 0
-            if delay is None:
-                return -1
-            ms = to_ms("backoff_strategy()", delay) if not isinstance(delay, int) else delay
             return -1 if ms is None or ms < 0 else ms
         if backoff is None or backoff.type == "custom":
             return backoff.delay if backoff else 0
@@ -408,11 +432,11 @@ class Worker:
 
     async def _renew_locks(self) -> None:
         """Extend the locks of all running jobs in one call, twice per lock duration."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.lock_duration / 2000)
             if not self._running:
                 continue
-            locks = [(job.id, token) for token, (job, _) in self._running.items()]
+            locks = list(self._running)
             try:
                 lost = await self.queue.scripts.extend_locks(locks, self.lock_duration)
             except _REDIS_DOWN as exc:
@@ -437,11 +461,24 @@ class Worker:
                         log.warning("job %s stalled (its worker stopped renewing the lock)",
                                     text(job_id))
                         self._emit("stalled", text(job_id))
+            if self._stopping:
+                return
             await asyncio.sleep(self.stalled_interval / 1000)
 
 
-def _remove_handler(loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:
-    loop.remove_signal_handler(sig)
+def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:
+    for worker in list(_signal_workers.get(loop, ())):
+        worker._on_signal(sig)
+
+
+def _leave_signal_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
+    workers = _signal_workers[loop]
+    workers.remove(worker)
+    if not workers:  # the last worker to stop removes the handlers
+        del _signal_workers[loop]
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
 
 
 def _positive_ms(field: str, value: int | timedelta) -> int:

@@ -1,0 +1,201 @@
+"""Worker: an idle worker blocks on Redis instead of polling, and wakes for new work.
+
+Commands are counted with ``INFO commandstats`` on the private server; each
+idle cycle of a worker is one ``BZPOPMIN`` (the block) and one ``EVALSHA``
+(the fetch that found nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from conveyor import Job, Queue, Worker
+from helpers import wait_for
+
+StartWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
+    q = Queue(queue_name, redis_url)
+    try:
+        yield q
+    finally:
+        await q.close()
+
+
+@pytest.fixture
+async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    def start(processor: Any, **options: Any) -> Worker:
+        options.setdefault("connection", redis_url)
+        options.setdefault("stalled_interval", 600_000)  # keep its side calls out of the counts
+        worker = Worker(queue_name, processor, **options)
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker, task in running:
+            await worker.close(timeout=2)
+            await task
+
+
+class Stats:
+    """Calls per command on the server since the snapshot."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.base: dict[str, int] = {}
+
+    async def _read(self) -> dict[str, int]:
+        info = await self.redis.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+    async def snapshot(self) -> None:
+        self.base = await self._read()
+
+    async def delta(self) -> dict[str, int]:
+        now = await self._read()
+        return {k: n - self.base.get(k, 0) for k, n in now.items() if n != self.base.get(k, 0)}
+
+    async def calls(self, command: str) -> int:
+        return (await self.delta()).get(command, 0)
+
+
+async def echo(job: Job) -> Any:
+    return job.data
+
+
+async def test_idle_worker_blocks_instead_of_polling(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    drained = asyncio.Event()
+    worker = start_worker(echo, block_timeout=200)
+    worker.on("drained", drained.set)
+    await wait_for(drained.is_set)
+    stats = Stats(redis)
+    await stats.snapshot()
+
+    cycles = 5  # let the block time out several times, counting it on the server
+    await wait_for(lambda: stats_at_least(stats, "bzpopmin", cycles), timeout=20)
+    delta = await stats.delta()
+    delta.pop("info", None)  # our own reads
+    blocks = delta.pop("bzpopmin")
+    fetches = delta.pop("evalsha", 0)
+    assert blocks >= cycles
+    # One fetch per block cycle (give or take the cycle in flight), not a busy loop.
+    assert blocks - 1 <= fetches <= blocks + 1, (blocks, fetches)
+    # Whatever else ran is the fetch script's own commands (commandstats counts those too).
+    assert all(n <= fetches for n in delta.values()), f"commands while idle: {delta}"
+
+
+async def test_drained_fires_once_while_idle_not_every_block_cycle(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    drained: list[int] = []
+    worker = start_worker(echo, block_timeout=100)
+    worker.on("drained", lambda: drained.append(1))
+    await wait_for(lambda: drained)
+    stats = Stats(redis)
+    await stats.snapshot()
+    await wait_for(lambda: stats_at_least(stats, "bzpopmin", 4), timeout=20)
+    assert len(drained) == 1
+
+    job = await queue.add("one more")
+    await job.wait_until_finished(timeout=10)
+    await wait_for(lambda: len(drained) == 2, message="drained again after the new job")
+    await stats.snapshot()
+    await wait_for(lambda: stats_at_least(stats, "bzpopmin", 3), timeout=20)
+    assert len(drained) == 2
+
+
+async def test_new_job_wakes_an_idle_worker_long_before_its_block_timeout(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    drained = asyncio.Event()
+    worker = start_worker(echo, block_timeout=60_000)
+    worker.on("drained", drained.set)
+    await wait_for(drained.is_set)
+    stats = Stats(redis)
+    await stats.snapshot()
+    job = await queue.add("wake up", {"a": 1})
+    # Well inside the 60 s block: only the marker can have woken the worker.
+    await wait_for(lambda: queue_state_is(queue, job.id, "completed"), timeout=10)
+    assert (await queue.get_job(job.id)).return_value == {"a": 1}  # type: ignore[union-attr]
+    delta = await stats.delta()
+    assert delta.get("bzpopmin", 0) <= 2  # woke once and went back to blocking
+
+
+async def test_delayed_job_wakes_an_idle_worker_when_due(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    drained = asyncio.Event()
+    worker = start_worker(echo, block_timeout=60_000)
+    worker.on("drained", drained.set)
+    await wait_for(drained.is_set)
+    job = await queue.add("later", "due", delay=300)
+    assert await job.get_state() == "delayed"
+    assert await job.wait_until_finished(timeout=10) == "due"
+    await job.refresh()
+    assert job.processed_on is not None and job.processed_on - job.timestamp >= 300
+
+
+async def test_paused_queue_idle_worker_does_not_spin_and_resume_wakes_it(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    await queue.pause()
+    job = await queue.add("held")
+    drained = asyncio.Event()
+    worker = start_worker(echo, block_timeout=200)
+    worker.on("drained", drained.set)
+    await wait_for(drained.is_set)
+    stats = Stats(redis)
+    await stats.snapshot()
+    await wait_for(lambda: stats_at_least(stats, "bzpopmin", 4), timeout=20)
+    delta = await stats.delta()
+    assert delta.get("evalsha", 0) <= delta["bzpopmin"] + 1
+    assert await job.get_state() == "waiting"
+
+    await queue.resume()
+    assert await job.wait_until_finished(timeout=10) is None
+
+
+async def test_idle_workers_share_work_added_later(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    ran: dict[str, list[str]] = {"a": [], "b": []}
+    gate = asyncio.Event()
+
+    def processor(name: str) -> Any:
+        async def proc(job: Job) -> str:
+            ran[name].append(job.id)
+            await gate.wait()
+            return name
+
+        return proc
+
+    drained = [asyncio.Event(), asyncio.Event()]
+    for event, name in zip(drained, ("a", "b"), strict=True):
+        start_worker(processor(name), block_timeout=60_000).on("drained", event.set)
+    await wait_for(lambda: all(e.is_set() for e in drained))
+    jobs = await queue.add_bulk([{"name": "j"}, {"name": "j"}])
+    # Each worker runs one at a time, so both must have woken to hold both jobs.
+    await wait_for(lambda: len(ran["a"]) == 1 and len(ran["b"]) == 1)
+    gate.set()
+    assert sorted([await j.wait_until_finished(timeout=10) for j in jobs]) == ["a", "b"]
+
+
+async def stats_at_least(stats: Stats, command: str, n: int) -> bool:
+    return await stats.calls(command) >= n
+
+
+async def queue_state_is(queue: Queue, job_id: str, state: str) -> bool:
+    return await queue.get_job_state(job_id) == state
