@@ -13,7 +13,7 @@ venv: $(STAMP)
 # Re-run the install only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install -e '.[dev,bench]'
 	touch $@
 
 test: venv

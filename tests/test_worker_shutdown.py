@@ -224,3 +224,57 @@ async def test_close_timeout_covers_jobs_from_a_fetch_in_flight(
     assert await job.get_state() == "waiting"
     await job.refresh()
     assert job.attempts_made == 0
+
+
+@pytest.mark.timeout(20)
+async def test_close_returns_even_if_a_redis_call_swallows_the_cancel(
+    queue: Queue, redis_url: str
+) -> None:
+    """Python 3.11's asyncio.wait_for (inside redis-py) can eat a cancel that lands
+    just as a reply arrives; the worker must still stop instead of sleeping on."""
+    checking = asyncio.Event()
+    swallowed: list[bool] = []
+
+    async def proc(job: Job) -> None:
+        return None
+
+    worker = Worker(queue.name, proc, connection=redis_url, stalled_interval=600_000)
+
+    async def check_that_eats_cancel(*args: Any) -> Any:
+        checking.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.append(True)  # return as if the reply had won the race
+        return []
+
+    worker.queue.scripts.move_stalled_jobs = check_that_eats_cancel  # type: ignore[method-assign]
+    task = asyncio.create_task(worker.run())
+    await wait_for(checking.is_set)
+    await asyncio.wait_for(worker.close(), 10)
+    assert await task is None
+    assert swallowed == [True]
+
+
+async def test_a_cancelled_error_raised_by_the_processor_is_a_failure_not_a_handback(
+    queue: Queue, redis_url: str
+) -> None:
+    async def cancels_inside(job: Job) -> None:
+        inner = asyncio.create_task(asyncio.sleep(10))
+        inner.cancel()
+        await inner  # re-raises CancelledError in the processor: not a shutdown
+
+    worker = Worker(queue.name, cancels_inside, connection=redis_url)
+    task = asyncio.create_task(worker.run())
+    job = await queue.add("x")
+    await wait_for(lambda: job.get_state(), message="job leaves waiting")
+    await wait_for(lambda: _state_is(job, "failed"))
+    await worker.close()
+    await task
+    await job.refresh()
+    assert job.attempts_made == 1
+    assert job.failed_reason is not None and "CancelledError" in job.failed_reason
+
+
+async def _state_is(job: Job, state: str) -> bool:
+    return await job.get_state() == state

@@ -28,6 +28,7 @@ from typing import Any, TypeAlias
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._scripts import Outcome
@@ -79,6 +80,8 @@ class Worker:
         backoff_strategy: BackoffStrategy | None = None,
         block_timeout: int | timedelta = 5_000,
         name: str | None = None,
+        events_maxlen: int = 10_000,
+        keep_logs: int = 1_000,
     ) -> None:
         if not callable(processor):
             raise ValidationError("processor", f"must be callable, got {processor!r}")
@@ -91,7 +94,10 @@ class Worker:
         self.lock_duration = _positive_ms("lock_duration", lock_duration)
         self.stalled_interval = _positive_ms("stalled_interval", stalled_interval)
         self.block_timeout = _positive_ms("block_timeout", block_timeout)
-        self.queue = Queue(queue_name, connection, prefix=prefix)
+        self.queue = Queue(
+            queue_name, connection, prefix=prefix, events_maxlen=events_maxlen,
+            keep_logs=keep_logs,
+        )
         self.processor = processor
         self.concurrency = concurrency
         self.max_stalled_count = max_stalled_count
@@ -290,6 +296,15 @@ class Worker:
                 self._note_redis_down(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _MAX_RECONNECT_DELAY)
+            except RedisError as exc:
+                # Redis answered but refused (out of memory, read-only replica...):
+                # keep the jobs we hold and try again with backoff.
+                if not self._redis_down:
+                    log.error("worker %s: Redis refused a call (%s); retrying", self.id, exc)
+                    self._emit("error", exc)
+                self._redis_down = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_RECONNECT_DELAY)
 
     def _note_redis_down(self, exc: BaseException) -> None:
         if not self._redis_down:
@@ -369,8 +384,15 @@ class Worker:
                 value = orjson.dumps(result).decode()
             except TypeError as exc:
                 raise TypeError(f"return value does not serialize to JSON: {exc}") from None
-        except asyncio.CancelledError:
-            kind, payload, value = "r", None, ""
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if not (self._force or (task is not None and task.cancelling())):
+                # Raised by the processor itself, not a cancel of ours: a failure.
+                kind, payload, value = "f", exc, "CancelledError: raised by the processor"
+                stack = "".join(traceback.format_exception(exc))
+                retry_delay = self._retry_delay(job, exc)
+            else:
+                kind, payload, value = "r", None, ""
         except Exception as exc:
             kind, payload, value = "f", exc, f"{type(exc).__name__}: {exc}"
             stack = "".join(traceback.format_exception(exc))
