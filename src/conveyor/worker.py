@@ -82,6 +82,7 @@ class Worker:
         name: str | None = None,
         events_maxlen: int = 10_000,
         keep_logs: int = 1_000,
+        handle_signals: bool = True,
     ) -> None:
         if not callable(processor):
             raise ValidationError("processor", f"must be callable, got {processor!r}")
@@ -102,6 +103,9 @@ class Worker:
         self.concurrency = concurrency
         self.max_stalled_count = max_stalled_count
         self.backoff_strategy = backoff_strategy
+        #: run() installs SIGTERM/SIGINT handlers on its loop (graceful stop); turn
+        #: off when the application owns its signals and calls close() itself.
+        self.handle_signals = handle_signals
         self.id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._token_prefix = self.id + ":"
         self._is_async = _is_async_callable(processor)
@@ -174,7 +178,7 @@ class Worker:
         self._started = True
         if not self._is_async:
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor")
-        removers = self._install_signal_handlers()
+        removers = self._install_signal_handlers() if self.handle_signals else []
         side_tasks = [
             asyncio.create_task(self._renew_locks(), name="conveyor-locks"),
             asyncio.create_task(self._check_stalled(), name="conveyor-stalled"),
@@ -454,18 +458,27 @@ class Worker:
 
     async def _renew_locks(self) -> None:
         """Extend the locks of all running jobs in one call, twice per lock duration."""
+        lost_locks: set[tuple[str, str]] = set()
         while not self._stopping:
             await asyncio.sleep(self.lock_duration / 2000)
             if not self._running:
                 continue
-            locks = list(self._running)
+            # A job whose lock is gone stays lost: asking again only repeats the warning.
+            locks = [key for key in self._running if key not in lost_locks]
+            if not locks:
+                continue
             try:
                 lost = await self.queue.scripts.extend_locks(locks, self.lock_duration)
             except _REDIS_DOWN as exc:
                 self._note_redis_down(exc)
                 continue
-            for job_id in lost:
-                log.warning("job %s: lock lost (taken over after a stall?)", text(job_id))
+            tokens = dict(locks)
+            for raw_id in lost:
+                job_id = text(raw_id)
+                lost_locks.add((job_id, tokens[job_id]))
+                log.warning("job %s: lock lost (taken over after a stall?); its result will "
+                            "be discarded", job_id)
+            lost_locks.intersection_update(self._running)
 
     async def _check_stalled(self) -> None:
         """Return jobs whose worker died to the queue (one check per interval, cluster-wide)."""
