@@ -33,15 +33,20 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
     end
   end
 
+  local deadlines = {}
   for _, id in ipairs(ids) do
     local job_key = base .. 'job:' .. id
     if redis.call('EXISTS', job_key) == 1 then
       local started = redis.call('HINCRBY', job_key, 'ats', 1)
       redis.call('HSET', job_key, 'tok', token_prefix .. started, 'pon', now)
-      redis.call('ZADD', k.active, now + lock_ms, id)
+      deadlines[#deadlines + 1] = now + lock_ms
+      deadlines[#deadlines + 1] = id
       emit(k.events, maxlen, 'active', id, nil)
       jobs[#jobs + 1] = {id, redis.call('HGETALL', job_key)}
     end
+  end
+  for i = 1, #deadlines, 2000 do
+    redis.call('ZADD', k.active, unpack(deadlines, i, math.min(i + 1999, #deadlines)))
   end
 
   if #ids == n then
