@@ -36,13 +36,26 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
   local deadlines = {}
   for _, id in ipairs(ids) do
     local job_key = base .. 'job:' .. id
-    if redis.call('EXISTS', job_key) == 1 then
-      local started = redis.call('HINCRBY', job_key, 'ats', 1)
-      redis.call('HSET', job_key, 'tok', token_prefix .. started, 'pon', now)
+    local fields = redis.call('HGETALL', job_key)
+    if #fields > 0 then
+      local started = 1
+      for j = 1, #fields, 2 do
+        if fields[j] == 'ats' then
+          started = tonumber(fields[j + 1]) + 1
+          break
+        end
+      end
+      local token = token_prefix .. started
+      redis.call('HSET', job_key, 'tok', token, 'pon', now, 'ats', started)
+      -- The reply carries the hash as it is now: later duplicates win.
+      local n = #fields
+      fields[n + 1], fields[n + 2] = 'tok', token
+      fields[n + 3], fields[n + 4] = 'pon', tostring(now)
+      fields[n + 5], fields[n + 6] = 'ats', tostring(started)
       deadlines[#deadlines + 1] = now + lock_ms
       deadlines[#deadlines + 1] = id
       emit(k.events, maxlen, 'active', id, nil)
-      jobs[#jobs + 1] = {id, redis.call('HGETALL', job_key)}
+      jobs[#jobs + 1] = {id, fields}
     end
   end
   for i = 1, #deadlines, 2000 do
