@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 
+from conveyor import Queue, Worker
+from helpers import StartWorker
 from redis_server import RedisServer
 
 
@@ -44,3 +48,28 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def queue_name() -> str:
     return f"q-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
+    async with Queue(queue_name, redis_url) as q:
+        yield q
+
+
+@pytest.fixture
+async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
+    """start_worker(processor, **options): a running Worker, closed at teardown."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    def start(processor: Any, **options: Any) -> Worker:
+        options.setdefault("connection", redis_url)
+        worker = Worker(queue_name, processor, **options)
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker, task in running:
+            await worker.close(timeout=2)
+            await task

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+from conveyor import Queue, Worker
+
+# start_worker(processor, **options) -> a running Worker (the ``start_worker`` fixture).
+StartWorker = Callable[..., Worker]
 
 
 async def wait_for(
@@ -35,3 +41,24 @@ async def wait_for(
                 f"condition not met within {timeout}s: {what} (last value: {last!r})"
             )
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """Run ``worker`` in a task for the block; close it and await the task on exit."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        await worker.close()
+        await task
+
+
+async def finished(queue: Queue, job_id: str) -> str | None:
+    """The job's state if it is completed or failed, else None."""
+    state = await queue.get_job_state(job_id)
+    return state if state in ("completed", "failed") else None
+
+
+async def queue_state_is(queue: Queue, job_id: str, state: str) -> bool:
+    return await queue.get_job_state(job_id) == state

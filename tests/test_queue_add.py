@@ -3,9 +3,6 @@ bulk atomicity, and the order in which a worker takes the jobs."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,23 +12,7 @@ import redis.asyncio as aioredis
 
 import conveyor
 from conveyor import Job, JobOptions, Queue, ValidationError, Worker
-from helpers import wait_for
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    async with Queue(queue_name, redis_url) as q:
-        yield q
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.close()
-        await task
+from helpers import running, wait_for
 
 
 async def processing_order(redis_url: str, queue_name: str, expected: int) -> list[str]:

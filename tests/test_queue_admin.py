@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -21,23 +19,7 @@ from conveyor import (
     Worker,
 )
 from conveyor.options import DEFAULT_KEEP_COMPLETED, DEFAULT_KEEP_FAILED, Retention
-from helpers import wait_for
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    async with Queue(queue_name, redis_url) as q:
-        yield q
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.close()
-        await task
+from helpers import running, wait_for
 
 
 class Recorder:

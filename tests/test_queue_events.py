@@ -11,23 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, QueueEvents, ValidationError, Worker
-from helpers import wait_for
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    async with Queue(queue_name, redis_url) as q:
-        yield q
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.close()
-        await task
+from helpers import running, wait_for
 
 
 @contextlib.asynccontextmanager

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, Worker
-from helpers import wait_for
+from helpers import running, wait_for
 
 ALL_STATES = {"waiting", "active", "delayed", "prioritized", "completed", "failed",
               "waiting-children"}
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    async with Queue(queue_name, redis_url) as q:
-        yield q
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    task = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        await worker.close()
-        await task
 
 
 async def finish_jobs(redis_url: str, queue_name: str, n: int) -> None:

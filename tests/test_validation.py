@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,12 +10,6 @@ import redis.asyncio as aioredis
 
 from conveyor import ConveyorError, JobOptions, Queue, ValidationError
 from conveyor.options import MAX_PRIORITY
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    async with Queue(queue_name, redis_url) as q:
-        yield q
 
 
 class NotJson:

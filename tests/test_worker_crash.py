@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, Worker
-from helpers import wait_for
+from helpers import queue_state_is, wait_for
 from worker_proc import command, release_key, started_key
 
 # Short locks so a dead worker's job comes back within about a second.
@@ -68,15 +68,6 @@ def spawn(redis_url: str, queue_name: str, tmp_path: Path) -> Iterator[Spawn]:
             if p.proc.poll() is None:
                 p.proc.kill()
             p.proc.wait(timeout=10)
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
 
 
 async def started(redis: aioredis.Redis, queue: Queue) -> list[str]:
@@ -253,7 +244,3 @@ async def test_job_stalling_more_than_max_stalled_count_fails(
 
 async def len_is(items: Any, n: int) -> bool:
     return len(await items) == n
-
-
-async def queue_state_is(queue: Queue, job_id: str, state: str) -> bool:
-    return await queue.get_job_state(job_id) == state

@@ -8,44 +8,24 @@ idle cycle of a worker is one ``BZPOPMIN`` (the block) and one ``EVALSHA``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, Worker
-from helpers import wait_for
-
-StartWorker = Callable[..., Worker]
+from helpers import StartWorker, queue_state_is, wait_for
 
 
 @pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
-
-
-@pytest.fixture
-async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+def start_worker(start_worker: StartWorker) -> StartWorker:
+    """The shared start_worker, with the stalled check pushed out of the way."""
 
     def start(processor: Any, **options: Any) -> Worker:
-        options.setdefault("connection", redis_url)
         options.setdefault("stalled_interval", 600_000)  # keep its side calls out of the counts
-        worker = Worker(queue_name, processor, **options)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
+        return start_worker(processor, **options)
 
-    try:
-        yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task
+    return start
 
 
 class Stats:
@@ -195,7 +175,3 @@ async def test_idle_workers_share_work_added_later(
 
 async def stats_at_least(stats: Stats, command: str, n: int) -> bool:
     return await stats.calls(command) >= n
-
-
-async def queue_state_is(queue: Queue, job_id: str, state: str) -> bool:
-    return await queue.get_job_state(job_id) == state

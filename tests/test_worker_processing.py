@@ -4,48 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from conveyor import Job, Queue, SyncJob, Worker
-from helpers import wait_for
-
-StartWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
-
-
-@pytest.fixture
-async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
-    """start_worker(processor, **options): a running Worker, closed at teardown."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    def start(processor: Any, **options: Any) -> Worker:
-        options.setdefault("connection", redis_url)
-        worker = Worker(queue_name, processor, **options)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task
-
-
-async def finished(queue: Queue, job_id: str) -> str | None:
-    state = await queue.get_job_state(job_id)
-    return state if state in ("completed", "failed") else None
+from helpers import StartWorker, finished, wait_for
 
 
 async def test_async_processor_return_value_is_stored(

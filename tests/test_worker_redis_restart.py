@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,16 +20,6 @@ from redis_server import RedisServer
 
 LOST = "lost connection to Redis"
 BACK = "connection to Redis is back"
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    # A Queue's own client retries a dropped connection, like the worker's.
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
 
 
 @pytest.fixture

@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from conveyor import Job, JobFailedError, Queue, UnrecoverableError, Worker
+from conveyor import Job, JobFailedError, Queue, UnrecoverableError
 from conveyor.options import Backoff, backoff_delay
-from helpers import wait_for
-
-StartWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
-
-
-@pytest.fixture
-async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    def start(processor: Any, **options: Any) -> Worker:
-        options.setdefault("connection", redis_url)
-        worker = Worker(queue_name, processor, **options)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task
-
-
-async def finished(queue: Queue, job_id: str) -> str | None:
-    state = await queue.get_job_state(job_id)
-    return state if state in ("completed", "failed") else None
+from helpers import StartWorker, finished, wait_for
 
 
 async def job_events(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,15 +11,6 @@ import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, SyncJob, Worker
 from helpers import wait_for
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
 
 
 async def wait_list(redis: aioredis.Redis, queue: Queue) -> list[str]:

@@ -4,42 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
-from conveyor import Job, JobFailedError, JobTimeoutError, Queue, SyncJob, Worker
-from helpers import wait_for
-
-StartWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
-
-
-@pytest.fixture
-async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    def start(processor: Any, **options: Any) -> Worker:
-        options.setdefault("connection", redis_url)
-        worker = Worker(queue_name, processor, **options)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task
+from conveyor import Job, JobFailedError, JobTimeoutError, Queue, SyncJob
+from helpers import StartWorker, wait_for
 
 
 async def test_timeout_fails_the_job_and_cancels_the_coroutine(

@@ -3,22 +3,11 @@ of the queue's raw Redis keys."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import redis.asyncio as aioredis
 from script_support import QueueState
 
 from conveyor import Queue
-
-
-@pytest.fixture
-async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
-    q = Queue(queue_name, redis_url)
-    try:
-        yield q
-    finally:
-        await q.close()
 
 
 @pytest.fixture
