@@ -68,7 +68,9 @@ class Adapter:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.redis = redis.Redis.from_url(url)
+        # No read timeout: redis-py 8 defaults to 5 s, which breaks the latency scenario's
+        # BLPOP (60 s warm-up, 30 s per sample) with a client-side TimeoutError.
+        self.redis = redis.Redis.from_url(url, socket_timeout=None)
 
     # -- the peer's part ------------------------------------------------------
 
