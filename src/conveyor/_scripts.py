@@ -63,8 +63,8 @@ class Scripts:
 
     def _fetch_keys(self) -> list[str]:
         k = self.keys
-        return [k.wait, k.prioritized, k.priority_counter, k.delayed, k.active, k.meta,
-                k.marker, k.events]
+        return [k.wait, k.prioritized, k.priority_counter, k.delayed, k.active, k.locks,
+                k.meta, k.marker, k.events]
 
     async def move_to_active(self, n: int, token_prefix: str, lock_ms: int) -> Any:
         return await self._call(
@@ -86,11 +86,11 @@ class Scripts:
         )
 
     async def extend_locks(self, locks: Sequence[tuple[str, str]], lock_ms: int) -> Any:
-        args: list[Any] = [self.keys.base, lock_ms]
+        args: list[Any] = [lock_ms]
         for job_id, token in locks:
             args.append(job_id)
             args.append(token)
-        return await self._call("extend_locks", [self.keys.active], args)
+        return await self._call("extend_locks", [self.keys.active, self.keys.locks], args)
 
     async def move_stalled_jobs(
         self, interval_ms: int, max_stalled: int, failed_keep: str
@@ -99,7 +99,7 @@ class Scripts:
         return await self._call(
             "move_stalled_jobs",
             [k.active, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events,
-             k.failed, k.stalled_check],
+             k.failed, k.stalled_check, k.locks],
             [k.base, interval_ms, max_stalled, self.maxlen, failed_keep],
         )
 

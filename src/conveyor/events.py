@@ -6,17 +6,13 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 
-import orjson
-
+from ._stream import decode_entry
 from .connection import Connection, make_client, raise_if_cancelled
 from .job import text
 from .keys import QueueKeys
 from .options import validate_queue_name
 
 __all__ = ["QueueEvents"]
-
-_JSON_FIELDS = frozenset({"return_value", "progress"})
-_INT_FIELDS = frozenset({"attempts_made", "delay", "stalled_count"})
 
 
 class QueueEvents:
@@ -80,18 +76,5 @@ class QueueEvents:
                 continue
             for entry_id, fields in reply[0][1]:
                 self.last_id = text(entry_id)
-                yield _decode(self.last_id, fields)
-
-
-def _decode(entry_id: str, fields: dict[Any, Any]) -> dict[str, Any]:
-    event: dict[str, Any] = {"id": entry_id}
-    for raw_key, raw_value in fields.items():
-        key = text(raw_key)
-        value = text(raw_value)
-        if key in _JSON_FIELDS:
-            event[key] = orjson.loads(value)
-        elif key in _INT_FIELDS:
-            event[key] = int(value)
-        else:
-            event[key] = value
-    return event
+                for event in decode_entry(entry_id, fields):
+                    yield event

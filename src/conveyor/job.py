@@ -6,7 +6,9 @@ A job is the hash ``<prefix>:{<queue>}:job:<id>`` with the fields
 (attempts allowed) ``atm`` (attempts made) ``ats`` (attempts started) ``stc``
 (times stalled) ``pr`` (progress JSON) ``rv`` (return value JSON) ``fr``
 (failed reason) ``st`` (stack traces, JSON list) ``pon`` (processed on, ms)
-``fon`` (finished on, ms) ``tok`` (lock token while active).
+``fon`` (finished on, ms). While an attempt runs, its ``pon`` and ``ats`` live
+in the queue's ``locks`` hash (inside the lock token) and are written to the
+job hash when the attempt ends; :func:`read_fields` merges the two.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ._stream import decode_entry
 from .connection import raise_if_cancelled
 from .errors import (
     JobFailedError,
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Job", "JobState"]
 
 JobState = str
-_FINAL_EVENTS = (b"completed", b"failed")
+_FINAL_EVENTS = ("completed", "failed")
 
 
 def text(value: bytes | str) -> str:
@@ -43,8 +46,10 @@ def fields_to_dict(raw: Any) -> dict[str, bytes | str]:
     """A job hash as a dict with str keys, from HGETALL or a script's flat list."""
     if isinstance(raw, Mapping):
         return {text(k): v for k, v in raw.items()}
-    it = iter(raw)
-    return {text(k): v for k, v in zip(it, it, strict=True)}
+    try:  # the hot path: a script's reply, all bytes
+        return dict(zip(map(bytes.decode, raw[0::2]), raw[1::2], strict=True))
+    except TypeError:  # a client with decode_responses=True
+        return dict(zip(map(text, raw[0::2]), raw[1::2], strict=True))
 
 
 def _int(fields: Mapping[str, bytes | str], name: str) -> int | None:
@@ -115,7 +120,7 @@ class Job:
             job_id,
             text(fields.get("name", b"")),
             _json(fields, "data"),
-            JobOptions.from_json(_json(fields, "opts") or {}),
+            JobOptions.from_stored(fields.get("opts")),
             _int(fields, "ts") or 0,
         )
         job._update(fields)
@@ -148,10 +153,9 @@ class Job:
 
     async def refresh(self) -> Job:
         """Re-read the job from Redis; raises JobNotFoundError once it is gone."""
-        fields = await self.queue.client.hgetall(self.queue.keys.job(self.id))
-        if not fields:
+        d = await read_fields(self.queue, self.id)
+        if d is None:
             raise JobNotFoundError(self.queue.name, self.id)
-        d = fields_to_dict(fields)
         self.data = _json(d, "data")
         self._update(d)
         return self
@@ -226,17 +230,13 @@ class Job:
                     break  # re-read the job: the stream may have been trimmed past us
                 for entry_id, entry in reply[0][1]:
                     last_id = entry_id
-                    if text(entry.get(b"job_id", entry.get("job_id", b""))) != self.id:
-                        continue
-                    event = entry.get(b"event", entry.get("event"))
-                    if isinstance(event, str):
-                        event = event.encode()
-                    if event in _FINAL_EVENTS:
-                        result = await self._finished_result(entry)
-                        if result is not None:
-                            return result[0]
+                    for event in decode_entry(entry_id, entry):
+                        if event.get("job_id") == self.id and event["event"] in _FINAL_EVENTS:
+                            result = await self._finished_result(event)
+                            if result is not None:
+                                return result[0]
 
-    async def _final_event(self) -> Mapping[Any, Any] | None:
+    async def _final_event(self) -> dict[str, Any] | None:
         """This job's completed/failed event, if that is its newest event still in
         the stream (a newer ``removed`` or ``added`` means it is not finished)."""
         client = self.queue.client
@@ -244,19 +244,19 @@ class Job:
         newest = "+"
         while True:
             batch: Any = await client.xrevrange(events, max=newest, count=1000)
-            for _, entry in batch:
-                if text(entry.get(b"job_id", entry.get("job_id", b""))) != self.id:
-                    continue
-                event = text(entry.get(b"event", entry.get("event", b"")))
-                if event in ("completed", "failed"):
-                    return entry  # type: ignore[no-any-return]
-                if event in ("removed", "added"):
-                    return None
+            for entry_id, entry in batch:
+                for event in reversed(decode_entry(entry_id, entry)):
+                    if event.get("job_id") != self.id:
+                        continue
+                    if event["event"] in _FINAL_EVENTS:
+                        return dict(event)
+                    if event["event"] in ("removed", "added"):
+                        return None
             if len(batch) < 1000:
                 return None
             newest = "(" + text(batch[-1][0])
 
-    async def _finished_result(self, event: Mapping[Any, Any] | None = None) -> tuple[Any] | None:
+    async def _finished_result(self, event: dict[str, Any] | None = None) -> tuple[Any] | None:
         """(return value,) if the job completed; raises if it failed; None if not finished."""
         fields = fields_to_dict(await self.queue.client.hgetall(self.queue.keys.job(self.id)))
         if not fields:
@@ -268,10 +268,9 @@ class Job:
                 raise JobNotFoundError(self.queue.name, self.id)
             # Finished and removed at once (remove_on_complete/fail): the event
             # is all that is left.
-            ev = {text(k): v for k, v in event.items()}
-            if text(ev["event"]) == "completed":
-                return (orjson.loads(ev["return_value"]),)
-            raise JobFailedError(self.id, text(ev.get("failed_reason", b"")), [])
+            if event["event"] == "completed":
+                return (event.get("return_value"),)
+            raise JobFailedError(self.id, event.get("failed_reason", ""), [])
         if "fon" not in fields:
             return None
         self._update(fields)
@@ -282,3 +281,25 @@ class Job:
             raise JobFailedError(self.id, self.failed_reason, self.stacktrace)
         return None
 
+
+
+async def read_fields(queue: Queue, job_id: str) -> dict[str, bytes | str] | None:
+    """A job's hash as a dict, with the running attempt's ``tok``, ``pon`` and
+    ``ats`` from its lock; ``None`` when there is no such job."""
+    async with queue.client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(queue.keys.job(job_id))
+        pipe.hget(queue.keys.locks, job_id)
+        raw, token = await pipe.execute()
+    return with_lock(raw, token)
+
+
+def with_lock(raw: Any, token: bytes | str | None) -> dict[str, bytes | str] | None:
+    """HGETALL of a job merged with its lock token (HGET of the locks hash)."""
+    if not raw:
+        return None
+    fields = fields_to_dict(raw)
+    if token is not None:
+        token = text(token)
+        _, started, _, processed_on = token.rsplit(":", 3)
+        fields.update(tok=token, ats=started, pon=processed_on)
+    return fields

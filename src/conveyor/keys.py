@@ -15,6 +15,10 @@ part               type    contents
 ``pc``             string  sequence counter for ``prioritized``
 ``delayed``        zset    ids of jobs waiting for a time; score = due time (ms)
 ``active``         zset    ids of running jobs; score = lock deadline (ms)
+``locks``          hash    job id -> lock token of each running job; the token
+                           is ``<worker id>:<attempts started>:<attempts
+                           made>:<processed on ms>`` (the attempt's own facts
+                           live here until it ends: one write per batch)
 ``completed``      zset    ids of finished jobs; score = finish time (ms)
 ``failed``         zset    ids of jobs that exhausted their attempts; the
                            dead-letter set; score = finish time (ms)
@@ -77,6 +81,10 @@ class QueueKeys:
     @property
     def active(self) -> str:
         return self.key("active")
+
+    @property
+    def locks(self) -> str:
+        return self.key("locks")
 
     @property
     def completed(self) -> str:

@@ -241,17 +241,27 @@ class JobOptions:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "delay": self.delay,
-            "priority": self.priority,
-            "attempts": self.attempts,
-            "backoff": None if self.backoff is None else self.backoff.to_json(),
-            "lifo": self.lifo,
-            "timeout": self.timeout,
-            "remove_on_complete": self.remove_on_complete.to_json(),
-            "remove_on_fail": self.remove_on_fail.to_json(),
-        }
+        """The options as stored with the job: only those that differ from the
+        defaults (a job with default options stores ``{}``), and not ``job_id``,
+        which is the job's key."""
+        out: dict[str, Any] = {}
+        if self.delay:
+            out["delay"] = self.delay
+        if self.priority:
+            out["priority"] = self.priority
+        if self.attempts != 1:
+            out["attempts"] = self.attempts
+        if self.backoff is not None:
+            out["backoff"] = self.backoff.to_json()
+        if self.lifo:
+            out["lifo"] = True
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        if self.remove_on_complete != Retention(DEFAULT_KEEP_COMPLETED):
+            out["remove_on_complete"] = self.remove_on_complete.to_json()
+        if self.remove_on_fail != Retention(DEFAULT_KEEP_FAILED):
+            out["remove_on_fail"] = self.remove_on_fail.to_json()
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> JobOptions:
@@ -270,6 +280,22 @@ class JobOptions:
             remove_on_complete=_retention_from_json(roc, DEFAULT_KEEP_COMPLETED),
             remove_on_fail=_retention_from_json(rof, DEFAULT_KEEP_FAILED),
         )
+
+    @classmethod
+    def from_stored(cls, raw: bytes | str | None) -> JobOptions:
+        """Options from a job hash's ``opts`` field. Most jobs of a queue share the
+        same few option sets, and options are immutable, so parsed ones are reused."""
+        if raw is None:
+            raw = b"{}"
+        found = _stored_options.get(raw)
+        if found is None:
+            if len(_stored_options) >= 1024:
+                _stored_options.clear()
+            found = _stored_options[raw] = cls.from_json(orjson.loads(raw))
+        return found
+
+
+_stored_options: dict[bytes | str, JobOptions] = {}
 
 
 def _retention_from_json(raw: Mapping[str, Any], default: int) -> Retention:

@@ -11,7 +11,7 @@ import orjson
 from ._scripts import Scripts
 from .connection import Connection, make_client
 from .errors import JobNotFoundError, JobStateError, ValidationError
-from .job import Job, JobState, fields_to_dict, text
+from .job import Job, JobState, read_fields, text, with_lock
 from .keys import STATES, QueueKeys
 from .options import (
     BackoffSpec,
@@ -178,10 +178,10 @@ class Queue:
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or ``None``."""
-        fields = await self.client.hgetall(self.keys.job(str(job_id)))
-        if not fields:
+        fields = await read_fields(self, str(job_id))
+        if fields is None:
             return None
-        return Job.from_fields(self, str(job_id), fields_to_dict(fields))
+        return Job.from_fields(self, str(job_id), fields)
 
     async def get_job_state(self, job_id: str) -> JobState | None:
         """The job's state: waiting, active, delayed, prioritized, completed, failed
@@ -238,12 +238,14 @@ class Queue:
         async with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
-            hashes = await pipe.execute()
-        return [
-            Job.from_fields(self, job_id, fields_to_dict(fields))
-            for job_id, fields in zip(ids, hashes, strict=True)
-            if fields
-        ]
+                pipe.hget(self.keys.locks, job_id)
+            replies = await pipe.execute()
+        jobs = []
+        for i, job_id in enumerate(ids):
+            fields = with_lock(replies[2 * i], replies[2 * i + 1])
+            if fields is not None:
+                jobs.append(Job.from_fields(self, job_id, fields))
+        return jobs
 
     # -- administering -----------------------------------------------------
 

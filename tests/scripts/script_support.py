@@ -3,6 +3,7 @@ a queue's raw Redis keys as plain Python values (str, int, float)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,6 +28,12 @@ def pairs(flat: list[Any]) -> dict[str, str]:
     """A flat [field, value, ...] reply as a dict of str."""
     it = iter(s(flat))
     return dict(zip(it, it, strict=True))
+
+
+def token_parts(token: str) -> tuple[str, int, int, int]:
+    """A lock token as (worker prefix, attempts started, attempts made, processed on)."""
+    prefix, started, made, processed_on = token.rsplit(":", 3)
+    return prefix + ":", int(started), int(made), int(processed_on)
 
 
 def fetched(jobs: list[Any]) -> list[tuple[str, dict[str, str]]]:
@@ -137,10 +144,25 @@ class QueueState:
     async def logs(self, job_id: str) -> list[str]:
         return s(await self.redis.lrange(self.keys.logs(job_id), 0, -1))
 
-    async def events(self) -> list[dict[str, str]]:
-        """The event stream's entries as field dicts, oldest first."""
+    async def entries(self) -> list[dict[str, str]]:
+        """The event stream's raw entries as field dicts, oldest first."""
         entries = await self.redis.xrange(self.keys.events)
         return [{s(k): s(v) for k, v in fields.items()} for _, fields in entries]
+
+    async def events(self) -> list[dict[str, str]]:
+        """One field dict per event, oldest first: a batch entry (``jobs``) is
+        expanded into its jobs' events, as readers of the stream see them."""
+        out: list[dict[str, str]] = []
+        for entry in await self.entries():
+            if "jobs" in entry:
+                out.extend({"event": entry["event"], **job} for job in json.loads(entry["jobs"]))
+            else:
+                out.append(entry)
+        return out
+
+    async def locks(self) -> dict[str, str]:
+        """The locks hash: job id -> lock token."""
+        return {s(k): s(v) for k, v in (await self.redis.hgetall(self.keys.locks)).items()}
 
     async def event_names(self) -> list[tuple[str, str]]:
         return [(e["event"], e["job_id"]) for e in await self.events()]

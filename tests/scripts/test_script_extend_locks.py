@@ -53,7 +53,7 @@ async def test_finished_and_missing_jobs_are_lost(queue: Queue, state: QueueStat
 
 async def test_matching_token_outside_active_is_not_added(queue: Queue, state: QueueState) -> None:
     await add(queue, "x")
-    await state.redis.hset(queue.keys.job("x"), "tok", "w:1")
+    await state.redis.hset(queue.keys.locks, "x", "w:1")
 
     assert await queue.scripts.extend_locks([("x", "w:1")], 60_000) == []
     assert await state.active() == []

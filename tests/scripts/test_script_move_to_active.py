@@ -3,7 +3,7 @@ deadlines, promotion of due delayed jobs, markers, next_due and pausing."""
 
 from __future__ import annotations
 
-from script_support import QueueState, add, fetched, s, take
+from script_support import QueueState, add, fetched, finish, outcome, s, take, token_parts
 
 from conveyor import Queue
 
@@ -22,13 +22,15 @@ async def test_takes_from_wait_head_with_token_and_lock(queue: Queue, state: Que
     jobs = fetched(reply[1])
     assert [job_id for job_id, _ in jobs] == ["1", "2"]
     active = dict(await state.active())
+    locks = await state.locks()
     for job_id, fields in jobs:
         stored = await state.job(job_id)
-        assert fields == stored  # the reply carries the job's hash after the move
-        assert stored["tok"] == "worker-1:1"
-        assert stored["ats"] == "1"
-        assert stored["atm"] == "0"
-        pon = int(stored["pon"])
+        # The job hash is not written; the reply adds the attempt's facts to it.
+        assert stored["ats"] == "0" and "pon" not in stored and "tok" not in stored
+        assert fields == {**stored, "tok": fields["tok"], "pon": fields["pon"], "ats": "1"}
+        assert locks[job_id] == fields["tok"]
+        pon = int(fields["pon"])
+        assert token_parts(fields["tok"]) == ("worker-1:", 1, 0, pon)
         assert before <= pon <= after
         assert active[job_id] == pon + 30_000
     assert await state.wait() == ["3"]
@@ -54,13 +56,12 @@ async def test_no_marker_left_when_nothing_more_is_ready(queue: Queue, state: Qu
 async def test_token_suffix_counts_attempts_started(queue: Queue, state: QueueState) -> None:
     await add(queue)
     [(_, fields)] = await take(queue, prefix="a:")
-    assert fields["tok"] == "a:1"
+    assert token_parts(fields["tok"])[:3] == ("a:", 1, 0)
 
-    # hand it back by hand, then another worker takes it
-    await state.redis.zrem(queue.keys.active, "1")
-    await state.redis.rpush(queue.keys.wait, "1")
+    # handed back unfinished (worker shutdown), then another worker takes it
+    await finish(queue, outcome("1", fields["tok"], "r"))
     [(_, fields)] = await take(queue, prefix="b:")
-    assert fields["tok"] == "b:2"
+    assert token_parts(fields["tok"])[:3] == ("b:", 2, 0)
     assert fields["ats"] == "2"
 
 
@@ -150,7 +151,7 @@ async def test_promoted_delayed_job_is_taken_in_the_same_call(
     jobs = await take(queue, 1, prefix="w:")
 
     assert [j for j, _ in jobs] == ["a"]
-    assert jobs[0][1]["tok"] == "w:1"
+    assert token_parts(jobs[0][1]["tok"])[:3] == ("w:", 1, 0)
     assert await state.delayed() == []
     assert await state.wait() == []
     assert await state.event_names() == [("waiting", "a"), ("active", "a")]

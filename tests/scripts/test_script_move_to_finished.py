@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from script_support import KEEP_ALL, QueueState, add, finish, outcome, take
+from script_support import KEEP_ALL, QueueState, add, finish, outcome, take, token_parts
 
 from conveyor import Queue
 
@@ -60,6 +60,8 @@ async def test_complete_moves_to_completed(queue: Queue, state: QueueState) -> N
     assert fields["atm"] == "1"
     assert fields["ats"] == "1"
     assert "tok" not in fields
+    assert int(fields["pon"]) == token_parts(token)[3]
+    assert await state.locks() == {}
     assert await state.events() == [
         {
             "event": "completed",
@@ -82,7 +84,8 @@ async def test_finish_and_fetch_next_in_the_same_call(queue: Queue, state: Queue
     assert statuses == [1]
     assert next_due == 0
     assert [j for j, _ in jobs] == ["second"]
-    assert jobs[0][1]["tok"] == "w2:1"
+    assert token_parts(jobs[0][1]["tok"])[:3] == ("w2:", 1, 0)
+    assert await state.locks() == {"second": jobs[0][1]["tok"]}
     active = dict(await state.active())
     assert set(active) == {"second"}
     assert active["second"] == int(jobs[0][1]["pon"]) + 5000
@@ -211,9 +214,11 @@ async def test_exhausted_attempts_go_to_failed(queue: Queue, state: QueueState) 
     job_id, token = await _active_job(queue, attempts=2)
     await finish(queue, outcome(job_id, token, "f", "first", "trace-1", 0))
     [(_, fields)] = await take(queue)
-    assert fields["tok"] == "w:2"
+    assert token_parts(fields["tok"])[:3] == ("w:", 2, 1)
 
-    statuses, _, _ = await finish(queue, outcome(job_id, "w:2", "f", "second", "trace-2", 1000))
+    statuses, _, _ = await finish(
+        queue, outcome(job_id, fields["tok"], "f", "second", "trace-2", 1000)
+    )
 
     assert statuses == [1]
     fields = await state.job(job_id)
@@ -267,8 +272,8 @@ async def test_release_goes_to_wait_head_without_counting_an_attempt(
     # taken again: a new token; the single attempt is still available
     [(taken, fields)] = await take(queue, prefix="w2:")
     assert taken == job_id
-    assert fields["tok"] == "w2:2"
-    statuses, _, _ = await finish(queue, outcome(job_id, "w2:2", "c", "1"))
+    assert token_parts(fields["tok"])[:3] == ("w2:", 2, 0)
+    statuses, _, _ = await finish(queue, outcome(job_id, fields["tok"], "c", "1"))
     assert statuses == [1]
     assert (await state.job(job_id))["atm"] == "1"
 

@@ -3,7 +3,7 @@ the head of the wait list, or fail them once they stalled more than allowed.
 Runs at most once per interval across all workers (guarded by stalled-check).
 
 KEYS  1 active  2 wait  3 prioritized  4 pc  5 meta  6 marker  7 events  8 failed
-      9 stalled-check
+      9 stalled-check  10 locks
 ARGV  1 key base  2 check interval ms  3 max stalled count  4 events maxlen
       5 failed retention "count:age_ms"
 Returns {{requeued ids}, {failed ids}}, or {} when another worker checked within
@@ -24,8 +24,14 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(ids) do
   local job_key = base .. 'job:' .. id
   redis.call('ZREM', KEYS[1], id)
+  local token = redis.call('HGET', KEYS[10], id)
+  redis.call('HDEL', KEYS[10], id)
   if redis.call('EXISTS', job_key) == 1 then
-    redis.call('HDEL', job_key, 'tok')
+    if token then
+      -- The attempt started and never ended: keep what the lock knew of it.
+      local started, _, pon = parse_token(token)
+      redis.call('HSET', job_key, 'ats', started, 'pon', pon)
+    end
     local stalls = redis.call('HINCRBY', job_key, 'stc', 1)
     emit(KEYS[7], maxlen, 'stalled', id, {'stalled_count', stalls})
     if stalls > max_stalled then

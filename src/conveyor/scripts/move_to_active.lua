@@ -1,16 +1,18 @@
 --[[ move_to_active: a worker takes up to n ready jobs (promoting due delayed jobs first).
 
-KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 meta  7 marker  8 events
+KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marker
+      9 events
 ARGV  1 key base  2 n  3 lock token prefix (worker id + ":")  4 lock duration ms
       5 events maxlen
 Returns {next_due, {{job_id, {field, value, ...}}, ...}}: the jobs taken, each
-with its hash; next_due is the earliest delayed job's due time (ms) when none
-was taken, else 0.
-Events: waiting (promoted delayed job), active
+with its hash and the attempt's tok, pon and ats; next_due is the earliest
+delayed job's due time (ms) when none was taken, else 0.
+Events: waiting (promoted delayed jobs), active (one entry per batch)
 ]]
 --@include "common"
 --@include "fetch_jobs"
 
 local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4],
-           active = KEYS[5], meta = KEYS[6], marker = KEYS[7], events = KEYS[8]}
+           active = KEYS[5], locks = KEYS[6], meta = KEYS[7], marker = KEYS[8],
+           events = KEYS[9]}
 return fetch_jobs(k, ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now_ms(), ARGV[5])

@@ -1,8 +1,8 @@
 --[[ move_to_finished: a worker reports a batch of finished attempts, then takes
 the next jobs in the same call (one round trip per job in steady state).
 
-KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 meta  7 marker  8 events
-      9 completed  10 failed
+KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marker
+      9 events  10 completed  11 failed
 ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       5 events maxlen  6 number of outcomes m, then m groups of 7:
         job id, lock token, kind, value, stacktrace entry, retry delay, keep
@@ -14,7 +14,11 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       keep = "count:age_ms" retention of the finished set (-1: no limit)
 Returns {{status per outcome}, next_due, jobs} with jobs as in move_to_active.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
-Events: completed, failed (no attempts left), retrying, delayed, waiting, active
+Events: completed (one entry per batch), failed (no attempts left), retrying,
+delayed, waiting, active
+
+A completed job costs one HSET here: the lock check, lock release, active and
+finished set updates and its event are one command each for the whole batch.
 ]]
 --@include "common"
 --@include "fetch_jobs"
@@ -22,17 +26,20 @@ Events: completed, failed (no attempts left), retrying, delayed, waiting, active
 local base = ARGV[1]
 local maxlen = ARGV[5]
 local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4],
-           active = KEYS[5], meta = KEYS[6], marker = KEYS[7], events = KEYS[8]}
+           active = KEYS[5], locks = KEYS[6], meta = KEYS[7], marker = KEYS[8],
+           events = KEYS[9]}
 local now = now_ms()
 local statuses = {}
 local STACK_LIMIT = 10
+local CHUNK = 2000  -- unpack() has a limit on arguments: write in chunks
 
 -- Finished jobs are added to their set, and the set trimmed, once per batch.
 local to_finish = {}   -- set key -> {score, id, score, id, ...}
 local policies = {}    -- set key -> {keep string -> true}
+local to_delete = {}   -- ids removed at once (keep "0:...")
 local function finish(set_key, id, keep)
   if string.sub(keep, 1, 2) == '0:' then
-    delete_job(base, id)
+    to_delete[#to_delete + 1] = id
     return
   end
   local members = to_finish[set_key]
@@ -46,30 +53,44 @@ local function finish(set_key, id, keep)
   policies[set_key][keep] = true
 end
 
-local left_active = {}
 local m = tonumber(ARGV[6])
+local ids = {}
+for i = 0, m - 1 do
+  ids[#ids + 1] = ARGV[7 + i * 7]
+end
+local held = {}
+for i = 1, #ids, CHUNK do
+  local part = redis.call('HMGET', k.locks, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+  for j = 1, #part do
+    held[i + j - 1] = part[j]
+  end
+end
+
+local released, completed = {}, {}
 for i = 0, m - 1 do
   local o = 7 + i * 7
   local id, token, kind, value = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
-  local job_key = base .. 'job:' .. id
-  local held = redis.call('HMGET', job_key, 'tok', 'atm', 'att', 'prio')
-  if held[1] ~= token then
+  if held[i + 1] ~= token then
     statuses[#statuses + 1] = 0
   else
     statuses[#statuses + 1] = 1
-    left_active[#left_active + 1] = id
-    redis.call('HDEL', job_key, 'tok')
-    local made = tonumber(held[2] or '0') + 1
+    released[#released + 1] = id
+    local job_key = base .. 'job:' .. id
+    local started, made, pon = parse_token(token)
+    made = tonumber(made) + 1
     if kind == 'c' then
-      redis.call('HSET', job_key, 'rv', value, 'fon', now, 'atm', made)
-      emit(k.events, maxlen, 'completed', id, {'return_value', value, 'attempts_made', made})
-      finish(KEYS[9], id, ARGV[o + 6])
+      redis.call('HSET', job_key, 'rv', value, 'fon', now, 'atm', made, 'ats', started,
+        'pon', pon)
+      completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      finish(KEYS[10], id, ARGV[o + 6])
     elseif kind == 'f' then
-      local attempts = tonumber(held[3] or '1')
-      local stack = cjson.decode(redis.call('HGET', job_key, 'st') or '[]')
+      local job = redis.call('HMGET', job_key, 'att', 'prio', 'st')
+      local attempts = tonumber(job[1] or '1')
+      local stack = cjson.decode(job[3] or '[]')
       stack[#stack + 1] = ARGV[o + 4]
       if #stack > STACK_LIMIT then table.remove(stack, 1) end
-      redis.call('HSET', job_key, 'fr', value, 'st', cjson.encode(stack), 'atm', made)
+      redis.call('HSET', job_key, 'fr', value, 'st', cjson.encode(stack), 'atm', made,
+        'ats', started, 'pon', pon)
       local retry_delay = tonumber(ARGV[o + 5])
       if retry_delay >= 0 and made < attempts then
         emit(k.events, maxlen, 'retrying', id,
@@ -78,27 +99,33 @@ for i = 0, m - 1 do
           push_delayed(k.delayed, k.marker, id, now + retry_delay)
           emit(k.events, maxlen, 'delayed', id, {'delay', now + retry_delay})
         else
-          local priority = tonumber(held[4] or '0')
-          push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id, priority, false)
+          push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id,
+            tonumber(job[2] or '0'), false)
           emit(k.events, maxlen, 'waiting', id, nil)
         end
       else
         redis.call('HSET', job_key, 'fon', now)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
-        finish(KEYS[10], id, ARGV[o + 6])
+        finish(KEYS[11], id, ARGV[o + 6])
       end
     else
-      local priority = tonumber(held[4] or '0')
+      -- Handed back unfinished: the attempt counts as started, not as made.
+      redis.call('HSET', job_key, 'ats', started)
+      local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')
       push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id, priority, true)
       emit(k.events, maxlen, 'waiting', id, nil)
     end
   end
 end
 
--- unpack() has a limit on arguments: write in chunks.
-local CHUNK = 2000
-for i = 1, #left_active, CHUNK do
-  redis.call('ZREM', k.active, unpack(left_active, i, math.min(i + CHUNK - 1, #left_active)))
+for i = 1, #released, CHUNK do
+  local part = {unpack(released, i, math.min(i + CHUNK - 1, #released))}
+  redis.call('ZREM', k.active, unpack(part))
+  redis.call('HDEL', k.locks, unpack(part))
+end
+emit_many(k.events, maxlen, 'completed', completed)
+if #to_delete > 0 then
+  delete_jobs(base, to_delete)
 end
 for set_key, members in pairs(to_finish) do
   for i = 1, #members, CHUNK do

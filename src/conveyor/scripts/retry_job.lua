@@ -17,7 +17,7 @@ end
 if redis.call('ZREM', KEYS[1], id) == 0 and redis.call('ZREM', KEYS[2], id) == 0 then
   return -1
 end
-redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv', 'stc', 'tok')
+redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv', 'stc')
 if ARGV[3] == '1' then
   redis.call('HSET', job_key, 'atm', 0)
 end

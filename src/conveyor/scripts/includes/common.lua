@@ -19,6 +19,40 @@ local function emit(events_key, maxlen, event, job_id, fields)
   end
 end
 
+-- The same event for many jobs in one stream entry: `event`, `jobs` = a JSON
+-- array of objects, one per job, each with `job_id` and the event's own fields
+-- (all strings, as in a single entry). One job gets an ordinary entry. Clients
+-- expand batches (conveyor.events), so readers see one event per job.
+-- `jobs` is a list of {job_id, field, value, ...}.
+local function emit_many(events_key, maxlen, event, jobs)
+  if #jobs == 0 then
+    return
+  end
+  if #jobs == 1 then
+    local job = jobs[1]
+    redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'event', event,
+      'job_id', unpack(job))
+    return
+  end
+  local parts = {}
+  for i, job in ipairs(jobs) do
+    local obj = {'{"job_id":', cjson.encode(job[1])}
+    for j = 2, #job, 2 do
+      obj[#obj + 1] = ',"' .. job[j] .. '":' .. cjson.encode(job[j + 1])
+    end
+    obj[#obj + 1] = '}'
+    parts[i] = table.concat(obj)
+  end
+  redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'event', event,
+    'jobs', '[' .. table.concat(parts, ',') .. ']')
+end
+
+-- A lock token: `<worker prefix><attempts started>:<attempts made>:<processed on>`.
+-- Returns attempts started, attempts made and processed on as strings.
+local function parse_token(token)
+  return string.match(token, '(%d+):(%d+):(%d+)$')
+end
+
 local PRIORITY_SHIFT = 2147483648  -- 2^31: score = priority * 2^31 + sequence
 
 -- Make a job ready: the wait list (priority 0) or the prioritized zset, and
@@ -52,15 +86,25 @@ local function delete_job(base, job_id)
   redis.call('DEL', base .. 'job:' .. job_id, base .. 'job:' .. job_id .. ':logs')
 end
 
+-- Delete many jobs (hash and logs) with one DEL per chunk.
+local function delete_jobs(base, ids)
+  local keys = {}
+  for _, id in ipairs(ids) do
+    keys[#keys + 1] = base .. 'job:' .. id
+    keys[#keys + 1] = base .. 'job:' .. id .. ':logs'
+  end
+  for i = 1, #keys, 2000 do
+    redis.call('DEL', unpack(keys, i, math.min(i + 1999, #keys)))
+  end
+end
+
 -- Keep a finished set within its retention: younger than age_ms (-1: any age)
 -- and at most `count` newest (-1: any number).
 local function trim_finished(set_key, base, count, age_ms, now)
   if age_ms >= 0 then
     local old = redis.call('ZRANGEBYSCORE', set_key, '-inf', now - age_ms, 'LIMIT', 0, 1000)
-    for _, id in ipairs(old) do
-      delete_job(base, id)
-    end
     if #old > 0 then
+      delete_jobs(base, old)
       redis.call('ZREM', set_key, unpack(old))
     end
   end
@@ -68,9 +112,7 @@ local function trim_finished(set_key, base, count, age_ms, now)
     local excess = redis.call('ZCARD', set_key) - count
     if excess > 0 then
       local ids = redis.call('ZRANGE', set_key, 0, excess - 1)
-      for _, id in ipairs(ids) do
-        delete_job(base, id)
-      end
+      delete_jobs(base, ids)
       redis.call('ZREMRANGEBYRANK', set_key, 0, excess - 1)
     end
   end

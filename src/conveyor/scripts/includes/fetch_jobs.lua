@@ -4,21 +4,45 @@
 --
 -- Order: due delayed jobs are promoted first; then the wait list (jobs without
 -- a priority), then the prioritized zset (lowest priority number first).
--- Each taken job gets a lock token `token_prefix .. attempts_started` and a
--- lock deadline (its score in active). Returns {next_due, jobs} where jobs is
--- a list of {id, HGETALL of job} and next_due is the earliest delayed due time
--- when nothing was taken (0 if none is delayed).
-local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
-  -- k: wait, prioritized, pc, delayed, active, meta, marker, events
+-- Each taken job gets a lock token (see parse_token) in the locks hash and a
+-- lock deadline (its score in active): one write of each per batch, so a job
+-- costs a single HGETALL here. The job hash itself is not written until the
+-- attempt ends. Returns {next_due, jobs} where jobs is a list of {id, HGETALL
+-- of job + tok, pon, ats} and next_due is the earliest delayed due time when
+-- nothing was taken (0 if none is delayed).
+
+-- Promote due delayed jobs (at most 1000 per call) to the wait list or the
+-- prioritized zset.
+local function promote_due(k, base, now, maxlen)
   local due = redis.call('ZRANGEBYSCORE', k.delayed, '-inf', now, 'LIMIT', 0, 1000)
-  if #due > 0 then
-    redis.call('ZREM', k.delayed, unpack(due))
-    for _, id in ipairs(due) do
-      local priority = tonumber(redis.call('HGET', base .. 'job:' .. id, 'prio') or '0')
-      push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id, priority, false)
-      emit(k.events, maxlen, 'waiting', id, nil)
-    end
+  if #due == 0 then
+    return
   end
+  redis.call('ZREM', k.delayed, unpack(due))
+  local plain, waiting = {}, {}
+  for _, id in ipairs(due) do
+    local priority = tonumber(redis.call('HGET', base .. 'job:' .. id, 'prio') or '0')
+    if priority == 0 then
+      plain[#plain + 1] = id
+    else
+      local seq = redis.call('INCR', k.pc) % PRIORITY_SHIFT
+      redis.call('ZADD', k.prioritized, priority * PRIORITY_SHIFT + seq, id)
+    end
+    waiting[#waiting + 1] = {id}
+  end
+  for i = 1, #plain, 2000 do
+    redis.call('RPUSH', k.wait, unpack(plain, i, math.min(i + 1999, #plain)))
+  end
+  emit_many(k.events, maxlen, 'waiting', waiting)
+  -- Wake idle workers too: this call may take fewer than were promoted.
+  if redis.call('HEXISTS', k.meta, 'paused') == 0 then
+    redis.call('ZADD', k.marker, 0, '0')
+  end
+end
+
+local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
+  -- k: wait, prioritized, pc, delayed, active, locks, meta, marker, events
+  promote_due(k, base, now, maxlen)
 
   local jobs = {}
   if n <= 0 or redis.call('HEXISTS', k.meta, 'paused') == 1 then
@@ -33,34 +57,40 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
     end
   end
 
-  local deadlines = {}
+  local deadlines, locks, active_events = {}, {}, {}
+  local deadline = now + lock_ms
+  local pon = tostring(now)
   for _, id in ipairs(ids) do
-    local job_key = base .. 'job:' .. id
-    local fields = redis.call('HGETALL', job_key)
+    local fields = redis.call('HGETALL', base .. 'job:' .. id)
     if #fields > 0 then
-      local started = 1
+      local started, made = 1, '0'
       for j = 1, #fields, 2 do
-        if fields[j] == 'ats' then
+        local f = fields[j]
+        if f == 'ats' then
           started = tonumber(fields[j + 1]) + 1
-          break
+        elseif f == 'atm' then
+          made = fields[j + 1]
         end
       end
-      local token = token_prefix .. started
-      redis.call('HSET', job_key, 'tok', token, 'pon', now, 'ats', started)
-      -- The reply carries the hash as it is now: later duplicates win.
-      local n = #fields
-      fields[n + 1], fields[n + 2] = 'tok', token
-      fields[n + 3], fields[n + 4] = 'pon', tostring(now)
-      fields[n + 5], fields[n + 6] = 'ats', tostring(started)
-      deadlines[#deadlines + 1] = now + lock_ms
+      local token = token_prefix .. started .. ':' .. made .. ':' .. pon
+      -- The reply carries the attempt's facts too: later duplicates win.
+      local m = #fields
+      fields[m + 1], fields[m + 2] = 'tok', token
+      fields[m + 3], fields[m + 4] = 'pon', pon
+      fields[m + 5], fields[m + 6] = 'ats', tostring(started)
+      deadlines[#deadlines + 1] = deadline
       deadlines[#deadlines + 1] = id
-      emit(k.events, maxlen, 'active', id, nil)
+      locks[#locks + 1] = id
+      locks[#locks + 1] = token
+      active_events[#active_events + 1] = {id}
       jobs[#jobs + 1] = {id, fields}
     end
   end
   for i = 1, #deadlines, 2000 do
     redis.call('ZADD', k.active, unpack(deadlines, i, math.min(i + 1999, #deadlines)))
+    redis.call('HSET', k.locks, unpack(locks, i, math.min(i + 1999, #locks)))
   end
+  emit_many(k.events, maxlen, 'active', active_events)
 
   if #ids == n then
     -- More may be ready: leave a marker so another idle worker wakes too.
