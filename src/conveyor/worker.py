@@ -51,6 +51,8 @@ Listener: TypeAlias = Callable[..., Any]
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_RECONNECT_DELAY = 5.0
+#: An idle worker looks for work without a wake-up marker this often (seconds).
+_RECHECK_INTERVAL = 60.0
 #: The workers running on each event loop: one SIGTERM/SIGINT handler per loop
 #: reaches them all (a handler per worker would replace the previous worker's).
 _signal_workers: dict[asyncio.AbstractEventLoop, list[Worker]] = {}
@@ -124,6 +126,8 @@ class Worker:
         self._drained = False  # "drained" was emitted and no job was taken since
         self._idle = False  # the last fetch found nothing: block before fetching again
         self._next_due = 0
+        self._last_fetch = 0.0  # time.monotonic() of the last look for work
+        self._wakeups = 0  # wake-up markers taken by the blocking wait
         self._block_task: asyncio.Task[None] | None = None
         self._redis_down = False
         self._close_task: asyncio.Future[None] | None = None
@@ -273,6 +277,7 @@ class Worker:
                     outcomes, finished = self._outcomes, self._finished
                     self._outcomes, self._finished = [], []
                     n = self._free_slots()
+                    wakeups = self._wakeups
                     try:
                         reply = await scripts.move_to_finished(
                             outcomes, n, self._token_prefix, self.lock_duration
@@ -282,11 +287,12 @@ class Worker:
                         self._finished[:0] = finished
                         raise
                     self._report(finished, reply[0])
-                    self._start(n, reply[1], reply[2])
+                    self._start(n, reply[1], reply[2], wakeups)
                 elif self._free_slots() > 0 and not self._idle:
                     n = self._free_slots()
+                    wakeups = self._wakeups
                     reply = await scripts.move_to_active(n, self._token_prefix, self.lock_duration)
-                    self._start(n, reply[0], reply[1])
+                    self._start(n, reply[0], reply[1], wakeups)
                 else:
                     if self._free_slots() > 0 and self._block_task is None:
                         self._block_task = asyncio.create_task(self._wait_for_work())
@@ -316,7 +322,13 @@ class Worker:
             log.warning("worker %s: lost connection to Redis (%s); reconnecting", self.id, exc)
             self._emit("error", exc)
 
-    def _start(self, n: int, next_due: Any, jobs: list[Any]) -> None:
+    def _start(self, n: int, next_due: Any, jobs: list[Any], wakeups: int) -> None:
+        """Run the jobs a fetch for ``n`` slots took. ``wakeups`` is the count of
+        wake-up markers taken when the fetch was sent: if the blocking wait took
+        one since, work may have arrived after the fetch ran, and its marker is
+        gone, so "nothing found" must not send the worker back to block."""
+        if n > 0:
+            self._last_fetch = time.monotonic()
         for job_id, fields in jobs:
             job = Job.from_fields(self.queue, text(job_id), fields_to_dict(fields))
             assert job.token is not None
@@ -326,7 +338,7 @@ class Worker:
             self._running[job.id, job.token] = (job, task)
             if self._listeners.get("active"):
                 self._emit("active", job)
-        if n > 0 and not jobs:
+        if n > 0 and not jobs and wakeups == self._wakeups:
             self._idle = True
             self._next_due = int(next_due)
             if not self._drained:
@@ -349,15 +361,29 @@ class Worker:
                 self._emit("failed", job, payload)
 
     async def _wait_for_work(self) -> None:
-        """Block on the queue's marker until work may be ready (or a delayed job is due)."""
-        timeout = self.block_timeout / 1000
-        read_timeout = socket_timeout(self.queue.client)
-        if read_timeout is not None:
-            timeout = min(timeout, read_timeout * 0.8)
-        if self._next_due:
-            timeout = min(timeout, max((self._next_due - time.time() * 1000) / 1000, 0.002))
+        """Block on the queue's marker until work may be ready (or a delayed job is due).
+
+        Whatever makes work ready (add, retry, resume, a stalled job's return)
+        leaves a marker, so a wait that times out without one means there is no
+        work: wait again without asking. Only a due delayed job, or every
+        ``_RECHECK_INTERVAL`` seconds as a safety net, makes an idle worker look.
+        """
         try:
-            await self.queue.client.bzpopmin(self.queue.keys.marker, timeout)
+            while not (self._closing or self._stopping):
+                timeout = self.block_timeout / 1000
+                read_timeout = socket_timeout(self.queue.client)
+                if read_timeout is not None:
+                    timeout = min(timeout, read_timeout * 0.8)
+                if self._next_due:
+                    timeout = min(timeout, max((self._next_due - time.time() * 1000) / 1000, 0.002))
+                popped = await self.queue.client.bzpopmin(self.queue.keys.marker, timeout)
+                if popped is not None:
+                    self._wakeups += 1
+                    return
+                if self._next_due and time.time() * 1000 >= self._next_due:
+                    return
+                if time.monotonic() - self._last_fetch >= _RECHECK_INTERVAL:
+                    return
         except _REDIS_DOWN as exc:
             self._note_redis_down(exc)
             await asyncio.sleep(0.1)
