@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, Worker
-from helpers import StartWorker, queue_state_is, wait_for
+from helpers import StartWorker, queue_state_is, running, wait_for
 
 
 @pytest.fixture
@@ -224,3 +224,84 @@ async def test_wake_up_taken_while_a_report_is_in_flight_is_not_lost(
 
 async def _marker_taken(redis: aioredis.Redis, queue: Queue, worker: Worker) -> bool:
     return await redis.zcard(queue.keys.marker) == 0 and worker._block_task is None
+
+
+async def _woken_by_work(queue: Queue, worker: Worker) -> None:
+    """Run one job through ``worker`` so its next waits carry a fetch with them."""
+    job = await queue.add("warm-up", 0)
+    assert await job.wait_until_finished(timeout=10) == 0
+    await wait_for(lambda: worker._block_task is not None, message="worker waiting again")
+
+
+async def test_job_added_to_a_recently_busy_worker_starts_with_one_call(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    worker = start_worker(echo, concurrency=5, block_timeout=60_000)
+    await _woken_by_work(queue, worker)
+    results: list[Any] = []
+    worker.on("completed", lambda job, result: results.append(result))
+    stats = Stats(redis)
+    await stats.snapshot()
+
+    for i in range(1, 11):
+        await queue.add("next", i)
+        await wait_for(lambda i=i: results[-1:] == [i])
+
+    delta = await stats.delta()
+    # Per job three scripts: its add, the fetch pipelined behind the wait that
+    # the add woke, and the report of its result. No separate fetch.
+    assert delta["evalsha"] <= 3 * 10 + 1, delta
+    assert delta["bzpopmin"] >= 10
+
+
+async def test_close_hands_back_a_job_taken_by_a_wait_it_cancels(
+    queue: Queue, start_worker: StartWorker, redis_url: str, queue_name: str
+) -> None:
+    worker = start_worker(echo, concurrency=5, block_timeout=60_000)
+    await _woken_by_work(queue, worker)
+    await _stall_replies_of_next_wait(worker)
+
+    job = await queue.add("taken as it stops", "x")
+    # Redis ran the wait's fetch (the job is active under this worker's lock),
+    # but the worker has not read the reply when it is told to stop.
+    await wait_for(lambda: queue_state_is(queue, job.id, "active"))
+    await worker.close()
+
+    assert await job.get_state() == "waiting"
+    await job.refresh()
+    assert job.attempts_made == 0
+    async with running(Worker(queue_name, echo, connection=redis_url)):
+        assert await job.wait_until_finished(timeout=10) == "x"
+
+
+async def _stall_replies_of_next_wait(worker: Worker) -> None:
+    """Make the worker's next wait-and-fetch hang after Redis answered it."""
+    client = worker.queue.client
+    make_pipeline = client.pipeline
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = make_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        async def execute_then_hang(*a: Any, **k: Any) -> Any:
+            await execute(*a, **k)
+            await asyncio.Event().wait()
+
+        pipe.execute = execute_then_hang  # type: ignore[method-assign]
+        return pipe
+
+    client.pipeline = pipeline  # type: ignore[method-assign]
+    # The wait in progress was sent before the patch: wake it so the next one is patched.
+    await worker.queue.add("flush", "f")
+    await wait_for(lambda: worker._block_task is not None and worker._fetch_on_wake)
+
+
+async def test_scripts_lost_while_waiting_are_reloaded_and_the_job_runs(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    worker = start_worker(echo, concurrency=5, block_timeout=60_000)
+    await _woken_by_work(queue, worker)
+    await redis.script_flush()  # as after a restart of Redis without persistence
+
+    job = await queue.add("after flush", "ok")
+    assert await job.wait_until_finished(timeout=10) == "ok"

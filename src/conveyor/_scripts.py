@@ -73,6 +73,21 @@ class Scripts:
             [self.keys.base, n, token_prefix, lock_ms, self.maxlen],
         )
 
+    def queue_move_to_active(
+        self, pipe: Pipeline, n: int, token_prefix: str, lock_ms: int
+    ) -> None:
+        """Queue move_to_active on ``pipe`` by its SHA. Unlike a registered script
+        in a pipeline, this costs no SCRIPT EXISTS round trip; after a restart of
+        Redis the reply is a NoScriptError: :meth:`load` the script, then retry."""
+        keys = self._fetch_keys()
+        pipe.evalsha(
+            self._scripts["move_to_active"].sha, len(keys), *keys,
+            self.keys.base, n, token_prefix, lock_ms, self.maxlen,
+        )
+
+    async def load(self, name: str) -> None:
+        await self.client.script_load(self._scripts[name].script)
+
     async def move_to_finished(
         self, outcomes: Sequence[Outcome], n: int, token_prefix: str, lock_ms: int
     ) -> Any:

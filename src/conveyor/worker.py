@@ -28,7 +28,7 @@ from typing import Any, TypeAlias
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._scripts import Outcome
@@ -128,6 +128,12 @@ class Worker:
         self._next_due = 0
         self._last_fetch = 0.0  # time.monotonic() of the last look for work
         self._wakeups = 0  # wake-up markers taken by the blocking wait
+        self._reserved = 0  # slots promised to fetches in flight
+        # Work arrived at the last wake-up: the next wait carries a fetch with it.
+        self._fetch_on_wake = False
+        # A wait-and-fetch was cancelled or broken off: it may have taken jobs
+        # whose reply we never read. run() hands such jobs back when it ends.
+        self._maybe_stranded = False
         self._block_task: asyncio.Task[None] | None = None
         self._redis_down = False
         self._close_task: asyncio.Future[None] | None = None
@@ -199,6 +205,8 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await self._cancel_block()
+            if self._maybe_stranded:
+                await self._release_stranded()
             for remove in removers:
                 remove()
             if self._executor is not None:
@@ -263,7 +271,10 @@ class Worker:
     # -- the hot loop ---------------------------------------------------------
 
     def _free_slots(self) -> int:
-        return 0 if self._closing else self.concurrency - len(self._running)
+        """Slots neither running a job nor promised to a fetch in flight."""
+        if self._closing:
+            return 0
+        return self.concurrency - len(self._running) - self._reserved
 
     async def _main_loop(self) -> None:
         scripts = self.queue.scripts
@@ -278,6 +289,7 @@ class Worker:
                     self._outcomes, self._finished = [], []
                     n = self._free_slots()
                     wakeups = self._wakeups
+                    self._reserved += n
                     try:
                         reply = await scripts.move_to_finished(
                             outcomes, n, self._token_prefix, self.lock_duration
@@ -286,12 +298,20 @@ class Worker:
                         self._outcomes[:0] = outcomes
                         self._finished[:0] = finished
                         raise
+                    finally:
+                        self._reserved -= n
                     self._report(finished, reply[0])
                     self._start(n, reply[1], reply[2], wakeups)
                 elif self._free_slots() > 0 and not self._idle:
                     n = self._free_slots()
                     wakeups = self._wakeups
-                    reply = await scripts.move_to_active(n, self._token_prefix, self.lock_duration)
+                    self._reserved += n
+                    try:
+                        reply = await scripts.move_to_active(
+                            n, self._token_prefix, self.lock_duration
+                        )
+                    finally:
+                        self._reserved -= n
                     self._start(n, reply[0], reply[1], wakeups)
                 else:
                     if self._free_slots() > 0 and self._block_task is None:
@@ -367,18 +387,34 @@ class Worker:
         leaves a marker, so a wait that times out without one means there is no
         work: wait again without asking. Only a due delayed job, or every
         ``_RECHECK_INTERVAL`` seconds as a safety net, makes an idle worker look.
+
+        While work keeps arriving, each wait is pipelined with a fetch: Redis runs
+        the fetch the moment the wait ends, so a new job starts one round trip
+        after it was added instead of two. A wait that times out that way costs
+        a fetch, so after one the worker waits plainly until work comes again.
         """
         try:
             while not (self._closing or self._stopping):
+                n = self._free_slots()
+                if n <= 0:
+                    return
                 timeout = self.block_timeout / 1000
                 read_timeout = socket_timeout(self.queue.client)
                 if read_timeout is not None:
                     timeout = min(timeout, read_timeout * 0.8)
                 if self._next_due:
                     timeout = min(timeout, max((self._next_due - time.time() * 1000) / 1000, 0.002))
+                if self._fetch_on_wake:
+                    woke = await self._wait_and_fetch(n, timeout)
+                    if woke is None or woke[1] == n:
+                        return  # fetch again at once, or every free slot is busy
+                    if woke[0] is None and not woke[1]:
+                        self._fetch_on_wake = False
+                    continue
                 popped = await self.queue.client.bzpopmin(self.queue.keys.marker, timeout)
                 if popped is not None:
                     self._wakeups += 1
+                    self._fetch_on_wake = True
                     return
                 if self._next_due and time.time() * 1000 >= self._next_due:
                     return
@@ -387,11 +423,61 @@ class Worker:
         except _REDIS_DOWN as exc:
             self._note_redis_down(exc)
             await asyncio.sleep(0.1)
+        except RedisError as exc:
+            log.error("worker %s: Redis refused a call (%s); retrying", self.id, exc)
+            await asyncio.sleep(0.1)
         finally:
             self._idle = False
             self._next_due = 0
             self._block_task = None
             self._wake.set()
+
+    async def _wait_and_fetch(self, n: int, timeout: float) -> tuple[Any, int] | None:
+        """BZPOPMIN and move_to_active in one pipeline; returns (popped marker or
+        None, number of jobs taken), or None when the fetch must be done again
+        (Redis lost its scripts; the marker that woke us is gone)."""
+        queue = self.queue
+        self._reserved += n
+        self._maybe_stranded = True
+        try:
+            async with queue.client.pipeline(transaction=False) as pipe:
+                pipe.bzpopmin(queue.keys.marker, timeout)
+                queue.scripts.queue_move_to_active(pipe, n, self._token_prefix, self.lock_duration)
+                popped, reply = await pipe.execute(raise_on_error=False)
+        finally:
+            self._reserved -= n
+        if isinstance(reply, NoScriptError):  # Redis restarted: load, then fetch
+            self._maybe_stranded = False
+            await queue.scripts.load("move_to_active")
+            return None
+        if isinstance(popped, Exception):
+            raise popped
+        if isinstance(reply, Exception):
+            raise reply
+        self._maybe_stranded = False
+        if popped is not None:
+            self._wakeups += 1
+        self._start(n, reply[0], reply[1], self._wakeups)
+        return popped, len(reply[1])
+
+    async def _release_stranded(self) -> None:
+        """Hand back jobs locked in this worker's name that it is not running: a
+        cancelled wait-and-fetch may have taken some without reading the reply."""
+        outcomes: list[Outcome] = []
+        try:
+            async for raw_id, raw_token in self.queue.client.hscan_iter(
+                self.queue.keys.locks, count=1000
+            ):
+                job_id, token = text(raw_id), text(raw_token)
+                if token.startswith(self._token_prefix) and (job_id, token) not in self._running:
+                    outcomes.append((job_id, token, "r", "", "", 0, "-1:-1"))
+            if outcomes:
+                await self.queue.scripts.move_to_finished(outcomes, 0, self._token_prefix, 1)
+                log.info("worker %s: handed back %d job(s) taken as it stopped",
+                         self.id, len(outcomes))
+        except _REDIS_DOWN as exc:
+            log.warning("worker %s: could not hand back jobs taken as it stopped (%s); "
+                        "the stalled check will return them", self.id, exc)
 
     async def _cancel_block(self) -> None:
         task = self._block_task
