@@ -166,6 +166,21 @@ async def test_add_bulk_of_nothing(queue: Queue, redis: aioredis.Redis) -> None:
     assert await redis.keys("*") == []
 
 
+async def test_add_bulk_larger_than_one_script_call(queue: Queue, redis: aioredis.Redis) -> None:
+    # 2,500 jobs go to Redis as three script calls in one MULTI.
+    specs: list[dict[str, Any]] = [{"name": "n", "data": i} for i in range(2_500)]
+    specs[1_200]["job_id"] = "custom"
+    specs[2_400]["job_id"] = "custom"  # the same id again, in another chunk
+    jobs = await queue.add_bulk(specs)
+
+    assert len(jobs) == 2_500
+    assert jobs[1_200].id == jobs[2_400].id == "custom"
+    assert jobs[2_400].data == 1_200  # the job that exists, not a new one
+    waiting = [i.decode() for i in await redis.lrange(queue.keys.wait, 0, -1)]
+    assert waiting == [j.id for j in jobs[:2_400]] + [j.id for j in jobs[2_401:]]
+    assert (await queue.get_job_counts("waiting"))["waiting"] == 2_499
+
+
 async def test_add_bulk_accepts_any_iterable(queue: Queue) -> None:
     jobs = await queue.add_bulk({"name": f"n{i}"} for i in range(3))
     assert [j.name for j in jobs] == ["n0", "n1", "n2"]

@@ -13,10 +13,12 @@ from redis.commands.core import AsyncScript
 from .keys import QueueKeys
 from .scripts import SCRIPT_NAMES, source
 
-__all__ = ["Outcome", "Scripts"]
+__all__ = ["NewJob", "Outcome", "Scripts"]
 
 #: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay, keep)
 Outcome = tuple[str, str, str, str, str, int, str]
+#: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1, attempts)
+NewJob = tuple[str, str, bytes, bytes, int, int, int, int]
 
 
 class Scripts:
@@ -40,9 +42,22 @@ class Scripts:
     ) -> Any:
         return await self._scripts[name](keys=keys, args=args, client=pipe)
 
-    def add_job(
+    def add_jobs(self, pipe: Pipeline | None, jobs: Sequence[NewJob]) -> Any:
+        """Add jobs; one reply ``[job_id, created, timestamp]`` per job."""
+        k = self.keys
+        args: list[Any] = [k.base, self.maxlen, len(jobs)]
+        for job in jobs:
+            args.extend(job)
+        return self._call(
+            "add_jobs",
+            [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker, k.events,
+             k.id],
+            args,
+            pipe,
+        )
+
+    async def add_job(
         self,
-        pipe: Pipeline | None,
         job_id: str,
         name: str,
         data: bytes,
@@ -52,14 +67,11 @@ class Scripts:
         lifo: bool,
         attempts: int,
     ) -> Any:
-        k = self.keys
-        return self._call(
-            "add_job",
-            [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker, k.events,
-             k.id],
-            [k.base, job_id, name, data, opts, delay, priority, int(lifo), attempts, self.maxlen],
-            pipe,
+        """Add one job; its reply ``[job_id, created, timestamp]``."""
+        replies = await self.add_jobs(
+            None, [(job_id, name, data, opts, delay, priority, int(lifo), attempts)]
         )
+        return replies[0]
 
     def _fetch_keys(self) -> list[str]:
         k = self.keys

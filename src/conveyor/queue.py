@@ -8,7 +8,7 @@ from typing import Any, Self
 
 import orjson
 
-from ._scripts import Scripts
+from ._scripts import NewJob, Scripts
 from .connection import Connection, make_client
 from .errors import JobNotFoundError, JobStateError, ValidationError
 from .job import Job, JobState, read_fields, text, with_lock
@@ -126,7 +126,7 @@ class Queue:
             remove_on_fail=remove_on_fail,
         )
         prepared = self._prepare(name, data, options)
-        reply = await self._add_prepared(None, *prepared)
+        [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])
         return await self._job_from_add(reply, prepared, data)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
@@ -146,22 +146,24 @@ class Queue:
             datas.append(spec.get("data"))
         if not prepared_all:
             return []
-        async with self.client.pipeline(transaction=True) as pipe:
-            for prepared in prepared_all:
-                await self._add_prepared(pipe, *prepared)
-            replies = await pipe.execute()
-        return [
-            await self._job_from_add(reply, prepared, data)
-            for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
-        ]
-
-    async def _add_prepared(
-        self, pipe: Any, name: str, data: bytes, opts: JobOptions, opts_json: bytes
-    ) -> Any:
-        return await self.scripts.add_job(
-            pipe, opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, opts.lifo,
-            opts.attempts,
-        )
+        new_jobs = [_new_job(*prepared) for prepared in prepared_all]
+        # One script call per chunk keeps each one short (Redis serves nobody else
+        # while a script runs); MULTI keeps the whole batch atomic.
+        chunks = [new_jobs[i:i + _BULK_CHUNK] for i in range(0, len(new_jobs), _BULK_CHUNK)]
+        if len(chunks) == 1:
+            replies = await self.scripts.add_jobs(None, chunks[0])
+        else:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for chunk in chunks:
+                    await self.scripts.add_jobs(pipe, chunk)
+                replies = [reply for part in await pipe.execute() for reply in part]
+        out = []
+        for reply, (name, _, opts, _), data in zip(replies, prepared_all, datas, strict=True):
+            if int(reply[1]):
+                out.append(Job(self, text(reply[0]), name, data, opts, int(reply[2])))
+            else:
+                out.append(await self._job_from_add(reply, prepared_all[len(out)], data))
+        return out
 
     async def _job_from_add(
         self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
@@ -276,6 +278,14 @@ class Queue:
         if result < 0:
             state = await self.get_job_state(str(job_id))
             raise JobStateError(f"job {job_id!r} is {state}, only failed or completed jobs retry")
+
+
+_BULK_CHUNK = 1000
+
+
+def _new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
+    return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
+            opts.attempts)
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -53,10 +53,8 @@ async def add(
     lifo: bool = False,
     attempts: int = 1,
 ) -> tuple[str, int, int]:
-    """add_job; returns (id, created, timestamp)."""
-    reply = await queue.scripts.add_job(
-        None, job_id, name, data, opts, delay, priority, lifo, attempts
-    )
+    """add_jobs with one job; returns (id, created, timestamp)."""
+    reply = await queue.scripts.add_job(job_id, name, data, opts, delay, priority, lifo, attempts)
     return s(reply[0]), int(reply[1]), int(reply[2])
 
 

@@ -43,7 +43,7 @@ async def test_stalled_job_is_requeued_at_wait_head(queue: Queue, state: QueueSt
     job = await state.job("s")
     assert "tok" not in job
     assert job["stc"] == "1"
-    assert job["atm"] == "0"
+    assert "atm" not in job  # no attempt made
     assert await state.marker() == {"0": 0.0}
     assert await state.events() == [{"event": "stalled", "job_id": "s", "stalled_count": "1"}]
 

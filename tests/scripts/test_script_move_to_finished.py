@@ -265,7 +265,8 @@ async def test_release_goes_to_wait_head_without_counting_an_attempt(
     assert await state.marker() == {"0": 0.0}
     assert await state.event_names() == [("waiting", job_id)]
     fields = await state.job(job_id)
-    assert fields["atm"] == "0"
+    assert "atm" not in fields  # no attempt made
+    assert fields["ats"] == "1"  # but one started
     assert "tok" not in fields
     assert "fon" not in fields
 

@@ -12,7 +12,7 @@ __all__ = ["SCRIPT_NAMES", "source"]
 _INCLUDE = re.compile(r'^--@include "([a-z_]+)"$', re.MULTILINE)
 
 SCRIPT_NAMES = (
-    "add_job",
+    "add_jobs",
     "add_log",
     "extend_locks",
     "get_state",

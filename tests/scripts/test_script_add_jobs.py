@@ -1,4 +1,5 @@
-"""add_job.lua: ids, the existing-id no-op, where a job lands, markers and events."""
+"""add_jobs.lua: ids, the existing-id no-op, where a job lands, markers and events,
+one job at a time and in batches."""
 
 from __future__ import annotations
 
@@ -25,10 +26,7 @@ async def test_generated_ids_increase_and_hash_is_written(queue: Queue, state: Q
         "data": '{"x":1}',
         "opts": "{}",
         "ts": str(ts),
-        "prio": "0",
         "att": "3",
-        "atm": "0",
-        "ats": "0",
     }
 
 
@@ -51,7 +49,6 @@ async def test_existing_custom_id_returns_it_and_changes_nothing(
 
     for kwargs in ({}, {"delay": 5000}, {"priority": 3}, {"lifo": True}):
         reply = await queue.scripts.add_job(
-            None,
             "abc",
             "second",
             b"2",
@@ -175,10 +172,78 @@ async def test_paused_queue_add_lands_without_marker(queue: Queue, state: QueueS
 
 async def test_adds_in_one_transaction(queue: Queue, state: QueueState) -> None:
     async with state.redis.pipeline(transaction=True) as pipe:
-        for name in ("a", "b"):
-            await queue.scripts.add_job(pipe, "", name, b"null", b"{}", 0, 0, False, 1)
-        await queue.scripts.add_job(pipe, "a-custom", "c", b"null", b"{}", 0, 0, False, 1)
-        replies = await pipe.execute()
+        await queue.scripts.add_jobs(pipe, [_job("", "a"), _job("", "b")])
+        await queue.scripts.add_jobs(pipe, [_job("a-custom", "c")])
+        replies = [r for part in await pipe.execute() for r in part]
 
     assert [s(r)[:2] for r in replies] == [["1", 1], ["2", 1], ["a-custom", 1]]
     assert await state.wait() == ["1", "2", "a-custom"]
+
+
+def _job(
+    job_id: str, name: str, *, delay: int = 0, priority: int = 0, lifo: bool = False
+) -> tuple[str, str, bytes, bytes, int, int, int, int]:
+    return (job_id, name, b"null", b"{}", delay, priority, int(lifo), 1)
+
+
+async def test_a_batch_lands_as_if_added_one_by_one(
+    queue: Queue, state: QueueState, redis_url: str
+) -> None:
+    batch = [
+        _job("", "p1"),
+        _job("", "l1", lifo=True),
+        _job("", "prio5", priority=5),
+        _job("", "p2"),
+        _job("", "d", delay=60_000),
+        _job("", "l2", lifo=True),
+        _job("", "prio1", priority=1),
+        _job("", "prio5b", priority=5),
+    ]
+    replies = s(await queue.scripts.add_jobs(None, batch))
+    assert [r[:2] for r in replies] == [[str(i), 1] for i in range(1, 9)]
+
+    # the same jobs one by one, on a second queue
+    other = Queue(queue.name + "-one-by-one", redis_url)
+    try:
+        for job in batch:
+            await other.scripts.add_job(*job[:6], bool(job[6]), job[7])
+        one_by_one = QueueState(state.redis, other)
+        assert await state.wait() == await one_by_one.wait() == ["6", "2", "1", "4"]
+        assert await state.zids(queue.keys.prioritized) == ["7", "3", "8"]
+        assert await state.zids(queue.keys.prioritized) == await one_by_one.zids(
+            other.keys.prioritized
+        )
+        assert await state.zids(queue.keys.delayed) == ["5"]
+        marker = await state.marker()
+        assert marker["0"] == 0 and marker["d"] == (await state.delayed())[0][1]
+    finally:
+        await other.close()
+
+
+async def test_a_batch_writes_one_event_entry_per_kind(queue: Queue, state: QueueState) -> None:
+    await queue.scripts.add_jobs(
+        None, [_job("a", "x"), _job("b", "y", delay=5000), _job("c", "z", delay=5000)]
+    )
+
+    entries = await state.entries()
+    assert [e["event"] for e in entries] == ["added", "delayed"]
+    assert [(e["event"], e["job_id"]) for e in await state.events()] == [
+        ("added", "a"), ("added", "b"), ("added", "c"), ("delayed", "b"), ("delayed", "c"),
+    ]
+
+
+async def test_duplicate_ids_in_one_batch_add_the_first(queue: Queue, state: QueueState) -> None:
+    replies = s(await queue.scripts.add_jobs(None, [_job("dup", "first"), _job("dup", "second")]))
+
+    assert [r[:2] for r in replies] == [["dup", 1], ["dup", 0]]
+    assert (await state.job("dup"))["name"] == "first"
+    assert await state.wait() == ["dup"]
+
+
+async def test_only_non_default_fields_are_stored(queue: Queue, state: QueueState) -> None:
+    await queue.scripts.add_job("plain", "n", b"1", b"{}", 0, 0, False, 1)
+    await queue.scripts.add_job("custom", "n", b"1", b"{}", 0, 4, False, 3)
+
+    assert set(await state.job("plain")) == {"name", "data", "opts", "ts"}
+    custom = await state.job("custom")
+    assert (custom["prio"], custom["att"]) == ("4", "3")

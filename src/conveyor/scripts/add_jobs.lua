@@ -1,0 +1,107 @@
+--[[ add_jobs: add a batch of jobs (one for Queue.add, many for add_bulk); a job
+whose id exists is not added and its existing id is returned.
+
+KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 meta  6 marker  7 events  8 id
+ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
+      then m groups of 8:
+        job id ("" to generate one: the id counter, skipping taken ids), name,
+        data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0", attempts
+Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists) per job.
+Events: added; delayed (delay > 0). Each is one entry for the whole batch.
+
+A job costs an EXISTS and an HSET; the lists, sets, markers and events are
+written once for the batch. The hash holds only what differs from a job's
+defaults (priority 0, 1 attempt, none made or started).
+]]
+--@include "common"
+
+local base = ARGV[1]
+local maxlen = ARGV[2]
+local m = tonumber(ARGV[3])
+local now = now_ms()
+local replies = {}
+local added, delayed_events = {}, {}
+local plain, prioritized, delayed = {}, {}, {}
+local earliest_due = nil
+
+for i = 0, m - 1 do
+  local o = 4 + i * 8
+  local job_id, name = ARGV[o], ARGV[o + 1]
+  local job_key
+  local exists = false
+  if job_id == '' then
+    repeat
+      job_id = tostring(redis.call('INCR', KEYS[8]))
+      job_key = base .. 'job:' .. job_id
+    until redis.call('EXISTS', job_key) == 0
+  else
+    job_key = base .. 'job:' .. job_id
+    exists = redis.call('EXISTS', job_key) == 1
+  end
+  if exists then
+    replies[#replies + 1] = {job_id, 0, 0}
+  else
+    local delay = tonumber(ARGV[o + 4])
+    local priority = tonumber(ARGV[o + 5])
+    local fields = {'name', name, 'data', ARGV[o + 2], 'opts', ARGV[o + 3], 'ts', now}
+    if priority ~= 0 then
+      fields[#fields + 1] = 'prio'
+      fields[#fields + 1] = priority
+    end
+    if ARGV[o + 7] ~= '1' then
+      fields[#fields + 1] = 'att'
+      fields[#fields + 1] = ARGV[o + 7]
+    end
+    redis.call('HSET', job_key, unpack(fields))
+    added[#added + 1] = {job_id, 'name', name}
+    if delay > 0 then
+      local due = now + delay
+      delayed[#delayed + 1] = due
+      delayed[#delayed + 1] = job_id
+      delayed_events[#delayed_events + 1] = {job_id, 'delay', tostring(due)}
+      if not earliest_due or due < earliest_due then
+        earliest_due = due
+      end
+    elseif priority ~= 0 then
+      prioritized[#prioritized + 1] = {job_id, priority}
+    elseif ARGV[o + 6] == '1' then
+      -- LIFO: to the head now. Head and tail pushes commute, so the plain
+      -- jobs appended after the loop end up exactly as if added one by one.
+      redis.call('LPUSH', KEYS[1], job_id)
+      plain.lifo = true
+    else
+      plain[#plain + 1] = job_id
+    end
+    replies[#replies + 1] = {job_id, 1, now}
+  end
+end
+
+local CHUNK = 2000
+for i = 1, #plain, CHUNK do
+  redis.call('RPUSH', KEYS[1], unpack(plain, i, math.min(i + CHUNK - 1, #plain)))
+end
+if #prioritized > 0 then
+  local last = redis.call('INCRBY', KEYS[3], #prioritized)
+  local members = {}
+  for i, job in ipairs(prioritized) do
+    local seq = (last - #prioritized + i) % PRIORITY_SHIFT
+    members[#members + 1] = job[2] * PRIORITY_SHIFT + seq
+    members[#members + 1] = job[1]
+  end
+  for i = 1, #members, CHUNK do
+    redis.call('ZADD', KEYS[2], unpack(members, i, math.min(i + CHUNK - 1, #members)))
+  end
+end
+for i = 1, #delayed, CHUNK do
+  redis.call('ZADD', KEYS[4], unpack(delayed, i, math.min(i + CHUNK - 1, #delayed)))
+end
+if earliest_due then
+  redis.call('ZADD', KEYS[6], 'LT', earliest_due, 'd')
+end
+if (#plain > 0 or plain.lifo or #prioritized > 0)
+    and redis.call('HEXISTS', KEYS[5], 'paused') == 0 then
+  redis.call('ZADD', KEYS[6], 0, '0')
+end
+emit_many(KEYS[7], maxlen, 'added', added)
+emit_many(KEYS[7], maxlen, 'delayed', delayed_events)
+return replies
