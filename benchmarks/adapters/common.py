@@ -102,8 +102,11 @@ class Adapter:
             for i in range(n):
                 self.enqueue_one(kind, i, delay_s)
 
-    def wait_done(self, n: int, timeout: float = 600.0) -> tuple[float, float, int]:
-        """Poll until nothing remains. Returns (first finish time, last, jobs after first)."""
+    def wait_done(
+        self, n: int, timeout: float = 600.0, on_first: Any = None
+    ) -> tuple[float, float, int]:
+        """Poll until nothing remains. Returns (first finish time, last, jobs after
+        first); calls ``on_first()`` when the first job is seen finished."""
         deadline = now() + timeout
         first = 0.0
         counted = 0
@@ -112,6 +115,8 @@ class Adapter:
             t = now()
             if not first and left < n:
                 first, counted = t, left
+                if on_first is not None:
+                    on_first()
             if left <= 0:
                 return first, t, counted
             if t > deadline:
@@ -152,22 +157,38 @@ class Adapter:
             return
         report("enqueue_bulk", value=n / (now() - t0), unit="jobs/s")
 
-    def _drain(self, kind: str, n: int, processes: int, concurrency: int) -> float:
+    def _redis_cpu(self) -> float:
+        info = self.redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def _drain(self, kind: str, n: int, processes: int, concurrency: int) -> dict[str, float]:
+        """Jobs/s, and the CPU (% of one core) that Redis and the workers used meanwhile:
+        which of them bounds the figure."""
         self.fill(kind, n)
         procs = self.start_workers(kind, processes, concurrency)
+        at_first: list[float] = []
         try:
-            first, last, left_at_first = self.wait_done(n)
+            first, last, left_at_first = self.wait_done(
+                n, on_first=lambda: at_first.extend((self._redis_cpu(), _cpu_seconds(procs)))
+            )
+            redis_cpu = self._redis_cpu() - at_first[0]
+            workers_cpu = _cpu_seconds(procs) - at_first[1]
         finally:
             self.stop(procs)
-        return (left_at_first) / (last - first) if last > first else float("nan")
+        elapsed = last - first
+        if elapsed <= 0:
+            return {"value": float("nan")}
+        return {"value": left_at_first / elapsed,
+                "redis_cpu_percent": round(100 * redis_cpu / elapsed),
+                "workers_cpu_percent": round(100 * workers_cpu / elapsed)}
 
     def scenario_drain(self, n: int, processes: int, concurrency: int) -> None:
-        report("drain", value=self._drain("noop", n, processes, concurrency), unit="jobs/s",
-               processes=processes)
+        report("drain", unit="jobs/s", processes=processes,
+               **self._drain("noop", n, processes, concurrency))
 
     def scenario_io(self, n: int, processes: int, concurrency: int) -> None:
-        report("io", value=self._drain("io", n, processes, concurrency), unit="jobs/s",
-               concurrency=concurrency)
+        report("io", unit="jobs/s", concurrency=concurrency,
+               **self._drain("io", n, processes, concurrency))
 
     def scenario_latency(self, n: int, processes: int, concurrency: int) -> None:
         procs = self.start_workers("latency", 1, concurrency)
