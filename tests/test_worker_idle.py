@@ -208,10 +208,11 @@ async def test_wake_up_taken_while_a_report_is_in_flight_is_not_lost(
     raced: list[Job] = []
 
     async def report_then_race(*args: Any, **kwargs: Any) -> Any:
+        wakeups = worker._wakeups
         reply = await report(*args, **kwargs)
         if not raced:
             raced.append(await queue.add("raced", 2))
-            await wait_for(lambda: _marker_taken(redis, queue, worker))
+            await wait_for(lambda: worker._wakeups > wakeups, message="the wait took the marker")
         return reply
 
     worker.queue.scripts.move_to_finished = report_then_race  # type: ignore[method-assign]
@@ -220,10 +221,6 @@ async def test_wake_up_taken_while_a_report_is_in_flight_is_not_lost(
     assert await first.wait_until_finished(timeout=10) == 1
     await wait_for(lambda: raced)
     assert await raced[0].wait_until_finished(timeout=10) == 2
-
-
-async def _marker_taken(redis: aioredis.Redis, queue: Queue, worker: Worker) -> bool:
-    return await redis.zcard(queue.keys.marker) == 0 and worker._block_task is None
 
 
 async def _woken_by_work(queue: Queue, worker: Worker) -> None:
@@ -278,12 +275,14 @@ async def _stall_replies_of_next_wait(worker: Worker) -> None:
     """Make the worker's next wait-and-fetch hang after Redis answered it."""
     client = worker.queue.client
     make_pipeline = client.pipeline
+    waiting = asyncio.Event()
 
     def pipeline(*args: Any, **kwargs: Any) -> Any:
         pipe = make_pipeline(*args, **kwargs)
         execute = pipe.execute
 
         async def execute_then_hang(*a: Any, **k: Any) -> Any:
+            waiting.set()
             await execute(*a, **k)
             await asyncio.Event().wait()
 
@@ -292,8 +291,9 @@ async def _stall_replies_of_next_wait(worker: Worker) -> None:
 
     client.pipeline = pipeline  # type: ignore[method-assign]
     # The wait in progress was sent before the patch: wake it so the next one is patched.
-    await worker.queue.add("flush", "f")
-    await wait_for(lambda: worker._block_task is not None and worker._fetch_on_wake)
+    flush = await worker.queue.add("flush", "f")
+    assert await flush.wait_until_finished(timeout=10) == "f"
+    await wait_for(waiting.is_set, message="a patched wait-and-fetch in progress")
 
 
 async def test_scripts_lost_while_waiting_are_reloaded_and_the_job_runs(

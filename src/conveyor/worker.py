@@ -51,6 +51,8 @@ Listener: TypeAlias = Callable[..., Any]
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_RECONNECT_DELAY = 5.0
+#: Report/fetch calls one worker keeps in flight (see Worker._send).
+_MAX_CALLS = 2
 #: An idle worker looks for work without a wake-up marker this often (seconds).
 _RECHECK_INTERVAL = 60.0
 #: The workers running on each event loop: one SIGTERM/SIGINT handler per loop
@@ -129,6 +131,10 @@ class Worker:
         self._last_fetch = 0.0  # time.monotonic() of the last look for work
         self._wakeups = 0  # wake-up markers taken by the blocking wait
         self._reserved = 0  # slots promised to fetches in flight
+        self._calls: set[asyncio.Task[None]] = set()  # report/fetch calls in flight
+        self._call_error: BaseException | None = None  # the last call's failure
+        self._retry_delay_s = 0.05
+        self._batch_limit = max(1, -(-concurrency // 2))  # half the slots, rounded up
         # Work arrived at the last wake-up: the next wait carries a fetch with it.
         self._fetch_on_wake = False
         # A wait-and-fetch was cancelled or broken off: it may have taken jobs
@@ -204,6 +210,9 @@ class Worker:
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
+            for call in self._calls:  # only if the loop itself was cancelled
+                call.cancel()
+            await asyncio.gather(*self._calls, return_exceptions=True)
             await self._cancel_block()
             if self._maybe_stranded:
                 await self._release_stranded()
@@ -277,55 +286,28 @@ class Worker:
         return self.concurrency - len(self._running) - self._reserved
 
     async def _main_loop(self) -> None:
-        scripts = self.queue.scripts
-        delay = 0.05
+        """Send calls (report finished jobs and fetch, or only fetch) whenever there is
+        something to report or a free slot, with up to ``_MAX_CALLS`` in flight; when
+        idle, leave the waiting to :meth:`_wait_for_work`."""
         while True:
             self._wake.clear()
-            if self._closing and not self._running and not self._outcomes:
+            if self._closing and not self._running and not self._outcomes and not self._calls:
                 return
             try:
-                if self._outcomes:
-                    outcomes, finished = self._outcomes, self._finished
-                    self._outcomes, self._finished = [], []
-                    n = self._free_slots()
-                    wakeups = self._wakeups
-                    self._reserved += n
-                    try:
-                        reply = await scripts.move_to_finished(
-                            outcomes, n, self._token_prefix, self.lock_duration
-                        )
-                    except BaseException:
-                        self._outcomes[:0] = outcomes
-                        self._finished[:0] = finished
-                        raise
-                    finally:
-                        self._reserved -= n
-                    self._report(finished, reply[0])
-                    self._start(n, reply[1], reply[2], wakeups)
-                elif self._free_slots() > 0 and not self._idle:
-                    n = self._free_slots()
-                    wakeups = self._wakeups
-                    self._reserved += n
-                    try:
-                        reply = await scripts.move_to_active(
-                            n, self._token_prefix, self.lock_duration
-                        )
-                    finally:
-                        self._reserved -= n
-                    self._start(n, reply[0], reply[1], wakeups)
-                else:
-                    if self._free_slots() > 0 and self._block_task is None:
-                        self._block_task = asyncio.create_task(self._wait_for_work())
-                    await self._wake.wait()
-                    continue
-                if self._redis_down:
-                    self._redis_down = False
-                    log.warning("worker %s: connection to Redis is back", self.id)
-                delay = 0.05
+                if self._call_error is not None:
+                    error, self._call_error = self._call_error, None
+                    raise error
+                if len(self._calls) < _MAX_CALLS and (
+                    self._outcomes or (self._free_slots() > 0 and not self._idle)
+                ):
+                    self._send()
+                    continue  # a second call may go out at once
+                if self._free_slots() > 0 and self._idle and self._block_task is None:
+                    self._block_task = asyncio.create_task(self._wait_for_work())
+                await self._wake.wait()
             except _REDIS_DOWN as exc:
                 self._note_redis_down(exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_RECONNECT_DELAY)
+                await self._backoff()
             except RedisError as exc:
                 # Redis answered but refused (out of memory, read-only replica...):
                 # keep the jobs we hold and try again with backoff.
@@ -333,8 +315,57 @@ class Worker:
                     log.error("worker %s: Redis refused a call (%s); retrying", self.id, exc)
                     self._emit("error", exc)
                 self._redis_down = True
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_RECONNECT_DELAY)
+                await self._backoff()
+
+    async def _backoff(self) -> None:
+        await asyncio.sleep(self._retry_delay_s)
+        self._retry_delay_s = min(self._retry_delay_s * 2, _MAX_RECONNECT_DELAY)
+
+    def _send(self) -> None:
+        """Start one call: report the finished jobs (if any) and fetch for free slots.
+
+        A call fetches for at most half the slots, so two calls alternate: Redis
+        runs one while this process runs the jobs the other brought.
+        """
+        outcomes, finished = self._outcomes, self._finished
+        self._outcomes, self._finished = [], []
+        n = min(self._free_slots(), self._batch_limit)
+        self._reserved += n
+        self._calls.add(asyncio.create_task(self._exchange(outcomes, finished, n, self._wakeups)))
+
+    async def _exchange(
+        self, outcomes: list[Outcome], finished: list[tuple[Job, str, Any]], n: int, wakeups: int
+    ) -> None:
+        scripts = self.queue.scripts
+        try:
+            if outcomes:
+                statuses, next_due, jobs = await scripts.move_to_finished(
+                    outcomes, n, self._token_prefix, self.lock_duration
+                )
+            else:
+                next_due, jobs = await scripts.move_to_active(
+                    n, self._token_prefix, self.lock_duration
+                )
+        except BaseException as exc:
+            # Keep the results to report them again (the scripts are idempotent
+            # for a result already recorded: its lock is gone, status 0).
+            self._outcomes[:0] = outcomes
+            self._finished[:0] = finished
+            if not isinstance(exc, asyncio.CancelledError):
+                self._call_error = exc
+            return
+        finally:
+            self._reserved -= n
+            # Before waking the loop, which checks _calls (a done callback would run after).
+            self._calls.discard(asyncio.current_task())
+            self._wake.set()
+        if outcomes:
+            self._report(finished, statuses)
+        self._start(n, next_due, jobs, wakeups)
+        self._retry_delay_s = 0.05
+        if self._redis_down:
+            self._redis_down = False
+            log.warning("worker %s: connection to Redis is back", self.id)
 
     def _note_redis_down(self, exc: BaseException) -> None:
         if not self._redis_down:
