@@ -63,7 +63,7 @@ def plan(n: int) -> list[Step]:
         Step("10k delayed due at once (jobs/s)", "delayed", max(n // 2, 10)),
         Step("memory per waiting job (bytes)", "memory", max(n // 2, 10),
              metric="per_waiting_job", higher_is_better=False),
-        Step("memory per kept finished job (bytes)", "memory", max(n // 2, 10),
+        Step("memory left per finished job, default retention (bytes)", "memory", max(n // 2, 10),
              metric="per_finished_job", higher_is_better=False),
         Step("Redis commands per job", "memory", max(n // 2, 10), metric="commands_per_job",
              higher_is_better=False),

@@ -26,9 +26,9 @@ Scenarios (see ``SCENARIOS``):
                  job into a Redis list
   delayed        N jobs added with a delay so all fall due at the same instant;
                  jobs/s from that instant until the last is done
-  memory         bytes of Redis memory per waiting job, and per kept finished job
-                 (peer's default retention), and Redis commands per processed job
-                 (INFO commandstats over a drain of N)
+  memory         bytes of Redis memory (used_memory_dataset) per waiting job, and left
+                 per finished job after a drain with the peer's default retention;
+                 Redis commands per processed job (INFO commandstats over the drain)
   idle           one idle worker for 10 s: Redis commands/s and worker CPU %
 """
 
@@ -226,9 +226,9 @@ class Adapter:
         report("delayed", value=n / (last - due), unit="jobs/s")
 
     def scenario_memory(self, n: int, processes: int, concurrency: int) -> None:
-        before = int(self.redis.info("memory")["used_memory"])
+        before = int(self.redis.info("memory")["used_memory_dataset"])
         self.fill("noop", n)
-        waiting = int(self.redis.info("memory")["used_memory"])
+        waiting = int(self.redis.info("memory")["used_memory_dataset"])
         self.redis.config_resetstat()
         procs = self.start_workers("noop", 1, concurrency)
         try:
@@ -236,7 +236,7 @@ class Adapter:
         finally:
             self.stop(procs)
         commands = self.commandstats()
-        kept = int(self.redis.info("memory")["used_memory"])
+        kept = int(self.redis.info("memory")["used_memory_dataset"])
         report("memory", value=(waiting - before) / n, unit="bytes/waiting job",
                per_waiting_job=(waiting - before) / n, per_finished_job=(kept - before) / n,
                commands_per_job=commands / n)

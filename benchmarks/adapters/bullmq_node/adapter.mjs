@@ -195,7 +195,7 @@ class BullMQNodeAdapter {
   }
 
   async usedMemory() {
-    return Number.parseInt((await this.info('memory')).used_memory, 10);
+    return Number.parseInt((await this.info('memory')).used_memory_dataset, 10);
   }
 
   async commandstats() {
