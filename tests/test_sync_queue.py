@@ -313,3 +313,51 @@ async def test_plain_def_processor_gets_a_sync_job(
 
 async def _state_is(queue: AsyncQueue, job_id: str, state: str) -> bool:
     return await queue.get_job_state(job_id) == state
+
+
+# -- adding without the background loop -------------------------------------------------
+
+
+def test_add_does_not_need_the_background_loop(queue: Queue) -> None:
+    # Producers in web requests add jobs on a blocking client of their own: even
+    # with the background loop busy, add() and add_bulk() answer.
+    loop_free = threading.Event()
+    queue._loop.call_soon_threadsafe(loop_free.wait, 10)
+    try:
+        job = queue.add("while busy", {"n": 1}, priority=2)
+        [bulk] = queue.add_bulk([{"name": "bulk while busy", "delay": 60_000}])
+    finally:
+        loop_free.set()
+    assert queue.get_job_state(job.id) == "prioritized"
+    assert queue.get_job_state(bulk.id) == "delayed"
+    assert queue.get_job(job.id).data == {"n": 1}  # type: ignore[union-attr]
+
+
+def test_add_bulk_larger_than_one_script_call(queue: Queue, client: redis_sync.Redis) -> None:
+    specs: list[dict[str, Any]] = [{"name": "n", "data": i} for i in range(2_100)]
+    specs[2_050]["job_id"] = specs[10]["job_id"] = "same"
+    jobs = queue.add_bulk(specs)
+
+    assert [j.data for j in jobs[:3]] == [0, 1, 2]
+    assert jobs[2_050].id == "same" and jobs[2_050].data == 10  # the job that exists
+    waiting = [i.decode() for i in client.lrange(queue.queue.keys.wait, 0, -1)]
+    assert waiting == [j.id for j in jobs[:2_050]] + [j.id for j in jobs[2_051:]]
+
+
+def test_queue_on_an_asyncio_client_adds_through_the_loop(
+    redis_url: str, queue_name: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    from conveyor.sync import _run
+
+    client = aioredis.Redis.from_url(redis_url)  # used on the background loop only
+    with Queue(queue_name, client) as queue:
+        try:
+            job = queue.add("x", 1, job_id="a")
+            again = queue.add("y", 2, job_id="a")
+            assert (job.id, again.data) == ("a", 1)
+            [bulk] = queue.add_bulk([{"name": "b"}])
+            assert queue.get_job_state(bulk.id) == "waiting"
+        finally:
+            _run(queue._loop, client.aclose())

@@ -44,17 +44,17 @@ class Scripts:
 
     def add_jobs(self, pipe: Pipeline | None, jobs: Sequence[NewJob]) -> Any:
         """Add jobs; one reply ``[job_id, created, timestamp]`` per job."""
+        return self._call("add_jobs", *self.add_jobs_layout(jobs), pipe)
+
+    def add_jobs_layout(self, jobs: Sequence[NewJob]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of add_jobs (also used by the blocking client of conveyor.sync)."""
         k = self.keys
         args: list[Any] = [k.base, self.maxlen, len(jobs)]
         for job in jobs:
             args.extend(job)
-        return self._call(
-            "add_jobs",
-            [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker, k.events,
-             k.id],
-            args,
-            pipe,
-        )
+        keys = [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker,
+                k.events, k.id]
+        return keys, args
 
     async def add_job(
         self,

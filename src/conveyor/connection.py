@@ -8,14 +8,23 @@ import socket
 from typing import Any
 
 import hiredis
+import redis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry as SyncRetry
 
-__all__ = ["DEFAULT_URL", "Connection", "make_client", "raise_if_cancelled", "socket_timeout"]
+__all__ = [
+    "DEFAULT_URL",
+    "Connection",
+    "make_client",
+    "make_sync_client",
+    "raise_if_cancelled",
+    "socket_timeout",
+]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Clients we create have no read timeout: on Python 3.11 redis-py enforces one
@@ -75,6 +84,26 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
     pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
     return client, True
+
+
+def make_sync_client(connection: Connection) -> redis.Redis | None:
+    """A blocking client for the same server as ``connection`` (a URL or None), for
+    conveyor.sync's hot calls; None when ``connection`` is an asyncio client, whose
+    settings we cannot copy."""
+    if isinstance(connection, Redis):
+        return None
+    url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        socket_keepalive_options=KEEPALIVE_OPTIONS,
+    )
 
 
 class _HiredisPacking:

@@ -40,7 +40,7 @@ MAX_JOB_ID = 255
 DEFAULT_KEEP_COMPLETED = 1_000
 #: Failed jobs (the dead-letter set) kept per queue when ``remove_on_fail`` is not given.
 DEFAULT_KEEP_FAILED = 10_000
-_OPTION_NAMES = frozenset(
+OPTION_NAMES = frozenset(
     {
         "job_id",
         "delay",
@@ -196,7 +196,7 @@ class JobOptions:
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> JobOptions:
         """Validate user options (the keyword arguments of ``Queue.add``)."""
-        unknown = set(options) - _OPTION_NAMES
+        unknown = set(options) - OPTION_NAMES
         if unknown:
             raise ValidationError(sorted(unknown)[0], "unknown job option")
         job_id = options.get("job_id")

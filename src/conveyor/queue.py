@@ -132,6 +132,27 @@ class Queue:
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically in one round trip. Each item is a dict with
         ``name``, ``data`` and any option of :meth:`add`."""
+        prepared_all, datas = self._prepare_bulk(jobs)
+        if not prepared_all:
+            return []
+        chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
+        if len(chunks) == 1:
+            replies = await self.scripts.add_jobs(None, chunks[0])
+        else:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for chunk in chunks:
+                    await self.scripts.add_jobs(pipe, chunk)
+                replies = [reply for part in await pipe.execute() for reply in part]
+        out = []
+        for reply, prepared, data in zip(replies, prepared_all, datas, strict=True):
+            job = self._created_job(reply, prepared, data)
+            out.append(job if job is not None else await self._job_from_add(reply, prepared, data))
+        return out
+
+    def _prepare_bulk(
+        self, jobs: Iterable[Mapping[str, Any]]
+    ) -> tuple[list[tuple[str, bytes, JobOptions, bytes]], list[Any]]:
+        """Validate every item of an add_bulk first: all or nothing."""
         prepared_all = []
         datas = []
         for i, spec in enumerate(jobs):
@@ -144,26 +165,16 @@ class Queue:
                 raise ValidationError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1],
                                       exc.value) from None
             datas.append(spec.get("data"))
-        if not prepared_all:
-            return []
-        new_jobs = [_new_job(*prepared) for prepared in prepared_all]
-        # One script call per chunk keeps each one short (Redis serves nobody else
-        # while a script runs); MULTI keeps the whole batch atomic.
-        chunks = [new_jobs[i:i + _BULK_CHUNK] for i in range(0, len(new_jobs), _BULK_CHUNK)]
-        if len(chunks) == 1:
-            replies = await self.scripts.add_jobs(None, chunks[0])
-        else:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for chunk in chunks:
-                    await self.scripts.add_jobs(pipe, chunk)
-                replies = [reply for part in await pipe.execute() for reply in part]
-        out = []
-        for reply, (name, _, opts, _), data in zip(replies, prepared_all, datas, strict=True):
-            if int(reply[1]):
-                out.append(Job(self, text(reply[0]), name, data, opts, int(reply[2])))
-            else:
-                out.append(await self._job_from_add(reply, prepared_all[len(out)], data))
-        return out
+        return prepared_all, datas
+
+    def _created_job(
+        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+    ) -> Job | None:
+        """The Job an add_jobs reply made, or None if the id existed (read it instead)."""
+        if not int(reply[1]):
+            return None
+        name, _, opts, _ = prepared
+        return Job(self, text(reply[0]), name, data, opts, int(reply[2]))
 
     async def _job_from_add(
         self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
@@ -281,6 +292,12 @@ class Queue:
 
 
 _BULK_CHUNK = 1000
+
+
+def _chunks(jobs: list[NewJob]) -> list[list[NewJob]]:
+    """add_bulk's jobs in script calls of at most _BULK_CHUNK: Redis serves nobody
+    else while a script runs; MULTI keeps the whole batch atomic."""
+    return [jobs[i:i + _BULK_CHUNK] for i in range(0, len(jobs), _BULK_CHUNK)]
 
 
 def _new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:

@@ -14,7 +14,10 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from .connection import Connection
+from .connection import Connection, make_sync_client
+from .options import OPTION_NAMES
+from .queue import _chunks, _new_job
+from .scripts import source
 
 if TYPE_CHECKING:
     from .job import Job, JobState
@@ -148,6 +151,12 @@ class Queue:
             return AsyncQueue(name, connection, **kwargs)
 
         self._queue = _run(self._loop, create())
+        # Adding is what a web request does: it goes straight to Redis on a
+        # blocking client, not through the background loop (a thread hop each way).
+        self._client = make_sync_client(connection)
+        self._add_jobs = (
+            None if self._client is None else self._client.register_script(source("add_jobs"))
+        )
 
     @property
     def name(self) -> str:
@@ -173,10 +182,42 @@ class Queue:
         return None if job is None else SyncJob(job, self._loop)
 
     def add(self, name: str, data: Any = None, **options: Any) -> SyncJob:
-        return SyncJob(_run(self._loop, self._queue.add(name, data, **options)), self._loop)
+        if self._add_jobs is None:
+            return SyncJob(_run(self._loop, self._queue.add(name, data, **options)), self._loop)
+        for option in options:
+            if option not in OPTION_NAMES:  # as the asyncio add() would say
+                raise TypeError(f"add() got an unexpected keyword argument {option!r}")
+        prepared = self._queue._prepare(name, data, options)
+        [reply] = self._add_jobs(*self._queue.scripts.add_jobs_layout([_new_job(*prepared)]))
+        return self._added(reply, prepared, data)
 
     def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[SyncJob]:
-        return [SyncJob(j, self._loop) for j in _run(self._loop, self._queue.add_bulk(jobs))]
+        if self._add_jobs is None or self._client is None:
+            return [SyncJob(j, self._loop) for j in _run(self._loop, self._queue.add_bulk(jobs))]
+        prepared_all, datas = self._queue._prepare_bulk(jobs)
+        if not prepared_all:
+            return []
+        layout = self._queue.scripts.add_jobs_layout
+        chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
+        if len(chunks) == 1:
+            replies = self._add_jobs(*layout(chunks[0]))
+        else:
+            with self._client.pipeline(transaction=True) as pipe:
+                for chunk in chunks:
+                    self._add_jobs(*layout(chunk), client=pipe)
+                replies = [reply for part in pipe.execute() for reply in part]
+        return [
+            self._added(reply, prepared, data)
+            for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
+        ]
+
+    def _added(
+        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+    ) -> SyncJob:
+        job = self._queue._created_job(reply, prepared, data)
+        if job is None:  # the id existed: that job, as it is now
+            job = _run(self._loop, self._queue._job_from_add(reply, prepared, data))
+        return SyncJob(job, self._loop)
 
     def get_job(self, job_id: str) -> SyncJob | None:
         return self._job(_run(self._loop, self._queue.get_job(job_id)))
@@ -209,4 +250,6 @@ class Queue:
         _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))
 
     def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
         _run(self._loop, self._queue.close())
