@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -58,6 +59,8 @@ def main() -> None:
     runs = list(dict.fromkeys(_run_key(s) for s in steps))
 
     server = start_server()
+    with redis.Redis.from_url(server.url) as client:
+        args.redis_version = client.info("server")["redis_version"]
     console.print(f"[bold]conveyor benchmark[/] {now_utc()} — {machine()}")
     console.print(f"redis-server {server.binary} on {server.url}; peers: {', '.join(names)}")
     try:
@@ -141,7 +144,7 @@ def _plot(peers: list[Peer], steps: list[Step], path: Path) -> Path:
                              squeeze=False)
     for ax, step in zip(axes[:, 0], shown, strict=True):
         names = [p.name for p in peers]
-        values = [median_spread(v)[0] if (v := _values(p, step)) else 0 for p in peers]
+        values = [median_spread(got)[0] if (got := _values(p, step)) else 0 for p in peers]
         ax.barh(names, values, color=["#2a7" if n == "conveyor" else "#889" for n in names])
         ax.set_title(step.label, fontsize=10, loc="left")
         ax.invert_yaxis()
@@ -158,8 +161,9 @@ def _write_results(peers: list[Peer], steps: list[Step], args: argparse.Namespac
     lines = [
         f"## {now_utc()} — `python -m benchmarks --rounds {args.rounds} --n {args.n}`",
         "",
-        f"Machine: {machine()}. One private redis-server for all peers (AOF off), flushed "
-        "before every run; peers in turn, order reversed every other round (A B, B A).",
+        f"Machine: {machine()}. One private redis-server {args.redis_version} for all peers "
+        "(AOF off), flushed before every run; peers in turn, order reversed every other "
+        "round (A B, B A).",
         "",
         "| scenario | " + " | ".join(p.name for p in peers) + " |",
         "| --- | " + " | ".join("---:" for _ in peers) + " |",

@@ -93,7 +93,7 @@ class RQAdapter(Adapter):
         return sum(pipe.execute())
 
     def scenario_io(self, n: int, processes: int, concurrency: int) -> None:
-        report("io", value=self._drain("io", n, processes, 1), unit="jobs/s",
+        report("io", unit="jobs/s", **self._drain("io", n, processes, 1),
                concurrency=processes,
                note=f"RQ has no in-process concurrency: {processes} worker process(es), "
                     "one job at a time each")
