@@ -71,15 +71,7 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     client = Redis.from_url(
-        url,
-        decode_responses=False,
-        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=30,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        socket_keepalive_options=KEEPALIVE_OPTIONS,
+        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
     )
     pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
@@ -94,16 +86,21 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
         return None
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     return redis.Redis.from_url(
-        url,
-        decode_responses=False,
-        retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        health_check_interval=30,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=5,
-        socket_keepalive=True,
-        socket_keepalive_options=KEEPALIVE_OPTIONS,
+        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
     )
+
+
+def _options() -> dict[str, Any]:
+    """Settings of every client conveyor creates (but the retry, which differs in type)."""
+    return {
+        "decode_responses": False,
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "health_check_interval": 30,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "socket_keepalive_options": KEEPALIVE_OPTIONS,
+    }
 
 
 class _HiredisPacking:
