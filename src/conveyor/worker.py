@@ -441,6 +441,8 @@ class Worker:
                         return  # fetch again at once, or every free slot is busy
                     if woke[0] is None and not woke[1]:
                         self._fetch_on_wake = False
+                    elif woke[1]:
+                        await asyncio.sleep(0)  # let the jobs start before the next wait
                     continue
                 popped = await self.queue.client.bzpopmin(self.queue.keys.marker, timeout)
                 if popped is not None:
