@@ -18,7 +18,8 @@ _JSON_FIELDS = frozenset({"return_value", "progress"})
 _INT_FIELDS = frozenset({"attempts_made", "delay", "stalled_count"})
 
 
-def _str(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
+    """A reply value as str (replies are bytes unless a client decodes them)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -34,8 +35,8 @@ def _typed(event: dict[str, Any], key: str, value: str) -> None:
 def decode_entry(entry_id: bytes | str, fields: Mapping[Any, Any]) -> list[dict[str, Any]]:
     """The events of one stream entry, each a dict with ``id`` (the entry id),
     ``event``, ``job_id`` and the event's own fields, typed."""
-    entry = _str(entry_id)
-    raw = {_str(k): _str(v) for k, v in fields.items()}
+    entry = text(entry_id)
+    raw = {text(k): text(v) for k, v in fields.items()}
     batch = raw.pop("jobs", None)
     if batch is None:
         event: dict[str, Any] = {"id": entry}

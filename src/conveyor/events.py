@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 
-from ._stream import decode_entry
+from ._stream import decode_entry, text
 from .connection import Connection, make_client, raise_if_cancelled
-from .job import text
 from .keys import QueueKeys
 from .options import validate_queue_name
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ._stream import decode_entry
+from ._stream import decode_entry, text
 from .connection import raise_if_cancelled
 from .errors import (
     JobFailedError,
@@ -36,10 +36,6 @@ __all__ = ["Job", "JobState"]
 
 JobState = str
 _FINAL_EVENTS = ("completed", "failed")
-
-
-def text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def fields_to_dict(raw: Any) -> dict[str, bytes | str]:

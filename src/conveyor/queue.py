@@ -9,9 +9,10 @@ from typing import Any, Self
 import orjson
 
 from ._scripts import NewJob, Scripts
+from ._stream import text
 from .connection import Connection, make_client
 from .errors import JobNotFoundError, JobStateError, ValidationError
-from .job import Job, JobState, read_fields, text, with_lock
+from .job import Job, JobState, read_fields, with_lock
 from .keys import STATES, QueueKeys
 from .options import (
     BackoffSpec,
@@ -143,11 +144,10 @@ class Queue:
                 for chunk in chunks:
                     await self.scripts.add_jobs(pipe, chunk)
                 replies = [reply for part in await pipe.execute() for reply in part]
-        out = []
-        for reply, prepared, data in zip(replies, prepared_all, datas, strict=True):
-            job = self._created_job(reply, prepared, data)
-            out.append(job if job is not None else await self._job_from_add(reply, prepared, data))
-        return out
+        return [
+            await self._job_from_add(reply, prepared, data)
+            for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
+        ]
 
     def _prepare_bulk(
         self, jobs: Iterable[Mapping[str, Any]]
@@ -179,13 +179,11 @@ class Queue:
     async def _job_from_add(
         self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
     ) -> Job:
-        job_id, created, timestamp = text(reply[0]), int(reply[1]), int(reply[2])
-        if not created:
-            existing = await self.get_job(job_id)
-            if existing is not None:
-                return existing
-        name, _, opts, _ = prepared
-        return Job(self, job_id, name, data, opts, timestamp)
+        job = self._created_job(reply, prepared, data) or await self.get_job(text(reply[0]))
+        if job is None:  # the id existed, and was removed before we could read it
+            name, _, opts, _ = prepared
+            job = Job(self, text(reply[0]), name, data, opts, 0)
+        return job
 
     # -- reading ------------------------------------------------------------
 

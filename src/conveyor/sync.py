@@ -214,9 +214,9 @@ class Queue:
     def _added(
         self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
     ) -> SyncJob:
-        job = self._queue._created_job(reply, prepared, data)
-        if job is None:  # the id existed: that job, as it is now
-            job = _run(self._loop, self._queue._job_from_add(reply, prepared, data))
+        job = self._queue._created_job(reply, prepared, data) or _run(
+            self._loop, self._queue._job_from_add(reply, prepared, data)
+        )  # the id existed: that job, as it is now
         return SyncJob(job, self._loop)
 
     def get_job(self, job_id: str) -> SyncJob | None:

@@ -32,9 +32,10 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._scripts import Outcome
+from ._stream import text
 from .connection import Connection, socket_timeout
 from .errors import JobTimeoutError, UnrecoverableError, ValidationError
-from .job import Job, fields_to_dict, text
+from .job import Job, fields_to_dict
 from .options import DEFAULT_KEEP_FAILED, backoff_delay, to_ms
 from .queue import Queue
 from .sync import SyncJob

@@ -76,10 +76,7 @@ for i = 0, m - 1 do
   end
 end
 
-local CHUNK = 2000
-for i = 1, #plain, CHUNK do
-  redis.call('RPUSH', KEYS[1], unpack(plain, i, math.min(i + CHUNK - 1, #plain)))
-end
+call_chunked({'RPUSH', KEYS[1]}, plain)
 if #prioritized > 0 then
   local last = redis.call('INCRBY', KEYS[3], #prioritized)
   local members = {}
@@ -88,13 +85,9 @@ if #prioritized > 0 then
     members[#members + 1] = job[2] * PRIORITY_SHIFT + seq
     members[#members + 1] = job[1]
   end
-  for i = 1, #members, CHUNK do
-    redis.call('ZADD', KEYS[2], unpack(members, i, math.min(i + CHUNK - 1, #members)))
-  end
+  call_chunked({'ZADD', KEYS[2]}, members)
 end
-for i = 1, #delayed, CHUNK do
-  redis.call('ZADD', KEYS[4], unpack(delayed, i, math.min(i + CHUNK - 1, #delayed)))
-end
+call_chunked({'ZADD', KEYS[4]}, delayed)
 if earliest_due then
   redis.call('ZADD', KEYS[6], 'LT', earliest_due, 'd')
 end

@@ -12,19 +12,14 @@ for i = 2, #ARGV, 2 do
   ids[#ids + 1] = ARGV[i]
 end
 local lost, renew = {}, {}
-for i = 1, #ids, 2000 do
-  local held = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 1999, #ids)))
-  for j = 1, #held do
-    local n = i + j - 1
-    if held[j] == ARGV[2 * n + 1] then
-      renew[#renew + 1] = deadline
-      renew[#renew + 1] = ids[n]
-    else
-      lost[#lost + 1] = ids[n]
-    end
+local held = call_chunked({'HMGET', KEYS[2]}, ids)
+for n, id in ipairs(ids) do
+  if held[n] == ARGV[2 * n + 1] then
+    renew[#renew + 1] = deadline
+    renew[#renew + 1] = id
+  else
+    lost[#lost + 1] = id
   end
 end
-for i = 1, #renew, 2000 do
-  redis.call('ZADD', KEYS[1], 'XX', unpack(renew, i, math.min(i + 1999, #renew)))
-end
+call_chunked({'ZADD', KEYS[1], 'XX'}, renew)
 return lost

@@ -31,7 +31,6 @@ local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4
 local now = now_ms()
 local statuses = {}
 local STACK_LIMIT = 10
-local CHUNK = 2000  -- unpack() has a limit on arguments: write in chunks
 
 -- Finished jobs are added to their set, and the set trimmed, once per batch.
 local to_finish = {}   -- set key -> {score, id, score, id, ...}
@@ -58,13 +57,7 @@ local ids = {}
 for i = 0, m - 1 do
   ids[#ids + 1] = ARGV[7 + i * 7]
 end
-local held = {}
-for i = 1, #ids, CHUNK do
-  local part = redis.call('HMGET', k.locks, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
-  for j = 1, #part do
-    held[i + j - 1] = part[j]
-  end
-end
+local held = call_chunked({'HMGET', k.locks}, ids)
 
 local released, completed = {}, {}
 for i = 0, m - 1 do
@@ -118,19 +111,14 @@ for i = 0, m - 1 do
   end
 end
 
-for i = 1, #released, CHUNK do
-  local part = {unpack(released, i, math.min(i + CHUNK - 1, #released))}
-  redis.call('ZREM', k.active, unpack(part))
-  redis.call('HDEL', k.locks, unpack(part))
-end
+call_chunked({'ZREM', k.active}, released)
+call_chunked({'HDEL', k.locks}, released)
 emit_many(k.events, maxlen, 'completed', completed)
 if #to_delete > 0 then
   delete_jobs(base, to_delete)
 end
 for set_key, members in pairs(to_finish) do
-  for i = 1, #members, CHUNK do
-    redis.call('ZADD', set_key, unpack(members, i, math.min(i + CHUNK - 1, #members)))
-  end
+  call_chunked({'ZADD', set_key}, members)
   for keep in pairs(policies[set_key]) do
     local sep = string.find(keep, ':', 1, true)
     trim_finished(set_key, base, tonumber(string.sub(keep, 1, sep - 1)),

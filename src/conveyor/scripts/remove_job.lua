@@ -21,6 +21,6 @@ redis.call('LREM', KEYS[1], 0, id)
 for i = 2, 6 do
   redis.call('ZREM', KEYS[i], id)
 end
-delete_job(base, id)
+delete_jobs(base, {id})
 emit(KEYS[7], ARGV[3], 'removed', id, nil)
 return 1

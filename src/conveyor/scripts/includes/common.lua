@@ -82,20 +82,35 @@ local function push_delayed(delayed_key, marker_key, job_id, due)
   redis.call('ZADD', marker_key, 'LT', due, 'd')
 end
 
-local function delete_job(base, job_id)
-  redis.call('DEL', base .. 'job:' .. job_id, base .. 'job:' .. job_id .. ':logs')
+-- Run `head..., list...` (say {'ZADD', key} and score/member pairs) as few
+-- commands as unpack()'s argument limit allows; the chunk size is even, so
+-- pairs stay whole. Returns the replies of list-valued commands, concatenated.
+local CHUNK = 2000
+local function call_chunked(head, list)
+  local out = {}
+  for i = 1, #list, CHUNK do
+    local args = {unpack(head)}
+    for j = i, math.min(i + CHUNK - 1, #list) do
+      args[#args + 1] = list[j]
+    end
+    local reply = redis.call(unpack(args))
+    if type(reply) == 'table' then
+      for _, value in ipairs(reply) do
+        out[#out + 1] = value
+      end
+    end
+  end
+  return out
 end
 
--- Delete many jobs (hash and logs) with one DEL per chunk.
+-- Delete jobs (hash and logs).
 local function delete_jobs(base, ids)
   local keys = {}
   for _, id in ipairs(ids) do
     keys[#keys + 1] = base .. 'job:' .. id
     keys[#keys + 1] = base .. 'job:' .. id .. ':logs'
   end
-  for i = 1, #keys, 2000 do
-    redis.call('DEL', unpack(keys, i, math.min(i + 1999, #keys)))
-  end
+  call_chunked({'DEL'}, keys)
 end
 
 -- Keep a finished set within its retention: younger than age_ms (-1: any age)

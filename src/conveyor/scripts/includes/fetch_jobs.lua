@@ -30,9 +30,7 @@ local function promote_due(k, base, now, maxlen)
     end
     waiting[#waiting + 1] = {id}
   end
-  for i = 1, #plain, 2000 do
-    redis.call('RPUSH', k.wait, unpack(plain, i, math.min(i + 1999, #plain)))
-  end
+  call_chunked({'RPUSH', k.wait}, plain)
   emit_many(k.events, maxlen, 'waiting', waiting)
   -- Wake idle workers too: this call may take fewer than were promoted.
   if redis.call('HEXISTS', k.meta, 'paused') == 0 then
@@ -86,10 +84,8 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
       jobs[#jobs + 1] = {id, fields}
     end
   end
-  for i = 1, #deadlines, 2000 do
-    redis.call('ZADD', k.active, unpack(deadlines, i, math.min(i + 1999, #deadlines)))
-    redis.call('HSET', k.locks, unpack(locks, i, math.min(i + 1999, #locks)))
-  end
+  call_chunked({'ZADD', k.active}, deadlines)
+  call_chunked({'HSET', k.locks}, locks)
   emit_many(k.events, maxlen, 'active', active_events)
 
   if #ids == n then
