@@ -8,7 +8,9 @@ scenario does), and reports p50/p99 of:
 
 - a PING round trip, back to back and after a 10 ms pause (the machine's floor);
 - ``loop.run_until_complete`` of an empty coroutine after a 10 ms pause;
-- ``Queue.add`` from a producer, after a 10 ms pause, until its reply;
+- ``conveyor.sync.Queue.add`` after a 10 ms pause with no worker running
+  (the add alone), then with an idle worker waiting (the add plus the
+  wake-up and the fetch that Redis runs before it replies);
 - when the worker had the reply of the wait that the add ended (the job taken);
 - when the job started running.
 """
@@ -27,8 +29,8 @@ from typing import Any
 
 import redis
 
-from conveyor import Queue
 from conveyor.embedded import RedisServer
+from conveyor.sync import Queue
 
 PAUSE = 0.01
 MARKS = "bench:marks"
@@ -108,22 +110,31 @@ def main() -> None:
             empty.append((time.perf_counter() - t) * 1000)
         print(f"run_until_complete(empty):    {_p(empty)}")
 
+        queue = Queue("latency", server.url)
+        alone = []
+        for i in range(args.samples):
+            time.sleep(PAUSE)
+            t = time.perf_counter()
+            queue.add("alone", i)
+            alone.append((time.perf_counter() - t) * 1000)
+        print(f"add, no worker running:       {_p(alone)}")
+        client.delete(*client.keys("*latency*"))
+
         worker = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.latency_profile", "--worker", server.url],
             cwd=Path(__file__).resolve().parent.parent,
         )
-        queue = Queue("latency", server.url)
-        loop.run_until_complete(queue.add("warm-up", -1))
+        queue.add("warm-up", -1)
         time.sleep(1.0)
         sent: list[tuple[float, float]] = []
         for i in range(args.samples):
             time.sleep(PAUSE)
             t0 = time.time()
-            loop.run_until_complete(queue.add("job", i))
+            queue.add("job", i)
             sent.append((t0, time.time()))
         client.rpush(STOP, 1)
         worker.wait(30)
-        loop.run_until_complete(queue.close())
+        queue.close()
         raw: Any = client.lpop(MARKS)
         marks = json.loads(raw or b"[]")
         starts = {data: t for kind, data, t in marks if kind == "start"}
@@ -138,7 +149,7 @@ def main() -> None:
             start_ms.append((start - t0) * 1000)
             if before:
                 taken_ms.append((before[-1] - t0) * 1000)
-        print(f"Queue.add until its reply:    {_p(add_ms)}")
+        print(f"add until its reply:          {_p(add_ms)}")
         print(f"add until the worker has it:  {_p(taken_ms)}")
         print(f"add until the job starts:     {_p(start_ms)}")
     finally:

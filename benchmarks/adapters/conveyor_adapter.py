@@ -13,11 +13,13 @@ import redis.asyncio as aioredis
 from common import LATENCY_KEY, QUEUE, Adapter, main
 
 from conveyor import Job, Queue, Worker
+from conveyor.sync import Queue as SyncQueue
 
 NAME = "conveyor"
 REQUIREMENTS: list[str] = []  # the project's own .venv
 SETTINGS = ("async processor, one Worker per process with concurrency 50 (100 for io), "
-            "hiredis, default retention (newest 1,000 completed kept)")
+            "hiredis, default retention (newest 1,000 completed kept); the one-by-one "
+            "producer is conveyor.sync.Queue (a blocking client, as a web view would use)")
 
 
 class ConveyorAdapter(Adapter):
@@ -27,11 +29,12 @@ class ConveyorAdapter(Adapter):
         super().__init__(url)
         self.loop = asyncio.new_event_loop()
         self.queue = Queue(QUEUE, url)
+        self.sync_queue = SyncQueue(QUEUE, url)
         k = self.queue.keys
         self._keys = (k.wait, k.prioritized, k.delayed, k.active)
 
     def enqueue_one(self, kind: str, i: int, delay_s: float = 0.0) -> None:
-        self.loop.run_until_complete(self.queue.add(kind, i, delay=int(delay_s * 1000)))
+        self.sync_queue.add(kind, i, delay=int(delay_s * 1000))
 
     def enqueue_bulk(self, kind: str, n: int, delay_s: float = 0.0) -> bool:
         delay = int(delay_s * 1000)
@@ -63,6 +66,7 @@ class ConveyorAdapter(Adapter):
         return sum(pipe.execute())
 
     def close(self) -> None:
+        self.sync_queue.close()
         self.loop.run_until_complete(self.queue.close())
         self.loop.close()
 
