@@ -15,8 +15,9 @@ from .scripts import SCRIPT_NAMES, source
 
 __all__ = ["NewJob", "Outcome", "Scripts"]
 
-#: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay, keep)
-Outcome = tuple[str, str, str, str, str, int, str]
+#: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay,
+#: keep, ready ms, parent key); see the script's header.
+Outcome = tuple[str, str, str, str, str, int, str, int, str]
 #: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1, attempts)
 NewJob = tuple[str, str, bytes, bytes, int, int, int, int]
 
@@ -33,18 +34,20 @@ class Scripts:
             name: client.register_script(source(name)) for name in SCRIPT_NAMES
         }
 
-    async def _call(
+    async def call(
         self,
         name: str,
         keys: Sequence[str],
         args: Sequence[Any],
         pipe: Pipeline | None = None,
     ) -> Any:
+        """Run script ``name`` (a file of ``conveyor/scripts``) by its SHA."""
         return await self._scripts[name](keys=keys, args=args, client=pipe)
+
 
     def add_jobs(self, pipe: Pipeline | None, jobs: Sequence[NewJob]) -> Any:
         """Add jobs; one reply ``[job_id, created, timestamp]`` per job."""
-        return self._call("add_jobs", *self.add_jobs_layout(jobs), pipe)
+        return self.call("add_jobs", *self.add_jobs_layout(jobs), pipe)
 
     def add_jobs_layout(self, jobs: Sequence[NewJob]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of add_jobs (also used by the blocking client of conveyor.sync)."""
@@ -79,7 +82,7 @@ class Scripts:
                 k.meta, k.marker, k.events]
 
     async def move_to_active(self, n: int, token_prefix: str, lock_ms: int) -> Any:
-        return await self._call(
+        return await self.call(
             "move_to_active",
             self._fetch_keys(),
             [self.keys.base, n, token_prefix, lock_ms, self.maxlen],
@@ -106,7 +109,7 @@ class Scripts:
         args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, len(outcomes)]
         for outcome in outcomes:
             args.extend(outcome)
-        return await self._call(
+        return await self.call(
             "move_to_finished",
             [*self._fetch_keys(), self.keys.completed, self.keys.failed],
             args,
@@ -117,13 +120,13 @@ class Scripts:
         for job_id, token in locks:
             args.append(job_id)
             args.append(token)
-        return await self._call("extend_locks", [self.keys.active, self.keys.locks], args)
+        return await self.call("extend_locks", [self.keys.active, self.keys.locks], args)
 
     async def move_stalled_jobs(
         self, interval_ms: int, max_stalled: int, failed_keep: str
     ) -> Any:
         k = self.keys
-        return await self._call(
+        return await self.call(
             "move_stalled_jobs",
             [k.active, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events,
              k.failed, k.stalled_check, k.locks],
@@ -132,7 +135,7 @@ class Scripts:
 
     async def retry_job(self, job_id: str, reset_attempts: bool) -> Any:
         k = self.keys
-        return await self._call(
+        return await self.call(
             "retry_job",
             [k.failed, k.completed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
              k.events],
@@ -141,7 +144,7 @@ class Scripts:
 
     async def remove_job(self, job_id: str) -> Any:
         k = self.keys
-        return await self._call(
+        return await self.call(
             "remove_job",
             [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events],
             [k.base, job_id, self.maxlen],
@@ -149,25 +152,25 @@ class Scripts:
 
     async def set_paused(self, paused: bool) -> Any:
         k = self.keys
-        return await self._call(
+        return await self.call(
             "set_paused",
             [k.meta, k.marker, k.wait, k.prioritized, k.delayed, k.events],
             ["pause" if paused else "resume", self.maxlen],
         )
 
     async def update_progress(self, job_id: str, progress: bytes) -> Any:
-        return await self._call(
+        return await self.call(
             "update_progress", [self.keys.events], [self.keys.base, job_id, progress, self.maxlen]
         )
 
     async def add_log(self, job_id: str, line: str, keep: int) -> Any:
-        return await self._call(
+        return await self.call(
             "add_log", [self.keys.job(job_id), self.keys.logs(job_id)], [line, keep]
         )
 
     async def get_state(self, job_id: str) -> Any:
         k = self.keys
-        return await self._call(
+        return await self.call(
             "get_state",
             [k.completed, k.failed, k.delayed, k.active, k.prioritized, k.wait],
             [k.base, job_id],

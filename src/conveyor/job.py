@@ -6,7 +6,7 @@ A job is the hash ``<prefix>:{<queue>}:job:<id>`` with the fields
 (attempts allowed) ``atm`` (attempts made) ``ats`` (attempts started) ``stc``
 (times stalled) ``pr`` (progress JSON) ``rv`` (return value JSON) ``fr``
 (failed reason) ``st`` (stack traces, JSON list) ``pon`` (processed on, ms)
-``fon`` (finished on, ms). While an attempt runs, its ``pon`` and ``ats`` live
+``fon`` (finished on, ms) ``par`` (the parent's job key, in a flow). While an attempt runs, its ``pon`` and ``ats`` live
 in the queue's ``locks`` hash (inside the lock token) and are written to the
 job hash when the attempt ends; :func:`read_fields` merges the two.
 """
@@ -71,6 +71,7 @@ class Job:
         "id",
         "name",
         "opts",
+        "parent_key",
         "processed_on",
         "progress",
         "queue",
@@ -105,6 +106,8 @@ class Job:
         self.stacktrace: list[str] = []
         self.processed_on: int | None = None
         self.finished_on: int | None = None
+        #: Key of the parent job's hash when this job is a child in a flow.
+        self.parent_key: str | None = None
         #: Lock token while a worker runs this job (internal).
         self.token: str | None = None
         self._progress_listener: Callable[[Job, Any], None] | None = None
@@ -133,6 +136,8 @@ class Job:
         self.stacktrace = _json(fields, "st") or []
         self.processed_on = _int(fields, "pon")
         self.finished_on = _int(fields, "fon")
+        parent = fields.get("par")
+        self.parent_key = None if parent is None else text(parent)
         tok = fields.get("tok")
         self.token = None if tok is None else text(tok)
 

@@ -8,6 +8,7 @@ from typing import Any, Self
 
 import orjson
 
+from ._admin import QueueAdmin
 from ._scripts import NewJob, Scripts
 from ._stream import text
 from .connection import Connection, make_client
@@ -22,6 +23,7 @@ from .options import (
     dump_data,
     validate_queue_name,
 )
+from .schedulers import QueueSchedulers
 
 __all__ = ["Queue"]
 
@@ -38,7 +40,7 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
-class Queue:
+class Queue(QueueAdmin, QueueSchedulers):
     """A named queue on Redis: add jobs, read them, and administer the queue.
 
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed

@@ -504,7 +504,7 @@ class Worker:
             ):
                 job_id, token = text(raw_id), text(raw_token)
                 if token.startswith(self._token_prefix) and (job_id, token) not in self._running:
-                    outcomes.append((job_id, token, "r", "", "", 0, "-1:-1"))
+                    outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, ""))
             if outcomes:
                 await self.queue.scripts.move_to_finished(outcomes, 0, self._token_prefix, 1)
                 log.info("worker %s: handed back %d job(s) taken as it stopped",
@@ -551,7 +551,10 @@ class Worker:
         retention = job.opts.remove_on_complete if kind == "c" else job.opts.remove_on_fail
         count, age = retention.as_args()
         self._outcomes.append(
-            (job.id, job.token, kind, value, stack, retry_delay, f"{count}:{age}")
+            (job.id, job.token, kind, value, stack, retry_delay, f"{count}:{age}",
+             # A first attempt's wait (ready to started) is a metric; a retry's isn't.
+             job.timestamp + job.opts.delay if job.attempts_started == 1 else 0,
+             job.parent_key or "")
         )
         self._finished.append((job, kind, payload))
         if kind != "r":

@@ -74,8 +74,10 @@ def outcome(
     stack: str = "",
     retry_delay: int = 0,
     keep: str = KEEP_ALL,
-) -> tuple[str, str, str, str, str, int, str]:
-    return (job_id, token, kind, value, stack, retry_delay, keep)
+    ready: int = 0,
+    parent: str = "",
+) -> tuple[str, str, str, str, str, int, str, int, str]:
+    return (job_id, token, kind, value, stack, retry_delay, keep, ready, parent)
 
 
 async def finish(

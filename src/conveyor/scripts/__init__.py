@@ -11,23 +11,16 @@ __all__ = ["SCRIPT_NAMES", "source"]
 
 _INCLUDE = re.compile(r'^--@include "([a-z_]+)"$', re.MULTILINE)
 
-SCRIPT_NAMES = (
-    "add_jobs",
-    "add_log",
-    "extend_locks",
-    "get_state",
-    "move_stalled_jobs",
-    "move_to_active",
-    "move_to_finished",
-    "remove_job",
-    "retry_job",
-    "set_paused",
-    "update_progress",
-)
-
-
 def _read(*parts: str) -> str:
     return resources.files(__name__).joinpath(*parts).read_text(encoding="utf-8")
+
+
+#: Every script of this directory (``includes/`` are not scripts of their own).
+SCRIPT_NAMES: tuple[str, ...] = tuple(sorted(
+    entry.name.removesuffix(".lua")
+    for entry in resources.files(__name__).iterdir()
+    if entry.name.endswith(".lua")
+))
 
 
 @cache

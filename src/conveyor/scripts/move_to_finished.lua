@@ -4,8 +4,10 @@ the next jobs in the same call (one round trip per job in steady state).
 KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marker
       9 events  10 completed  11 failed
 ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
-      5 events maxlen  6 number of outcomes m, then m groups of 7:
-        job id, lock token, kind, value, stacktrace entry, retry delay, keep
+      5 events maxlen  6 number of outcomes m, then m groups of 9:
+        job id, lock token, kind, value, stacktrace entry, retry delay, keep,
+        ready (ms the job became ready to run, 0 unknown: the wait-time
+        metric), parent (the parent job's key for a child of a flow, or "")
       kind "c" completed: value = return value (JSON)
       kind "f" failed: value = reason; retry delay ms >= 0 retries when attempts
                remain, -1 never retries (UnrecoverableError)
@@ -55,13 +57,13 @@ end
 local m = tonumber(ARGV[6])
 local ids = {}
 for i = 0, m - 1 do
-  ids[#ids + 1] = ARGV[7 + i * 7]
+  ids[#ids + 1] = ARGV[7 + i * 9]
 end
 local held = call_chunked({'HMGET', k.locks}, ids)
 
 local released, completed = {}, {}
 for i = 0, m - 1 do
-  local o = 7 + i * 7
+  local o = 7 + i * 9
   local id, token, kind, value = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   if held[i + 1] ~= token then
     statuses[#statuses + 1] = 0
