@@ -6,9 +6,10 @@ A job is the hash ``<prefix>:{<queue>}:job:<id>`` with the fields
 (attempts allowed) ``atm`` (attempts made) ``ats`` (attempts started) ``stc``
 (times stalled) ``pr`` (progress JSON) ``rv`` (return value JSON) ``fr``
 (failed reason) ``st`` (stack traces, JSON list) ``pon`` (processed on, ms)
-``fon`` (finished on, ms) ``par`` (the parent's job key, in a flow). While an attempt runs, its ``pon`` and ``ats`` live
-in the queue's ``locks`` hash (inside the lock token) and are written to the
-job hash when the attempt ends; :func:`read_fields` merges the two.
+``fon`` (finished on, ms) ``par`` (the parent's job key, in a flow). While an
+attempt runs, its ``pon`` and ``ats`` live in the queue's ``locks`` hash
+(inside the lock token) and are written to the job hash when the attempt ends;
+:func:`read_fields` merges the two.
 """
 
 from __future__ import annotations
