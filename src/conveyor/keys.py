@@ -26,6 +26,10 @@ part               type    contents
 ``marker``         zset    wake-up marker that idle workers block on
 ``events``         stream  the queue's event log, capped (approximate MAXLEN)
 ``stalled-check``  string  guard so one stalled check runs per interval
+``metrics:completed`` hash  minute (epoch ms // 60000) -> jobs completed in it
+``metrics:failed``  hash    the same for jobs that failed for good (two weeks kept)
+``metrics:times:<minute>`` hash  ``w<b>``/``p<b>`` -> jobs whose wait / processing
+                           time fell in log bucket b (:mod:`conveyor.metrics`)
 ``job:<id>``       hash    one job: see :mod:`conveyor.job`
 ``job:<id>:logs``  list    the job's log lines
 =================  ======  =====================================================
@@ -109,6 +113,14 @@ class QueueKeys:
     @property
     def stalled_check(self) -> str:
         return self.key("stalled-check")
+
+    def metrics(self, kind: str) -> str:
+        """Per-minute counts of ``completed`` or ``failed`` jobs."""
+        return self.key("metrics:" + kind)
+
+    def metrics_times(self, minute: int) -> str:
+        """Wait/processing time histogram of one minute (epoch ms // 60000)."""
+        return self.key(f"metrics:times:{minute}")
 
     def job(self, job_id: str) -> str:
         return self.key("job:" + job_id)

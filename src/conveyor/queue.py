@@ -15,6 +15,7 @@ from .connection import Connection, make_client
 from .errors import JobNotFoundError, JobStateError, ValidationError
 from .job import Job, JobState, read_fields, with_lock
 from .keys import STATES, QueueKeys
+from .metrics import QueueMetrics
 from .options import (
     BackoffSpec,
     Duration,
@@ -40,7 +41,7 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
-class Queue(QueueAdmin, QueueSchedulers):
+class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
     """A named queue on Redis: add jobs, read them, and administer the queue.
 
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed

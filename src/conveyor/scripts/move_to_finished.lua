@@ -16,6 +16,8 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       keep = "count:age_ms" retention of the finished set (-1: no limit)
 Returns {{status per outcome}, next_due, jobs} with jobs as in move_to_active.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
+Metrics: completed/failed counts of this minute, and the wait and processing
+times of finished jobs in this minute's histogram (includes/metrics.lua).
 Events: completed (one entry per batch), failed (no attempts left), retrying,
 delayed, waiting, active
 
@@ -24,6 +26,7 @@ finished set updates and its event are one command each for the whole batch.
 ]]
 --@include "common"
 --@include "fetch_jobs"
+--@include "metrics"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
@@ -54,6 +57,7 @@ local function finish(set_key, id, keep)
   policies[set_key][keep] = true
 end
 
+local metrics = new_metrics()
 local m = tonumber(ARGV[6])
 local ids = {}
 for i = 0, m - 1 do
@@ -76,6 +80,7 @@ for i = 0, m - 1 do
     if kind == 'c' then
       redis.call('HSET', job_key, 'rv', value, 'fon', now, 'atm', made, 'ats', started,
         'pon', pon)
+      record_timing(metrics, 'c', tonumber(pon), tonumber(ARGV[o + 7]), now)
       completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
       finish(KEYS[10], id, ARGV[o + 6])
     elseif kind == 'f' then
@@ -100,6 +105,7 @@ for i = 0, m - 1 do
         end
       else
         redis.call('HSET', job_key, 'fon', now)
+        record_timing(metrics, 'f', tonumber(pon), tonumber(ARGV[o + 7]), now)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
         finish(KEYS[11], id, ARGV[o + 6])
       end
@@ -113,6 +119,7 @@ for i = 0, m - 1 do
   end
 end
 
+save_metrics(metrics, base, now)
 call_chunked({'ZREM', k.active}, released)
 call_chunked({'HDEL', k.locks}, released)
 emit_many(k.events, maxlen, 'completed', completed)
