@@ -19,6 +19,7 @@ PUBLIC = {
     "JobTimeoutError",
     "Queue",
     "QueueEvents",
+    "RateLimitError",
     "SyncJob",
     "UnrecoverableError",
     "ValidationError",

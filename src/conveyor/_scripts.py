@@ -20,6 +20,9 @@ __all__ = ["NewJob", "Outcome", "Scripts"]
 Outcome = tuple[str, str, str, str, str, int, str, int, str]
 #: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1, attempts)
 NewJob = tuple[str, str, bytes, bytes, int, int, int, int]
+#: A worker's rate limiter for the fetch scripts: (max starts, per window ms); 0: none.
+Limit = tuple[int, int]
+NO_LIMIT: Limit = (0, 0)
 
 
 class Scripts:
@@ -79,17 +82,20 @@ class Scripts:
     def _fetch_keys(self) -> list[str]:
         k = self.keys
         return [k.wait, k.prioritized, k.priority_counter, k.delayed, k.active, k.locks,
-                k.meta, k.marker, k.events]
+                k.meta, k.marker, k.events, k.limiter]
 
-    async def move_to_active(self, n: int, token_prefix: str, lock_ms: int) -> Any:
+    async def move_to_active(
+        self, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT
+    ) -> Any:
+        """Take up to ``n`` jobs; ``limit`` is the worker's limiter (max starts, window ms)."""
         return await self.call(
             "move_to_active",
             self._fetch_keys(),
-            [self.keys.base, n, token_prefix, lock_ms, self.maxlen],
+            [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit],
         )
 
     def queue_move_to_active(
-        self, pipe: Pipeline, n: int, token_prefix: str, lock_ms: int
+        self, pipe: Pipeline, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT
     ) -> None:
         """Queue move_to_active on ``pipe`` by its SHA. Unlike a registered script
         in a pipeline, this costs no SCRIPT EXISTS round trip; after a restart of
@@ -97,23 +103,27 @@ class Scripts:
         keys = self._fetch_keys()
         pipe.evalsha(
             self._scripts["move_to_active"].sha, len(keys), *keys,
-            self.keys.base, n, token_prefix, lock_ms, self.maxlen,
+            self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
         )
 
     async def load(self, name: str) -> None:
         await self.client.script_load(self._scripts[name].script)
 
     async def move_to_finished(
-        self, outcomes: Sequence[Outcome], n: int, token_prefix: str, lock_ms: int
+        self,
+        outcomes: Sequence[Outcome],
+        n: int,
+        token_prefix: str,
+        lock_ms: int,
+        limit: Limit = NO_LIMIT,
     ) -> Any:
-        args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, len(outcomes)]
+        args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
+                           len(outcomes)]
         for outcome in outcomes:
             args.extend(outcome)
-        return await self.call(
-            "move_to_finished",
-            [*self._fetch_keys(), self.keys.completed, self.keys.failed],
-            args,
-        )
+        keys = self._fetch_keys()
+        keys[9:9] = [self.keys.completed, self.keys.failed]  # KEYS 10, 11; limiter is 12
+        return await self.call("move_to_finished", keys, args)
 
     async def extend_locks(self, locks: Sequence[tuple[str, str]], lock_ms: int) -> Any:
         args: list[Any] = [lock_ms]

@@ -10,10 +10,12 @@
      ├── WaitTimeoutError (also TimeoutError) wait_until_finished(): gave up waiting
      └── JobTimeoutError (also TimeoutError) an attempt ran past its ``timeout``
     UnrecoverableError                        raise it in a processor to fail without retries
+    RateLimitError                            raise it in a processor: the queue backs off
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "JobNotFoundError",
     "JobStateError",
     "JobTimeoutError",
+    "RateLimitError",
     "UnrecoverableError",
     "ValidationError",
     "WaitTimeoutError",
@@ -77,3 +80,15 @@ class JobTimeoutError(ConveyorError, TimeoutError):
 
 class UnrecoverableError(Exception):
     """Raised by a processor to fail the job at once, skipping remaining attempts."""
+
+
+class RateLimitError(Exception):
+    """Raised by a processor that hit an external rate limit: the job goes back to
+    the head of the queue without using an attempt, and every worker of the queue
+    waits ``delay`` (ms or timedelta) before starting another job."""
+
+    def __init__(self, delay: int | timedelta = 1000) -> None:
+        from .options import to_ms
+
+        self.delay: int = to_ms("delay", delay) or 0
+        super().__init__(f"rate limited for {self.delay} ms")

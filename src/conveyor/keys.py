@@ -22,7 +22,11 @@ part               type    contents
 ``completed``      zset    ids of finished jobs; score = finish time (ms)
 ``failed``         zset    ids of jobs that exhausted their attempts; the
                            dead-letter set; score = finish time (ms)
-``meta``           hash    queue settings: ``paused``, ...
+``meta``           hash    queue settings: ``paused``, ``concurrency`` (global
+                           cap on active jobs), ``limited_until`` (ms: backing
+                           off after a RateLimitError), ...
+``limiter``        zset    one member per job start within the rate limiter's
+                           window; score = start time (ms)
 ``marker``         zset    wake-up marker that idle workers block on
 ``events``         stream  the queue's event log, capped (approximate MAXLEN)
 ``stalled-check``  string  guard so one stalled check runs per interval
@@ -101,6 +105,10 @@ class QueueKeys:
     @property
     def meta(self) -> str:
         return self.key("meta")
+
+    @property
+    def limiter(self) -> str:
+        return self.key("limiter")
 
     @property
     def marker(self) -> str:

@@ -22,6 +22,7 @@ from .options import (
     JobOptions,
     RetentionSpec,
     dump_data,
+    to_ms,
     validate_queue_name,
 )
 from .schedulers import QueueSchedulers
@@ -270,6 +271,29 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
     async def resume(self) -> None:
         """Let workers start jobs again."""
         await self.scripts.set_paused(False)
+
+    async def set_global_concurrency(self, n: int | None) -> None:
+        """At most ``n`` jobs of this queue run at once across all workers
+        (``None`` or 0: no cap beyond each worker's own concurrency)."""
+        if n is None:
+            n = 0
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValidationError("n", f"must be an int >= 0 or None, got {n!r}")
+        k = self.keys
+        await self.scripts.call(
+            "set_global_concurrency", [k.meta, k.marker, k.wait, k.prioritized], [n]
+        )
+
+    async def get_global_concurrency(self) -> int | None:
+        """The cap set by :meth:`set_global_concurrency`, or ``None``."""
+        value = await self.client.hget(self.keys.meta, "concurrency")
+        return None if value is None else int(value)
+
+    async def rate_limit(self, delay: Duration) -> None:
+        """Make every worker of the queue wait ``delay`` before starting another
+        job (jobs already running go on)."""
+        ms = to_ms("delay", delay) or 0
+        await self.scripts.call("rate_limit", [self.keys.meta], [ms])
 
     async def is_paused(self) -> bool:
         return bool(await self.client.hexists(self.keys.meta, "paused"))

@@ -21,7 +21,7 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -31,10 +31,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._scripts import Outcome
+from ._scripts import NO_LIMIT, Limit, Outcome
 from ._stream import text
 from .connection import Connection, socket_timeout
-from .errors import JobTimeoutError, UnrecoverableError, ValidationError
+from .errors import JobTimeoutError, RateLimitError, UnrecoverableError, ValidationError
 from .job import Job, fields_to_dict
 from .options import DEFAULT_KEEP_FAILED, backoff_delay, to_ms
 from .queue import Queue
@@ -69,6 +69,10 @@ class Worker:
     taking a :class:`conveyor.sync.SyncJob`; plain functions run in a thread pool
     of ``concurrency`` threads so they never block the event loop. Durations are
     milliseconds or ``timedelta``.
+
+    ``limiter={"max": 100, "duration": 1000}``: all workers of the queue together
+    start at most ``max`` jobs in any window of ``duration`` (give every worker
+    of the queue the same limiter).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class Worker:
         events_maxlen: int = 10_000,
         keep_logs: int = 1_000,
         handle_signals: bool = True,
+        limiter: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(processor):
             raise ValidationError("processor", f"must be callable, got {processor!r}")
@@ -100,6 +105,7 @@ class Worker:
         self.lock_duration = _positive_ms("lock_duration", lock_duration)
         self.stalled_interval = _positive_ms("stalled_interval", stalled_interval)
         self.block_timeout = _positive_ms("block_timeout", block_timeout)
+        self.limiter: Limit = _parse_limiter(limiter)
         self.queue = Queue(
             queue_name, connection, prefix=prefix, events_maxlen=events_maxlen,
             keep_logs=keep_logs,
@@ -135,6 +141,7 @@ class Worker:
         self._calls: set[asyncio.Task[None]] = set()  # report/fetch calls in flight
         self._call_error: BaseException | None = None  # the last call's failure
         self._retry_delay_s = 0.05
+        self._limited_until = 0.0  # time.monotonic(): a rate limit holds fetches until then
         self._batch_limit = max(1, -(-concurrency // 2))  # half the slots, rounded up
         # Work arrived at the last wake-up: the next wait carries a fetch with it.
         self._fetch_on_wake = False
@@ -299,7 +306,8 @@ class Worker:
                     error, self._call_error = self._call_error, None
                     raise error
                 if len(self._calls) < _MAX_CALLS and (
-                    self._outcomes or (self._free_slots() > 0 and not self._idle)
+                    self._outcomes
+                    or (self._free_slots() > 0 and not self._idle and not self._limited())
                 ):
                     self._send()
                     continue  # a second call may go out at once
@@ -330,7 +338,7 @@ class Worker:
         """
         outcomes, finished = self._outcomes, self._finished
         self._outcomes, self._finished = [], []
-        n = min(self._free_slots(), self._batch_limit)
+        n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
         self._calls.add(asyncio.create_task(self._exchange(outcomes, finished, n, self._wakeups)))
 
@@ -340,12 +348,12 @@ class Worker:
         scripts = self.queue.scripts
         try:
             if outcomes:
-                statuses, next_due, jobs = await scripts.move_to_finished(
-                    outcomes, n, self._token_prefix, self.lock_duration
+                statuses, next_due, jobs, limit_wait = await scripts.move_to_finished(
+                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter
                 )
             else:
-                next_due, jobs = await scripts.move_to_active(
-                    n, self._token_prefix, self.lock_duration
+                next_due, jobs, limit_wait = await scripts.move_to_active(
+                    n, self._token_prefix, self.lock_duration, self.limiter
                 )
         except BaseException as exc:
             # Keep the results to report them again (the scripts are idempotent
@@ -362,7 +370,7 @@ class Worker:
             self._wake.set()
         if outcomes:
             self._report(finished, statuses)
-        self._start(n, next_due, jobs, wakeups)
+        self._start(n, next_due, jobs, wakeups, limit_wait)
         self._retry_delay_s = 0.05
         if self._redis_down:
             self._redis_down = False
@@ -374,13 +382,19 @@ class Worker:
             log.warning("worker %s: lost connection to Redis (%s); reconnecting", self.id, exc)
             self._emit("error", exc)
 
-    def _start(self, n: int, next_due: Any, jobs: list[Any], wakeups: int) -> None:
+    def _start(
+        self, n: int, next_due: Any, jobs: list[Any], wakeups: int, limit_wait: Any = 0
+    ) -> None:
         """Run the jobs a fetch for ``n`` slots took. ``wakeups`` is the count of
         wake-up markers taken when the fetch was sent: if the blocking wait took
         one since, work may have arrived after the fetch ran, and its marker is
-        gone, so "nothing found" must not send the worker back to block."""
+        gone, so "nothing found" must not send the worker back to block.
+        ``limit_wait`` > 0: a rate limit stopped the fetch; ask again after it."""
         if n > 0:
             self._last_fetch = time.monotonic()
+        if int(limit_wait) > 0:
+            self._hold_fetches(int(limit_wait))
+            return
         for job_id, fields in jobs:
             job = Job.from_fields(self.queue, text(job_id), fields_to_dict(fields))
             assert job.token is not None
@@ -398,6 +412,25 @@ class Worker:
                 self._emit("drained")
         elif jobs:
             self._drained = False
+
+    def _limited(self) -> bool:
+        return self._limited_until > time.monotonic()
+
+    def _hold_fetches(self, ms: int) -> None:
+        """Fetch nothing for ``ms`` (a rate limit), then wake the loop to try again."""
+        until = time.monotonic() + ms / 1000
+        if until > self._limited_until:
+            self._limited_until = until
+            asyncio.get_running_loop().call_later(ms / 1000, self._wake.set)
+
+    async def rate_limit(self, delay: int | timedelta) -> None:
+        """Make every worker of the queue (this one included) wait ``delay`` before
+        starting another job: a processor calls it when an external service
+        says "slow down". Raise :class:`RateLimitError` instead to also hand the
+        current job back without using an attempt."""
+        ms = to_ms("delay", delay) or 0
+        await self.queue.rate_limit(ms)
+        self._hold_fetches(ms)
 
     def _on_progress(self, job: Job, progress: Any) -> None:
         self._emit("progress", job, progress)
@@ -428,8 +461,8 @@ class Worker:
         try:
             while not (self._closing or self._stopping):
                 n = self._free_slots()
-                if n <= 0:
-                    return
+                if n <= 0 or self._limited():
+                    return  # a rate limit: the loop fetches again when it ends
                 timeout = self.block_timeout / 1000
                 read_timeout = socket_timeout(self.queue.client)
                 if read_timeout is not None:
@@ -476,7 +509,9 @@ class Worker:
         try:
             async with queue.client.pipeline(transaction=False) as pipe:
                 pipe.bzpopmin(queue.keys.marker, timeout)
-                queue.scripts.queue_move_to_active(pipe, n, self._token_prefix, self.lock_duration)
+                queue.scripts.queue_move_to_active(
+                    pipe, n, self._token_prefix, self.lock_duration, self.limiter
+                )
                 popped, reply = await pipe.execute(raise_on_error=False)
         finally:
             self._reserved -= n
@@ -491,7 +526,7 @@ class Worker:
         self._maybe_stranded = False
         if popped is not None:
             self._wakeups += 1
-        self._start(n, reply[0], reply[1], self._wakeups)
+        self._start(n, reply[0], reply[1], self._wakeups, reply[2])
         return popped, len(reply[1])
 
     async def _release_stranded(self) -> None:
@@ -506,7 +541,9 @@ class Worker:
                 if token.startswith(self._token_prefix) and (job_id, token) not in self._running:
                     outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, ""))
             if outcomes:
-                await self.queue.scripts.move_to_finished(outcomes, 0, self._token_prefix, 1)
+                await self.queue.scripts.move_to_finished(
+                    outcomes, 0, self._token_prefix, 1, NO_LIMIT
+                )
                 log.info("worker %s: handed back %d job(s) taken as it stopped",
                          self.id, len(outcomes))
         except _REDIS_DOWN as exc:
@@ -543,6 +580,10 @@ class Worker:
                 retry_delay = self._retry_delay(job, exc)
             else:
                 kind, payload, value = "r", None, ""
+        except RateLimitError as exc:
+            # Back to the head of the queue, no attempt used; every worker backs off.
+            kind, payload, value, retry_delay = "l", None, "", exc.delay
+            self._hold_fetches(exc.delay)
         except Exception as exc:
             kind, payload, value = "f", exc, f"{type(exc).__name__}: {exc}"
             stack = "".join(traceback.format_exception(exc))
@@ -557,7 +598,7 @@ class Worker:
              job.parent_key or "")
         )
         self._finished.append((job, kind, payload))
-        if kind != "r":
+        if kind not in ("r", "l"):
             job.attempts_made += 1
         self._wake.set()
 
@@ -663,6 +704,20 @@ def _leave_signal_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> N
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
+
+
+def _parse_limiter(spec: Mapping[str, Any] | None) -> Limit:
+    if spec is None:
+        return NO_LIMIT
+    if not isinstance(spec, Mapping):
+        raise ValidationError("limiter", f"expected {{'max': n, 'duration': ms}}, got {spec!r}")
+    unknown = set(spec) - {"max", "duration"}
+    if unknown:
+        raise ValidationError("limiter", f"unknown keys {sorted(unknown)}; use 'max', 'duration'")
+    most = spec.get("max")
+    if not isinstance(most, int) or isinstance(most, bool) or most < 1:
+        raise ValidationError("limiter.max", f"must be an int >= 1, got {most!r}")
+    return most, _positive_ms("limiter.duration", spec.get("duration", 1000))
 
 
 def _positive_ms(field: str, value: int | timedelta) -> int:

@@ -97,7 +97,7 @@ async def test_one_at_a_time_follows_the_same_order(queue: Queue, state: QueueSt
 
 async def test_empty_queue_returns_nothing(queue: Queue, state: QueueState) -> None:
     reply = await queue.scripts.move_to_active(3, "w:", 1000)
-    assert s(reply) == [0, []]
+    assert s(reply) == [0, [], 0]
     assert await state.snapshot() == {}
 
 
@@ -107,7 +107,7 @@ async def test_next_due_is_earliest_delayed_when_nothing_taken(
     _, _, ts1 = await add(queue, "later", delay=60_000)
     _, _, ts2 = await add(queue, "sooner", delay=30_000)
     reply = await queue.scripts.move_to_active(1, "w:", 1000)
-    assert s(reply) == [ts2 + 30_000, []]
+    assert s(reply) == [ts2 + 30_000, [], 0]
     assert await state.delayed() == [("sooner", ts2 + 30_000), ("later", ts1 + 60_000)]
 
 
@@ -132,7 +132,7 @@ async def test_promotes_due_delayed_jobs_to_wait_and_prioritized(
 
     reply = await queue.scripts.move_to_active(0, "w:", 1000)  # n=0: only promote
 
-    assert s(reply) == [0, []]
+    assert s(reply) == [0, [], 0]
     assert await state.wait() == ["ready", "a"]
     assert await state.prioritized() == [("p", 4 * 2**31 + 1)]
     assert await state.delayed() == [("late", ts_l + 60_000)]
@@ -169,7 +169,7 @@ async def test_paused_queue_takes_nothing_and_leaves_no_marker(
 
     reply = await queue.scripts.move_to_active(5, "w:", 1000)
 
-    assert s(reply) == [0, []]
+    assert s(reply) == [0, [], 0]
     assert await state.active() == []
     assert await state.wait() == ["w", "d"]  # the due job is still promoted
     assert await state.zids(queue.keys.prioritized) == ["p"]

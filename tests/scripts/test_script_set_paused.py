@@ -28,7 +28,7 @@ async def test_pause_add_take_resume_cycle(queue: Queue, state: QueueState) -> N
     assert await state.wait() == ["j"]
     assert await state.marker() == {}
 
-    assert s(await queue.scripts.move_to_active(1, "w:", 1000)) == [0, []]
+    assert s(await queue.scripts.move_to_active(1, "w:", 1000)) == [0, [], 0]
     assert await state.wait() == ["j"]
     assert await state.marker() == {}
 

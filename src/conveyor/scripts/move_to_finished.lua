@@ -2,9 +2,10 @@
 the next jobs in the same call (one round trip per job in steady state).
 
 KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marker
-      9 events  10 completed  11 failed
+      9 events  10 completed  11 failed  12 limiter
 ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
-      5 events maxlen  6 number of outcomes m, then m groups of 9:
+      5 events maxlen  6 limiter max starts (0: none)  7 limiter window ms
+      8 number of outcomes m, then m groups of 9:
         job id, lock token, kind, value, stacktrace entry, retry delay, keep,
         ready (ms the job became ready to run, 0 unknown: the wait-time
         metric), parent (the parent job's key for a child of a flow, or "")
@@ -13,8 +14,11 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
                remain, -1 never retries (UnrecoverableError)
       kind "r" released: handed back unfinished (worker shutdown); back to the
                head of the wait list, no attempt counted
+      kind "l" rate limited (RateLimitError): as "r", and the queue backs off:
+               no worker fetches for `retry delay` ms (meta limited_until)
       keep = "count:age_ms" retention of the finished set (-1: no limit)
-Returns {{status per outcome}, next_due, jobs} with jobs as in move_to_active.
+Returns {{status per outcome}, next_due, jobs, limit_wait} with the last three
+as in move_to_active.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
 Metrics: completed/failed counts of this minute, and the wait and processing
 times of finished jobs in this minute's histogram (includes/metrics.lua).
@@ -32,7 +36,7 @@ local base = ARGV[1]
 local maxlen = ARGV[5]
 local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4],
            active = KEYS[5], locks = KEYS[6], meta = KEYS[7], marker = KEYS[8],
-           events = KEYS[9]}
+           events = KEYS[9], limiter = KEYS[12]}
 local now = now_ms()
 local statuses = {}
 local STACK_LIMIT = 10
@@ -58,16 +62,16 @@ local function finish(set_key, id, keep)
 end
 
 local metrics = new_metrics()
-local m = tonumber(ARGV[6])
+local m = tonumber(ARGV[8])
 local ids = {}
 for i = 0, m - 1 do
-  ids[#ids + 1] = ARGV[7 + i * 9]
+  ids[#ids + 1] = ARGV[9 + i * 9]
 end
 local held = call_chunked({'HMGET', k.locks}, ids)
 
 local released, completed = {}, {}
 for i = 0, m - 1 do
-  local o = 7 + i * 9
+  local o = 9 + i * 9
   local id, token, kind, value = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   if held[i + 1] ~= token then
     statuses[#statuses + 1] = 0
@@ -111,6 +115,12 @@ for i = 0, m - 1 do
       end
     else
       -- Handed back unfinished: the attempt counts as started, not as made.
+      if kind == 'l' then
+        local until_ms = now + tonumber(ARGV[o + 5])
+        if until_ms > tonumber(redis.call('HGET', k.meta, 'limited_until') or '0') then
+          redis.call('HSET', k.meta, 'limited_until', until_ms)
+        end
+      end
       redis.call('HSET', job_key, 'ats', started)
       local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')
       push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id, priority, true)
@@ -135,5 +145,6 @@ for set_key, members in pairs(to_finish) do
   end
 end
 
-local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen)
-return {statuses, fetched[1], fetched[2]}
+local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen,
+  tonumber(ARGV[6]), tonumber(ARGV[7]))
+return {statuses, fetched[1], fetched[2], fetched[3]}

@@ -7,9 +7,18 @@
 -- Each taken job gets a lock token (see parse_token) in the locks hash and a
 -- lock deadline (its score in active): one write of each per batch, so a job
 -- costs a single HGETALL here. The job hash itself is not written until the
--- attempt ends. Returns {next_due, jobs} where jobs is a list of {id, HGETALL
--- of job + tok, pon, ats} and next_due is the earliest delayed due time when
--- nothing was taken (0 if none is delayed).
+-- attempt ends.
+--
+-- Limits, all read from one HMGET of meta: `paused`; `concurrency` (at most
+-- that many active jobs across all workers); `limited_until` (ms: the queue
+-- backs off until then, set by a RateLimitError or Worker.rate_limit); and the
+-- worker's limiter (`limit_max` starts per `limit_ms`, all workers together,
+-- over a sliding window: the `limiter` zset holds one member per start).
+--
+-- Returns {next_due, jobs, limit_wait} where jobs is a list of {id, HGETALL of
+-- job + tok, pon, ats}; next_due is the earliest delayed due time when nothing
+-- was taken (0 if none is delayed); limit_wait > 0 means a rate limit stopped
+-- the fetch: ask again in that many ms (don't block on the marker).
 
 -- Promote due delayed jobs (at most 1000 per call) to the wait list or the
 -- prioritized zset.
@@ -38,13 +47,50 @@ local function promote_due(k, base, now, maxlen)
   end
 end
 
-local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
-  -- k: wait, prioritized, pc, delayed, active, locks, meta, marker, events
+-- Work is ready, and another worker may take some: wake an idle one.
+local function wake_if_work(k)
+  if redis.call('LLEN', k.wait) > 0 or redis.call('ZCARD', k.prioritized) > 0 then
+    redis.call('ZADD', k.marker, 0, '0')
+  end
+end
+
+local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_max, limit_ms)
+  -- k: wait, prioritized, pc, delayed, active, locks, meta, marker, events, limiter
   promote_due(k, base, now, maxlen)
 
   local jobs = {}
-  if n <= 0 or redis.call('HEXISTS', k.meta, 'paused') == 1 then
-    return {0, jobs}
+  local meta = redis.call('HMGET', k.meta, 'paused', 'concurrency', 'limited_until')
+  if meta[1] then
+    return {0, jobs, 0}
+  end
+  local cap = tonumber(meta[2] or '0')
+  if cap > 0 then
+    local room = cap - redis.call('ZCARD', k.active)
+    if n <= 0 then
+      -- A report without a fetch may have freed slots that this worker won't use.
+      if room > 0 then wake_if_work(k) end
+      return {0, jobs, 0}
+    end
+    if room <= 0 then
+      return {0, jobs, 0}  -- idle until a finishing job leaves a marker
+    end
+    if room < n then n = room end
+  end
+  if n <= 0 then
+    return {0, jobs, 0}
+  end
+  local limited_until = tonumber(meta[3] or '0')
+  if limited_until > now then
+    return {0, jobs, limited_until - now}
+  end
+  if limit_max > 0 then
+    redis.call('ZREMRANGEBYSCORE', k.limiter, '-inf', now - limit_ms)
+    local room = limit_max - redis.call('ZCARD', k.limiter)
+    if room <= 0 then
+      local oldest = redis.call('ZRANGE', k.limiter, 0, 0, 'WITHSCORES')
+      return {0, jobs, math.max(tonumber(oldest[2]) + limit_ms - now, 1)}
+    end
+    if room < n then n = room end
   end
 
   local ids = redis.call('LPOP', k.wait, n) or {}
@@ -86,13 +132,20 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
   end
   call_chunked({'ZADD', k.active}, deadlines)
   call_chunked({'HSET', k.locks}, locks)
+  if limit_max > 0 and #jobs > 0 then
+    local starts = {}
+    for i = 1, #locks, 2 do
+      starts[#starts + 1] = now
+      starts[#starts + 1] = locks[i] .. '@' .. locks[i + 1]  -- id@token: one per attempt
+    end
+    call_chunked({'ZADD', k.limiter}, starts)
+  end
   emit_many(k.events, maxlen, 'active', active_events)
 
-  if #ids == n then
-    -- More may be ready: leave a marker so another idle worker wakes too.
-    if redis.call('LLEN', k.wait) > 0 or redis.call('ZCARD', k.prioritized) > 0 then
-      redis.call('ZADD', k.marker, 0, '0')
-    end
+  -- More may be ready: leave a marker so another idle worker wakes too (unless
+  -- the global cap is reached: then a finishing job leaves it).
+  if #ids == n and (cap == 0 or redis.call('ZCARD', k.active) < cap) then
+    wake_if_work(k)
   end
 
   local next_due = 0
@@ -102,5 +155,5 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen)
       next_due = tonumber(first[2])
     end
   end
-  return {next_due, jobs}
+  return {next_due, jobs, 0}
 end
