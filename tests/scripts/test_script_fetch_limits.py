@@ -4,8 +4,9 @@ set_global_concurrency themselves."""
 
 from __future__ import annotations
 
-from conveyor import Queue
 from script_support import QueueState, add, fetched, finish, outcome, s
+
+from conveyor import Queue
 
 
 async def test_the_limiter_takes_no_more_than_max_per_window(
