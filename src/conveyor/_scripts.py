@@ -16,10 +16,11 @@ from .scripts import SCRIPT_NAMES, source
 __all__ = ["NewJob", "Outcome", "Scripts"]
 
 #: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay,
-#: keep, ready ms, parent key); see the script's header.
-Outcome = tuple[str, str, str, str, str, int, str, int, str]
-#: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1, attempts)
-NewJob = tuple[str, str, bytes, bytes, int, int, int, int]
+#: keep, ready ms, parent key, deduplication key); see the script's header.
+Outcome = tuple[str, str, str, str, str, int, str, int, str, str]
+#: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1,
+#: attempts, deduplication "ttl:extend:replace:id" or "")
+NewJob = tuple[str, str, bytes, bytes, int, int, int, int, str]
 #: A worker's rate limiter for the fetch scripts: (max starts, per window ms); 0: none.
 Limit = tuple[int, int]
 NO_LIMIT: Limit = (0, 0)
@@ -72,10 +73,11 @@ class Scripts:
         priority: int,
         lifo: bool,
         attempts: int,
+        dedup: str = "",
     ) -> Any:
         """Add one job; its reply ``[job_id, created, timestamp]``."""
         replies = await self.add_jobs(
-            None, [(job_id, name, data, opts, delay, priority, int(lifo), attempts)]
+            None, [(job_id, name, data, opts, delay, priority, int(lifo), attempts, dedup)]
         )
         return replies[0]
 

@@ -34,6 +34,8 @@ part               type    contents
 ``metrics:failed``  hash    the same for jobs that failed for good (two weeks kept)
 ``metrics:times:<minute>`` hash  ``w<b>``/``p<b>`` -> jobs whose wait / processing
                            time fell in log bucket b (:mod:`conveyor.metrics`)
+``de:<key>``       string  id of the job holding deduplication key <key>
+                           (expires with the key's ttl, if it has one)
 ``job:<id>``       hash    one job: see :mod:`conveyor.job`
 ``job:<id>:logs``  list    the job's log lines
 =================  ======  =====================================================
@@ -129,6 +131,9 @@ class QueueKeys:
     def metrics_times(self, minute: int) -> str:
         """Wait/processing time histogram of one minute (epoch ms // 60000)."""
         return self.key(f"metrics:times:{minute}")
+
+    def deduplication(self, key: str) -> str:
+        return self.key("de:" + key)
 
     def job(self, job_id: str) -> str:
         return self.key("job:" + job_id)

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_KEEP_FAILED",
     "MAX_PRIORITY",
     "Backoff",
+    "Deduplication",
     "Duration",
     "JobOptions",
     "Retention",
@@ -51,6 +52,7 @@ OPTION_NAMES = frozenset(
         "timeout",
         "remove_on_complete",
         "remove_on_fail",
+        "deduplication",
     }
 )
 
@@ -180,6 +182,67 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class Deduplication:
+    """While a job added with ``deduplication={"id": key, ...}`` is active, an add
+    with the same key adds nothing and returns that job.
+
+    - no ``ttl`` (simple): until the job completes or fails for good;
+    - ``ttl`` (throttle): for ``ttl`` ms after the job was added;
+    - ``extend``: each duplicate restarts the ``ttl``;
+    - ``replace`` (debounce): a duplicate replaces the data of the job while it
+      is still delayed or waiting, and restarts its ``delay``.
+    """
+
+    id: str
+    ttl: int | None = None
+    extend: bool = False
+    replace: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "ttl": self.ttl, "extend": self.extend, "replace": self.replace}
+
+    def as_arg(self) -> str:
+        """The add_jobs argument: ``ttl:extend:replace:id``."""
+        return f"{self.ttl or 0}:{int(self.extend)}:{int(self.replace)}:{self.id}"
+
+    @classmethod
+    def parse(cls, spec: Any) -> Deduplication | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, Mapping):
+            raise ValidationError(
+                "deduplication", f"expected a dict with 'id' (and 'ttl', 'extend', 'replace'), "
+                f"got {spec!r}"
+            )
+        unknown = set(spec) - {"id", "ttl", "extend", "replace"}
+        if unknown:
+            raise ValidationError(
+                "deduplication", f"unknown keys {sorted(unknown)}; use id, ttl, extend, replace"
+            )
+        key = spec.get("id")
+        if isinstance(key, int) and not isinstance(key, bool):
+            key = str(key)
+        if not isinstance(key, str) or not key or len(key) > MAX_JOB_ID:
+            raise ValidationError(
+                "deduplication.id", f"must be a non-empty string of at most {MAX_JOB_ID} characters"
+            )
+        ttl = to_ms("deduplication.ttl", spec.get("ttl"), allow_none=True)
+        if ttl == 0:
+            raise ValidationError("deduplication.ttl", "must be positive (or None: until finished)")
+        flags = {}
+        for flag in ("extend", "replace"):
+            value = spec.get(flag, False)
+            if not isinstance(value, bool):
+                raise ValidationError(f"deduplication.{flag}", f"must be a bool, got {value!r}")
+            flags[flag] = value
+        if (flags["extend"] or flags["replace"]) and ttl is None:
+            raise ValidationError(
+                "deduplication.ttl", "extend and replace need a ttl (the debounce window)"
+            )
+        return cls(key, ttl, flags["extend"], flags["replace"])
+
+
+@dataclass(frozen=True, slots=True)
 class JobOptions:
     """Validated options of one job."""
 
@@ -192,6 +255,7 @@ class JobOptions:
     timeout: int | None = None
     remove_on_complete: Retention = Retention(DEFAULT_KEEP_COMPLETED)
     remove_on_fail: Retention = Retention(DEFAULT_KEEP_FAILED)
+    deduplication: Deduplication | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> JobOptions:
@@ -238,6 +302,7 @@ class JobOptions:
             remove_on_fail=Retention.parse(
                 "remove_on_fail", options.get("remove_on_fail"), DEFAULT_KEEP_FAILED
             ),
+            deduplication=Deduplication.parse(options.get("deduplication")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -261,6 +326,8 @@ class JobOptions:
             out["remove_on_complete"] = self.remove_on_complete.to_json()
         if self.remove_on_fail != Retention(DEFAULT_KEEP_FAILED):
             out["remove_on_fail"] = self.remove_on_fail.to_json()
+        if self.deduplication is not None:
+            out["deduplication"] = self.deduplication.to_json()
         return out
 
     @classmethod
@@ -279,6 +346,7 @@ class JobOptions:
             timeout=raw.get("timeout"),
             remove_on_complete=_retention_from_json(roc, DEFAULT_KEEP_COMPLETED),
             remove_on_fail=_retention_from_json(rof, DEFAULT_KEEP_FAILED),
+            deduplication=Deduplication(**dedup) if (dedup := raw.get("deduplication")) else None,
         )
 
     @classmethod

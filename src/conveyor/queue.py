@@ -117,6 +117,7 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         timeout: Duration | None = DEFAULT,
         remove_on_complete: RetentionSpec = DEFAULT,
         remove_on_fail: RetentionSpec = DEFAULT,
+        deduplication: Mapping[str, Any] | None = DEFAULT,
     ) -> Job:
         """Add a job; returns it. With a ``job_id`` that exists, returns that job
         and adds nothing.
@@ -124,11 +125,16 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         An option not passed comes from ``default_job_options``, else the built-in
         default (no delay, priority 0, 1 attempt, no backoff, FIFO, no timeout,
         keep 1000 completed / 10000 failed jobs). An option passed, even with the
-        built-in default's value, overrides ``default_job_options``."""
+        built-in default's value, overrides ``default_job_options``.
+
+        ``deduplication={"id": key, "ttl": ms, "extend": bool, "replace": bool}``:
+        while the job holding ``key`` is active (see
+        :class:`~conveyor.options.Deduplication`), adds nothing and returns it;
+        a ``deduplicated`` event says so."""
         options = _given(
             job_id=job_id, delay=delay, priority=priority, attempts=attempts, backoff=backoff,
             lifo=lifo, timeout=timeout, remove_on_complete=remove_on_complete,
-            remove_on_fail=remove_on_fail,
+            remove_on_fail=remove_on_fail, deduplication=deduplication,
         )
         prepared = self._prepare(name, data, options)
         [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])
@@ -262,6 +268,16 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
                 jobs.append(Job.from_fields(self, job_id, fields))
         return jobs
 
+    async def get_deduplication_job_id(self, key: str) -> str | None:
+        """The id of the job holding deduplication ``key``, while the key is held
+        (a simple key is let go when its job finishes, a ttl key when it expires)."""
+        value = await self.client.get(self.keys.deduplication(str(key)))
+        return None if value is None else text(value)
+
+    async def remove_deduplication_key(self, key: str) -> bool:
+        """Let go of deduplication ``key`` now: the next add with it adds a job."""
+        return bool(await self.client.delete(self.keys.deduplication(str(key))))
+
     # -- administering -----------------------------------------------------
 
     async def pause(self) -> None:
@@ -326,8 +342,9 @@ def _chunks(jobs: list[NewJob]) -> list[list[NewJob]]:
 
 
 def _new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
+    dedup = "" if opts.deduplication is None else opts.deduplication.as_arg()
     return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
-            opts.attempts)
+            opts.attempts, dedup)
 
 
 def _given(**options: Any) -> dict[str, Any]:

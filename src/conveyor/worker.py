@@ -539,7 +539,7 @@ class Worker:
             ):
                 job_id, token = text(raw_id), text(raw_token)
                 if token.startswith(self._token_prefix) and (job_id, token) not in self._running:
-                    outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, ""))
+                    outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, "", ""))
             if outcomes:
                 await self.queue.scripts.move_to_finished(
                     outcomes, 0, self._token_prefix, 1, NO_LIMIT
@@ -595,7 +595,7 @@ class Worker:
             (job.id, job.token, kind, value, stack, retry_delay, f"{count}:{age}",
              # A first attempt's wait (ready to started) is a metric; a retry's isn't.
              job.timestamp + job.opts.delay if job.attempts_started == 1 else 0,
-             job.parent_key or "")
+             job.parent_key or "", _held_deduplication_key(job))
         )
         self._finished.append((job, kind, payload))
         if kind not in ("r", "l"):
@@ -704,6 +704,12 @@ def _leave_signal_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> N
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
+
+
+def _held_deduplication_key(job: Job) -> str:
+    """The deduplication key a job holds until it finishes ("" if none or a ttl's)."""
+    dedup = job.opts.deduplication
+    return dedup.id if dedup is not None and dedup.ttl is None else ""
 
 
 def _parse_limiter(spec: Mapping[str, Any] | None) -> Limit:

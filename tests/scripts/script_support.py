@@ -76,8 +76,9 @@ def outcome(
     keep: str = KEEP_ALL,
     ready: int = 0,
     parent: str = "",
-) -> tuple[str, str, str, str, str, int, str, int, str]:
-    return (job_id, token, kind, value, stack, retry_delay, keep, ready, parent)
+    dedup: str = "",
+) -> tuple[str, str, str, str, str, int, str, int, str, str]:
+    return (job_id, token, kind, value, stack, retry_delay, keep, ready, parent, dedup)
 
 
 async def finish(

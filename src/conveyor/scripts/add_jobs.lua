@@ -3,11 +3,19 @@ whose id exists is not added and its existing id is returned.
 
 KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 meta  6 marker  7 events  8 id
 ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
-      then m groups of 8:
+      then m groups of 9:
         job id ("" to generate one: the id counter, skipping taken ids), name,
-        data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0", attempts
-Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists) per job.
+        data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0", attempts,
+        deduplication "ttl:extend:replace:key" ("" none; ttl 0 = until the
+        holding job finishes)
+Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists, or the
+deduplication key is held: job_id is the holder) per job.
 Events: added; delayed (delay > 0). Each is one entry for the whole batch.
+deduplicated (job_id = the holder, deduplication_id, replaced "1"/"0").
+
+Deduplication: the key `de:<key>` holds the id of the job that took it. It
+is held while it exists and, without a ttl, while that job is unfinished
+(the worker deletes it when the job finishes; a removed job lets it go too).
 
 A job costs an EXISTS and an HSET; the lists, sets, markers and events are
 written once for the batch. The hash holds only what differs from a job's
@@ -23,13 +31,57 @@ local replies = {}
 local added, delayed_events = {}, {}
 local plain, prioritized, delayed = {}, {}, {}
 local earliest_due = nil
+local deduplicated = {}
+
+-- The job holding deduplication `spec`'s key, if the key is held; a duplicate
+-- may extend the key's ttl, or replace the holder's data and restart its delay.
+local function dedup_holder(spec, data, delay)
+  local ttl, extend, replace, key = string.match(spec, '^(%d+):([01]):([01]):(.*)$')
+  local dkey = base .. 'de:' .. key
+  local holder = redis.call('GET', dkey)
+  if holder then
+    local hkey = base .. 'job:' .. holder
+    if ttl == '0' and (redis.call('EXISTS', hkey) == 0 or redis.call('HEXISTS', hkey, 'fon') == 1) then
+      holder = false  -- finished or removed: the key is free
+    end
+  end
+  if not holder then
+    return nil, dkey, tonumber(ttl)
+  end
+  if extend == '1' then
+    redis.call('PEXPIRE', dkey, ttl)
+  end
+  local replaced = '0'
+  if replace == '1' then
+    local hkey = base .. 'job:' .. holder
+    if redis.call('ZSCORE', KEYS[4], holder) then
+      local due = now + delay
+      redis.call('HSET', hkey, 'data', data)
+      redis.call('ZADD', KEYS[4], due, holder)
+      redis.call('ZADD', KEYS[6], 'LT', due, 'd')
+      replaced = '1'
+    elseif redis.call('LPOS', KEYS[1], holder) or redis.call('ZSCORE', KEYS[2], holder) then
+      redis.call('HSET', hkey, 'data', data)
+      replaced = '1'
+    end
+  end
+  deduplicated[#deduplicated + 1] = {holder, 'deduplication_id', key, 'replaced', replaced}
+  return holder
+end
 
 for i = 0, m - 1 do
-  local o = 4 + i * 8
+  local o = 4 + i * 9
   local job_id, name = ARGV[o], ARGV[o + 1]
   local job_key
   local exists = false
-  if job_id == '' then
+  local holder, dedup_key, dedup_ttl = nil, nil, 0
+  if ARGV[o + 8] ~= '' then
+    holder, dedup_key, dedup_ttl = dedup_holder(ARGV[o + 8], ARGV[o + 2], tonumber(ARGV[o + 4]))
+  end
+  if holder then
+    job_id = holder
+    exists = true
+  elseif job_id == '' then
     repeat
       job_id = tostring(redis.call('INCR', KEYS[8]))
       job_key = base .. 'job:' .. job_id
@@ -53,6 +105,13 @@ for i = 0, m - 1 do
       fields[#fields + 1] = ARGV[o + 7]
     end
     redis.call('HSET', job_key, unpack(fields))
+    if dedup_key then
+      if dedup_ttl > 0 then
+        redis.call('SET', dedup_key, job_id, 'PX', dedup_ttl)
+      else
+        redis.call('SET', dedup_key, job_id)
+      end
+    end
     added[#added + 1] = {job_id, 'name', name}
     if delay > 0 then
       local due = now + delay
@@ -97,4 +156,5 @@ if (#plain > 0 or plain.lifo or #prioritized > 0)
 end
 emit_many(KEYS[7], maxlen, 'added', added)
 emit_many(KEYS[7], maxlen, 'delayed', delayed_events)
+emit_many(KEYS[7], maxlen, 'deduplicated', deduplicated)
 return replies

@@ -5,10 +5,11 @@ KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marke
       9 events  10 completed  11 failed  12 limiter
 ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       5 events maxlen  6 limiter max starts (0: none)  7 limiter window ms
-      8 number of outcomes m, then m groups of 9:
+      8 number of outcomes m, then m groups of 10:
         job id, lock token, kind, value, stacktrace entry, retry delay, keep,
         ready (ms the job became ready to run, 0 unknown: the wait-time
-        metric), parent (the parent job's key for a child of a flow, or "")
+        metric), parent (the parent job's key for a child of a flow, or ""),
+        deduplication key held until the job finishes (or "")
       kind "c" completed: value = return value (JSON)
       kind "f" failed: value = reason; retry delay ms >= 0 retries when attempts
                remain, -1 never retries (UnrecoverableError)
@@ -61,17 +62,27 @@ local function finish(set_key, id, keep)
   policies[set_key][keep] = true
 end
 
+-- A job that finished lets go of the deduplication key it holds (if it still does).
+local function release_deduplication(base_key, key, id)
+  if key ~= '' then
+    local dkey = base_key .. 'de:' .. key
+    if redis.call('GET', dkey) == id then
+      redis.call('DEL', dkey)
+    end
+  end
+end
+
 local metrics = new_metrics()
 local m = tonumber(ARGV[8])
 local ids = {}
 for i = 0, m - 1 do
-  ids[#ids + 1] = ARGV[9 + i * 9]
+  ids[#ids + 1] = ARGV[9 + i * 10]
 end
 local held = call_chunked({'HMGET', k.locks}, ids)
 
 local released, completed = {}, {}
 for i = 0, m - 1 do
-  local o = 9 + i * 9
+  local o = 9 + i * 10
   local id, token, kind, value = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   if held[i + 1] ~= token then
     statuses[#statuses + 1] = 0
@@ -85,6 +96,7 @@ for i = 0, m - 1 do
       redis.call('HSET', job_key, 'rv', value, 'fon', now, 'atm', made, 'ats', started,
         'pon', pon)
       record_timing(metrics, 'c', tonumber(pon), tonumber(ARGV[o + 7]), now)
+      release_deduplication(base, ARGV[o + 9], id)
       completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
       finish(KEYS[10], id, ARGV[o + 6])
     elseif kind == 'f' then
@@ -110,6 +122,7 @@ for i = 0, m - 1 do
       else
         redis.call('HSET', job_key, 'fon', now)
         record_timing(metrics, 'f', tonumber(pon), tonumber(ARGV[o + 7]), now)
+        release_deduplication(base, ARGV[o + 9], id)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
         finish(KEYS[11], id, ARGV[o + 6])
       end
