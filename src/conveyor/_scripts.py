@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from ._stream import text
 from .keys import QueueKeys
 from .scripts import SCRIPT_NAMES, source
 
@@ -127,12 +128,18 @@ class Scripts:
         keys[9:9] = [self.keys.completed, self.keys.failed]  # KEYS 10, 11; limiter is 12
         return await self.call("move_to_finished", keys, args)
 
-    async def extend_locks(self, locks: Sequence[tuple[str, str]], lock_ms: int) -> Any:
+    async def extend_locks(
+        self, locks: Sequence[tuple[str, str]], lock_ms: int
+    ) -> tuple[list[str], dict[str, str]]:
+        """Renew locks; returns (ids whose lock was lost, {cancelled id: reason})."""
         args: list[Any] = [lock_ms]
         for job_id, token in locks:
             args.append(job_id)
             args.append(token)
-        return await self.call("extend_locks", [self.keys.active, self.keys.locks], args)
+        k = self.keys
+        lost, cancelled = await self.call("extend_locks", [k.active, k.locks, k.cancels], args)
+        pairs = [text(v) for v in cancelled]
+        return [text(i) for i in lost], dict(zip(pairs[0::2], pairs[1::2], strict=True))
 
     async def move_stalled_jobs(
         self, interval_ms: int, max_stalled: int, failed_keep: str

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,10 +26,11 @@ from .connection import raise_if_cancelled
 from .errors import (
     JobFailedError,
     JobNotFoundError,
+    JobStateError,
     ValidationError,
     WaitTimeoutError,
 )
-from .options import JobOptions
+from .options import JobOptions, dump_data, to_ms
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -66,10 +68,12 @@ class Job:
         "_progress_listener",
         "attempts_made",
         "attempts_started",
+        "cancel_reason",
         "data",
         "failed_reason",
         "finished_on",
         "id",
+        "moved",
         "name",
         "opts",
         "parent_key",
@@ -107,6 +111,12 @@ class Job:
         self.stacktrace: list[str] = []
         self.processed_on: int | None = None
         self.finished_on: int | None = None
+        #: Why the job was cancelled while it ran (``Queue.cancel``), else None: a
+        #: processor that catches ``CancelledError`` tells a cancel from a
+        #: timeout by it.
+        self.cancel_reason: str | None = None
+        #: The processor stepped out with move_to_delayed (the worker reports nothing).
+        self.moved = False
         #: Key of the parent job's hash when this job is a child in a flow.
         self.parent_key: str | None = None
         #: Lock token while a worker runs this job (internal).
@@ -193,6 +203,40 @@ class Job:
         """The job's log lines (oldest first), ``start``..``end`` inclusive."""
         lines = await self.queue.client.lrange(self.queue.keys.logs(self.id), start, end)
         return [text(line) for line in lines]
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once ``Queue.cancel`` reached the worker running this job."""
+        return self.cancel_reason is not None
+
+    async def move_to_delayed(self, delay: int | timedelta) -> int:
+        """From inside the processor: step out now and run again (same job, same
+        id) after ``delay``; the attempt does not count. Return from the
+        processor right after: what it returns or raises is not recorded.
+        Returns the due time (epoch ms). Keep state between steps with
+        :meth:`update_data`."""
+        ms = to_ms("delay", delay) or 0
+        if self.token is None:
+            raise JobStateError(f"job {self.id!r} is not running in a worker")
+        k = self.queue.keys
+        due = int(await self.queue.scripts.call(
+            "move_to_delayed",
+            [k.active, k.locks, k.delayed, k.marker, k.events],
+            [k.base, self.id, self.token, ms, self.queue.scripts.maxlen],
+        ))
+        if not due:
+            raise JobStateError(f"job {self.id!r}: the lock is lost; it was taken over")
+        self.moved = True
+        return due
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the job's data (say, the step a step job has reached)."""
+        encoded = dump_data(data, self.queue.max_data_bytes)
+        if not await self.queue.scripts.call(
+            "update_data", [self.queue.keys.job(self.id)], [encoded]
+        ):
+            raise JobNotFoundError(self.queue.name, self.id)
+        self.data = data
 
     async def retry(self, *, reset_attempts: bool = False) -> None:
         """Send a failed or completed job back to the queue to run again."""

@@ -25,6 +25,8 @@ part               type    contents
 ``meta``           hash    queue settings: ``paused``, ``concurrency`` (global
                            cap on active jobs), ``limited_until`` (ms: backing
                            off after a RateLimitError), ...
+``cancels``        hash    job id -> reason, for running jobs asked to cancel
+``cancel``         channel pub/sub: the id of a running job to cancel now
 ``limiter``        zset    one member per job start within the rate limiter's
                            window; score = start time (ms)
 ``marker``         zset    wake-up marker that idle workers block on
@@ -107,6 +109,14 @@ class QueueKeys:
     @property
     def meta(self) -> str:
         return self.key("meta")
+
+    @property
+    def cancels(self) -> str:
+        return self.key("cancels")
+
+    @property
+    def cancel_channel(self) -> str:
+        return self.key("cancel")
 
     @property
     def limiter(self) -> str:

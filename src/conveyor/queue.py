@@ -288,6 +288,25 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         """Let workers start jobs again."""
         await self.scripts.set_paused(False)
 
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a job from anywhere. A waiting, prioritized or delayed job is
+        removed; a running one is cancelled by its worker within moments (its
+        task gets ``CancelledError``, ``job.cancel_reason`` says why) and fails
+        for good with the reason. ``False`` if the job had already finished;
+        :class:`JobNotFoundError` if there is no such job."""
+        if not isinstance(reason, str):
+            raise ValidationError("reason", f"must be a str, got {reason!r}")
+        k = self.keys
+        result = int(await self.scripts.call(
+            "cancel_job",
+            [k.wait, k.prioritized, k.delayed, k.active, k.cancels, k.events,
+             k.state_key("waiting-children")],
+            [k.base, str(job_id), reason, self.scripts.maxlen, k.cancel_channel],
+        ))
+        if result == 0:
+            raise JobNotFoundError(self.name, str(job_id))
+        return result > 0
+
     async def set_global_concurrency(self, n: int | None) -> None:
         """At most ``n`` jobs of this queue run at once across all workers
         (``None`` or 0: no cap beyond each worker's own concurrency)."""

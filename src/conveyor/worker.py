@@ -206,6 +206,7 @@ class Worker:
         side_tasks = [
             asyncio.create_task(self._renew_locks(), name="conveyor-locks"),
             asyncio.create_task(self._check_stalled(), name="conveyor-stalled"),
+            asyncio.create_task(self._listen_for_cancels(), name="conveyor-cancels"),
         ]
         log.info("worker %s started on queue %r (concurrency %d)",
                  self.id, self.queue.name, self.concurrency)
@@ -573,7 +574,10 @@ class Worker:
                 raise TypeError(f"return value does not serialize to JSON: {exc}") from None
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
-            if not (self._force or (task is not None and task.cancelling())):
+            if job.cancel_reason is not None and not self._force:
+                kind, payload, value = "f", exc, f"cancelled: {job.cancel_reason}"
+                retry_delay = -1  # a cancelled job does not run again
+            elif not (self._force or (task is not None and task.cancelling())):
                 # Raised by the processor itself, not a cancel of ours: a failure.
                 kind, payload, value = "f", exc, "CancelledError: raised by the processor"
                 stack = "".join(traceback.format_exception(exc))
@@ -589,6 +593,9 @@ class Worker:
             stack = "".join(traceback.format_exception(exc))
             retry_delay = -1 if isinstance(exc, UnrecoverableError) else self._retry_delay(job, exc)
         self._running.pop((job.id, job.token), None)
+        if job.moved:  # stepped out with move_to_delayed: nothing to report
+            self._wake.set()
+            return
         retention = job.opts.remove_on_complete if kind == "c" else job.opts.remove_on_fail
         count, age = retention.as_args()
         self._outcomes.append(
@@ -654,21 +661,63 @@ class Worker:
             if not self._running:
                 continue
             # A job whose lock is gone stays lost: asking again only repeats the warning.
-            locks = [key for key in self._running if key not in lost_locks]
+            locks = [
+                key for key, (job, _) in self._running.items()
+                if key not in lost_locks and not job.moved
+            ]
             if not locks:
                 continue
             try:
-                lost = await self.queue.scripts.extend_locks(locks, self.lock_duration)
+                lost, cancelled = await self.queue.scripts.extend_locks(
+                    locks, self.lock_duration
+                )
             except _REDIS_DOWN as exc:
                 self._note_redis_down(exc)
                 continue
+            for job_id, reason in cancelled.items():
+                self._cancel_running(job_id, reason)
             tokens = dict(locks)
-            for raw_id in lost:
-                job_id = text(raw_id)
+            for job_id in lost:
                 lost_locks.add((job_id, tokens[job_id]))
                 log.warning("job %s: lock lost (taken over after a stall?); its result will "
                             "be discarded", job_id)
             lost_locks.intersection_update(self._running)
+
+    async def _listen_for_cancels(self) -> None:
+        """Cancel running jobs the moment ``Queue.cancel`` asks (pub/sub). A message
+        missed while disconnected is caught up on resubscribing, and by the
+        next lock renewal, which reports cancelled jobs too."""
+        client = self.queue.client
+        keys = self.queue.keys
+        while not self._stopping:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(keys.cancel_channel)
+                if self._running:
+                    ids = sorted({job_id for job_id, _ in self._running})
+                    reasons = await client.hmget(keys.cancels, ids)
+                    for job_id, reason in zip(ids, reasons, strict=True):
+                        if reason is not None:
+                            self._cancel_running(job_id, text(reason))
+                async for message in pubsub.listen():
+                    job_id = text(message["data"])
+                    if any(running_id == job_id for running_id, _ in self._running):
+                        reason = await client.hget(keys.cancels, job_id)
+                        if reason is not None:
+                            self._cancel_running(job_id, text(reason))
+            except _REDIS_DOWN as exc:
+                self._note_redis_down(exc)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _cancel_running(self, job_id: str, reason: str) -> None:
+        for (running_id, _), (job, task) in list(self._running.items()):
+            if running_id == job_id and job.cancel_reason is None:
+                log.info("job %s cancelled: %s", job_id, reason)
+                job.cancel_reason = reason
+                task.cancel()
 
     async def _check_stalled(self) -> None:
         """Return jobs whose worker died to the queue (one check per interval, cluster-wide)."""

@@ -14,7 +14,7 @@ async def test_extends_all_held_locks(queue: Queue, state: QueueState) -> None:
     old = dict(await state.active())
 
     before = await state.now()
-    lost = await queue.scripts.extend_locks([(j, f["tok"]) for j, f in jobs], 60_000)
+    lost, _ = await queue.scripts.extend_locks([(j, f["tok"]) for j, f in jobs], 60_000)
     after = await state.now()
 
     assert lost == []
@@ -30,7 +30,7 @@ async def test_mismatched_token_is_lost_and_not_extended(queue: Queue, state: Qu
     (a, fa), (b, _) = await take(queue, 2, lock_ms=1000)
     old = dict(await state.active())
 
-    lost = await queue.scripts.extend_locks([(a, fa["tok"]), (b, "someone-else:1")], 60_000)
+    lost, _ = await queue.scripts.extend_locks([(a, fa["tok"]), (b, "someone-else:1")], 60_000)
 
     assert s(lost) == [b]
     new = dict(await state.active())
@@ -44,7 +44,9 @@ async def test_finished_and_missing_jobs_are_lost(queue: Queue, state: QueueStat
     await finish(queue, outcome(job_id, fields["tok"], "c", "1"))
     before = await state.snapshot()
 
-    lost = await queue.scripts.extend_locks([(job_id, fields["tok"]), ("ghost", "w:1")], 60_000)
+    lost, _ = await queue.scripts.extend_locks(
+        [(job_id, fields["tok"]), ("ghost", "w:1")], 60_000
+    )
 
     assert s(lost) == [job_id, "ghost"]
     assert await state.snapshot() == before
@@ -55,7 +57,7 @@ async def test_matching_token_outside_active_is_not_added(queue: Queue, state: Q
     await add(queue, "x")
     await state.redis.hset(queue.keys.locks, "x", "w:1")
 
-    assert await queue.scripts.extend_locks([("x", "w:1")], 60_000) == []
+    assert await queue.scripts.extend_locks([("x", "w:1")], 60_000) == ([], {})
     assert await state.active() == []
 
 
@@ -64,11 +66,24 @@ async def test_lapsed_lock_still_held_is_renewed(queue: Queue, state: QueueState
     [(job_id, fields)] = await take(queue, lock_ms=1)
     await state.lapse_locks()
 
-    assert await queue.scripts.extend_locks([(job_id, fields["tok"])], 60_000) == []
+    assert await queue.scripts.extend_locks([(job_id, fields["tok"])], 60_000) == ([], {})
     [(_, deadline)] = await state.active()
     assert deadline > await state.now() + 50_000
 
 
 async def test_no_locks(queue: Queue, state: QueueState) -> None:
-    assert await queue.scripts.extend_locks([], 1000) == []
+    assert await queue.scripts.extend_locks([], 1000) == ([], {})
     assert await state.snapshot() == {}
+
+
+async def test_reports_held_jobs_that_were_cancelled(queue: Queue, state: QueueState) -> None:
+    await add(queue)
+    await add(queue)
+    (a, fa), (b, fb) = await take(queue, 2, lock_ms=1000)
+    await state.redis.hset(queue.keys.cancels, a, "user asked")
+
+    lost, cancelled = await queue.scripts.extend_locks(
+        [(a, fa["tok"]), (b, fb["tok"])], 60_000
+    )
+
+    assert lost == [] and cancelled == {a: "user asked"}

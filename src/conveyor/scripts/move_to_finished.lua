@@ -123,6 +123,7 @@ for i = 0, m - 1 do
         redis.call('HSET', job_key, 'fon', now)
         record_timing(metrics, 'f', tonumber(pon), tonumber(ARGV[o + 7]), now)
         release_deduplication(base, ARGV[o + 9], id)
+        redis.call('HDEL', base .. 'cancels', id)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
         finish(KEYS[11], id, ARGV[o + 6])
       end

@@ -1,0 +1,33 @@
+--[[ cancel_job: cancel a job from anywhere. A waiting, prioritized or delayed
+job is removed; a running one is marked in `cancels` and its worker told on the
+`cancel` channel (workers also find the mark when they renew their locks, in
+case they missed the message); the worker then fails it for good.
+
+KEYS  1 wait  2 prioritized  3 delayed  4 active  5 cancels  6 events
+      7 waiting-children
+ARGV  1 key base  2 job id  3 reason  4 events maxlen  5 cancel channel
+Returns 1 removed (was not running), 2 running: its worker was told, 0 no such
+job, -1 already finished.
+Events: removed (with reason) for a job that was not running.
+]]
+--@include "common"
+
+local base = ARGV[1]
+local id = ARGV[2]
+local job_key = base .. 'job:' .. id
+if redis.call('EXISTS', job_key) == 0 then
+  return 0
+end
+if redis.call('ZSCORE', KEYS[4], id) then
+  redis.call('HSET', KEYS[5], id, ARGV[3])
+  redis.call('PUBLISH', ARGV[5], id)
+  return 2
+end
+local removed = redis.call('LREM', KEYS[1], 0, id) + redis.call('ZREM', KEYS[2], id)
+  + redis.call('ZREM', KEYS[3], id) + redis.call('ZREM', KEYS[7], id)
+if removed == 0 then
+  return -1
+end
+delete_jobs(base, {id})
+emit(KEYS[6], ARGV[4], 'removed', id, {'reason', ARGV[3]})
+return 1
