@@ -6,7 +6,8 @@ A job is the hash ``<prefix>:{<queue>}:job:<id>`` with the fields
 (attempts allowed) ``atm`` (attempts made) ``ats`` (attempts started) ``stc``
 (times stalled) ``pr`` (progress JSON) ``rv`` (return value JSON) ``fr``
 (failed reason) ``st`` (stack traces, JSON list) ``pon`` (processed on, ms)
-``fon`` (finished on, ms) ``par`` (the parent's job key, in a flow). While an
+``fon`` (finished on, ms) ``par`` (the parent's job key, in a flow) ``dlq``
+(JSON: the job this one was forwarded from, in a dead-letter queue). While an
 attempt runs, its ``pon`` and ``ats`` live in the queue's ``locks`` hash
 (inside the lock token) and are written to the job hash when the attempt ends;
 :func:`read_fields` merges the two.
@@ -70,6 +71,7 @@ class Job:
         "attempts_started",
         "cancel_reason",
         "data",
+        "dead_letter_of",
         "failed_reason",
         "finished_on",
         "id",
@@ -111,6 +113,9 @@ class Job:
         self.stacktrace: list[str] = []
         self.processed_on: int | None = None
         self.finished_on: int | None = None
+        #: For a job forwarded into a dead-letter queue: where it failed and why
+        #: (``queue``, ``id``, ``failed_reason``, ``attempts_made``, ``failed_on``).
+        self.dead_letter_of: dict[str, Any] | None = None
         #: Why the job was cancelled while it ran (``Queue.cancel``), else None: a
         #: processor that catches ``CancelledError`` tells a cancel from a
         #: timeout by it.
@@ -147,6 +152,7 @@ class Job:
         self.stacktrace = _json(fields, "st") or []
         self.processed_on = _int(fields, "pon")
         self.finished_on = _int(fields, "fon")
+        self.dead_letter_of = _json(fields, "dlq")
         parent = fields.get("par")
         self.parent_key = None if parent is None else text(parent)
         tok = fields.get("tok")

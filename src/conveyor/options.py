@@ -53,6 +53,7 @@ OPTION_NAMES = frozenset(
         "remove_on_complete",
         "remove_on_fail",
         "deduplication",
+        "dead_letter_queue",
     }
 )
 
@@ -256,6 +257,7 @@ class JobOptions:
     remove_on_complete: Retention = Retention(DEFAULT_KEEP_COMPLETED)
     remove_on_fail: Retention = Retention(DEFAULT_KEEP_FAILED)
     deduplication: Deduplication | None = None
+    dead_letter_queue: str | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> JobOptions:
@@ -303,6 +305,7 @@ class JobOptions:
                 "remove_on_fail", options.get("remove_on_fail"), DEFAULT_KEEP_FAILED
             ),
             deduplication=Deduplication.parse(options.get("deduplication")),
+            dead_letter_queue=_dead_letter_queue(options.get("dead_letter_queue")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -328,6 +331,8 @@ class JobOptions:
             out["remove_on_fail"] = self.remove_on_fail.to_json()
         if self.deduplication is not None:
             out["deduplication"] = self.deduplication.to_json()
+        if self.dead_letter_queue is not None:
+            out["dead_letter_queue"] = self.dead_letter_queue
         return out
 
     @classmethod
@@ -347,6 +352,7 @@ class JobOptions:
             remove_on_complete=_retention_from_json(roc, DEFAULT_KEEP_COMPLETED),
             remove_on_fail=_retention_from_json(rof, DEFAULT_KEEP_FAILED),
             deduplication=Deduplication(**dedup) if (dedup := raw.get("deduplication")) else None,
+            dead_letter_queue=raw.get("dead_letter_queue"),
         )
 
     @classmethod
@@ -364,6 +370,15 @@ class JobOptions:
 
 
 _stored_options: dict[bytes | str, JobOptions] = {}
+
+
+def _dead_letter_queue(name: object) -> str | None:
+    if name is None:
+        return None
+    try:
+        return validate_queue_name(name)
+    except ValidationError as exc:
+        raise ValidationError("dead_letter_queue", str(exc).split(": ", 1)[1], name) from None
 
 
 def _retention_from_json(raw: Mapping[str, Any], default: int) -> Retention:

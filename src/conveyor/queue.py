@@ -118,6 +118,7 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         remove_on_complete: RetentionSpec = DEFAULT,
         remove_on_fail: RetentionSpec = DEFAULT,
         deduplication: Mapping[str, Any] | None = DEFAULT,
+        dead_letter_queue: str | None = DEFAULT,
     ) -> Job:
         """Add a job; returns it. With a ``job_id`` that exists, returns that job
         and adds nothing.
@@ -130,11 +131,17 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         ``deduplication={"id": key, "ttl": ms, "extend": bool, "replace": bool}``:
         while the job holding ``key`` is active (see
         :class:`~conveyor.options.Deduplication`), adds nothing and returns it;
-        a ``deduplicated`` event says so."""
+        a ``deduplicated`` event says so.
+
+        ``dead_letter_queue="name"``: when the job fails for good, a copy (same
+        name and data, ``job.dead_letter_of`` saying where from and why) is added
+        to that queue for separate handling; the failed job stays in this
+        queue's failed set (its own dead-letter set) too."""
         options = _given(
             job_id=job_id, delay=delay, priority=priority, attempts=attempts, backoff=backoff,
             lifo=lifo, timeout=timeout, remove_on_complete=remove_on_complete,
             remove_on_fail=remove_on_fail, deduplication=deduplication,
+            dead_letter_queue=dead_letter_queue,
         )
         prepared = self._prepare(name, data, options)
         [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])

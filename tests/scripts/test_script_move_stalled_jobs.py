@@ -179,3 +179,18 @@ async def test_only_lapsed_locks_are_taken(queue: Queue, state: QueueState) -> N
     assert await _check(queue) == [["lapsed"], []]
     assert await state.zids(queue.keys.active) == ["held"]
     assert await state.wait() == ["lapsed"]
+
+
+async def test_a_job_failed_by_stalling_goes_to_its_dead_letter_queue(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "s", opts=b'{"dead_letter_queue":"graveyard"}', data=b'{"n":1}')
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    await queue.scripts.move_stalled_jobs(1000, 0, "-1:-1")
+    other = queue.keys.base.replace("{" + queue.name + "}", "{graveyard}")
+    assert await state.redis.lrange(other + "wait", 0, -1) == [b"1"]
+    forwarded = await state.redis.hgetall(other + "job:1")
+    assert forwarded[b"data"] == b'{"n":1}'
+    assert b'"queue":"' + queue.name.encode() + b'"' in forwarded[b"dlq"]
+    await state.redis.delete(*await state.redis.keys(other + "*"))

@@ -8,9 +8,11 @@ ARGV  1 key base  2 check interval ms  3 max stalled count  4 events maxlen
       5 failed retention "count:age_ms"
 Returns {{requeued ids}, {failed ids}}, or {} when another worker checked within
 the interval.
+A job failed here is forwarded to its dead_letter_queue, if it has one.
 Events: stalled, failed
 ]]
 --@include "common"
+--@include "dead_letter"
 
 local base = ARGV[1]
 if not redis.call('SET', KEYS[9], '1', 'PX', ARGV[2], 'NX') then
@@ -40,6 +42,8 @@ for _, id in ipairs(ids) do
       redis.call('HSET', job_key, 'fr', reason, 'fon', now)
       redis.call('ZADD', KEYS[8], now, id)
       emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', made})
+      forward_to_dead_letter(base, job_key, id, redis.call('HGET', job_key, 'opts'), reason, made,
+        now, maxlen)
       failed[#failed + 1] = id
     else
       local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')

@@ -23,6 +23,8 @@ as in move_to_active.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
 Metrics: completed/failed counts of this minute, and the wait and processing
 times of finished jobs in this minute's histogram (includes/metrics.lua).
+A job that fails for good with the option dead_letter_queue is forwarded there
+(includes/dead_letter.lua).
 Events: completed (one entry per batch), failed (no attempts left), retrying,
 delayed, waiting, active
 
@@ -32,6 +34,7 @@ finished set updates and its event are one command each for the whole batch.
 --@include "common"
 --@include "fetch_jobs"
 --@include "metrics"
+--@include "dead_letter"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
@@ -100,7 +103,7 @@ for i = 0, m - 1 do
       completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
       finish(KEYS[10], id, ARGV[o + 6])
     elseif kind == 'f' then
-      local job = redis.call('HMGET', job_key, 'att', 'prio', 'st')
+      local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts')
       local attempts = tonumber(job[1] or '1')
       local stack = cjson.decode(job[3] or '[]')
       stack[#stack + 1] = ARGV[o + 4]
@@ -125,6 +128,7 @@ for i = 0, m - 1 do
         release_deduplication(base, ARGV[o + 9], id)
         redis.call('HDEL', base .. 'cancels', id)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
+        forward_to_dead_letter(base, job_key, id, job[4], value, made, now, maxlen)
         finish(KEYS[11], id, ARGV[o + 6])
       end
     else
