@@ -11,10 +11,12 @@ import conveyor.sync
 
 PUBLIC = {
     "ConveyorError",
+    "FlowProducer",
     "Job",
     "JobFailedError",
     "JobNotFoundError",
     "JobOptions",
+    "JobScheduler",
     "JobStateError",
     "JobTimeoutError",
     "Queue",
@@ -25,6 +27,7 @@ PUBLIC = {
     "ValidationError",
     "WaitTimeoutError",
     "Worker",
+    "WorkerInfo",
     "__version__",
 }
 

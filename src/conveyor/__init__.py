@@ -13,6 +13,7 @@
     await Worker("email", process, connection="redis://localhost:6379/0").run()
 """
 
+from ._admin import WorkerInfo
 from .errors import (
     ConveyorError,
     JobFailedError,
@@ -25,9 +26,11 @@ from .errors import (
     WaitTimeoutError,
 )
 from .events import QueueEvents
+from .flows import FlowProducer
 from .job import Job
 from .options import JobOptions
 from .queue import Queue
+from .schedulers import JobScheduler
 from .sync import SyncJob
 from .worker import Worker
 
@@ -35,10 +38,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConveyorError",
+    "FlowProducer",
     "Job",
     "JobFailedError",
     "JobNotFoundError",
     "JobOptions",
+    "JobScheduler",
     "JobStateError",
     "JobTimeoutError",
     "Queue",
@@ -49,5 +54,6 @@ __all__ = [
     "ValidationError",
     "WaitTimeoutError",
     "Worker",
+    "WorkerInfo",
     "__version__",
 ]

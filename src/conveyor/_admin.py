@@ -1,17 +1,79 @@
-"""Queue administration: cleaning, draining, bulk retry and promotion, the
-dead-letter set and the worker registry. Mixed into :class:`conveyor.Queue`."""
+"""Queue administration: cleaning, draining, obliterating, bulk retry and
+promotion, the dead-letter set and the worker registry. Mixed into
+:class:`conveyor.Queue`.
+
+Calls that may touch any number of jobs run as a series of atomic scripts, each
+on at most a bounded batch (Redis serves nobody else while a script runs), so a
+queue of millions never stalls Redis; each batch is atomic, the call as a whole
+is not (a worker may take a job between two batches).
+
+Workers register themselves: each sends a heartbeat every
+``HEARTBEAT_INTERVAL_MS`` (one ``SET``: an idle worker must cost well under one
+Redis command per second) that rewrites ``worker:<id>`` with a time to live of
+three intervals, so the entry of a worker that dies expires on its own; a
+worker that stops cleanly removes its entry. See ``register_worker.lua``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._stream import text
+from .errors import JobStateError, ValidationError
+from .options import Duration, to_ms
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from ._scripts import Scripts
+    from .job import Job
     from .keys import QueueKeys
+    from .queue import Queue
 
-__all__ = ["QueueAdmin"]
+__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "QueueAdmin", "WorkerInfo"]
+
+log = logging.getLogger("conveyor.admin")
+
+#: Most jobs one admin script call removes, moves or examines.
+BATCH = 1000
+#: A worker's heartbeat interval; its registry entry lives three intervals.
+HEARTBEAT_INTERVAL_MS = 10_000
+#: States :meth:`QueueAdmin.clean` accepts.
+CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_GLOB_SPECIAL = frozenset("\\*?[]")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker of the queue as its last heartbeat described it (the running
+    jobs are up to one heartbeat interval old)."""
+
+    id: str
+    hostname: str
+    pid: int
+    concurrency: int
+    running_job_ids: tuple[str, ...]
+    started_at: datetime
+    last_heartbeat: datetime
+
+    @property
+    def running(self) -> int:
+        """Number of jobs the worker was running."""
+        return len(self.running_job_ids)
 
 
 class QueueAdmin:
@@ -22,3 +84,226 @@ class QueueAdmin:
     client: Redis
     keys: QueueKeys
     scripts: Scripts
+
+    # -- removing jobs ----------------------------------------------------------
+
+    async def clean(
+        self, grace_ms: Duration, limit: int = 0, state: str = "completed"
+    ) -> list[str]:
+        """Remove up to ``limit`` jobs (0: all) in ``state`` that are at least
+        ``grace_ms`` old; returns their ids. A ``removed`` event names each.
+
+        Age counts from the finish time for ``completed`` and ``failed`` jobs,
+        from the start of the running attempt for ``active`` ones and from the
+        time they were added for ``waiting``, ``prioritized`` and ``delayed``
+        ones. ``active`` removes only jobs whose lock has lapsed (their worker
+        is gone); a job a worker holds is never removed. The cut-off time is
+        taken once, by Redis' clock, when the call starts. With a ``limit``,
+        the oldest finished jobs go first, and of the other states the jobs
+        that would run last (the tail of the wait list, the lowest priority,
+        the latest due)."""
+        grace = to_ms("grace_ms", grace_ms) or 0
+        _check_int("limit", limit, 0)
+        if state not in CLEANABLE_STATES:
+            raise ValidationError(
+                "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
+            )
+        k = self.keys
+        removed: list[str] = []
+        cursor, cutoff = 0, ""
+        while True:
+            n = BATCH if not limit else min(BATCH, limit - len(removed))
+            ids, cursor, cutoff = await self.scripts.call(
+                "clean_jobs",
+                [k.state_key(state), k.locks, k.cancels, k.events],
+                [k.base, state, cutoff, grace, n, cursor, BATCH, self.scripts.maxlen],
+            )
+            removed.extend(text(i) for i in ids)
+            if int(cursor) < 0 or (limit and len(removed) >= limit):
+                return removed
+
+    async def drain(self, delayed: bool = False) -> int:
+        """Remove every job waiting to run (wait list and prioritized), and the
+        delayed ones too with ``delayed=True``; active, completed and failed
+        jobs stay. Returns the number removed."""
+        _check_bool("delayed", delayed)
+        k = self.keys
+        total = 0
+        while True:
+            n = int(await self.scripts.call(
+                "drain",
+                [k.wait, k.prioritized, k.delayed, k.events],
+                [k.base, int(delayed), BATCH, self.scripts.maxlen],
+            ))
+            total += n
+            if n < BATCH:
+                return total
+
+    async def obliterate(self, force: bool = False) -> None:
+        """Delete the queue: every job, setting, event and key it owns.
+
+        Refused with :class:`JobStateError` while jobs are active, unless
+        ``force`` (workers running them then find their lock gone and record
+        nothing). The queue is paused first, in the same atomic step as that
+        check, so no job starts meanwhile; keys go in batches (SCAN), so a huge
+        queue does not block Redis. Jobs added while it runs may survive."""
+        _check_bool("force", force)
+        k = self.keys
+        fixed = [k.meta, k.active, k.locks]
+        if int(await self.scripts.call("obliterate", fixed, ["start", int(force)])) < 0:
+            raise JobStateError(
+                f"queue {self.name!r} has active jobs; obliterate(force=True) deletes them too"
+            )
+        pattern = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in k.base) + "*"
+        cursor: Any = 0
+        while True:
+            cursor, found = await self.client.scan(cursor, match=pattern, count=BATCH)
+            if found:
+                keys = [*fixed, *(text(key) for key in found)]
+                await self.scripts.call("obliterate", keys, ["keys", int(force)])
+            if not int(cursor):
+                break
+        await self.scripts.call("obliterate", fixed, ["finish", int(force)])
+
+    # -- moving jobs --------------------------------------------------------------
+
+    async def retry_jobs(
+        self, state: str = "failed", count: int = 1000, *, reset_attempts: bool = False
+    ) -> int:
+        """Send every ``failed`` (or ``completed``) job back to waiting, ``count``
+        per atomic batch; returns how many moved. Only jobs that finished
+        before the call started are moved, so one that fails again meanwhile
+        is not retried twice. Each job is retried as by :meth:`retry_job`."""
+        if state not in ("failed", "completed"):
+            raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
+        _check_int("count", count, 1)
+        _check_bool("reset_attempts", reset_attempts)
+        k = self.keys
+        keys = [k.state_key(state), k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
+                k.events]
+        total, cutoff = 0, ""
+        while True:
+            n, cutoff = await self.scripts.call(
+                "retry_jobs", keys,
+                [k.base, count, cutoff, int(reset_attempts), self.scripts.maxlen],
+            )
+            total += int(n)
+            if int(n) < count:
+                return total
+
+    async def promote_jobs(self, count: int = 1000) -> int:
+        """Make every delayed job ready now, ``count`` per atomic batch; returns
+        how many were promoted (at most the number delayed when the call
+        started, so jobs delayed again meanwhile are left alone)."""
+        _check_int("count", count, 1)
+        k = self.keys
+        keys = [k.delayed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events]
+        total, bound = 0, None
+        while True:
+            n, left = await self.scripts.call(
+                "promote_jobs", keys, [k.base, count, self.scripts.maxlen]
+            )
+            total += int(n)
+            if bound is None:
+                bound = int(n) + int(left)
+            if int(n) < count or total >= bound:
+                return total
+
+    # -- the dead-letter set ---------------------------------------------------------
+
+    async def get_dead_letter(self, start: int = 0, end: int = -1) -> list[Job]:
+        """The queue's dead-letter set: jobs that failed for good, newest first,
+        ``start``..``end`` inclusive, each with ``failed_reason``,
+        ``stacktrace`` and ``attempts_made``. Retry one with ``job.retry()``,
+        all with ``retry_jobs("failed")``; empty it with ``clean(0, 0, "failed")``."""
+        _check_int("start", start)
+        _check_int("end", end)
+        return await cast("Queue", self).get_jobs("failed", start, end)
+
+    async def get_dead_letter_count(self) -> int:
+        """Number of jobs in the dead-letter set."""
+        return int(await self.client.zcard(self.keys.failed))
+
+    # -- the worker registry -----------------------------------------------------------
+
+    async def get_workers(self, start: int = 0, end: int = -1) -> list[WorkerInfo]:
+        """The workers of this queue that are alive, oldest first, ``start``..``end``
+        inclusive. A worker's entry goes when it stops, or expires three
+        heartbeats after it died."""
+        _check_int("start", start)
+        _check_int("end", end)
+        now, entries = await self.scripts.call(
+            "get_workers", [self.keys.workers], [self.keys.base, start, end]
+        )
+        workers = []
+        for raw_id, raw_entry, ms_left in entries:
+            entry = orjson.loads(raw_entry)
+            workers.append(WorkerInfo(
+                id=text(raw_id),
+                hostname=entry["host"],
+                pid=entry["pid"],
+                concurrency=entry["conc"],
+                running_job_ids=tuple(entry["run"]),
+                started_at=_utc(entry["started"]),
+                last_heartbeat=_utc(int(now) - (entry["ttl"] - int(ms_left))),
+            ))
+        return workers
+
+    async def _run_worker_heartbeat(
+        self,
+        worker_id: str,
+        concurrency: int,
+        running: Callable[[], Iterable[str]],
+        stopping: Callable[[], bool],
+    ) -> None:
+        """A worker's side task: register it, then renew its entry every
+        ``HEARTBEAT_INTERVAL_MS`` until ``stopping()``: one SET per heartbeat
+        (XX: an entry that expired meanwhile is registered again)."""
+        k = self.keys
+        entry: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
+                                 "conc": concurrency}
+        started: int | None = None
+        while not stopping():
+            interval = HEARTBEAT_INTERVAL_MS
+            entry["run"] = sorted(set(running()))
+            entry["ttl"] = 3 * interval
+            try:
+                renewed = started is not None and await self.client.set(
+                    k.worker(worker_id), orjson.dumps({"started": started, **entry}),
+                    px=3 * interval, xx=True,
+                )
+                if not renewed:
+                    started = int(await self.scripts.call(
+                        "register_worker", [k.workers],
+                        [k.base, worker_id, orjson.dumps(entry), 3 * interval,
+                         "" if started is None else started],
+                    ))
+            except _REDIS_DOWN:
+                pass  # the worker's main loop reports the outage; try again next time
+            except RedisError as exc:
+                log.warning("worker %s: heartbeat refused by Redis (%s)", worker_id, exc)
+            await asyncio.sleep(interval / 1000)
+
+    async def _unregister_worker(self, worker_id: str) -> None:
+        """A stopping worker leaves the registry (if Redis is away, its entry expires)."""
+        with contextlib.suppress(RedisError, *_REDIS_DOWN):
+            async with asyncio.timeout(2):
+                await self.scripts.call(
+                    "unregister_worker", [self.keys.workers], [self.keys.base, worker_id]
+                )
+
+
+def _check_int(field: str, value: object, minimum: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValidationError(field, f"must be an int, got {value!r}", value)
+    if minimum is not None and value < minimum:
+        raise ValidationError(field, f"must be >= {minimum}, got {value}", value)
+
+
+def _check_bool(field: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"must be a bool, got {value!r}", value)
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)

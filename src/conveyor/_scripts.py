@@ -17,11 +17,11 @@ from .scripts import SCRIPT_NAMES, source
 __all__ = ["NewJob", "Outcome", "Scripts"]
 
 #: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay,
-#: keep, ready ms, parent key, deduplication key); see the script's header.
-Outcome = tuple[str, str, str, str, str, int, str, int, str, str]
+#: keep, ready ms, parent key, deduplication key, group); see the script's header.
+Outcome = tuple[str, str, str, str, str, int, str, int, str, str, str]
 #: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1,
-#: attempts, deduplication "ttl:extend:replace:id" or "")
-NewJob = tuple[str, str, bytes, bytes, int, int, int, int, str]
+#: attempts, deduplication "ttl:extend:replace:id" or "", group or "")
+NewJob = tuple[str, str, bytes, bytes, int, int, int, int, str, str]
 #: A worker's rate limiter for the fetch scripts: (max starts, per window ms); 0: none.
 Limit = tuple[int, int]
 NO_LIMIT: Limit = (0, 0)
@@ -75,10 +75,12 @@ class Scripts:
         lifo: bool,
         attempts: int,
         dedup: str = "",
+        group: str = "",
     ) -> Any:
         """Add one job; its reply ``[job_id, created, timestamp]``."""
         replies = await self.add_jobs(
-            None, [(job_id, name, data, opts, delay, priority, int(lifo), attempts, dedup)]
+            None,
+            [(job_id, name, data, opts, delay, priority, int(lifo), attempts, dedup, group)],
         )
         return replies[0]
 
@@ -165,7 +167,8 @@ class Scripts:
         k = self.keys
         return await self.call(
             "remove_job",
-            [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events],
+            [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events,
+             k.state_key("waiting-children")],
             [k.base, job_id, self.maxlen],
         )
 
@@ -191,6 +194,7 @@ class Scripts:
         k = self.keys
         return await self.call(
             "get_state",
-            [k.completed, k.failed, k.delayed, k.active, k.prioritized, k.wait],
+            [k.completed, k.failed, k.delayed, k.active, k.prioritized, k.wait,
+             k.state_key("waiting-children")],
             [k.base, job_id],
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import hiredis
 import redis
@@ -101,6 +102,30 @@ def _options() -> dict[str, Any]:
         "socket_keepalive": True,
         "socket_keepalive_options": KEEPALIVE_OPTIONS,
     }
+
+
+class ClientOwner:
+    """An async context manager over a client that closes it only if it opened
+    it (from a URL); a client passed in belongs to the caller and stays open."""
+
+    client: Redis
+    _owns_client: bool
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection if this object opened it."""
+        if self._owns_client:
+            await self.client.aclose()
 
 
 class _HiredisPacking:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from ._stream import decode_entry, text
-from .connection import Connection, make_client, raise_if_cancelled
+from .connection import ClientOwner, Connection, make_client, raise_if_cancelled
 from .keys import QueueKeys
 from .options import validate_queue_name
 
 __all__ = ["QueueEvents"]
 
 
-class QueueEvents:
+class QueueEvents(ClientOwner):
     """Async iteration over a queue's events, as dicts::
 
         async for event in QueueEvents("email", connection=url):
@@ -42,21 +41,6 @@ class QueueEvents:
         self.key = QueueKeys(prefix, queue_name).events
         self.last_id = last_id
         self.block = block
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._owns_client:
-            await self.client.aclose()
 
     def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         return self._iterate()

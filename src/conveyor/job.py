@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,11 @@ from .errors import (
     ValidationError,
     WaitTimeoutError,
 )
-from .options import JobOptions, dump_data, to_ms
+from .keys import parse_job_key
+from .options import MAX_PRIORITY, JobOptions, dump_data, to_ms
 
 if TYPE_CHECKING:
+    from .flows import Dependencies
     from .queue import Queue
 
 __all__ = ["Job", "JobState"]
@@ -333,6 +336,91 @@ class Job:
             raise JobFailedError(self.id, self.failed_reason, self.stacktrace)
         return None
 
+    # -- admin --
+
+    async def promote(self) -> None:
+        """Run a delayed job now: it becomes ready at once. Raises
+        :class:`JobStateError` if the job is not delayed."""
+        k = self.queue.keys
+        result = int(await self.queue.scripts.call(
+            "promote_job",
+            [k.delayed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events],
+            [k.base, self.id, self.queue.scripts.maxlen],
+        ))
+        await self._check_admin_result(result, "promoted")
+
+    async def change_delay(self, delay: int | timedelta) -> int:
+        """Make a delayed job due ``delay`` from now (by Redis' clock); returns the
+        new due time (epoch ms). Raises :class:`JobStateError` if the job is
+        not delayed. ``job.delay`` keeps the delay the job was added with."""
+        ms = to_ms("delay", delay) or 0
+        k = self.queue.keys
+        due = int(await self.queue.scripts.call(
+            "change_delay", [k.delayed, k.marker, k.events],
+            [k.base, self.id, ms, self.queue.scripts.maxlen],
+        ))
+        await self._check_admin_result(due, "given a new delay")
+        return due
+
+    async def change_priority(self, priority: int, *, lifo: bool = False) -> None:
+        """Give the job a new priority (0: none, else 1 = highest ..
+        ``MAX_PRIORITY``), in any state. A job that is ready to run moves to
+        its new place at once: behind the jobs of its priority, or at the head
+        of the wait list for priority 0 with ``lifo``."""
+        if not isinstance(priority, int) or isinstance(priority, bool) or not (
+            0 <= priority <= MAX_PRIORITY
+        ):
+            raise ValidationError("priority", f"must be an int in 0..{MAX_PRIORITY}, "
+                                  f"got {priority!r}", priority)
+        if not isinstance(lifo, bool):
+            raise ValidationError("lifo", f"must be a bool, got {lifo!r}", lifo)
+        k = self.queue.keys
+        result = int(await self.queue.scripts.call(
+            "change_priority",
+            [k.wait, k.prioritized, k.priority_counter, k.meta, k.marker],
+            [k.base, self.id, priority, int(lifo)],
+        ))
+        await self._check_admin_result(result, "")
+        self.opts = replace(self.opts, priority=priority)
+
+    async def _check_admin_result(self, result: int, action: str) -> None:
+        """Raise for an admin script's 0 (no such job) or -1 (not delayed)."""
+        if result == 0:
+            raise JobNotFoundError(self.queue.name, self.id)
+        if result < 0:
+            state = await self.get_state()
+            raise JobStateError(f"job {self.id!r} is {state}; only a delayed job can be {action}")
+
+    # -- flows --
+
+    async def get_children_values(self) -> dict[str, Any]:
+        """Return values of this job's completed children (in a flow), keyed
+        ``"<queue>:<id>"`` of each child."""
+        raw = await self.queue.client.hgetall(self.queue.keys.processed(self.id))
+        return {_child_name(key): orjson.loads(value) for key, value in raw.items()}
+
+    async def get_ignored_children_failures(self) -> dict[str, str]:
+        """Failed reasons of children that failed for good with
+        ``ignore_dependency_on_failure``, keyed ``"<queue>:<id>"``."""
+        raw = await self.queue.client.hgetall(self.queue.keys.failed_children(self.id))
+        return {_child_name(key): text(value) for key, value in raw.items()}
+
+    async def get_dependencies(self) -> Dependencies:
+        """This job's children, as ``"<queue>:<id>"``: ``processed`` (completed:
+        name -> return value), ``unprocessed`` (not done yet; a parent runs once
+        this is empty) and ``ignored`` (failed, ignored: name -> reason)."""
+        keys = self.queue.keys
+        async with self.queue.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(keys.processed(self.id))
+            pipe.smembers(keys.dependencies(self.id))
+            pipe.hgetall(keys.failed_children(self.id))
+            processed, unprocessed, ignored = await pipe.execute()
+        return {
+            "processed": {_child_name(k): orjson.loads(v) for k, v in processed.items()},
+            "unprocessed": sorted(_child_name(k) for k in unprocessed),
+            "ignored": {_child_name(k): text(v) for k, v in ignored.items()},
+        }
+
 
 
 async def read_fields(queue: Queue, job_id: str) -> dict[str, bytes | str] | None:
@@ -343,6 +431,12 @@ async def read_fields(queue: Queue, job_id: str) -> dict[str, bytes | str] | Non
         pipe.hget(queue.keys.locks, job_id)
         raw, token = await pipe.execute()
     return with_lock(raw, token)
+
+
+def _child_name(key: bytes | str) -> str:
+    """A child's job key as ``"<queue>:<id>"``."""
+    _, queue, job_id = parse_job_key(text(key))
+    return f"{queue}:{job_id}"
 
 
 def with_lock(raw: Any, token: bytes | str | None) -> dict[str, bytes | str] | None:

@@ -36,10 +36,42 @@ part               type    contents
 ``metrics:failed``  hash    the same for jobs that failed for good (two weeks kept)
 ``metrics:times:<minute>`` hash  ``w<b>``/``p<b>`` -> jobs whose wait / processing
                            time fell in log bucket b (:mod:`conveyor.metrics`)
+``group:<g>``      list    ready jobs of group <g> (add(group=...)), FIFO
+``group:<g>:limiter`` zset one member per start of group <g> in its rate window
+``groups``         zset    rotation of groups with ready jobs (round-robin:
+                           lowest score next); ``groups:busy`` (set: groups at
+                           their concurrency cap), ``groups:limited`` (zset:
+                           rate-limited groups, score = free again at, ms),
+                           ``groups:active`` (hash: group -> running jobs)
 ``de:<key>``       string  id of the job holding deduplication key <key>
                            (expires with the key's ttl, if it has one)
 ``job:<id>``       hash    one job: see :mod:`conveyor.job`
 ``job:<id>:logs``  list    the job's log lines
+``waiting-children`` zset  ids of flow parents waiting for their children;
+                           score = time added (ms)
+``job:<id>:dependencies`` set  job keys of a parent's children not done yet
+                           (a child may be in another queue: see
+                           :mod:`conveyor.flows`)
+``job:<id>:processed`` hash  child job key -> its return value (JSON)
+``job:<id>:failed`` hash   child job key -> failed reason, for children whose
+                           failure was ignored (``ignore_dependency_on_failure``)
+``schedulers``     zset    job scheduler ids; score = when the scheduler must make
+                           its next job (ms: the due time of the job it made last;
+                           ``+inf`` once it has made its last job)
+``scheduler:<id>`` hash    one job scheduler: ``spec`` (JSON), the job template
+                           (``name``, ``data``, ``opts``, ``prio``, ``att``,
+                           ``lifo``), ``cur``/``nxt`` (slot of the job made last /
+                           to make next, ms), ``pend`` (that job's id), ``cnt``
+                           (jobs made), ``gen`` (bumped by each upsert); see
+                           :mod:`conveyor.schedulers`
+``schedulers-marker`` zset wake-up marker: an upsert wakes a worker's scheduler loop
+``workers``        zset    ids of the workers of the queue; score = when each
+                           registered (ms). Entries whose ``worker:<id>`` expired
+                           are dropped by ``get_workers`` and worker starts
+``worker:<id>``    string  one worker's heartbeat, JSON: ``host``, ``pid``,
+                           ``conc``, ``run`` (ids of its running jobs),
+                           ``started`` (ms), ``ttl`` (ms); expires unless the
+                           next heartbeat renews it (see :mod:`conveyor._admin`)
 =================  ======  =====================================================
 
 Time in every script is Redis ``TIME``: one clock for all producers and
@@ -142,6 +174,20 @@ class QueueKeys:
         """Wait/processing time histogram of one minute (epoch ms // 60000)."""
         return self.key(f"metrics:times:{minute}")
 
+    @property
+    def schedulers(self) -> str:
+        return self.key("schedulers")
+
+    @property
+    def schedulers_marker(self) -> str:
+        return self.key("schedulers-marker")
+
+    def scheduler(self, scheduler_id: str) -> str:
+        return self.key("scheduler:" + scheduler_id)
+
+    def group(self, group: str) -> str:
+        return self.key("group:" + group)
+
     def deduplication(self, key: str) -> str:
         return self.key("de:" + key)
 
@@ -150,6 +196,25 @@ class QueueKeys:
 
     def logs(self, job_id: str) -> str:
         return self.key("job:" + job_id + ":logs")
+
+    def dependencies(self, job_id: str) -> str:
+        """A flow parent's children not done yet (set of job keys)."""
+        return self.key("job:" + job_id + ":dependencies")
+
+    def processed(self, job_id: str) -> str:
+        """A flow parent's completed children: job key -> return value JSON."""
+        return self.key("job:" + job_id + ":processed")
+
+    def failed_children(self, job_id: str) -> str:
+        """A flow parent's children whose failure was ignored: job key -> reason."""
+        return self.key("job:" + job_id + ":failed")
+
+    @property
+    def workers(self) -> str:
+        return self.key("workers")
+
+    def worker(self, worker_id: str) -> str:
+        return self.key("worker:" + worker_id)
 
     def state_key(self, state: str) -> str:
         """The key holding the ids of jobs in ``state``."""
@@ -173,3 +238,12 @@ _STATE_PARTS = {
 
 #: Every state a job can be in, in the order counts are reported.
 STATES: tuple[str, ...] = tuple(_STATE_PARTS)
+
+
+def parse_job_key(key: str) -> tuple[str, str, str]:
+    """``<prefix>:{<queue>}:job:<id>`` (say, a flow child's key) -> (prefix, queue, id)."""
+    prefix, _, rest = key.partition(":{")
+    queue, _, part = rest.partition("}:")
+    if not part.startswith("job:"):
+        raise ValueError(f"not a job key: {key!r}")
+    return prefix, queue, part[4:]

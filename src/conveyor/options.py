@@ -54,6 +54,9 @@ OPTION_NAMES = frozenset(
         "remove_on_fail",
         "deduplication",
         "dead_letter_queue",
+        "fail_parent_on_failure",
+        "ignore_dependency_on_failure",
+        "group",
     }
 )
 
@@ -258,6 +261,11 @@ class JobOptions:
     remove_on_fail: Retention = Retention(DEFAULT_KEEP_FAILED)
     deduplication: Deduplication | None = None
     dead_letter_queue: str | None = None
+    #: A child of a flow that fails for good fails its parent too.
+    fail_parent_on_failure: bool = False
+    #: A child of a flow that fails for good counts as done for its parent.
+    ignore_dependency_on_failure: bool = False
+    group: str | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> JobOptions:
@@ -290,6 +298,7 @@ class JobOptions:
         timeout = to_ms("timeout", options.get("timeout"), allow_none=True)
         if timeout == 0:
             raise ValidationError("timeout", "must be positive (or None for no timeout)")
+        fail_parent, ignore_failure = _flow_child_options(options)
         return cls(
             job_id=job_id,
             delay=to_ms("delay", options.get("delay", 0)) or 0,
@@ -306,6 +315,9 @@ class JobOptions:
             ),
             deduplication=Deduplication.parse(options.get("deduplication")),
             dead_letter_queue=_dead_letter_queue(options.get("dead_letter_queue")),
+            fail_parent_on_failure=fail_parent,
+            ignore_dependency_on_failure=ignore_failure,
+            group=_group(options.get("group"), priority),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -333,6 +345,12 @@ class JobOptions:
             out["deduplication"] = self.deduplication.to_json()
         if self.dead_letter_queue is not None:
             out["dead_letter_queue"] = self.dead_letter_queue
+        if self.fail_parent_on_failure:
+            out["fail_parent_on_failure"] = True
+        if self.ignore_dependency_on_failure:
+            out["ignore_dependency_on_failure"] = True
+        if self.group is not None:
+            out["group"] = self.group
         return out
 
     @classmethod
@@ -353,6 +371,9 @@ class JobOptions:
             remove_on_fail=_retention_from_json(rof, DEFAULT_KEEP_FAILED),
             deduplication=Deduplication(**dedup) if (dedup := raw.get("deduplication")) else None,
             dead_letter_queue=raw.get("dead_letter_queue"),
+            fail_parent_on_failure=raw.get("fail_parent_on_failure", False),
+            ignore_dependency_on_failure=raw.get("ignore_dependency_on_failure", False),
+            group=raw.get("group"),
         )
 
     @classmethod
@@ -370,6 +391,39 @@ class JobOptions:
 
 
 _stored_options: dict[bytes | str, JobOptions] = {}
+
+
+def _group(group: object, priority: int) -> str | None:
+    if group is None:
+        return None
+    if isinstance(group, int) and not isinstance(group, bool):
+        group = str(group)
+    if not isinstance(group, str) or not group or len(group) > MAX_JOB_ID:
+        raise ValidationError(
+            "group", f"must be a non-empty string of at most {MAX_JOB_ID} characters", group
+        )
+    if ":" in group:
+        raise ValidationError("group", f"may not contain ':', got {group!r}", group)
+    if priority:
+        raise ValidationError(
+            "group", "a grouped job has no priority: groups take turns, FIFO within a group"
+        )
+    return group
+
+
+def _flow_child_options(options: Mapping[str, Any]) -> tuple[bool, bool]:
+    """fail_parent_on_failure and ignore_dependency_on_failure: bools, not both."""
+    out = []
+    for name in ("fail_parent_on_failure", "ignore_dependency_on_failure"):
+        value = options.get(name, False)
+        if not isinstance(value, bool):
+            raise ValidationError(name, f"must be a bool, got {value!r}", value)
+        out.append(value)
+    if all(out):
+        raise ValidationError(
+            "ignore_dependency_on_failure", "choose one: fail_parent_on_failure is set too"
+        )
+    return out[0], out[1]
 
 
 def _dead_letter_queue(name: object) -> str | None:

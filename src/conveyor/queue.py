@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 
 from ._admin import QueueAdmin
 from ._scripts import NewJob, Scripts
 from ._stream import text
-from .connection import Connection, make_client
+from .connection import ClientOwner, Connection, make_client
 from .errors import JobNotFoundError, JobStateError, ValidationError
+from .groups import QueueGroups
 from .job import Job, JobState, read_fields, with_lock
 from .keys import STATES, QueueKeys
 from .metrics import QueueMetrics
@@ -42,7 +42,7 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
-class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
+class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups):
     """A named queue on Redis: add jobs, read them, and administer the queue.
 
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed
@@ -77,22 +77,6 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} prefix={self.prefix!r}>"
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the connection if this queue opened it."""
-        if self._owns_client:
-            await self.client.aclose()
-
     # -- adding -------------------------------------------------------------
 
     def _prepare(self, name: object, data: Any, options: Mapping[str, Any]) -> tuple[
@@ -119,6 +103,7 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         remove_on_fail: RetentionSpec = DEFAULT,
         deduplication: Mapping[str, Any] | None = DEFAULT,
         dead_letter_queue: str | None = DEFAULT,
+        group: str | None = DEFAULT,
     ) -> Job:
         """Add a job; returns it. With a ``job_id`` that exists, returns that job
         and adds nothing.
@@ -136,12 +121,16 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
         ``dead_letter_queue="name"``: when the job fails for good, a copy (same
         name and data, ``job.dead_letter_of`` saying where from and why) is added
         to that queue for separate handling; the failed job stays in this
-        queue's failed set (its own dead-letter set) too."""
+        queue's failed set (its own dead-letter set) too.
+
+        ``group="tenant-123"``: workers take turns between groups with work
+        (round-robin), so a busy group cannot starve a quiet one; see
+        :meth:`set_group_concurrency` and :meth:`set_group_limit`."""
         options = _given(
             job_id=job_id, delay=delay, priority=priority, attempts=attempts, backoff=backoff,
             lifo=lifo, timeout=timeout, remove_on_complete=remove_on_complete,
             remove_on_fail=remove_on_fail, deduplication=deduplication,
-            dead_letter_queue=dead_letter_queue,
+            dead_letter_queue=dead_letter_queue, group=group,
         )
         prepared = self._prepare(name, data, options)
         [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])
@@ -228,7 +217,10 @@ class Queue(QueueAdmin, QueueSchedulers, QueueMetrics):
                 else:
                     pipe.zcard(key)
             counts = await pipe.execute()
-        return dict(zip(wanted, (int(c) for c in counts), strict=True))
+        result = dict(zip(wanted, (int(c) for c in counts), strict=True))
+        if "waiting" in result:
+            result["waiting"] += sum(group.waiting for group in await self.get_groups())
+        return result
 
     async def get_jobs(
         self,
@@ -370,7 +362,7 @@ def _chunks(jobs: list[NewJob]) -> list[list[NewJob]]:
 def _new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
     dedup = "" if opts.deduplication is None else opts.deduplication.as_arg()
     return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
-            opts.attempts, dedup)
+            opts.attempts, dedup, opts.group or "")
 
 
 def _given(**options: Any) -> dict[str, Any]:

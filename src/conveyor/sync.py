@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -20,9 +21,11 @@ from .queue import _chunks, _new_job
 from .scripts import source
 
 if TYPE_CHECKING:
+    from ._admin import WorkerInfo
     from .job import Job, JobState
     from .options import JobOptions
     from .queue import Queue as AsyncQueue
+    from .schedulers import JobScheduler
 
 __all__ = ["Queue", "SyncJob"]
 
@@ -138,6 +141,15 @@ class SyncJob:
     def wait_until_finished(self, timeout: float | None = None) -> Any:
         return _run(self._loop, self._job.wait_until_finished(timeout))
 
+    def promote(self) -> None:
+        _run(self._loop, self._job.promote())
+
+    def change_delay(self, delay: int | timedelta) -> int:
+        return _run(self._loop, self._job.change_delay(delay))
+
+    def change_priority(self, priority: int, *, lifo: bool = False) -> None:
+        _run(self._loop, self._job.change_priority(priority, lifo=lifo))
+
 
 class Queue:
     """Blocking twin of :class:`conveyor.Queue` (same arguments, same methods)."""
@@ -248,6 +260,50 @@ class Queue:
 
     def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
         _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))
+
+    def clean(
+        self, grace_ms: int | timedelta, limit: int = 0, state: str = "completed"
+    ) -> list[str]:
+        return _run(self._loop, self._queue.clean(grace_ms, limit, state))
+
+    def drain(self, delayed: bool = False) -> int:
+        return _run(self._loop, self._queue.drain(delayed))
+
+    def obliterate(self, force: bool = False) -> None:
+        _run(self._loop, self._queue.obliterate(force))
+
+    def retry_jobs(
+        self, state: str = "failed", count: int = 1000, *, reset_attempts: bool = False
+    ) -> int:
+        return _run(
+            self._loop, self._queue.retry_jobs(state, count, reset_attempts=reset_attempts)
+        )
+
+    def promote_jobs(self, count: int = 1000) -> int:
+        return _run(self._loop, self._queue.promote_jobs(count))
+
+    def get_dead_letter(self, start: int = 0, end: int = -1) -> list[SyncJob]:
+        jobs = _run(self._loop, self._queue.get_dead_letter(start, end))
+        return [SyncJob(j, self._loop) for j in jobs]
+
+    def get_dead_letter_count(self) -> int:
+        return _run(self._loop, self._queue.get_dead_letter_count())
+
+    def get_workers(self, start: int = 0, end: int = -1) -> list[WorkerInfo]:
+        return _run(self._loop, self._queue.get_workers(start, end))
+
+    def upsert_job_scheduler(self, scheduler_id: str, **options: Any) -> JobScheduler:
+        """See :meth:`conveyor.Queue.upsert_job_scheduler` (same keyword arguments)."""
+        return _run(self._loop, self._queue.upsert_job_scheduler(scheduler_id, **options))
+
+    def get_job_scheduler(self, scheduler_id: str) -> JobScheduler | None:
+        return _run(self._loop, self._queue.get_job_scheduler(scheduler_id))
+
+    def get_job_schedulers(self, start: int = 0, end: int = -1) -> list[JobScheduler]:
+        return _run(self._loop, self._queue.get_job_schedulers(start, end))
+
+    def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        return _run(self._loop, self._queue.remove_job_scheduler(scheduler_id))
 
     def close(self) -> None:
         if self._client is not None:

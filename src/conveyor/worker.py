@@ -206,7 +206,9 @@ class Worker:
         side_tasks = [
             asyncio.create_task(self._renew_locks(), name="conveyor-locks"),
             asyncio.create_task(self._check_stalled(), name="conveyor-stalled"),
+            asyncio.create_task(self._heartbeat(), name="conveyor-heartbeat"),
             asyncio.create_task(self._listen_for_cancels(), name="conveyor-cancels"),
+            asyncio.create_task(self._run_schedulers(), name="conveyor-schedulers"),
         ]
         log.info("worker %s started on queue %r (concurrency %d)",
                  self.id, self.queue.name, self.concurrency)
@@ -219,6 +221,7 @@ class Worker:
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
+            await self.queue._unregister_worker(self.id)  # leave Queue.get_workers
             for call in self._calls:  # only if the loop itself was cancelled
                 call.cancel()
             await asyncio.gather(*self._calls, return_exceptions=True)
@@ -534,13 +537,20 @@ class Worker:
         """Hand back jobs locked in this worker's name that it is not running: a
         cancelled wait-and-fetch may have taken some without reading the reply."""
         outcomes: list[Outcome] = []
+        keys = self.queue.keys
         try:
-            async for raw_id, raw_token in self.queue.client.hscan_iter(
-                self.queue.keys.locks, count=1000
-            ):
-                job_id, token = text(raw_id), text(raw_token)
-                if token.startswith(self._token_prefix) and (job_id, token) not in self._running:
-                    outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, "", ""))
+            stranded = [
+                (job_id, token)
+                async for job_id, token in (
+                    (text(i), text(t))
+                    async for i, t in self.queue.client.hscan_iter(keys.locks, count=1000)
+                )
+                if token.startswith(self._token_prefix) and (job_id, token) not in self._running
+            ]
+            for job_id, token in stranded:  # a few at most; their groups count them
+                group = await self.queue.client.hget(keys.job(job_id), "grp")
+                outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, "", "",
+                                 "" if group is None else text(group)))
             if outcomes:
                 await self.queue.scripts.move_to_finished(
                     outcomes, 0, self._token_prefix, 1, NO_LIMIT
@@ -602,7 +612,7 @@ class Worker:
             (job.id, job.token, kind, value, stack, retry_delay, f"{count}:{age}",
              # A first attempt's wait (ready to started) is a metric; a retry's isn't.
              job.timestamp + job.opts.delay if job.attempts_started == 1 else 0,
-             job.parent_key or "", _held_deduplication_key(job))
+             job.parent_key or "", _held_deduplication_key(job), job.opts.group or "")
         )
         self._finished.append((job, kind, payload))
         if kind not in ("r", "l"):
@@ -738,6 +748,18 @@ class Worker:
             if self._stopping:
                 return
             await asyncio.sleep(self.stalled_interval / 1000)
+
+    async def _run_schedulers(self) -> None:
+        """Make the jobs of the queue's job schedulers as their slots come
+        (one loop per worker; see conveyor.schedulers)."""
+        await self.queue._run_job_schedulers(lambda: self._stopping)
+
+    async def _heartbeat(self) -> None:
+        """Keep this worker listed by ``Queue.get_workers`` (see conveyor._admin)."""
+        await self.queue._run_worker_heartbeat(
+            self.id, self.concurrency, lambda: [job_id for job_id, _ in self._running],
+            lambda: self._stopping,
+        )
 
 
 def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:

@@ -77,8 +77,9 @@ def outcome(
     ready: int = 0,
     parent: str = "",
     dedup: str = "",
-) -> tuple[str, str, str, str, str, int, str, int, str, str]:
-    return (job_id, token, kind, value, stack, retry_delay, keep, ready, parent, dedup)
+    group: str = "",
+) -> tuple[str, str, str, str, str, int, str, int, str, str, str]:
+    return (job_id, token, kind, value, stack, retry_delay, keep, ready, parent, dedup, group)
 
 
 async def finish(

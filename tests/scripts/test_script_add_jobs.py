@@ -182,8 +182,8 @@ async def test_adds_in_one_transaction(queue: Queue, state: QueueState) -> None:
 
 def _job(
     job_id: str, name: str, *, delay: int = 0, priority: int = 0, lifo: bool = False
-) -> tuple[str, str, bytes, bytes, int, int, int, int, str]:
-    return (job_id, name, b"null", b"{}", delay, priority, int(lifo), 1, "")
+) -> tuple[str, str, bytes, bytes, int, int, int, int, str, str]:
+    return (job_id, name, b"null", b"{}", delay, priority, int(lifo), 1, "", "")
 
 
 async def test_a_batch_lands_as_if_added_one_by_one(

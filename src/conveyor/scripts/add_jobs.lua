@@ -3,11 +3,11 @@ whose id exists is not added and its existing id is returned.
 
 KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 meta  6 marker  7 events  8 id
 ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
-      then m groups of 9:
+      then m groups of 10:
         job id ("" to generate one: the id counter, skipping taken ids), name,
         data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0", attempts,
         deduplication "ttl:extend:replace:key" ("" none; ttl 0 = until the
-        holding job finishes)
+        holding job finishes), group ("" none: see push_grouped in common.lua)
 Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists, or the
 deduplication key is held: job_id is the holder) per job.
 Events: added; delayed (delay > 0). Each is one entry for the whole batch.
@@ -70,7 +70,7 @@ local function dedup_holder(spec, data, delay)
 end
 
 for i = 0, m - 1 do
-  local o = 4 + i * 9
+  local o = 4 + i * 10
   local job_id, name = ARGV[o], ARGV[o + 1]
   local job_key
   local exists = false
@@ -104,6 +104,11 @@ for i = 0, m - 1 do
       fields[#fields + 1] = 'att'
       fields[#fields + 1] = ARGV[o + 7]
     end
+    local group = ARGV[o + 9]
+    if group ~= '' then
+      fields[#fields + 1] = 'grp'
+      fields[#fields + 1] = group
+    end
     redis.call('HSET', job_key, unpack(fields))
     if dedup_key then
       if dedup_ttl > 0 then
@@ -121,6 +126,9 @@ for i = 0, m - 1 do
       if not earliest_due or due < earliest_due then
         earliest_due = due
       end
+    elseif group ~= '' then
+      push_grouped(base, group, job_id, ARGV[o + 6] == '1')
+      plain.grouped = true
     elseif priority ~= 0 then
       prioritized[#prioritized + 1] = {job_id, priority}
     elseif ARGV[o + 6] == '1' then
@@ -150,7 +158,7 @@ call_chunked({'ZADD', KEYS[4]}, delayed)
 if earliest_due then
   redis.call('ZADD', KEYS[6], 'LT', earliest_due, 'd')
 end
-if (#plain > 0 or plain.lifo or #prioritized > 0)
+if (#plain > 0 or plain.lifo or plain.grouped or #prioritized > 0)
     and redis.call('HEXISTS', KEYS[5], 'paused') == 0 then
   redis.call('ZADD', KEYS[6], 0, '0')
 end

@@ -11,6 +11,7 @@ job, -1 already finished.
 Events: removed (with reason) for a job that was not running.
 ]]
 --@include "common"
+--@include "flows"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -23,10 +24,22 @@ if redis.call('ZSCORE', KEYS[4], id) then
   redis.call('PUBLISH', ARGV[5], id)
   return 2
 end
-local removed = redis.call('LREM', KEYS[1], 0, id) + redis.call('ZREM', KEYS[2], id)
+local removed = 0
+local group = redis.call('HGET', job_key, 'grp')
+if group then
+  removed = redis.call('LREM', base .. 'group:' .. group, 0, id)
+  if redis.call('LLEN', base .. 'group:' .. group) == 0 then
+    redis.call('ZREM', base .. 'groups', group)
+  end
+end
+removed = removed + redis.call('LREM', KEYS[1], 0, id) + redis.call('ZREM', KEYS[2], id)
   + redis.call('ZREM', KEYS[3], id) + redis.call('ZREM', KEYS[7], id)
 if removed == 0 then
   return -1
+end
+local parent = redis.call('HGET', job_key, 'par')
+if parent then  -- as a removed child: its parent stops waiting for it
+  flow_dependency_done(parent, job_key, now_ms(), ARGV[4])
 end
 delete_jobs(base, {id})
 emit(KEYS[6], ARGV[4], 'removed', id, {'reason', ARGV[3]})

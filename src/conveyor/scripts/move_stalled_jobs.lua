@@ -8,11 +8,13 @@ ARGV  1 key base  2 check interval ms  3 max stalled count  4 events maxlen
       5 failed retention "count:age_ms"
 Returns {{requeued ids}, {failed ids}}, or {} when another worker checked within
 the interval.
-A job failed here is forwarded to its dead_letter_queue, if it has one.
+A job failed here is forwarded to its dead_letter_queue, if it has one, and
+tells its parent (a child of a flow), as a job failing for good would.
 Events: stalled, failed
 ]]
 --@include "common"
 --@include "dead_letter"
+--@include "flows"
 
 local base = ARGV[1]
 if not redis.call('SET', KEYS[9], '1', 'PX', ARGV[2], 'NX') then
@@ -34,6 +36,10 @@ for _, id in ipairs(ids) do
       local started, _, pon = parse_token(token)
       redis.call('HSET', job_key, 'ats', started, 'pon', pon)
     end
+    local group = redis.call('HGET', job_key, 'grp')
+    if group then
+      release_group_slot(base, group, KEYS[6])
+    end
     local stalls = redis.call('HINCRBY', job_key, 'stc', 1)
     emit(KEYS[7], maxlen, 'stalled', id, {'stalled_count', stalls})
     if stalls > max_stalled then
@@ -42,8 +48,11 @@ for _, id in ipairs(ids) do
       redis.call('HSET', job_key, 'fr', reason, 'fon', now)
       redis.call('ZADD', KEYS[8], now, id)
       emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', made})
-      forward_to_dead_letter(base, job_key, id, redis.call('HGET', job_key, 'opts'), reason, made,
-        now, maxlen)
+      local job = redis.call('HMGET', job_key, 'opts', 'par')
+      forward_to_dead_letter(base, job_key, id, job[1], reason, made, now, maxlen)
+      if job[2] then
+        flow_child_failed(job[2], job_key, job[1], reason, now, maxlen)
+      end
       failed[#failed + 1] = id
     else
       local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')

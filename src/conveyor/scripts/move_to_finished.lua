@@ -5,11 +5,11 @@ KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marke
       9 events  10 completed  11 failed  12 limiter
 ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       5 events maxlen  6 limiter max starts (0: none)  7 limiter window ms
-      8 number of outcomes m, then m groups of 10:
+      8 number of outcomes m, then m groups of 11:
         job id, lock token, kind, value, stacktrace entry, retry delay, keep,
         ready (ms the job became ready to run, 0 unknown: the wait-time
         metric), parent (the parent job's key for a child of a flow, or ""),
-        deduplication key held until the job finishes (or "")
+        deduplication key held until the job finishes (or ""), group (or "")
       kind "c" completed: value = return value (JSON)
       kind "f" failed: value = reason; retry delay ms >= 0 retries when attempts
                remain, -1 never retries (UnrecoverableError)
@@ -35,6 +35,7 @@ finished set updates and its event are one command each for the whole batch.
 --@include "fetch_jobs"
 --@include "metrics"
 --@include "dead_letter"
+--@include "flows"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
@@ -79,19 +80,22 @@ local metrics = new_metrics()
 local m = tonumber(ARGV[8])
 local ids = {}
 for i = 0, m - 1 do
-  ids[#ids + 1] = ARGV[9 + i * 10]
+  ids[#ids + 1] = ARGV[9 + i * 11]
 end
 local held = call_chunked({'HMGET', k.locks}, ids)
 
 local released, completed = {}, {}
 for i = 0, m - 1 do
-  local o = 9 + i * 10
+  local o = 9 + i * 11
   local id, token, kind, value = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
   if held[i + 1] ~= token then
     statuses[#statuses + 1] = 0
   else
     statuses[#statuses + 1] = 1
     released[#released + 1] = id
+    if ARGV[o + 10] ~= '' then
+      release_group_slot(base, ARGV[o + 10], k.marker)
+    end
     local job_key = base .. 'job:' .. id
     local started, made, pon = parse_token(token)
     made = tonumber(made) + 1
@@ -101,6 +105,9 @@ for i = 0, m - 1 do
       record_timing(metrics, 'c', tonumber(pon), tonumber(ARGV[o + 7]), now)
       release_deduplication(base, ARGV[o + 9], id)
       completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      if ARGV[o + 8] ~= '' then
+        flow_child_completed(ARGV[o + 8], job_key, value, now, maxlen)
+      end
       finish(KEYS[10], id, ARGV[o + 6])
     elseif kind == 'f' then
       local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts')
@@ -129,6 +136,9 @@ for i = 0, m - 1 do
         redis.call('HDEL', base .. 'cancels', id)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
         forward_to_dead_letter(base, job_key, id, job[4], value, made, now, maxlen)
+        if ARGV[o + 8] ~= '' then
+          flow_child_failed(ARGV[o + 8], job_key, job[4], value, now, maxlen)
+        end
         finish(KEYS[11], id, ARGV[o + 6])
       end
     else

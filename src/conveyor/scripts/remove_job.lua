@@ -1,12 +1,16 @@
 --[[ remove_job: delete a job and its logs from whatever state it is in.
 An active job is refused while its lock is held (its worker still runs it).
+A child of a flow leaves its parent's dependencies (the parent runs if it was
+the last one); a removed parent's children stay, and finish as jobs without one.
 
 KEYS  1 wait  2 prioritized  3 delayed  4 active  5 completed  6 failed  7 events
+      8 waiting-children
 ARGV  1 key base  2 job id  3 events maxlen
 Returns 1 removed, 0 no such job, -1 active and locked.
-Events: removed
+Events: removed; waiting (on the parent's queue: a parent whose last child this was)
 ]]
 --@include "common"
+--@include "flows"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -18,8 +22,20 @@ if deadline and tonumber(deadline) > now_ms() then
   return -1
 end
 redis.call('LREM', KEYS[1], 0, id)
+local group = redis.call('HGET', base .. 'job:' .. id, 'grp')
+if group then
+  redis.call('LREM', base .. 'group:' .. group, 0, id)
+  if redis.call('LLEN', base .. 'group:' .. group) == 0 then
+    redis.call('ZREM', base .. 'groups', group)
+  end
+end
 for i = 2, 6 do
   redis.call('ZREM', KEYS[i], id)
+end
+redis.call('ZREM', KEYS[8], id)
+local parent = redis.call('HGET', base .. 'job:' .. id, 'par')
+if parent then
+  flow_dependency_done(parent, base .. 'job:' .. id, now_ms(), ARGV[3])
 end
 delete_jobs(base, {id})
 emit(KEYS[7], ARGV[3], 'removed', id, nil)

@@ -55,12 +55,61 @@ end
 
 local PRIORITY_SHIFT = 2147483648  -- 2^31: score = priority * 2^31 + sequence
 
--- Make a job ready: the wait list (priority 0) or the prioritized zset, and
--- wake one idle worker unless the queue is paused. `front` puts a plain job
--- at the head of the wait list (lifo, or a job handed back unfinished).
+-- Groups (add(group=...)): each group's ready jobs wait in its own list
+-- `group:<g>`; the `groups` zset is the round-robin rotation of groups with
+-- work (lowest score is served next; a served group goes to the back). A
+-- group at its concurrency cap waits in the `groups:busy` set, one at its rate
+-- limit in `groups:limited` (score = when it may start again); neither is in
+-- the rotation meanwhile. `groups:active` counts each group's running jobs.
+
+-- Put group `g` at the back of the rotation unless it is there, busy or limited.
+local function rotate_in(base, g)
+  local rotation = base .. 'groups'
+  if redis.call('ZSCORE', rotation, g) or redis.call('ZSCORE', base .. 'groups:limited', g)
+      or redis.call('SISMEMBER', base .. 'groups:busy', g) == 1 then
+    return
+  end
+  local last = redis.call('ZRANGE', rotation, -1, -1, 'WITHSCORES')
+  redis.call('ZADD', rotation, #last > 0 and tonumber(last[2]) + 1 or 1, g)
+end
+
+-- Make a job of group `g` ready: its group's list, and the group into the rotation.
+local function push_grouped(base, g, job_id, front)
+  local key = base .. 'group:' .. g
+  if front then
+    redis.call('LPUSH', key, job_id)
+  else
+    redis.call('RPUSH', key, job_id)
+  end
+  rotate_in(base, g)
+end
+
+-- A running job of group `g` ended (finished, handed back or stalled): one
+-- slot of the group is free again; a group that was at its cap rejoins the
+-- rotation, and an idle worker is woken for it.
+local function release_group_slot(base, g, marker_key)
+  local active = base .. 'groups:active'
+  if redis.call('HINCRBY', active, g, -1) <= 0 then
+    redis.call('HDEL', active, g)
+  end
+  if redis.call('SREM', base .. 'groups:busy', g) == 1
+      and redis.call('LLEN', base .. 'group:' .. g) > 0 then
+    rotate_in(base, g)
+    redis.call('ZADD', marker_key, 0, '0')
+  end
+end
+
+-- Make a job ready: the wait list (priority 0), the prioritized zset, or its
+-- group's list, and wake one idle worker unless the queue is paused. `front`
+-- puts a plain job at the head of the wait list (lifo, or a job handed back
+-- unfinished).
 local function push_ready(wait_key, prioritized_key, pc_key, meta_key, marker_key,
                           job_id, priority, front)
-  if priority == 0 then
+  local base = string.sub(wait_key, 1, -5)  -- wait_key is base .. 'wait'
+  local group = redis.call('HGET', base .. 'job:' .. job_id, 'grp')
+  if group then
+    push_grouped(base, group, job_id, front)
+  elseif priority == 0 then
     if front then
       redis.call('LPUSH', wait_key, job_id)
     else
@@ -103,12 +152,45 @@ local function call_chunked(head, list)
   return out
 end
 
--- Delete jobs (hash and logs).
+-- Make many jobs ready at once (due delayed jobs, bulk retry and promote):
+-- plain ones to the tail of the wait list (one RPUSH per chunk), those with a
+-- `prio` to the prioritized zset, grouped ones to their group; one wake-up
+-- marker for all of them unless the queue is paused.
+-- k: wait, prioritized, pc, meta, marker.
+local function push_ready_many(k, base, ids)
+  if #ids == 0 then
+    return
+  end
+  local plain = {}
+  for _, id in ipairs(ids) do
+    local job = redis.call('HMGET', base .. 'job:' .. id, 'prio', 'grp')
+    local priority = tonumber(job[1] or '0')
+    if job[2] then
+      push_grouped(base, job[2], id, false)
+    elseif priority == 0 then
+      plain[#plain + 1] = id
+    else
+      local seq = redis.call('INCR', k.pc) % PRIORITY_SHIFT
+      redis.call('ZADD', k.prioritized, priority * PRIORITY_SHIFT + seq, id)
+    end
+  end
+  call_chunked({'RPUSH', k.wait}, plain)
+  if redis.call('HEXISTS', k.meta, 'paused') == 0 then
+    redis.call('ZADD', k.marker, 0, '0')
+  end
+end
+
+-- Delete jobs (hash and logs, and a flow parent's children bookkeeping: one
+-- DEL all the same).
 local function delete_jobs(base, ids)
   local keys = {}
   for _, id in ipairs(ids) do
-    keys[#keys + 1] = base .. 'job:' .. id
-    keys[#keys + 1] = base .. 'job:' .. id .. ':logs'
+    local key = base .. 'job:' .. id
+    keys[#keys + 1] = key
+    keys[#keys + 1] = key .. ':logs'
+    keys[#keys + 1] = key .. ':dependencies'
+    keys[#keys + 1] = key .. ':processed'
+    keys[#keys + 1] = key .. ':failed'
   end
   call_chunked({'DEL'}, keys)
 end

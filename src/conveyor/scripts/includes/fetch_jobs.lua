@@ -9,6 +9,9 @@
 -- costs a single HGETALL here. The job hash itself is not written until the
 -- attempt ends.
 --
+-- Groups: see push_grouped in common.lua; `group_concurrency` caps the running
+-- jobs of each group, `group_max` per `group_duration` ms its starts.
+--
 -- Limits, all read from one HMGET of meta: `paused`; `concurrency` (at most
 -- that many active jobs across all workers); `limited_until` (ms: the queue
 -- backs off until then, set by a RateLimitError or Worker.rate_limit); and the
@@ -20,38 +23,111 @@
 -- was taken (0 if none is delayed); limit_wait > 0 means a rate limit stopped
 -- the fetch: ask again in that many ms (don't block on the marker).
 
--- Promote due delayed jobs (at most 1000 per call) to the wait list or the
--- prioritized zset.
+-- Promote due delayed jobs (at most 1000 per call) to the wait list, the
+-- prioritized zset or their group.
 local function promote_due(k, base, now, maxlen)
   local due = redis.call('ZRANGEBYSCORE', k.delayed, '-inf', now, 'LIMIT', 0, 1000)
   if #due == 0 then
     return
   end
   redis.call('ZREM', k.delayed, unpack(due))
-  local plain, waiting = {}, {}
-  for _, id in ipairs(due) do
-    local priority = tonumber(redis.call('HGET', base .. 'job:' .. id, 'prio') or '0')
-    if priority == 0 then
-      plain[#plain + 1] = id
-    else
-      local seq = redis.call('INCR', k.pc) % PRIORITY_SHIFT
-      redis.call('ZADD', k.prioritized, priority * PRIORITY_SHIFT + seq, id)
-    end
-    waiting[#waiting + 1] = {id}
+  -- Wakes idle workers too: this call may take fewer than were promoted.
+  push_ready_many(k, base, due)
+  local waiting = {}
+  for i, id in ipairs(due) do
+    waiting[i] = {id}
   end
-  call_chunked({'RPUSH', k.wait}, plain)
   emit_many(k.events, maxlen, 'waiting', waiting)
-  -- Wake idle workers too: this call may take fewer than were promoted.
-  if redis.call('HEXISTS', k.meta, 'paused') == 0 then
+end
+
+-- Work is ready, and another worker may take some: wake an idle one.
+local function wake_if_work(k, base)
+  if redis.call('LLEN', k.wait) > 0 or redis.call('ZCARD', k.prioritized) > 0
+      or redis.call('ZCARD', base .. 'groups') > 0 then
     redis.call('ZADD', k.marker, 0, '0')
   end
 end
 
--- Work is ready, and another worker may take some: wake an idle one.
-local function wake_if_work(k)
-  if redis.call('LLEN', k.wait) > 0 or redis.call('ZCARD', k.prioritized) > 0 then
-    redis.call('ZADD', k.marker, 0, '0')
+-- Up to `want` jobs without a group: the wait list, then the prioritized zset.
+local function take_plain(k, want, ids)
+  if want <= 0 then
+    return
   end
+  local popped = redis.call('LPOP', k.wait, want) or {}
+  for _, id in ipairs(popped) do
+    ids[#ids + 1] = id
+  end
+  if #popped < want then
+    popped = redis.call('ZPOPMIN', k.prioritized, want - #popped)
+    for i = 1, #popped, 2 do
+      ids[#ids + 1] = popped[i]
+    end
+  end
+end
+
+-- Groups whose rate limit has passed go back into the rotation. Returns when
+-- the next limited group may start again (nil if none is limited).
+local function release_limited_groups(base, now)
+  local limited = base .. 'groups:limited'
+  local due = redis.call('ZRANGEBYSCORE', limited, '-inf', now)
+  for _, g in ipairs(due) do
+    redis.call('ZREM', limited, g)
+    if redis.call('LLEN', base .. 'group:' .. g) > 0 then
+      rotate_in(base, g)
+    end
+  end
+  local first = redis.call('ZRANGE', limited, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2]) or nil
+end
+
+-- Up to `want` grouped jobs, one per group in turn (round-robin), skipping
+-- groups at their concurrency cap (-> groups:busy) or rate limit (->
+-- groups:limited). Returns when a limited group may start again, or nil.
+local function take_grouped(base, want, ids, now, gcap, gmax, gdur)
+  local rotation = base .. 'groups'
+  local last = redis.call('ZRANGE', rotation, -1, -1, 'WITHSCORES')
+  local seq = #last > 0 and tonumber(last[2]) or 0
+  local next_free = nil
+  while want > 0 do
+    local popped = redis.call('ZPOPMIN', rotation)
+    if #popped == 0 then
+      break
+    end
+    local g = popped[1]
+    local list = base .. 'group:' .. g
+    local limiter = list .. ':limiter'
+    local blocked = false
+    if gcap > 0 and tonumber(redis.call('HGET', base .. 'groups:active', g) or '0') >= gcap then
+      redis.call('SADD', base .. 'groups:busy', g)
+      blocked = true
+    elseif gmax > 0 then
+      redis.call('ZREMRANGEBYSCORE', limiter, '-inf', now - gdur)
+      if redis.call('ZCARD', limiter) >= gmax then
+        local oldest = redis.call('ZRANGE', limiter, 0, 0, 'WITHSCORES')
+        local free_at = tonumber(oldest[2]) + gdur
+        redis.call('ZADD', base .. 'groups:limited', free_at, g)
+        if not next_free or free_at < next_free then next_free = free_at end
+        blocked = true
+      end
+    end
+    if not blocked then
+      local id = redis.call('LPOP', list)
+      if id then
+        ids[#ids + 1] = id
+        want = want - 1
+        redis.call('HINCRBY', base .. 'groups:active', g, 1)
+        if gmax > 0 then
+          redis.call('ZADD', limiter, now, id .. '@' .. now)
+          redis.call('PEXPIRE', limiter, gdur)
+        end
+      end
+      if redis.call('LLEN', list) > 0 then
+        seq = seq + 1
+        redis.call('ZADD', rotation, seq, g)
+      end
+    end
+  end
+  return next_free
 end
 
 local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_max, limit_ms)
@@ -59,7 +135,8 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
   promote_due(k, base, now, maxlen)
 
   local jobs = {}
-  local meta = redis.call('HMGET', k.meta, 'paused', 'concurrency', 'limited_until')
+  local meta = redis.call('HMGET', k.meta, 'paused', 'concurrency', 'limited_until',
+    'group_concurrency', 'group_max', 'group_duration')
   if meta[1] then
     return {0, jobs, 0}
   end
@@ -68,7 +145,7 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
     local room = cap - redis.call('ZCARD', k.active)
     if n <= 0 then
       -- A report without a fetch may have freed slots that this worker won't use.
-      if room > 0 then wake_if_work(k) end
+      if room > 0 then wake_if_work(k, base) end
       return {0, jobs, 0}
     end
     if room <= 0 then
@@ -93,12 +170,23 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
     if room < n then n = room end
   end
 
-  local ids = redis.call('LPOP', k.wait, n) or {}
-  if #ids < n then
-    local popped = redis.call('ZPOPMIN', k.prioritized, n - #ids)
-    for i = 1, #popped, 2 do
-      ids[#ids + 1] = popped[i]
+  -- Without groups (one EXISTS tells), all from the wait list. With groups,
+  -- at most half the batch from the wait list, the rest round-robin from the
+  -- groups, then the wait list again if the groups had too little: neither
+  -- side can starve the other.
+  local ids = {}
+  local group_free_at = nil
+  if redis.call('EXISTS', base .. 'groups', base .. 'groups:limited') == 0 then
+    take_plain(k, n, ids)
+  else
+    take_plain(k, math.ceil(n / 2), ids)
+    local limited_free_at = release_limited_groups(base, now)
+    group_free_at = take_grouped(base, n - #ids, ids, now, tonumber(meta[4] or '0'),
+      tonumber(meta[5] or '0'), tonumber(meta[6] or '1000'))
+    if limited_free_at and (not group_free_at or limited_free_at < group_free_at) then
+      group_free_at = limited_free_at
     end
+    take_plain(k, n - #ids, ids)
   end
 
   local deadlines, locks, active_events = {}, {}, {}
@@ -145,7 +233,7 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
   -- More may be ready: leave a marker so another idle worker wakes too (unless
   -- the global cap is reached: then a finishing job leaves it).
   if #ids == n and (cap == 0 or redis.call('ZCARD', k.active) < cap) then
-    wake_if_work(k)
+    wake_if_work(k, base)
   end
 
   local next_due = 0
@@ -153,6 +241,10 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
     local first = redis.call('ZRANGE', k.delayed, 0, 0, 'WITHSCORES')
     if #first > 0 then
       next_due = tonumber(first[2])
+    end
+    -- A rate-limited group is like a delayed job: look again when it is free.
+    if group_free_at and (next_due == 0 or group_free_at < next_due) then
+      next_due = group_free_at
     end
   end
   return {next_due, jobs, 0}

@@ -1,0 +1,67 @@
+--[[ drain: one bounded batch of Queue.drain: remove jobs that are ready to run
+(the wait list, the prioritized zset, the groups' lists) and, when asked,
+delayed ones.
+Active, completed and failed jobs are never touched.
+
+KEYS  1 wait  2 prioritized  3 delayed  4 events
+ARGV  1 key base  2 delayed too "1"/"0"  3 most jobs to remove  4 events maxlen
+Returns the number of jobs removed (fewer than ARGV 3: nothing is left).
+Events: removed (prev = waiting, prioritized or delayed), an entry per state.
+]]
+--@include "common"
+--@include "admin"
+
+local base, n, maxlen = ARGV[1], tonumber(ARGV[3]), ARGV[4]
+local removed = 0
+
+local function take_zset(key, state)
+  if removed >= n then
+    return
+  end
+  local popped = redis.call('ZPOPMIN', key, n - removed)
+  local ids = {}
+  for i = 1, #popped, 2 do
+    ids[#ids + 1] = popped[i]
+  end
+  delete_jobs(base, ids)
+  emit_removed(KEYS[4], maxlen, ids, state)
+  removed = removed + #ids
+end
+
+local waiting = redis.call('LPOP', KEYS[1], n) or {}
+delete_jobs(base, waiting)
+emit_removed(KEYS[4], maxlen, waiting, 'waiting')
+removed = #waiting
+take_zset(KEYS[2], 'prioritized')
+
+-- Grouped jobs ready to run: each group's list, whether the group is in the
+-- rotation, at its cap (busy) or at its rate limit.
+local function take_groups()
+  local groups = redis.call('ZRANGE', base .. 'groups', 0, -1)
+  for _, g in ipairs(redis.call('SMEMBERS', base .. 'groups:busy')) do
+    groups[#groups + 1] = g
+  end
+  for _, g in ipairs(redis.call('ZRANGE', base .. 'groups:limited', 0, -1)) do
+    groups[#groups + 1] = g
+  end
+  for _, g in ipairs(groups) do
+    if removed >= n then
+      return
+    end
+    local list = base .. 'group:' .. g
+    local ids = redis.call('LPOP', list, n - removed) or {}
+    delete_jobs(base, ids)
+    emit_removed(KEYS[4], maxlen, ids, 'waiting')
+    removed = removed + #ids
+    if redis.call('LLEN', list) == 0 then
+      redis.call('ZREM', base .. 'groups', g)
+      redis.call('ZREM', base .. 'groups:limited', g)
+      redis.call('SREM', base .. 'groups:busy', g)
+    end
+  end
+end
+take_groups()
+if ARGV[2] == '1' then
+  take_zset(KEYS[3], 'delayed')
+end
+return removed
