@@ -227,7 +227,9 @@ async def _woken_by_work(queue: Queue, worker: Worker) -> None:
     """Run one job through ``worker`` so its next waits carry a fetch with them."""
     job = await queue.add("warm-up", 0)
     assert await job.wait_until_finished(timeout=10) == 0
-    await wait_for(lambda: worker._block_task is not None, message="worker waiting again")
+    # Inside a wait-and-fetch already sent (not between two of them), so a test
+    # that patches the client affects the next wait only.
+    await wait_for(lambda: worker._maybe_stranded, message="worker waiting again")
 
 
 async def test_job_added_to_a_recently_busy_worker_starts_with_one_call(
