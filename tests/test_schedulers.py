@@ -497,3 +497,16 @@ async def test_bad_scheduler_id_is_refused(queue: Queue, scheduler_id: Any) -> N
     with pytest.raises(ValidationError) as info:
         await queue.upsert_job_scheduler(scheduler_id, every=1000)
     assert info.value.field == "scheduler_id"
+
+
+async def test_a_scheduler_job_joins_its_group(queue: Queue) -> None:
+    await queue.upsert_job_scheduler("tenant-sync", every=60_000, immediately=True,
+                                     group="tenant-9")
+    [group] = await queue.get_groups()
+    assert group.name == "tenant-9" and group.waiting == 1
+
+
+async def test_deduplication_is_not_a_scheduler_option(queue: Queue) -> None:
+    with pytest.raises(ValidationError) as err:
+        await queue.upsert_job_scheduler("s", every=1000, deduplication={"id": "x"})
+    assert err.value.field == "deduplication"

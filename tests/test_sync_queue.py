@@ -361,3 +361,28 @@ def test_queue_on_an_asyncio_client_adds_through_the_loop(
             assert queue.get_job_state(bulk.id) == "waiting"
         finally:
             _run(queue._loop, client.aclose())
+
+
+def test_limits_groups_deduplication_and_cancel_from_blocking_code(queue: Queue) -> None:
+    queue.set_global_concurrency(3)
+    assert queue.get_global_concurrency() == 3
+    queue.set_global_concurrency(None)
+    assert queue.get_global_concurrency() is None
+    queue.rate_limit(10)
+
+    first = queue.add("x", deduplication={"id": "k"})
+    assert queue.add("x", deduplication={"id": "k"}).id == first.id
+    assert queue.get_deduplication_job_id("k") == first.id
+    assert queue.remove_deduplication_key("k") is True
+
+    grouped = queue.add("g", group="tenant")
+    queue.set_group_concurrency(2)
+    queue.set_group_limit(5, 1000)
+    [group] = queue.get_groups()
+    assert (group.name, group.waiting) == ("tenant", 1)
+    assert queue.get_group_jobs("tenant") == [grouped.id]
+
+    assert queue.cancel(grouped.id, "no longer needed") is True
+    assert queue.get_job(grouped.id) is None
+    assert queue.get_metrics("completed").total == 0
+    assert queue.get_timings(1).processing.count == 0

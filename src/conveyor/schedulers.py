@@ -348,6 +348,8 @@ class QueueSchedulers:
         for fixed in ("job_id", "delay"):
             if fixed in job_options:
                 raise ValidationError(fixed, "is set by the schedule; not a scheduler option")
+        if "deduplication" in job_options:  # each slot makes one job already
+            raise ValidationError("deduplication", "not a scheduler option")
         defaults = {k: v for k, v in self.default_job_options.items()
                     if k not in ("job_id", "delay")}
         opts = JobOptions.parse({**defaults, **job_options})

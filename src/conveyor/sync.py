@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -22,7 +22,9 @@ from .scripts import source
 
 if TYPE_CHECKING:
     from ._admin import WorkerInfo
+    from .groups import GroupInfo
     from .job import Job, JobState
+    from .metrics import MetricKind, MetricsSeries, Timings
     from .options import JobOptions
     from .queue import Queue as AsyncQueue
     from .schedulers import JobScheduler
@@ -149,6 +151,26 @@ class SyncJob:
 
     def change_priority(self, priority: int, *, lifo: bool = False) -> None:
         _run(self._loop, self._job.change_priority(priority, lifo=lifo))
+
+    @property
+    def cancel_reason(self) -> str | None:
+        return self._job.cancel_reason
+
+    @property
+    def is_cancelled(self) -> bool:
+        """True once ``Queue.cancel`` reached the worker: a plain ``def``
+        processor cannot be interrupted, so a long loop should check this."""
+        return self._job.is_cancelled
+
+    @property
+    def dead_letter_of(self) -> dict[str, Any] | None:
+        return self._job.dead_letter_of
+
+    def update_data(self, data: Any) -> None:
+        _run(self._loop, self._job.update_data(data))
+
+    def move_to_delayed(self, delay: int | timedelta) -> int:
+        return _run(self._loop, self._job.move_to_delayed(delay))
 
 
 class Queue:
@@ -304,6 +326,47 @@ class Queue:
 
     def remove_job_scheduler(self, scheduler_id: str) -> bool:
         return _run(self._loop, self._queue.remove_job_scheduler(scheduler_id))
+
+    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        return _run(self._loop, self._queue.cancel(job_id, reason))
+
+    def set_global_concurrency(self, n: int | None) -> None:
+        _run(self._loop, self._queue.set_global_concurrency(n))
+
+    def get_global_concurrency(self) -> int | None:
+        return _run(self._loop, self._queue.get_global_concurrency())
+
+    def rate_limit(self, delay: int | timedelta) -> None:
+        _run(self._loop, self._queue.rate_limit(delay))
+
+    def get_deduplication_job_id(self, key: str) -> str | None:
+        return _run(self._loop, self._queue.get_deduplication_job_id(key))
+
+    def remove_deduplication_key(self, key: str) -> bool:
+        return _run(self._loop, self._queue.remove_deduplication_key(key))
+
+    def set_group_concurrency(self, n: int | None) -> None:
+        _run(self._loop, self._queue.set_group_concurrency(n))
+
+    def set_group_limit(self, max: int | None, duration: int | timedelta = 1000) -> None:
+        _run(self._loop, self._queue.set_group_limit(max, duration))
+
+    def get_groups(self) -> list[GroupInfo]:
+        return _run(self._loop, self._queue.get_groups())
+
+    def get_group_jobs(self, group: str, start: int = 0, end: int = -1) -> list[str]:
+        return _run(self._loop, self._queue.get_group_jobs(group, start, end))
+
+    def get_metrics(
+        self,
+        kind: MetricKind,
+        start: datetime | int | None = None,
+        end: datetime | int | None = None,
+    ) -> MetricsSeries:
+        return _run(self._loop, self._queue.get_metrics(kind, start, end))
+
+    def get_timings(self, minutes: int = 5) -> Timings:
+        return _run(self._loop, self._queue.get_timings(minutes))
 
     def close(self) -> None:
         if self._client is not None:

@@ -43,6 +43,13 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
     fields[#fields + 1] = 'att'
     fields[#fields + 1] = tpl.att
   end
+  if string.find(opts, '"group"', 1, true) then
+    local group = cjson.decode(opts).group
+    if type(group) == 'string' then  -- push_ready reads it: the job joins its group
+      fields[#fields + 1] = 'grp'
+      fields[#fields + 1] = group
+    end
+  end
   redis.call('HSET', job_key, unpack(fields))
   added[#added + 1] = {job_id, 'name', tpl.name}
   if due > now then
