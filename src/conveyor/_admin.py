@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -84,6 +84,8 @@ class QueueAdmin:
     client: Redis
     keys: QueueKeys
     scripts: Scripts
+
+    _register: Callable[[], Awaitable[None]]  # Queue's: name the queue in the registry
 
     # -- removing jobs ----------------------------------------------------------
 
@@ -273,6 +275,7 @@ class QueueAdmin:
                     px=3 * interval, xx=True,
                 )
                 if not renewed:
+                    await self._register()
                     started = int(await self.scripts.call(
                         "register_worker", [k.workers],
                         [k.base, worker_id, orjson.dumps(entry), 3 * interval,

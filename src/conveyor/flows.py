@@ -168,6 +168,9 @@ class FlowProducer(ClientOwner):
                          node.data_json, node.opts_json, o.delay, o.priority, int(o.lifo),
                          o.attempts))
         first = flat[0].queue
+        for node in flat:
+            if not node.queue._registered:
+                await node.queue._register()
         reply = await first.scripts.call("add_flow", [base + "id" for base in queues], args)
         if int(reply[0]) == -1:
             index = int(reply[1]) - 1

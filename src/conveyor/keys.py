@@ -74,6 +74,11 @@ part               type    contents
                            next heartbeat renews it (see :mod:`conveyor._admin`)
 =================  ======  =====================================================
 
+Outside the queues' hash tags, ``<prefix>:queues`` (set) names every queue
+that was added to or worked on: the registry that ``conveyor.inspect``, the CLI
+and the dashboard list queues from. A Queue writes it once (on its first add),
+a Worker when it starts.
+
 Time in every script is Redis ``TIME``: one clock for all producers and
 workers, whatever their hosts' clocks say.
 """
@@ -84,7 +89,7 @@ from dataclasses import dataclass
 
 from .errors import ValidationError
 
-__all__ = ["QueueKeys"]
+__all__ = ["QueueKeys", "registry_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +243,11 @@ _STATE_PARTS = {
 
 #: Every state a job can be in, in the order counts are reported.
 STATES: tuple[str, ...] = tuple(_STATE_PARTS)
+
+
+def registry_key(prefix: str) -> str:
+    """The set of every queue name under ``prefix`` (see the table above)."""
+    return f"{prefix}:queues"
 
 
 def parse_job_key(key: str) -> tuple[str, str, str]:

@@ -14,7 +14,7 @@ from .connection import ClientOwner, Connection, make_client
 from .errors import JobNotFoundError, JobStateError, ValidationError
 from .groups import QueueGroups
 from .job import Job, JobState, read_fields, with_lock
-from .keys import STATES, QueueKeys
+from .keys import STATES, QueueKeys, registry_key
 from .metrics import QueueMetrics
 from .options import (
     BackoffSpec,
@@ -73,6 +73,13 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         self.default_job_options = dict(default_job_options or {})
         if self.default_job_options:
             JobOptions.parse(self.default_job_options)  # refuse bad defaults early
+        self._registered = False
+
+    async def _register(self) -> None:
+        """Name this queue in the registry (once per Queue object: an add's cost)."""
+        if not self._registered:
+            await self.client.sadd(registry_key(self.prefix), self.name)
+            self._registered = True
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} prefix={self.prefix!r}>"
@@ -133,6 +140,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             dead_letter_queue=dead_letter_queue, group=group,
         )
         prepared = self._prepare(name, data, options)
+        if not self._registered:
+            await self._register()
         [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])
         return await self._job_from_add(reply, prepared, data)
 
@@ -142,6 +151,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         prepared_all, datas = self._prepare_bulk(jobs)
         if not prepared_all:
             return []
+        if not self._registered:
+            await self._register()
         chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
         if len(chunks) == 1:
             replies = await self.scripts.add_jobs(None, chunks[0])

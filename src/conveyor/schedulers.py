@@ -26,7 +26,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -294,6 +294,7 @@ class QueueSchedulers:
     scripts: Scripts
     max_data_bytes: int
     default_job_options: dict[str, Any]
+    _register: Callable[[], Awaitable[None]]  # Queue's: name the queue in the registry
 
     async def upsert_job_scheduler(
         self,
@@ -362,6 +363,7 @@ class QueueSchedulers:
             first = spec.slot_after(now)
         following = None if first is None else spec.slot_after(max(first, now))
         k = self.keys
+        await self._register()
         reply = await self.scripts.call(
             "upsert_job_scheduler",
             [k.schedulers, k.scheduler(scheduler_id), k.wait, k.prioritized,

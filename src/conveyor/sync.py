@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from .connection import Connection, make_sync_client
+from .keys import registry_key
 from .options import OPTION_NAMES
 from .queue import _chunks, _new_job
 from .scripts import source
@@ -196,6 +197,12 @@ class Queue:
     def name(self) -> str:
         return self._queue.name
 
+    def _register(self) -> None:
+        """As Queue._register, on the blocking client."""
+        if not self._queue._registered and self._client is not None:
+            self._client.sadd(registry_key(self._queue.prefix), self._queue.name)
+            self._queue._registered = True
+
     @property
     def queue(self) -> AsyncQueue:
         """The underlying asyncio queue (use it only on the background loop)."""
@@ -222,6 +229,7 @@ class Queue:
             if option not in OPTION_NAMES:  # as the asyncio add() would say
                 raise TypeError(f"add() got an unexpected keyword argument {option!r}")
         prepared = self._queue._prepare(name, data, options)
+        self._register()
         [reply] = self._add_jobs(*self._queue.scripts.add_jobs_layout([_new_job(*prepared)]))
         return self._added(reply, prepared, data)
 
@@ -231,6 +239,7 @@ class Queue:
         prepared_all, datas = self._queue._prepare_bulk(jobs)
         if not prepared_all:
             return []
+        self._register()
         layout = self._queue.scripts.add_jobs_layout
         chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
         if len(chunks) == 1:
