@@ -3,7 +3,7 @@ and ARGV layout (documented in the script's header) so callers never build them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -14,11 +14,37 @@ from ._stream import text
 from .keys import QueueKeys
 from .scripts import SCRIPT_NAMES, source
 
-__all__ = ["NewJob", "Outcome", "Scripts"]
+__all__ = ["NewJob", "Outcome", "Scripts", "outcome"]
 
-#: A finished attempt for move_to_finished: (id, token, kind, value, stack, retry delay,
-#: keep, ready ms, parent key, deduplication key, group); see the script's header.
-Outcome = tuple[str, str, str, str, str, int, str, int, str, str, str]
+#: A finished attempt for move_to_finished: (id, token, kind, keep, extras, *by kind);
+#: see the script's header and :func:`outcome`.
+Outcome = tuple[str | int, ...]
+
+
+def outcome(
+    job_id: str,
+    token: str,
+    kind: str,
+    keep: str,
+    value: str = "",
+    stack: str = "",
+    retry_delay: int = 0,
+    parent: str = "",
+    dedup: str = "",
+    group: str = "",
+) -> Outcome:
+    """One attempt's result as move_to_finished takes it: 6 arguments, 8 for a
+    failure (each argument costs Redis a copy into Lua, and this is per job)."""
+    extras = ""
+    if parent or dedup or group:
+        extras = f"{len(parent)}:{len(dedup)}:{parent}{dedup}{group}"
+    if kind == "c":
+        return (job_id, token, kind, keep, extras, value)
+    if kind == "f":
+        return (job_id, token, kind, keep, extras, value, stack, retry_delay)
+    return (job_id, token, kind, keep, extras, retry_delay)
+
+
 #: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1,
 #: attempts, deduplication "ttl:extend:replace:id" or "", group or "")
 NewJob = tuple[str, str, bytes, bytes, int, int, int, int, str, str]
@@ -121,11 +147,19 @@ class Scripts:
         token_prefix: str,
         lock_ms: int,
         limit: Limit = NO_LIMIT,
+        timings: Mapping[str, int] | None = None,
     ) -> Any:
+        """Report outcomes and fetch up to ``n`` jobs; ``timings`` is the worker's
+        histogram of the reported attempts (``p<bucket>``/``w<bucket>`` -> count)."""
         args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
                            len(outcomes)]
         for outcome in outcomes:
             args.extend(outcome)
+        args.append(len(timings) if timings else 0)
+        if timings:
+            for field, count in timings.items():
+                args.append(field)
+                args.append(count)
         keys = self._fetch_keys()
         keys[9:9] = [self.keys.completed, self.keys.failed]  # KEYS 10, 11; limiter is 12
         return await self.call("move_to_finished", keys, args)

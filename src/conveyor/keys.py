@@ -24,7 +24,9 @@ part               type    contents
                            dead-letter set; score = finish time (ms)
 ``meta``           hash    queue settings: ``paused``, ``concurrency`` (global
                            cap on active jobs), ``limited_until`` (ms: backing
-                           off after a RateLimitError), ...
+                           off after a RateLimitError), ``parents`` (the
+                           queue ever held a flow parent: deleting a job then
+                           deletes its children bookkeeping too), ...
 ``cancels``        hash    job id -> reason, for running jobs asked to cancel
 ``cancel``         channel pub/sub: the id of a running job to cancel now
 ``limiter``        zset    one member per job start within the rate limiter's

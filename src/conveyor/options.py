@@ -392,6 +392,29 @@ class JobOptions:
 
 _stored_options: dict[bytes | str, JobOptions] = {}
 
+# Option sets already validated, by (name, type, value) of each option: an
+# application adds with the same few sets over and over. The type is part of
+# the key because 1 == True: {"lifo": 1} must not reuse {"lifo": True}.
+_parsed_options: dict[tuple[tuple[str, type, Any], ...], tuple[JobOptions, bytes]] = {}
+
+
+def parse_options(options: Mapping[str, Any]) -> tuple[JobOptions, bytes]:
+    """``JobOptions.parse`` and the options as stored (JSON), remembered for
+    option sets of plain values (not for a ``job_id``, which is one job's)."""
+    try:
+        key = tuple([(name, value.__class__, value) for name, value in options.items()])
+        found = _parsed_options.get(key)
+    except TypeError:  # a dict or list value (backoff, retention): not hashable
+        key, found = None, None
+    if found is None:
+        opts = JobOptions.parse(options)
+        found = opts, orjson.dumps(opts.to_json())
+        if key is not None and opts.job_id is None:
+            if len(_parsed_options) >= 1024:
+                _parsed_options.clear()
+            _parsed_options[key] = found
+    return found
+
 
 def _group(group: object, priority: int) -> str | None:
     if group is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from ._admin import QueueAdmin
 from ._scripts import NewJob, Scripts
 from ._stream import text
@@ -22,6 +20,7 @@ from .options import (
     JobOptions,
     RetentionSpec,
     dump_data,
+    parse_options,
     to_ms,
     validate_queue_name,
 )
@@ -91,8 +90,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     ]:
         if not isinstance(name, str):
             raise ValidationError("name", f"job name must be a str, got {name!r}")
-        opts = JobOptions.parse({**self.default_job_options, **options})
-        return name, dump_data(data, self.max_data_bytes), opts, orjson.dumps(opts.to_json())
+        if self.default_job_options:
+            options = {**self.default_job_options, **options}
+        opts, stored = parse_options(options)
+        return name, dump_data(data, self.max_data_bytes), opts, stored
 
     async def add(
         self,

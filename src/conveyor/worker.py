@@ -31,12 +31,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._scripts import NO_LIMIT, Limit, Outcome
+from ._scripts import NO_LIMIT, Limit, Outcome, outcome
 from ._stream import text
 from .connection import Connection, socket_timeout
 from .errors import JobTimeoutError, RateLimitError, UnrecoverableError, ValidationError
 from .job import Job, fields_to_dict
-from .options import DEFAULT_KEEP_FAILED, backoff_delay, to_ms
+from .metrics import time_bucket
+from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, to_ms
 from .queue import Queue
 from .sync import SyncJob
 
@@ -126,6 +127,9 @@ class Worker:
         self._running: dict[tuple[str, str], tuple[Job, asyncio.Task[None]]] = {}
         self._outcomes: list[Outcome] = []
         self._finished: list[tuple[Job, str, Any]] = []
+        # Wait and processing times of the attempts in _outcomes, as the metrics
+        # histogram's fields (p<bucket>/w<bucket> -> count): one write per report.
+        self._timings: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._closing = False
         self._force = False
@@ -340,20 +344,27 @@ class Worker:
         A call fetches for at most half the slots, so two calls alternate: Redis
         runs one while this process runs the jobs the other brought.
         """
-        outcomes, finished = self._outcomes, self._finished
-        self._outcomes, self._finished = [], []
+        outcomes, finished, timings = self._outcomes, self._finished, self._timings
+        self._outcomes, self._finished, self._timings = [], [], {}
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
-        self._calls.add(asyncio.create_task(self._exchange(outcomes, finished, n, self._wakeups)))
+        self._calls.add(asyncio.create_task(
+            self._exchange(outcomes, finished, timings, n, self._wakeups)
+        ))
 
     async def _exchange(
-        self, outcomes: list[Outcome], finished: list[tuple[Job, str, Any]], n: int, wakeups: int
+        self,
+        outcomes: list[Outcome],
+        finished: list[tuple[Job, str, Any]],
+        timings: dict[str, int],
+        n: int,
+        wakeups: int,
     ) -> None:
         scripts = self.queue.scripts
         try:
             if outcomes:
                 statuses, next_due, jobs, limit_wait = await scripts.move_to_finished(
-                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter
+                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter, timings
                 )
             else:
                 next_due, jobs, limit_wait = await scripts.move_to_active(
@@ -364,6 +375,8 @@ class Worker:
             # for a result already recorded: its lock is gone, status 0).
             self._outcomes[:0] = outcomes
             self._finished[:0] = finished
+            for field, count in timings.items():
+                self._timings[field] = self._timings.get(field, 0) + count
             if not isinstance(exc, asyncio.CancelledError):
                 self._call_error = exc
             return
@@ -549,8 +562,8 @@ class Worker:
             ]
             for job_id, token in stranded:  # a few at most; their groups count them
                 group = await self.queue.client.hget(keys.job(job_id), "grp")
-                outcomes.append((job_id, token, "r", "", "", 0, "-1:-1", 0, "", "",
-                                 "" if group is None else text(group)))
+                outcomes.append(outcome(job_id, token, "r", "-1:-1",
+                                        group="" if group is None else text(group)))
             if outcomes:
                 await self.queue.scripts.move_to_finished(
                     outcomes, 0, self._token_prefix, 1, NO_LIMIT
@@ -573,6 +586,7 @@ class Worker:
         assert job.token is not None
         stack = ""
         retry_delay = 0
+        began = time.monotonic()
         try:
             if self._force:  # taken by a fetch in flight when close() gave up waiting
                 raise asyncio.CancelledError
@@ -606,14 +620,21 @@ class Worker:
         if job.moved:  # stepped out with move_to_delayed: nothing to report
             self._wake.set()
             return
-        retention = job.opts.remove_on_complete if kind == "c" else job.opts.remove_on_fail
-        count, age = retention.as_args()
-        self._outcomes.append(
-            (job.id, job.token, kind, value, stack, retry_delay, f"{count}:{age}",
-             # A first attempt's wait (ready to started) is a metric; a retry's isn't.
-             job.timestamp + job.opts.delay if job.attempts_started == 1 else 0,
-             job.parent_key or "", _held_deduplication_key(job), job.opts.group or "")
-        )
+        opts = job.opts
+        keep = _keep_arg(opts.remove_on_complete if kind == "c" else opts.remove_on_fail)
+        self._outcomes.append(outcome(
+            job.id, job.token, kind, keep, value, stack, retry_delay,
+            job.parent_key or "", _held_deduplication_key(job), opts.group or "",
+        ))
+        if kind == "c" or kind == "f":
+            timings = self._timings
+            field = _PROCESSING_FIELDS[time_bucket((time.monotonic() - began) * 1000)]
+            timings[field] = timings.get(field, 0) + 1
+            # A first attempt's wait (ready to started, both on Redis' clock) is a
+            # metric; a retry's isn't.
+            if job.attempts_started == 1 and job.processed_on is not None:
+                field = _WAIT_FIELDS[time_bucket(job.processed_on - job.timestamp - opts.delay)]
+                timings[field] = timings.get(field, 0) + 1
         self._finished.append((job, kind, payload))
         if kind not in ("r", "l"):
             job.attempts_made += 1
@@ -775,6 +796,23 @@ def _leave_signal_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> N
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
+
+
+# Field names of the metrics histogram by bucket (a bucket of 2**50 ms is 200).
+_PROCESSING_FIELDS = [f"p{b}" for b in range(256)]
+_WAIT_FIELDS = [f"w{b}" for b in range(256)]
+_keep_args: dict[Retention, str] = {}
+
+
+def _keep_arg(retention: Retention) -> str:
+    """move_to_finished's "count:age_ms" of a retention (the same few for all jobs)."""
+    arg = _keep_args.get(retention)
+    if arg is None:
+        count, age = retention.as_args()
+        if len(_keep_args) >= 1024:
+            _keep_args.clear()
+        arg = _keep_args[retention] = f"{count}:{age}"
+    return arg
 
 
 def _held_deduplication_key(job: Job) -> str:

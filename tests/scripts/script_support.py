@@ -9,6 +9,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from conveyor import Queue
+from conveyor._scripts import Outcome
+from conveyor._scripts import outcome as make_outcome
 from helpers import wait_for
 
 PRIORITY_SHIFT = 2**31
@@ -74,23 +76,25 @@ def outcome(
     stack: str = "",
     retry_delay: int = 0,
     keep: str = KEEP_ALL,
-    ready: int = 0,
     parent: str = "",
     dedup: str = "",
     group: str = "",
-) -> tuple[str, str, str, str, str, int, str, int, str, str, str]:
-    return (job_id, token, kind, value, stack, retry_delay, keep, ready, parent, dedup, group)
+) -> Outcome:
+    return make_outcome(job_id, token, kind, keep, value, stack, retry_delay, parent, dedup, group)
 
 
 async def finish(
     queue: Queue,
-    *outcomes: tuple[str, str, str, str, str, int, str],
+    *outcomes: Outcome,
     n: int = 0,
     prefix: str = "w:",
     lock_ms: int = 60_000,
+    timings: dict[str, int] | None = None,
 ) -> tuple[list[int], int, list[tuple[str, dict[str, str]]]]:
     """move_to_finished; returns (statuses, next_due, jobs)."""
-    reply = await queue.scripts.move_to_finished(list(outcomes), n, prefix, lock_ms)
+    reply = await queue.scripts.move_to_finished(
+        list(outcomes), n, prefix, lock_ms, timings=timings
+    )
     return [int(x) for x in reply[0]], int(reply[1]), fetched(reply[2])
 
 

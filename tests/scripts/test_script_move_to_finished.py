@@ -364,3 +364,37 @@ async def test_keep_count_and_age_together(queue: Queue, state: QueueState) -> N
     assert await state.zids(queue.keys.completed) == ["c", "d"]
     assert not await state.exists("a")
     assert not await state.exists("b")
+
+
+async def test_a_reports_timing_tally_adds_to_this_minutes_histogram(
+    queue: Queue, state: QueueState
+) -> None:
+    first, first_token = await _active_job(queue)
+    await finish(queue, outcome(first, first_token, "c", "1"), timings={"p3": 2, "w5": 1})
+    second, second_token = await _active_job(queue)
+    await finish(queue, outcome(second, second_token, "c", "1"), timings={"p3": 1, "p7": 4})
+
+    minute = await state.now() // 60_000
+    times_key = queue.keys.base + f"metrics:times:{minute}"
+    assert await state.redis.hgetall(times_key) == {b"p3": b"3", b"w5": b"1", b"p7": b"4"}
+    assert 0 < await state.redis.pttl(times_key) <= 3 * 3600 * 1000
+    completed = await state.redis.hget(queue.keys.base + "metrics:completed", str(minute))
+    assert completed == b"2"
+
+
+async def test_extras_carry_a_parent_a_deduplication_key_and_a_group_with_odd_characters(
+    queue: Queue, state: QueueState
+) -> None:
+    """The extras argument packs three strings by length: ':' or digits inside
+    them must not shift one into the next."""
+    await queue.add("x", deduplication={"id": "12:3:odd"}, group="g-1")
+    [(job_id, fields)] = await take(queue)
+    assert await state.redis.hget(queue.keys.base + "groups:active", "g-1") == b"1"
+
+    statuses, _, _ = await finish(
+        queue, outcome(job_id, fields["tok"], "c", "1", dedup="12:3:odd", group="g-1")
+    )
+
+    assert statuses == [1]
+    assert await queue.get_deduplication_job_id("12:3:odd") is None
+    assert await state.redis.hget(queue.keys.base + "groups:active", "g-1") is None

@@ -110,6 +110,7 @@ for i = 1, n do
     redis.call('HSET', keys[i], unpack(fields))
     added[qi][#added[qi] + 1] = {id, 'name', name}
     if has_children[i] then
+      redis.call('HSET', base .. 'meta', 'parents', '1')  -- see delete_jobs
       redis.call('ZADD', base .. 'waiting-children', now, id)
       waiting_children[qi][#waiting_children[qi] + 1] = {id}
     elseif delay > 0 then

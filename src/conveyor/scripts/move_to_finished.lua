@@ -5,14 +5,19 @@ KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 active  6 locks  7 meta  8 marke
       9 events  10 completed  11 failed  12 limiter
 ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       5 events maxlen  6 limiter max starts (0: none)  7 limiter window ms
-      8 number of outcomes m, then m groups of 11:
-        job id, lock token, kind, value, stacktrace entry, retry delay, keep,
-        ready (ms the job became ready to run, 0 unknown: the wait-time
-        metric), parent (the parent job's key for a child of a flow, or ""),
-        deduplication key held until the job finishes (or ""), group (or "")
-      kind "c" completed: value = return value (JSON)
-      kind "f" failed: value = reason; retry delay ms >= 0 retries when attempts
-               remain, -1 never retries (UnrecoverableError)
+      8 number of outcomes m, then m outcomes of 6 or 8 fields:
+        job id, lock token, kind, keep, extras, then by kind:
+          "c" return value;  "f" reason, stacktrace entry, retry delay;
+          "r"/"l" retry delay
+      then the number of timing fields t, and t pairs: field, count (the
+      worker's histogram of these attempts' wait and processing times).
+      Every argument costs (Redis copies it into Lua): a completed job's
+      outcome is 6. extras is "" or "<len parent>:<len dedup>:" followed by
+      the parent job's key (a child of a flow), the deduplication key held until
+      the job finishes, and the job's group, each possibly empty.
+      kind "c" completed: return value (JSON)
+      kind "f" failed: retry delay ms >= 0 retries when attempts remain, -1
+               never retries (UnrecoverableError)
       kind "r" released: handed back unfinished (worker shutdown); back to the
                head of the wait list, no attempt counted
       kind "l" rate limited (RateLimitError): as "r", and the queue backs off:
@@ -21,8 +26,8 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
 Returns {{status per outcome}, next_due, jobs, limit_wait} with the last three
 as in move_to_active.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
-Metrics: completed/failed counts of this minute, and the wait and processing
-times of finished jobs in this minute's histogram (includes/metrics.lua).
+Metrics: completed/failed counts of this minute, and the timing fields added
+to this minute's histogram (includes/metrics.lua).
 A job that fails for good with the option dead_letter_queue is forwarded there
 (includes/dead_letter.lua).
 Events: completed (one entry per batch), failed (no attempts left), retrying,
@@ -76,25 +81,40 @@ local function release_deduplication(base_key, key, id)
   end
 end
 
+-- extras -> parent key, deduplication key, group ("" each when absent)
+local function unpack_extras(extras)
+  if extras == '' then
+    return '', '', ''
+  end
+  local lp, ld, rest = string.match(extras, '^(%d+):(%d+):(.*)$')
+  lp, ld = tonumber(lp), tonumber(ld)
+  return string.sub(rest, 1, lp), string.sub(rest, lp + 1, lp + ld), string.sub(rest, lp + ld + 1)
+end
+
 local metrics = new_metrics()
 local m = tonumber(ARGV[8])
-local ids = {}
-for i = 0, m - 1 do
-  ids[#ids + 1] = ARGV[9 + i * 11]
+local ids, offsets = {}, {}
+local o = 9
+for i = 1, m do
+  ids[i], offsets[i] = ARGV[o], o
+  o = o + (ARGV[o + 2] == 'f' and 8 or 6)
 end
+local timings_at = o
 local held = call_chunked({'HMGET', k.locks}, ids)
 
 local released, completed = {}, {}
-for i = 0, m - 1 do
-  local o = 9 + i * 11
-  local id, token, kind, value = ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
-  if held[i + 1] ~= token then
+for i = 1, m do
+  o = offsets[i]
+  local id, token, kind, keep = ids[i], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+  local value = ARGV[o + 5]  -- the return value, the reason, or a retry delay
+  if held[i] ~= token then
     statuses[#statuses + 1] = 0
   else
     statuses[#statuses + 1] = 1
     released[#released + 1] = id
-    if ARGV[o + 10] ~= '' then
-      release_group_slot(base, ARGV[o + 10], k.marker)
+    local parent, dedup, group = unpack_extras(ARGV[o + 4])
+    if group ~= '' then
+      release_group_slot(base, group, k.marker)
     end
     local job_key = base .. 'job:' .. id
     local started, made, pon = parse_token(token)
@@ -102,22 +122,24 @@ for i = 0, m - 1 do
     if kind == 'c' then
       redis.call('HSET', job_key, 'rv', value, 'fon', now, 'atm', made, 'ats', started,
         'pon', pon)
-      record_timing(metrics, 'c', tonumber(pon), tonumber(ARGV[o + 7]), now)
-      release_deduplication(base, ARGV[o + 9], id)
-      completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
-      if ARGV[o + 8] ~= '' then
-        flow_child_completed(ARGV[o + 8], job_key, value, now, maxlen)
+      metrics.c = metrics.c + 1
+      if dedup ~= '' then
+        release_deduplication(base, dedup, id)
       end
-      finish(KEYS[10], id, ARGV[o + 6])
+      completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      if parent ~= '' then
+        flow_child_completed(parent, job_key, value, now, maxlen)
+      end
+      finish(KEYS[10], id, keep)
     elseif kind == 'f' then
       local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts')
       local attempts = tonumber(job[1] or '1')
       local stack = cjson.decode(job[3] or '[]')
-      stack[#stack + 1] = ARGV[o + 4]
+      stack[#stack + 1] = ARGV[o + 6]
       if #stack > STACK_LIMIT then table.remove(stack, 1) end
       redis.call('HSET', job_key, 'fr', value, 'st', cjson.encode(stack), 'atm', made,
         'ats', started, 'pon', pon)
-      local retry_delay = tonumber(ARGV[o + 5])
+      local retry_delay = tonumber(ARGV[o + 7])
       if retry_delay >= 0 and made < attempts then
         emit(k.events, maxlen, 'retrying', id,
           {'failed_reason', value, 'attempts_made', made, 'delay', retry_delay})
@@ -131,20 +153,20 @@ for i = 0, m - 1 do
         end
       else
         redis.call('HSET', job_key, 'fon', now)
-        record_timing(metrics, 'f', tonumber(pon), tonumber(ARGV[o + 7]), now)
-        release_deduplication(base, ARGV[o + 9], id)
+        metrics.f = metrics.f + 1
+        release_deduplication(base, dedup, id)
         redis.call('HDEL', base .. 'cancels', id)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
         forward_to_dead_letter(base, job_key, id, job[4], value, made, now, maxlen)
-        if ARGV[o + 8] ~= '' then
-          flow_child_failed(ARGV[o + 8], job_key, job[4], value, now, maxlen)
+        if parent ~= '' then
+          flow_child_failed(parent, job_key, job[4], value, now, maxlen)
         end
-        finish(KEYS[11], id, ARGV[o + 6])
+        finish(KEYS[11], id, keep)
       end
     else
       -- Handed back unfinished: the attempt counts as started, not as made.
       if kind == 'l' then
-        local until_ms = now + tonumber(ARGV[o + 5])
+        local until_ms = now + tonumber(value)
         if until_ms > tonumber(redis.call('HGET', k.meta, 'limited_until') or '0') then
           redis.call('HSET', k.meta, 'limited_until', until_ms)
         end
@@ -157,7 +179,7 @@ for i = 0, m - 1 do
   end
 end
 
-save_metrics(metrics, base, now)
+save_metrics(metrics, base, now, timings_at)
 call_chunked({'ZREM', k.active}, released)
 call_chunked({'HDEL', k.locks}, released)
 emit_many(k.events, maxlen, 'completed', completed)

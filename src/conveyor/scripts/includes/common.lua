@@ -180,17 +180,21 @@ local function push_ready_many(k, base, ids)
   end
 end
 
--- Delete jobs (hash and logs, and a flow parent's children bookkeeping: one
--- DEL all the same).
+-- Delete jobs: hash and logs, and a flow parent's children bookkeeping in a
+-- queue that ever had flow parents (meta `parents`, set by add_flow): a DEL of
+-- keys that don't exist costs, and trimming runs for every finished batch.
 local function delete_jobs(base, ids)
   local keys = {}
+  local parents = redis.call('HEXISTS', base .. 'meta', 'parents') == 1
   for _, id in ipairs(ids) do
     local key = base .. 'job:' .. id
     keys[#keys + 1] = key
     keys[#keys + 1] = key .. ':logs'
-    keys[#keys + 1] = key .. ':dependencies'
-    keys[#keys + 1] = key .. ':processed'
-    keys[#keys + 1] = key .. ':failed'
+    if parents then
+      keys[#keys + 1] = key .. ':dependencies'
+      keys[#keys + 1] = key .. ':processed'
+      keys[#keys + 1] = key .. ':failed'
+    end
   end
   call_chunked({'DEL'}, keys)
 end

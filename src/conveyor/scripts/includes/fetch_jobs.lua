@@ -40,10 +40,11 @@ local function promote_due(k, base, now, maxlen)
   emit_many(k.events, maxlen, 'waiting', waiting)
 end
 
--- Work is ready, and another worker may take some: wake an idle one.
-local function wake_if_work(k, base)
+-- Work is ready, and another worker may take some: wake an idle one. `grouped`
+-- false: the caller knows no group has work.
+local function wake_if_work(k, base, grouped)
   if redis.call('LLEN', k.wait) > 0 or redis.call('ZCARD', k.prioritized) > 0
-      or redis.call('ZCARD', base .. 'groups') > 0 then
+      or (grouped ~= false and redis.call('ZCARD', base .. 'groups') > 0) then
     redis.call('ZADD', k.marker, 0, '0')
   end
 end
@@ -176,7 +177,8 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
   -- side can starve the other.
   local ids = {}
   local group_free_at = nil
-  if redis.call('EXISTS', base .. 'groups', base .. 'groups:limited') == 0 then
+  local grouped = redis.call('EXISTS', base .. 'groups', base .. 'groups:limited') > 0
+  if not grouped then
     take_plain(k, n, ids)
   else
     take_plain(k, math.ceil(n / 2), ids)
@@ -233,7 +235,7 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
   -- More may be ready: leave a marker so another idle worker wakes too (unless
   -- the global cap is reached: then a finishing job leaves it).
   if #ids == n and (cap == 0 or redis.call('ZCARD', k.active) < cap) then
-    wake_if_work(k, base)
+    wake_if_work(k, base, grouped)
   end
 
   local next_due = 0
