@@ -13,7 +13,10 @@ venv: $(STAMP)
 # Re-run the install only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev,bench]'
+	$(BIN)/python -m pip install -e '.[dev,bench,otel]'
+	# The dashboard's browser tests drive Debian's chromium (root on these machines).
+	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
 	touch $@
 
 test: venv
@@ -26,7 +29,7 @@ lint: venv
 	$(BIN)/python -m mypy
 
 demo: venv
-	$(BIN)/python examples/demo.py
+	$(BIN)/conveyor demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,0 +1,803 @@
+"""The inspection and administration layer that the CLI, the REST API and the
+dashboard share: queue summaries, job pages and details, health, throughput,
+and the admin actions, as JSON-ready frozen dataclasses.
+
+::
+
+    async with Inspector("redis://localhost:6379/0") as inspector:
+        for summary in await inspector.summaries():
+            print(summary.name, summary.counts["waiting"], summary.workers)
+        page = await inspector.jobs("email", "failed", start=0, count=20)
+        await inspector.retry_all("email", progress=lambda done, total: ...)
+
+Every read costs a bounded number of Redis commands, pipelined: counts come from
+the state sets' cardinalities, never from reading jobs. Queues are found in the
+registry ``<prefix>:queues`` (plus any named explicitly); :meth:`Inspector.discover`
+finds older queues with one SCAN and adds them to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ._admin import BATCH, CLEANABLE_STATES
+from ._stream import text
+from .connection import ClientOwner, Connection, make_client
+from .errors import ConveyorError, JobNotFoundError, ValidationError
+from .job import Job
+from .keys import STATES, registry_key
+from .metrics import MINUTE_MS
+from .options import OPTION_NAMES, validate_queue_name
+from .queue import Queue
+
+__all__ = [
+    "CLEANABLE_STATES",
+    "STATES",
+    "Dashboard",
+    "HealthThresholds",
+    "Inspector",
+    "JobDetail",
+    "JobNotFoundError",
+    "JobPage",
+    "JobSummary",
+    "Progress",
+    "QueueHealth",
+    "QueueNotFoundError",
+    "QueueSummary",
+    "SchedulerInfo",
+    "Throughput",
+    "WorkerInfo",
+    "iso",
+]
+
+#: progress(done, total) of a bulk action, called after every batch.
+Progress = Callable[[int, int], None]
+HealthStatus = Literal["ok", "warning", "critical"]
+
+#: Minutes the per-minute rates and the failure rate of a summary average over.
+RATE_MINUTES = 5
+#: Most minutes :meth:`Inspector.throughput` returns (a day).
+MAX_THROUGHPUT_MINUTES = 1440
+#: Log lines a job detail carries (the newest).
+DETAIL_LOG_LINES = 200
+#: Recent failures the dashboard lists, over all queues.
+ALERTS = 20
+#: Queues summarized at once (each summary pipelines a handful of commands).
+_PARALLEL_QUEUES = 8
+#: Admin-only job options that ``enqueue`` refuses (they belong to flows).
+_FLOW_OPTIONS = frozenset({"fail_parent_on_failure", "ignore_dependency_on_failure"})
+_RANK = {"ok": 0, "warning": 1, "critical": 2}
+
+
+class QueueNotFoundError(ConveyorError, LookupError):
+    """No queue of this name: it is not in the registry and has no keys."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"queue {name!r} not found")
+
+
+def iso(ms: int | float | None) -> str | None:
+    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z")."""
+    if ms is None:
+        return None
+    moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else round(moment.timestamp() * 1000)
+
+
+def _with_times(out: dict[str, Any], **times: int | None) -> dict[str, Any]:
+    """Add each time as ``name`` (ISO string) and ``name_ms`` (epoch ms)."""
+    for name, ms in times.items():
+        out[name] = iso(ms)
+        out[name + "_ms"] = ms
+    return out
+
+
+# -- the data classes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """One queue at a glance: counts per state, workers, rates and timings."""
+
+    name: str
+    #: waiting, active, delayed, prioritized, waiting_children, completed, failed.
+    counts: dict[str, int]
+    total: int
+    workers: int
+    #: Jobs completed / failed for good per minute, averaged over the last 5 minutes.
+    completed_per_min: float
+    failed_per_min: float
+    #: Wait (ready to started) and processing time percentiles over the last
+    #: 5 minutes, ms (None: no job measured).
+    wait_p50_ms: float | None
+    wait_p95_ms: float | None
+    processing_p50_ms: float | None
+    processing_p95_ms: float | None
+    #: When the newest completed job finished (epoch ms), None if none is kept.
+    last_completed_ms: int | None
+    global_concurrency: int | None
+    is_paused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "counts": {**self.counts, "paused": self.is_paused},
+            "total": self.total,
+            "workers": self.workers,
+            "completed_per_min": self.completed_per_min,
+            "failed_per_min": self.failed_per_min,
+            "wait_ms": {"p50": self.wait_p50_ms, "p95": self.wait_p95_ms},
+            "processing_ms": {"p50": self.processing_p50_ms, "p95": self.processing_p95_ms},
+            "global_concurrency": self.global_concurrency,
+            "is_paused": self.is_paused,
+        }
+        return _with_times(out, last_completed=self.last_completed_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """A job as listed in a table. Times are epoch ms (``to_dict`` adds ISO)."""
+
+    id: str
+    name: str
+    state: str | None
+    timestamp: int
+    processed_on: int | None
+    finished_on: int | None
+    attempts_made: int
+    attempts: int
+    progress: Any
+    failed_reason: str | None
+    delay: int
+    priority: int
+
+    @classmethod
+    def from_job(cls, job: Job, state: str | None) -> JobSummary:
+        return cls(
+            id=job.id, name=job.name, state=state, timestamp=job.timestamp,
+            processed_on=job.processed_on, finished_on=job.finished_on,
+            attempts_made=job.attempts_made, attempts=job.opts.attempts,
+            progress=job.progress, failed_reason=job.failed_reason,
+            delay=job.opts.delay, priority=job.opts.priority,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "state": self.state}
+        _with_times(out, timestamp=self.timestamp, processed_on=self.processed_on,
+                    finished_on=self.finished_on)
+        out.update(attempts_made=self.attempts_made, attempts=self.attempts,
+                   progress=self.progress, failed_reason=self.failed_reason,
+                   delay=self.delay, priority=self.priority)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """``count`` jobs of one state from ``start`` (newest first) and the state's total."""
+
+    queue: str
+    state: str
+    start: int
+    count: int
+    total: int
+    jobs: list[JobSummary]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "state": self.state, "start": self.start,
+                "count": self.count, "total": self.total,
+                "jobs": [job.to_dict() for job in self.jobs]}
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """Everything about one job: its summary, data, options, result, error,
+    the newest log lines and a timeline of what happened when."""
+
+    queue: str
+    summary: JobSummary
+    data: Any
+    opts: dict[str, Any]
+    return_value: Any
+    stacktrace: list[str]
+    logs: list[str]
+    logs_total: int
+    parent_key: str | None
+    dead_letter_of: dict[str, Any] | None
+    #: [{"event", "at_ms", "at"}], oldest first.
+    timeline: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue, **self.summary.to_dict(), "data": self.data,
+            "opts": self.opts, "return_value": self.return_value,
+            "stacktrace": self.stacktrace, "logs": self.logs, "logs_total": self.logs_total,
+            "parent_key": self.parent_key, "dead_letter_of": self.dead_letter_of,
+            "timeline": self.timeline,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HealthThresholds:
+    """When a queue's health turns "warning" or "critical" (see :meth:`Inspector.health`)."""
+
+    #: Waiting jobs (waiting + prioritized): warning from this many, critical from twice.
+    max_waiting: int = 1000
+    #: failed / (completed + failed) over the last 5 minutes: warning from this rate.
+    max_failure_rate: float = 0.1
+    #: Critical when work has waited this long and no job completed meanwhile.
+    stalled_minutes: float = 5
+    #: Critical when work waits and no live worker serves the queue.
+    require_worker: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueueHealth:
+    """A queue's health: "ok", "warning" or "critical", and why (sentences)."""
+
+    queue: str
+    status: HealthStatus
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "status": self.status, "reasons": self.reasons}
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Jobs completed and failed per minute, oldest minute first."""
+
+    queue: str
+    #: [{"at", "at_ms", "completed", "failed"}]
+    minutes: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "minutes": self.minutes}
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerInfo:
+    """A job scheduler of a queue (see ``Queue.upsert_job_scheduler``)."""
+
+    id: str
+    every_ms: int | None
+    cron: str | None
+    tz: str
+    next_run_ms: int | None
+    count: int
+    limit: int | None
+    start_date_ms: int | None
+    end_date_ms: int | None
+    missed: str
+    job_name: str
+    data: Any
+    opts: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if not k.endswith("_ms")}
+        out["every_ms"] = self.every_ms
+        return _with_times(out, next_run=self.next_run_ms, start_date=self.start_date_ms,
+                           end_date=self.end_date_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker of a queue as its last heartbeat described it (JSON-ready
+    twin of :class:`conveyor.WorkerInfo`)."""
+
+    id: str
+    hostname: str
+    pid: int
+    concurrency: int
+    running_job_ids: list[str]
+    started_at_ms: int
+    last_heartbeat_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "hostname": self.hostname, "pid": self.pid,
+            "concurrency": self.concurrency, "running_job_ids": self.running_job_ids,
+            "running": len(self.running_job_ids),
+        }
+        return _with_times(out, started_at=self.started_at_ms,
+                           last_heartbeat=self.last_heartbeat_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """All queues at once: overall health, counts, recent failures, performance."""
+
+    status: HealthStatus
+    health: list[QueueHealth]
+    summaries: list[QueueSummary]
+    #: The newest failures over all queues: {"queue", "id", "name", "reason",
+    #: "failed_on", "failed_on_ms"}.
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        totals = dict.fromkeys(_COUNT_NAMES, 0)
+        for summary in self.summaries:
+            for name in _COUNT_NAMES:
+                totals[name] += summary.counts[name]
+        return {
+            "health": {"status": self.status, "queues": [h.to_dict() for h in self.health]},
+            "statistics": {
+                "totals": {**totals, "total": sum(totals.values())},
+                "queues": [{"queue": s.name, **s.counts, "total": s.total}
+                           for s in self.summaries],
+            },
+            "alerts": self.alerts,
+            "performance": [
+                {"queue": s.name, "completed_per_min": s.completed_per_min,
+                 "failed_per_min": s.failed_per_min,
+                 "wait_ms": {"p50": s.wait_p50_ms, "p95": s.wait_p95_ms},
+                 "processing_ms": {"p50": s.processing_p50_ms, "p95": s.processing_p95_ms}}
+                for s in self.summaries
+            ],
+        }
+
+
+#: Count names of a summary: the job states, "waiting-children" as waiting_children.
+_COUNT_NAMES = tuple(state.replace("-", "_") for state in STATES)
+
+
+# -- the inspector --------------------------------------------------------------------
+
+
+class Inspector(ClientOwner):
+    """Reads and administers the queues under one prefix on one Redis.
+
+    ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed)
+    or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
+    ``queues`` are listed even before anything names them in the registry.
+    Methods taking a queue name raise :class:`QueueNotFoundError` for a queue
+    that does not exist, and :class:`JobNotFoundError` for a missing job.
+    ``async with`` it, or ``await close()`` (closes a client it opened).
+    """
+
+    def __init__(
+        self,
+        connection: Connection = None,
+        *,
+        prefix: str = "conveyor",
+        queues: Sequence[str] | None = None,
+        thresholds: HealthThresholds | None = None,
+    ) -> None:
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
+        self.prefix = prefix
+        self.client, self._owns_client = make_client(connection)
+        self.explicit_queues = [validate_queue_name(name) for name in queues or ()]
+        self.thresholds = thresholds or HealthThresholds()
+        self._queues: dict[str, Queue] = {}
+        self._discovered = False
+        self._limit = asyncio.Semaphore(_PARALLEL_QUEUES)
+
+    # -- queues -------------------------------------------------------------------
+
+    def queue(self, name: str) -> Queue:
+        """The :class:`Queue` ``name`` (cached; all share this inspector's client)."""
+        found = self._queues.get(name)
+        if found is None:
+            found = self._queues[name] = Queue(name, self.client, prefix=self.prefix)
+        return found
+
+    async def queue_names(self) -> list[str]:
+        """Every known queue, sorted: the registry and the queues named explicitly.
+        While the registry is empty (queues made before it existed), the first
+        call runs :meth:`discover`."""
+        members = await self.client.smembers(registry_key(self.prefix))
+        if not members and not self._discovered:
+            return await self.discover()
+        return sorted({text(m) for m in members} | set(self.explicit_queues))
+
+    async def discover(self) -> list[str]:
+        """SCAN once for queues missing from the registry, add them to it, and
+        return every known queue (sorted)."""
+        found: set[str] = set()
+        head = self.prefix + ":{"
+        # One pass over the keyspace for the meta, events and id keys of any queue.
+        async for raw in self.client.scan_iter(match=f"{_glob(head)}*}}:[mei][evd]*",
+                                               count=BATCH):
+            key = text(raw)
+            for tail in ("}:meta", "}:events", "}:id"):
+                name = key[len(head):-len(tail)]
+                if key.endswith(tail) and _valid_name(name):
+                    found.add(name)
+        if found:
+            await self.client.sadd(registry_key(self.prefix), *sorted(found))
+        self._discovered = True
+        members = await self.client.smembers(registry_key(self.prefix))
+        return sorted({text(m) for m in members} | found | set(self.explicit_queues))
+
+    async def _existing(self, name: str) -> Queue:
+        """The queue ``name``, or QueueNotFoundError if nothing knows it."""
+        if not _valid_name(name):
+            raise QueueNotFoundError(name)
+        queue = self.queue(name)
+        if name in self.explicit_queues:
+            return queue
+        k = queue.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.sismember(registry_key(self.prefix), name)
+            pipe.exists(k.meta, k.id, k.events, k.wait, k.prioritized, k.delayed, k.active,
+                        k.completed, k.failed, k.state_key("waiting-children"),
+                        k.schedulers, k.workers)
+            registered, keys = await pipe.execute()
+        if not registered and not keys:
+            raise QueueNotFoundError(name)
+        return queue
+
+    # -- summaries ------------------------------------------------------------------
+
+    async def summary(self, name: str) -> QueueSummary:
+        """Counts, workers, rates and timings of one queue."""
+        queue = await self._existing(name)
+        k = queue.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hmget(k.meta, ["paused", "concurrency"])
+            pipe.zrevrange(k.completed, 0, 0, withscores=True)
+            (seconds, micros), (paused, concurrency), newest = await pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        since = now - (RATE_MINUTES - 1) * MINUTE_MS
+        counts, completed, failed, timings, workers = await asyncio.gather(
+            queue.get_job_counts(), queue.get_metrics("completed", since, now),
+            queue.get_metrics("failed", since, now), queue.get_timings(RATE_MINUTES),
+            queue.get_workers(),
+        )
+        named = {state.replace("-", "_"): counts[state] for state in STATES}
+        return QueueSummary(
+            name=name, counts=named, total=sum(named.values()), workers=len(workers),
+            completed_per_min=round(completed.total / RATE_MINUTES, 3),
+            failed_per_min=round(failed.total / RATE_MINUTES, 3),
+            wait_p50_ms=timings.wait.p50, wait_p95_ms=timings.wait.p95,
+            processing_p50_ms=timings.processing.p50, processing_p95_ms=timings.processing.p95,
+            last_completed_ms=int(newest[0][1]) if newest else None,
+            global_concurrency=None if concurrency is None else int(concurrency),
+            is_paused=paused is not None,
+        )
+
+    async def summaries(self) -> list[QueueSummary]:
+        """The summary of every known queue, by name."""
+        async def one(name: str) -> QueueSummary | None:
+            async with self._limit:
+                try:
+                    return await self.summary(name)
+                except QueueNotFoundError:  # deleted since it was listed
+                    return None
+
+        found = await asyncio.gather(*(one(name) for name in await self.queue_names()))
+        return [summary for summary in found if summary is not None]
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def jobs(self, name: str, state: str, *, start: int = 0, count: int = 20) -> JobPage:
+        """``count`` jobs in ``state`` from ``start``, newest first ("waiting":
+        the wait list, in reverse order of running), and the state's total."""
+        state = _state(state)
+        _check_int("start", start, 0)
+        _check_int("count", count, 1, 1000)
+        queue = await self._existing(name)
+        key = queue.keys.state_key(state)
+        total, jobs = await asyncio.gather(
+            self.client.llen(key) if state == "waiting" else self.client.zcard(key),
+            queue.get_jobs(state, start, start + count - 1),
+        )
+        return JobPage(name, state, start, count, int(total),
+                       [JobSummary.from_job(job, state) for job in jobs])
+
+    async def job(self, name: str, job_id: str) -> JobDetail:
+        """Everything about one job."""
+        queue = await self._existing(name)
+        job = await queue.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(name, job_id)
+        state, logs, logs_total = await asyncio.gather(
+            queue.get_job_state(job_id),
+            job.get_logs(-DETAIL_LOG_LINES, -1),
+            self.client.llen(queue.keys.logs(job_id)),
+        )
+        return JobDetail(
+            queue=name, summary=JobSummary.from_job(job, state), data=job.data,
+            opts=job.opts.to_json(), return_value=job.return_value,
+            stacktrace=list(job.stacktrace), logs=logs, logs_total=int(logs_total),
+            parent_key=job.parent_key, dead_letter_of=job.dead_letter_of,
+            timeline=_timeline(job, state),
+        )
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def retry(self, name: str, job_id: str) -> None:
+        """Send a failed or completed job back to waiting (JobStateError otherwise)."""
+        queue = await self._existing(name)
+        await queue.retry_job(job_id)
+
+    async def retry_all(
+        self, name: str, state: str = "failed", *, progress: Progress | None = None
+    ) -> int:
+        """Send every ``failed`` (or ``completed``) job back to waiting, in atomic
+        batches of at most 1,000; returns how many. Jobs finishing again while
+        it runs are not retried twice."""
+        if state not in ("failed", "completed"):
+            raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
+        queue = await self._existing(name)
+        k = queue.keys
+        total = int(await self.client.zcard(k.state_key(state)))
+        keys = [k.state_key(state), k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
+                k.events]
+        done, cutoff = 0, ""
+        while True:
+            # One batch of Queue.retry_jobs (the same script), so progress can move.
+            n, cutoff = await queue.scripts.call(
+                "retry_jobs", keys, [k.base, BATCH, cutoff, 0, queue.scripts.maxlen]
+            )
+            done += int(n)
+            if progress is not None:
+                progress(done, max(total, done))
+            if int(n) < BATCH:
+                return done
+
+    async def clean(
+        self,
+        name: str,
+        *,
+        state: str = "completed",
+        grace_ms: int = 0,
+        limit: int | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Remove jobs in ``state`` at least ``grace_ms`` old (up to ``limit``),
+        in batches of at most 1,000; returns how many. See ``Queue.clean``."""
+        if state not in CLEANABLE_STATES:
+            raise ValidationError(
+                "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
+            )
+        _check_int("grace_ms", grace_ms, 0)
+        if limit is not None:
+            _check_int("limit", limit, 1)
+        queue = await self._existing(name)
+        key = queue.keys.state_key(state)
+        present = await (self.client.llen(key) if state == "waiting"
+                         else self.client.zcard(key))
+        total = int(present) if limit is None else min(limit, int(present))
+        done = 0
+        # Bounded by what was there at the start, so a busy queue cannot keep it going.
+        while done < total:
+            wanted = min(BATCH, total - done)
+            removed = len(await queue.clean(grace_ms, wanted, state))
+            done += removed
+            if progress is not None:
+                progress(done, total)
+            if removed < wanted:
+                break
+        return done
+
+    async def pause(self, name: str) -> None:
+        """Stop workers from starting the queue's jobs; adds still land."""
+        await (await self._existing(name)).pause()
+
+    async def resume(self, name: str) -> None:
+        """Let workers start the queue's jobs again."""
+        await (await self._existing(name)).resume()
+
+    async def promote(self, name: str, job_id: str) -> None:
+        """Run a delayed job now (JobStateError if it is not delayed)."""
+        queue = await self._existing(name)
+        job = await queue.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(name, job_id)
+        await job.promote()
+
+    async def remove(self, name: str, job_id: str) -> None:
+        """Delete a job (JobStateError while a worker holds it)."""
+        queue = await self._existing(name)
+        if not await queue.remove(job_id):
+            raise JobNotFoundError(name, job_id)
+
+    async def enqueue(
+        self, name: str, job_name: str, data: Any = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Add a job (the queue need not exist yet); ``options`` are those of
+        ``Queue.add`` (``delay``, ``priority``, ``attempts``, ``job_id``, ...)."""
+        options = dict(options or {})
+        for option in options:
+            if option not in OPTION_NAMES or option in _FLOW_OPTIONS:
+                raise ValidationError(f"options.{option}", "unknown job option", option)
+        return await self.queue(validate_queue_name(name)).add(job_name, data, **options)
+
+    async def job_summary(self, name: str, job: Job) -> JobSummary:
+        """A job (say, one :meth:`enqueue` returned) as a summary with its state now."""
+        return JobSummary.from_job(job, await self.queue(name).get_job_state(job.id))
+
+    # -- schedulers and workers -----------------------------------------------------------
+
+    async def schedulers(self, name: str) -> list[SchedulerInfo]:
+        """The queue's job schedulers, soonest next job first."""
+        queue = await self._existing(name)
+        return [
+            SchedulerInfo(
+                id=s.id, every_ms=s.every, cron=s.cron, tz=s.tz, next_run_ms=_ms(s.next_run),
+                count=s.count, limit=s.limit, start_date_ms=_ms(s.start_date),
+                end_date_ms=_ms(s.end_date), missed=s.missed, job_name=s.job_name,
+                data=s.data, opts=s.opts.to_json(),
+            )
+            for s in await queue.get_job_schedulers()
+        ]
+
+    async def workers(self, name: str) -> list[WorkerInfo]:
+        """The queue's live workers, oldest first."""
+        queue = await self._existing(name)
+        return [
+            WorkerInfo(id=w.id, hostname=w.hostname, pid=w.pid, concurrency=w.concurrency,
+                       running_job_ids=list(w.running_job_ids),
+                       started_at_ms=_ms(w.started_at) or 0,
+                       last_heartbeat_ms=_ms(w.last_heartbeat) or 0)
+            for w in await queue.get_workers()
+        ]
+
+    # -- metrics and health ---------------------------------------------------------------
+
+    async def throughput(self, name: str, minutes: int = 60) -> Throughput:
+        """Jobs completed and failed (for good) in each of the last ``minutes``
+        minutes (this one included), oldest first."""
+        _check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
+        queue = await self._existing(name)
+        seconds, micros = await self.client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        since = now - (minutes - 1) * MINUTE_MS
+        completed, failed = await asyncio.gather(
+            queue.get_metrics("completed", since, now), queue.get_metrics("failed", since, now)
+        )
+        points = []
+        for (at, done), (_, lost) in zip(completed.points, failed.points, strict=True):
+            ms = _ms(at)
+            points.append({"at": iso(ms), "at_ms": ms, "completed": done, "failed": lost})
+        return Throughput(name, points)
+
+    async def health(self, name: str) -> QueueHealth:
+        """The queue's health by the inspector's :class:`HealthThresholds`."""
+        return await self._health(await self.summary(name))
+
+    async def _health(self, summary: QueueSummary) -> QueueHealth:
+        t = self.thresholds
+        reasons: list[tuple[HealthStatus, str]] = []
+        waiting = summary.counts["waiting"] + summary.counts["prioritized"]
+        if waiting >= 2 * t.max_waiting:
+            reasons.append(("critical", f"{_jobs(waiting)} waiting (critical from "
+                                        f"{2 * t.max_waiting})"))
+        elif waiting >= t.max_waiting:
+            reasons.append(("warning", f"{_jobs(waiting)} waiting (warning from {t.max_waiting})"))
+        finished = summary.completed_per_min + summary.failed_per_min
+        if finished and summary.failed_per_min / finished >= t.max_failure_rate:
+            rate = summary.failed_per_min / finished
+            reasons.append(("warning", f"{rate:.0%} of jobs failed in the last "
+                                       f"{RATE_MINUTES} minutes (warning from "
+                                       f"{t.max_failure_rate:.0%})"))
+        if summary.is_paused:
+            reasons.append(("warning", "the queue is paused"))
+        elif waiting:
+            if t.require_worker and not summary.workers:
+                reasons.append(("critical", f"{_jobs(waiting)} waiting and no worker is running"))
+            elif await self._stalled(summary):
+                reasons.append(("critical", f"jobs have waited over {t.stalled_minutes:g} "
+                                            f"minutes and none completed meanwhile"))
+        status: HealthStatus = max((s for s, _ in reasons), key=_RANK.__getitem__, default="ok")
+        return QueueHealth(summary.name, status, [reason for _, reason in reasons])
+
+    async def _stalled(self, summary: QueueSummary) -> bool:
+        """Has the oldest waiting job waited stalled_minutes with no job completed since?"""
+        window = self.thresholds.stalled_minutes * MINUTE_MS
+        k = self.queue(summary.name).keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.lrange(k.wait, 0, 0)
+            pipe.lrange(k.wait, -1, -1)
+            pipe.zrange(k.prioritized, 0, 0)
+            (seconds, micros), *ends = await pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
+            return False
+        ids = {text(i) for found in ends for i in found}
+        if not ids:
+            return False
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(k.job(job_id), "ts")
+            added = [int(ts) for ts in await pipe.execute() if ts is not None]
+        return bool(added) and now - min(added) >= window
+
+    async def dashboard(self) -> Dashboard:
+        """Every queue's health, counts and performance, and the newest failures."""
+        summaries = await self.summaries()
+        health = list(await asyncio.gather(*(self._health(s) for s in summaries)))
+        status: HealthStatus = max((h.status for h in health), key=_RANK.__getitem__,
+                                   default="ok")
+        return Dashboard(status, health, summaries, await self._alerts(summaries))
+
+    async def _alerts(self, summaries: Sequence[QueueSummary]) -> list[dict[str, Any]]:
+        """The ALERTS newest failed jobs over all queues (2 pipelined round trips)."""
+        with_failures = [s.name for s in summaries if s.counts["failed"]]
+        if not with_failures:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in with_failures:
+                pipe.zrevrange(self.queue(name).keys.failed, 0, ALERTS - 1, withscores=True)
+            ranges = await pipe.execute()
+        newest = sorted(
+            ((int(score), name, text(job_id))
+             for name, found in zip(with_failures, ranges, strict=True)
+             for job_id, score in found),
+            reverse=True,
+        )[:ALERTS]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for _, name, job_id in newest:
+                pipe.hmget(self.queue(name).keys.job(job_id), ["name", "fr"])
+            fields = await pipe.execute()
+        return [
+            {"queue": name, "id": job_id, "name": None if job_name is None else text(job_name),
+             "reason": None if reason is None else text(reason),
+             "failed_on": iso(at), "failed_on_ms": at}
+            for (at, name, job_id), (job_name, reason) in zip(newest, fields, strict=True)
+        ]
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _timeline(job: Job, state: str | None) -> list[dict[str, Any]]:
+    """What happened to the job when, from its own fields (no event reads)."""
+    events: list[tuple[str, int]] = [("added", job.timestamp)]
+    if job.opts.delay:
+        events.append(("delayed until", job.timestamp + job.opts.delay))
+    if job.processed_on is not None:
+        events.append(("started", job.processed_on))
+    if job.finished_on is not None:
+        final = state if state in ("completed", "failed") else "finished"
+        events.append((final or "finished", job.finished_on))
+    if job.dead_letter_of and isinstance(job.dead_letter_of.get("failed_on"), int):
+        events.append(("failed in " + str(job.dead_letter_of.get("queue")),
+                       job.dead_letter_of["failed_on"]))
+    events.sort(key=lambda e: e[1])
+    return [{"event": event, "at_ms": at, "at": iso(at)} for event, at in events]
+
+
+def _state(state: object) -> str:
+    if not isinstance(state, str) or state.replace("_", "-") not in STATES:
+        raise ValidationError("state", f"unknown job state {state!r}; expected one of "
+                              f"{', '.join(STATES)}", state)
+    return state.replace("_", "-")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+        high is not None and value > high
+    ):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValidationError(name, f"must be an int {bound}, got {value!r}", value)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_queue_name(name)
+    except ValidationError:
+        return False
+    return True
+
+
+def _glob(value: str) -> str:
+    """``value`` with glob specials escaped, for SCAN MATCH."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in value)
+
+
+def _jobs(n: int) -> str:
+    return "1 job" if n == 1 else f"{n} jobs"

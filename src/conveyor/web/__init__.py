@@ -1,0 +1,23 @@
+"""conveyor's web side: the REST API, the dashboard and Prometheus metrics.
+
+::
+
+    from conveyor.web import create_app, serve
+
+    app = create_app("redis://localhost:6379/0", token="s3cret")
+    serve(app, host="0.0.0.0", port=8000)    # or mount it: parent.mount("/jobs", app)
+"""
+
+from .app import check_listen, create_app, serve, serve_async
+from .prometheus import ConveyorCollector, MetricsServer, render_metrics, start_metrics_server
+
+__all__ = [
+    "ConveyorCollector",
+    "MetricsServer",
+    "check_listen",
+    "create_app",
+    "render_metrics",
+    "serve",
+    "serve_async",
+    "start_metrics_server",
+]

@@ -1,0 +1,287 @@
+"""The ASGI app: the REST API under ``/api/v1``, Prometheus at ``/metrics`` and
+the dashboard (``static/``) at ``/``; mountable under a prefix::
+
+    parent.mount("/jobs", create_app("redis://localhost:6379/0", token="s3cret"))
+
+Every answer of the API is JSON, ``{"success": true, "data": ...}`` or
+``{"success": false, "error": {"code", "message", "field"}}``; user input never
+gets a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import ipaddress
+import re
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..connection import Connection
+from ..errors import ConveyorError, JobNotFoundError, JobStateError, ValidationError
+from ..inspect import HealthThresholds, Inspector, QueueNotFoundError
+from ..options import validate_queue_name
+from . import models
+from .api import build_router
+from .prometheus import render_metrics
+
+__all__ = ["check_listen", "create_app", "serve", "serve_async"]
+
+STATIC_DIR = Path(__file__).with_name("static")
+_PLACEHOLDER = ("<!doctype html><html><head><meta charset='utf-8'><title>conveyor</title>"
+                "</head><body><p>The dashboard's files are missing; the API is at "
+                "<a href='api/v1/docs'>api/v1/docs</a>.</p></body></html>")
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": models.ErrorResponse, "description": what}
+    for code, what in ((401, "Missing or wrong token"), (404, "No such queue or job"),
+                       (409, "The job's state does not allow it"),
+                       (422, "A refused parameter or body"))
+}
+
+
+class WebState:
+    """What the app's routes share: the token and the Inspector (made on first use
+    on the serving event loop, which may not exist when the app is built)."""
+
+    def __init__(self, connection: Connection, prefix: str, queues: Sequence[str],
+                 thresholds: HealthThresholds | None, token: str | None) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self.queues = list(queues)
+        self.thresholds = thresholds
+        self.token = token
+        self._inspector: Inspector | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def inspector(self) -> Inspector:
+        loop = asyncio.get_running_loop()
+        if self._inspector is None or self._loop is not loop:
+            self._inspector = Inspector(self.connection, prefix=self.prefix, queues=self.queues,
+                                        thresholds=self.thresholds)
+            self._loop = loop
+        return self._inspector
+
+    async def close(self) -> None:
+        if self._inspector is not None and self._loop is asyncio.get_running_loop():
+            await self._inspector.close()
+        self._inspector = None
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, a code and a message."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"success": False, "error": {"code": code, "message": message, "field": field}},
+        status_code=status, headers=headers,
+    )
+
+
+_bearer = HTTPBearer(auto_error=False, description="The token the server was started with.")
+
+
+async def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """When the app has a token, refuse a request without ``Authorization: Bearer <it>``."""
+    expected: str | None = request.app.state.conveyor.token
+    if expected is None:
+        return
+    given = "" if credentials is None else credentials.credentials
+    if not secrets.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is needed")
+
+
+def create_app(
+    connection: Connection = None,
+    *,
+    prefix: str = "conveyor",
+    queues: Sequence[str] | None = None,
+    token: str | None = None,
+    thresholds: HealthThresholds | None = None,
+    dashboard: bool = True,
+) -> FastAPI:
+    """The REST API (``/api/v1``, OpenAPI at ``/api/v1/openapi.json``, docs at
+    ``/api/v1/docs``), Prometheus metrics (``/metrics``) and, with ``dashboard``,
+    the dashboard at ``/``. With a ``token``, every API and metrics request
+    needs ``Authorization: Bearer <token>``; the schema, the docs and the
+    dashboard's page load without it (the page asks for the token)."""
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError("token must be a non-empty string (or None for no token)")
+    names = [validate_queue_name(name) for name in queues or ()]
+    state = WebState(connection, prefix, names, thresholds, token)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.close()
+
+    app = FastAPI(
+        title="conveyor", version="1", lifespan=lifespan,
+        description="Inspect and administer conveyor job queues.",
+        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+    )
+    app.state.conveyor = state
+    auth = [Depends(require_token)]
+    app.include_router(build_router(), prefix="/api/v1", dependencies=auth,
+                       responses=_ERROR_RESPONSES)
+
+    @app.get("/metrics", dependencies=auth, tags=["metrics"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    async def metrics(request: Request) -> Response:
+        """Prometheus text exposition of every queue."""
+        body = await render_metrics(request.app.state.conveyor.inspector())
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    _add_error_handlers(app)
+    if dashboard:
+        _add_dashboard(app)
+    return app
+
+
+def _add_dashboard(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    async def index(request: Request) -> HTMLResponse:
+        # <base href> makes the page's relative URLs work under any mount prefix.
+        root = html.escape(str(request.scope.get("root_path", "")).rstrip("/") + "/")
+        page = STATIC_DIR / "index.html"
+        text = page.read_text("utf-8") if page.is_file() else _PLACEHOLDER
+        if "<base " not in text:
+            text = re.sub(r"(<head[^>]*>)", rf'\1<base href="{root}">', text, count=1)
+        return HTMLResponse(text, headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def add(exc_type: type[Exception], status: int, code: str) -> None:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return error_response(status, code, str(exc), getattr(exc, "field", None))
+        app.add_exception_handler(exc_type, handler)
+
+    add(QueueNotFoundError, 404, "queue_not_found")
+    add(JobNotFoundError, 404, "job_not_found")
+    add(ValidationError, 422, "validation_error")
+    add(JobStateError, 409, "job_state_conflict")
+    add(ConveyorError, 400, "bad_request")
+    add(RedisConnectionError, 503, "redis_unavailable")
+    add(RedisTimeoutError, 503, "redis_unavailable")
+    add(RedisError, 503, "redis_error")  # say, out of memory or a read-only replica
+
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc.status, exc.code, exc.message, exc.field, headers)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(part) for part in first.get("loc", ())]
+        field = ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path") else loc)
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+            for e in errors[:5]
+        )
+        return error_response(422, "validation_error", message, field or None)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # a body FastAPI could not parse (say, not UTF-8)
+            return error_response(422, "validation_error", f"body: {exc.detail}", "body")
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), None,
+                              dict(exc.headers or {}))
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # The details go to the server's log (uvicorn logs the exception), not to clients.
+        return error_response(500, "internal_error", "internal error; see the server log")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+# -- serving ------------------------------------------------------------------------------
+
+
+def check_listen(host: str, token: str | None) -> None:
+    """Refuse (ValueError) to listen beyond loopback without a token: the API can
+    retry, remove and add jobs."""
+    if token:
+        return
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError(
+            f"refusing to listen on {host!r} without a token: anyone who can reach it could "
+            "retry, remove and add jobs; pass a token (--token) or listen on 127.0.0.1"
+        )
+
+
+def _effective_token(app: Any, token: str | None) -> str | None:
+    """The token the app enforces; a token given here is enforced by a conveyor app
+    built without one."""
+    state = getattr(getattr(app, "state", None), "conveyor", None)
+    if not isinstance(state, WebState):
+        return token
+    if token is not None and state.token is not None and token != state.token:
+        raise ValueError("the token differs from the one the app was created with")
+    if token is not None:
+        state.token = token
+    return state.token
+
+
+def _config(app: Any, host: str, port: int, token: str | None, **options: Any) -> uvicorn.Config:
+    check_listen(host, _effective_token(app, token))
+    options.setdefault("log_level", "info")
+    return uvicorn.Config(app, host=host, port=port, **options)
+
+
+def serve(app: Any, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          **options: Any) -> None:
+    """Run ``app`` with uvicorn until interrupted. Refuses (ValueError) a host
+    beyond loopback unless a token protects the app. ``options`` go to
+    ``uvicorn.Config``."""
+    uvicorn.Server(_config(app, host, port, token, **options)).run()
+
+
+async def serve_async(app: Any, host: str = "127.0.0.1", port: int = 8000,
+                      token: str | None = None, **options: Any) -> None:
+    """:func:`serve` inside a running event loop. Cancelling it shuts the server
+    down cleanly (connections, the listening socket, the app's lifespan)."""
+    server = uvicorn.Server(_config(app, host, port, token, **options))
+    running = asyncio.ensure_future(server.serve())
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await running
+        raise
