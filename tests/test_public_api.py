@@ -10,6 +10,7 @@ import conveyor
 import conveyor.sync
 
 PUBLIC = {
+    "Conveyor",
     "ConveyorError",
     "FlowProducer",
     "Job",
@@ -23,6 +24,7 @@ PUBLIC = {
     "QueueEvents",
     "RateLimitError",
     "SyncJob",
+    "Task",
     "UnrecoverableError",
     "ValidationError",
     "WaitTimeoutError",

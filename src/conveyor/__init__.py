@@ -14,6 +14,7 @@
 """
 
 from ._admin import WorkerInfo
+from .app import Conveyor, Task
 from .errors import (
     ConveyorError,
     JobFailedError,
@@ -37,6 +38,7 @@ from .worker import Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conveyor",
     "ConveyorError",
     "FlowProducer",
     "Job",
@@ -50,6 +52,7 @@ __all__ = [
     "QueueEvents",
     "RateLimitError",
     "SyncJob",
+    "Task",
     "UnrecoverableError",
     "ValidationError",
     "WaitTimeoutError",

@@ -1,0 +1,5 @@
+"""``python -m conveyor``: the same as the ``conveyor`` command."""
+
+from .cli import main
+
+main()

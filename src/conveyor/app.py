@@ -1,0 +1,758 @@
+"""The task API: functions as jobs, typed like the functions themselves.
+
+::
+
+    app = Conveyor("redis://localhost:6379/0")
+
+    @app.task(queue="email", attempts=3, backoff={"type": "exponential", "delay": 2000})
+    async def send_email(to: str, subject: str) -> dict[str, bool]:
+        ...
+
+    job = await send_email.enqueue(to="ada@example.com", subject="Hi")
+    job = await send_email.with_options(delay=60_000).enqueue("ada@example.com", "Hi")
+
+    @app.cron("0 9 * * *", tz="Europe/Berlin")
+    @app.task(queue="reports")
+    async def daily_report() -> None: ...
+
+    await app.run(["email", "reports"], concurrency=50)   # or: conveyor worker module:app
+
+A job of a task is named after the task and its data is the call's arguments
+bound to the function's parameters, as a dict of keyword arguments, so any
+producer (``conveyor enqueue``, the REST API, another language) can make one.
+One :class:`~conveyor.Worker` per queue runs every task of that queue,
+choosing the function by the job's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    overload,
+)
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import tracing
+from .connection import Connection, make_client
+from .errors import UnrecoverableError, ValidationError
+from .job import Job
+from .options import BackoffSpec, Duration, JobOptions, RetentionSpec, validate_queue_name
+from .queue import Queue
+from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
+from .sync import SyncJob
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from . import sync
+
+__all__ = [
+    "Conveyor",
+    "ScheduleOptions",
+    "Task",
+    "TaskArgumentsError",
+    "TaskCall",
+    "TaskOptions",
+    "current_job",
+    "current_sync_job",
+]
+
+log = logging.getLogger("conveyor.app")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class TaskOptions(TypedDict, total=False):
+    """Job options a task (or one call, through ``with_options``) may set:
+    those of :meth:`conveyor.Queue.add`."""
+
+    job_id: str | None
+    delay: Duration
+    priority: int
+    attempts: int
+    backoff: BackoffSpec
+    lifo: bool
+    timeout: Duration | None
+    remove_on_complete: RetentionSpec
+    remove_on_fail: RetentionSpec
+    deduplication: Mapping[str, Any] | None
+    dead_letter_queue: str | None
+    group: str | None
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """Job options a cron or interval schedule may set for its jobs (a
+    schedule sets ``job_id`` and ``delay`` itself, and makes one job per slot)."""
+
+    priority: int
+    attempts: int
+    backoff: BackoffSpec
+    lifo: bool
+    timeout: Duration | None
+    remove_on_complete: RetentionSpec
+    remove_on_fail: RetentionSpec
+    dead_letter_queue: str | None
+    group: str | None
+
+
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+TASK_OPTIONS = TaskOptions.__optional_keys__
+SCHEDULE_OPTIONS = ScheduleOptions.__optional_keys__
+
+
+class TaskArgumentsError(ValidationError, TypeError):
+    """The arguments of an ``enqueue`` do not fit the task's parameters (raised
+    before anything is written; a ``TypeError`` as a wrong call would be)."""
+
+
+#: The parameter a signature.bind() TypeError names ("missing a required argument: 'to'").
+_QUOTED = re.compile(r"'([^']+)'")
+
+_current_job: contextvars.ContextVar[Job] = contextvars.ContextVar("conveyor_job")
+_current_sync_job: contextvars.ContextVar[SyncJob] = contextvars.ContextVar("conveyor_sync_job")
+
+
+def current_job() -> Job:
+    """The job an ``async def`` task is running for (to report progress or log)."""
+    try:
+        return _current_job.get()
+    except LookupError:
+        raise RuntimeError("current_job() is only available inside an async task") from None
+
+
+def current_sync_job() -> SyncJob:
+    """The job a plain ``def`` task is running for, with blocking methods."""
+    try:
+        return _current_sync_job.get()
+    except LookupError:
+        raise RuntimeError("current_sync_job() is only available inside a def task") from None
+
+
+def _check_options(options: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
+    for option in options:
+        if option not in allowed:
+            raise ValidationError(
+                option, f"unknown {what} option; expected one of {', '.join(sorted(allowed))}"
+            )
+    JobOptions.parse(options)  # refuse bad values now, naming the field
+
+
+def _queue_name(name: object) -> str:
+    try:
+        return validate_queue_name(name)
+    except ValidationError as exc:
+        raise ValidationError("queue", str(exc).split(": ", 1)[1], name) from None
+
+
+class Task(Generic[P, R]):
+    """A function registered with :meth:`Conveyor.task`. Calling it calls the
+    function; :meth:`enqueue` makes a job that a worker runs it for."""
+
+    def __init__(
+        self, app: Conveyor, fn: Callable[P, R], *, name: str, queue: str,
+        options: Mapping[str, Any],
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.options = dict(options)
+        self.signature = inspect.signature(fn)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004
+        )
+        self._var_keyword: str | None = None
+        for param in self.signature.parameters.values():
+            if param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
+                raise ValidationError(
+                    param.name, f"{name}(): a task's arguments are stored by name, so it "
+                    "cannot take positional-only parameters or *args"
+                )
+            if param.kind is param.VAR_KEYWORD:
+                self._var_keyword = param.name
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} queue={self.queue!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The job data for this call: the arguments bound to the function's
+        parameters, as keyword arguments. Raises :class:`TaskArgumentsError`."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            named = _QUOTED.search(str(exc))
+            field = named.group(1) if named else "arguments"
+            raise TaskArgumentsError(field, f"{self.name}() {exc}") from None
+        data = dict(bound.arguments)
+        if self._var_keyword is not None and self._var_keyword in data:
+            data.update(data.pop(self._var_keyword))
+        if tracing.TRACE_KEY in data:
+            raise TaskArgumentsError(tracing.TRACE_KEY, "is reserved for the trace context")
+        return data
+
+    def with_options(self, **options: Unpack[TaskOptions]) -> TaskCall[P, R]:
+        """The same task with these job options for the next enqueue
+        (``delay``, ``job_id``, ``priority``...: see :meth:`conveyor.Queue.add`)."""
+        return TaskCall(self, {**self.options, **_checked(options)})
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Add a job that runs this task with these arguments; returns it."""
+        return await _enqueue(self, self.options, args, kwargs)
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncJob:
+        """:meth:`enqueue` for synchronous code (Django, Flask, scripts): blocks
+        until Redis has the job."""
+        return _enqueue_sync(self, self.options, args, kwargs)
+
+
+class TaskCall(Generic[P, R]):
+    """A task with job options for one enqueue: ``task.with_options(...)``."""
+
+    def __init__(self, task: Task[P, R], options: Mapping[str, Any]) -> None:
+        self.task = task
+        self.options = dict(options)
+
+    def __repr__(self) -> str:
+        return f"<TaskCall {self.task.name!r} options={self.options!r}>"
+
+    def with_options(self, **options: Unpack[TaskOptions]) -> TaskCall[P, R]:
+        """These options on top of the ones given so far."""
+        return TaskCall(self.task, {**self.options, **_checked(options)})
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """:meth:`Task.enqueue` with the options."""
+        return await _enqueue(self.task, self.options, args, kwargs)
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncJob:
+        """:meth:`Task.enqueue_sync` with the options."""
+        return _enqueue_sync(self.task, self.options, args, kwargs)
+
+
+def _checked(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    _check_options(options, TASK_OPTIONS, "job")
+    return options
+
+
+async def _enqueue(
+    task: Task[Any, Any], options: Mapping[str, Any], args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> Job:
+    data = task.arguments(*args, **kwargs)
+    queue = task.app.queue(task.queue)
+    if not tracing.ENABLED:
+        return await _add(queue, task, data, options)
+    with tracing.add_span(task.queue, task.name, task.app.tracer_provider) as (span, carrier):
+        if carrier:
+            data[tracing.TRACE_KEY] = carrier
+        job = await _add(queue, task, data, options)
+        tracing.set_job_id(span, job.id)
+        return job
+
+
+def _enqueue_sync(
+    task: Task[Any, Any], options: Mapping[str, Any], args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> SyncJob:
+    data = task.arguments(*args, **kwargs)
+    queue = task.app.sync_queue(task.queue)
+    if not tracing.ENABLED:
+        return _add_sync(queue, task, data, options)
+    with tracing.add_span(task.queue, task.name, task.app.tracer_provider) as (span, carrier):
+        if carrier:
+            data[tracing.TRACE_KEY] = carrier
+        job = _add_sync(queue, task, data, options)
+        tracing.set_job_id(span, job.id)
+        return job
+
+
+async def _add(
+    queue: Queue, task: Task[Any, Any], data: dict[str, Any], options: Mapping[str, Any]
+) -> Job:
+    try:
+        return await queue.add(task.name, data, **options)
+    except ValidationError as exc:
+        raise _name_argument(exc, data) from None
+
+
+def _add_sync(
+    queue: sync.Queue, task: Task[Any, Any], data: dict[str, Any], options: Mapping[str, Any]
+) -> SyncJob:
+    try:
+        return queue.add(task.name, data, **options)
+    except ValidationError as exc:
+        raise _name_argument(exc, data) from None
+
+
+def _name_argument(exc: ValidationError, data: Mapping[str, Any]) -> ValidationError:
+    """Data that does not serialize: say which argument."""
+    if exc.field != "data":
+        return exc
+    for name, value in data.items():
+        try:
+            orjson.dumps(value)
+        except TypeError as err:
+            return ValidationError(name, f"argument does not serialize to JSON: {err}", value)
+    return exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Schedule:
+    task: Task[Any, Any]
+    scheduler_id: str
+    every: int | timedelta | None
+    cron: str | None
+    tz: str
+    kwargs: dict[str, Any]
+    start_date: datetime | int | None
+    end_date: datetime | int | None
+    limit: int | None
+    immediately: bool
+    missed: MissedPolicy
+    options: dict[str, Any]
+
+    async def upsert(self, queue: Queue) -> JobScheduler:
+        # The task's job options apply, but those a schedule sets or refuses.
+        defaults = {k: v for k, v in self.task.options.items() if k in SCHEDULE_OPTIONS}
+        return await queue.upsert_job_scheduler(
+            self.scheduler_id, every=self.every, cron=self.cron, tz=self.tz,
+            start_date=self.start_date, end_date=self.end_date, limit=self.limit,
+            immediately=self.immediately, missed=self.missed, job_name=self.task.name,
+            data=self.kwargs, **{**defaults, **self.options},
+        )
+
+
+class Conveyor:
+    """An application's tasks, their schedules and the connection they share.
+
+    ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed)
+    or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``; it
+    can be replaced (``app.connection = url``) until the app is first used.
+    Tasks without a ``queue`` go to ``default_queue``. ``tracer_provider``: an
+    OpenTelemetry provider for the spans of :mod:`conveyor.tracing` (default:
+    the global one).
+    """
+
+    def __init__(
+        self,
+        connection: Connection = None,
+        *,
+        prefix: str = "conveyor",
+        default_queue: str = "default",
+        tracer_provider: Any = None,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}"):
+            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
+        self.connection = connection
+        self.prefix = prefix
+        self.default_queue = _queue_name(default_queue)
+        self.tracer_provider = tracer_provider
+        self._tasks: dict[str, dict[str, Task[Any, Any]]] = {}  # queue -> name -> task
+        self._schedules: dict[tuple[str, str], _Schedule] = {}
+        self._client: Redis | None = None
+        self._owns_client = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queues: dict[str, Queue] = {}
+        self._sync_queues: dict[str, sync.Queue] = {}
+        self._sync_lock = threading.Lock()
+        self._workers: list[Worker] = []
+
+    def __repr__(self) -> str:
+        return f"<Conveyor tasks={len(self.tasks)} queues={self.queue_names()}>"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- registering ----------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self, *, queue: str | None = None, name: str | None = None,
+        **options: Unpack[TaskOptions],
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self, fn: Callable[..., Any] | None = None, *, queue: str | None = None,
+        name: str | None = None, **options: Unpack[TaskOptions],
+    ) -> Any:
+        """Register a function (``async def`` or plain ``def``) as a task:
+        ``@app.task`` or ``@app.task(queue="email", attempts=3, ...)`` with any
+        job option of :meth:`conveyor.Queue.add` as the task's default. The
+        task's name (default: the function's ``__name__``) names its jobs; it
+        must be unique on its queue. A plain ``def`` runs in a worker thread."""
+        queue_name = self.default_queue if queue is None else _queue_name(queue)
+        _check_options(options, TASK_OPTIONS, "task")
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            if isinstance(fn, Task):
+                raise ValidationError("fn", f"{fn.name!r} is already a task")
+            task_name = fn.__name__ if name is None else name
+            if not isinstance(task_name, str) or not task_name:
+                raise ValidationError("name", f"must be a non-empty str, got {task_name!r}")
+            on_queue = self._tasks.setdefault(queue_name, {})
+            if task_name in on_queue:
+                raise ValidationError(
+                    "name", f"a task named {task_name!r} is already registered on queue "
+                    f"{queue_name!r}"
+                )
+            task = Task(self, fn, name=task_name, queue=queue_name, options=options)
+            on_queue[task_name] = task
+            return task
+
+        return register if fn is None else register(fn)
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        tz: str = "UTC",
+        queue: str | None = None,
+        scheduler_id: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        start_date: datetime | int | None = None,
+        end_date: datetime | int | None = None,
+        limit: int | None = None,
+        immediately: bool = False,
+        missed: MissedPolicy = "run_once",
+        **options: Unpack[ScheduleOptions],
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Run a task on a cron schedule (5 fields, or 6 with seconds first,
+        read in the IANA time zone ``tz``), on the task's queue, with the
+        arguments ``kwargs``. Decorates a task, or a function that it makes a
+        task of (on ``queue``). The scheduler (id: ``scheduler_id``, default the
+        task's name) is upserted whenever a worker of the queue starts; see
+        :meth:`conveyor.Queue.upsert_job_scheduler` for the other arguments."""
+        return self._schedule(
+            None, expression, tz, queue, scheduler_id, kwargs, start_date, end_date, limit,
+            immediately, missed, options,
+        )
+
+    def every(
+        self,
+        interval: int | timedelta,
+        *,
+        queue: str | None = None,
+        scheduler_id: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        start_date: datetime | int | None = None,
+        end_date: datetime | int | None = None,
+        limit: int | None = None,
+        immediately: bool = False,
+        missed: MissedPolicy = "run_once",
+        **options: Unpack[ScheduleOptions],
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Run a task every ``interval`` (ms or ``timedelta``); as :meth:`cron`."""
+        return self._schedule(
+            interval, None, "UTC", queue, scheduler_id, kwargs, start_date, end_date, limit,
+            immediately, missed, options,
+        )
+
+    def _schedule(
+        self, every: int | timedelta | None, cron: str | None, tz: str, queue: str | None,
+        scheduler_id: str | None, kwargs: Mapping[str, Any] | None,
+        start_date: datetime | int | None, end_date: datetime | int | None, limit: int | None,
+        immediately: bool, missed: MissedPolicy, options: Mapping[str, Any],
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        _spec(every, cron, tz, start_date, end_date, limit, missed)  # refuse it now
+        if not isinstance(immediately, bool):
+            raise ValidationError("immediately", f"must be a bool, got {immediately!r}")
+        _check_options(options, SCHEDULE_OPTIONS, "schedule")
+        if queue is not None:
+            queue = _queue_name(queue)
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            if isinstance(fn, Task):
+                task: Task[P, R] = fn
+                if queue is not None and queue != task.queue:
+                    raise ValidationError(
+                        "queue", f"the schedule of task {task.name!r} runs on the task's "
+                        f"queue {task.queue!r}, not {queue!r}"
+                    )
+            else:
+                task = self.task(queue=queue)(fn)
+            sid = _scheduler_id(task.name if scheduler_id is None else scheduler_id)
+            if (task.queue, sid) in self._schedules:
+                raise ValidationError(
+                    "scheduler_id", f"{sid!r} is already scheduled on queue {task.queue!r}; "
+                    "give each schedule of a task its own scheduler_id"
+                )
+            data = task.arguments(**(kwargs or {}))
+            self._schedules[task.queue, sid] = _Schedule(
+                task, sid, every, cron, tz, data, start_date, end_date, limit, immediately,
+                missed, dict(options),
+            )
+            return task
+
+        return register
+
+    # -- what is registered ---------------------------------------------------
+
+    @property
+    def tasks(self) -> list[Task[Any, Any]]:
+        """Every registered task."""
+        return [task for on_queue in self._tasks.values() for task in on_queue.values()]
+
+    def queue_names(self) -> list[str]:
+        """The queues that have tasks, sorted."""
+        return sorted(name for name, on_queue in self._tasks.items() if on_queue)
+
+    def get_task(self, queue: str, name: str) -> Task[Any, Any] | None:
+        """The task ``name`` of ``queue``, or ``None``."""
+        return self._tasks.get(queue, {}).get(name)
+
+    # -- connections ----------------------------------------------------------
+
+    def queue(self, name: str) -> Queue:
+        """The :class:`~conveyor.Queue` ``name`` on the app's connection (one
+        client shared by every queue of the app, made on first use)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A client belongs to the loop it first ran on (a script may call
+            # asyncio.run() more than once): start afresh on a new loop.
+            self._client, self._loop, self._queues = None, loop, {}
+        if self._client is None:
+            self._client, self._owns_client = make_client(self.connection)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = Queue(name, self._client, prefix=self.prefix)
+        return queue
+
+    def sync_queue(self, name: str) -> sync.Queue:
+        """The blocking :class:`conveyor.sync.Queue` ``name`` (for ``enqueue_sync``)."""
+        from . import sync
+
+        if isinstance(self.connection, Redis):
+            raise ValidationError(
+                "connection", "enqueue_sync needs a Conveyor made with a URL (or None): "
+                "a redis.asyncio client cannot be used from synchronous code"
+            )
+        with self._sync_lock:
+            queue = self._sync_queues.get(name)
+            if queue is None:
+                queue = self._sync_queues[name] = sync.Queue(
+                    name, self.connection, prefix=self.prefix
+                )
+            return queue
+
+    async def close(self) -> None:
+        """Close the connections the app opened."""
+        for queue in self._queues.values():
+            await queue.close()
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+        self._client, self._queues = None, {}
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        """Close the blocking queues of ``enqueue_sync``."""
+        with self._sync_lock:
+            queues, self._sync_queues = self._sync_queues, {}
+        for queue in queues.values():
+            queue.close()
+
+    # -- running --------------------------------------------------------------
+
+    async def upsert_schedulers(self, queues: Iterable[str] | None = None) -> list[JobScheduler]:
+        """Create or update the schedulers of the app's cron and interval
+        schedules (of ``queues`` only, when given). Workers do it at start."""
+        wanted = None if queues is None else set(queues)
+        return [
+            await schedule.upsert(self.queue(queue))
+            for (queue, _), schedule in self._schedules.items()
+            if wanted is None or queue in wanted
+        ]
+
+    def worker(self, queue: str, *, concurrency: int = 1, **options: Any) -> Worker:
+        """A :class:`~conveyor.Worker` running the tasks of ``queue``; it upserts
+        the queue's schedulers when it starts. ``options`` are those of
+        :class:`~conveyor.Worker`."""
+        queue = _queue_name(queue)
+        connection = self.connection
+        options.setdefault("prefix", self.prefix)
+        return _TaskWorker(
+            self, queue, _Dispatcher(self, queue, concurrency),
+            connection=connection, concurrency=concurrency, **options,
+        )
+
+    async def run(
+        self, queues: Iterable[str] | None = None, *, concurrency: int = 1, **options: Any
+    ) -> None:
+        """Run one worker per queue (default: every queue with tasks), each with
+        ``concurrency``, until SIGTERM/SIGINT or cancellation; ``options`` are
+        those of :class:`~conveyor.Worker`."""
+        names = self.resolve_queues(queues)
+        workers = [self.worker(name, concurrency=concurrency, **options) for name in names]
+        self._workers.extend(workers)
+        runs = [asyncio.create_task(w.run(), name=f"conveyor-{w.name}") for w in workers]
+        try:
+            await asyncio.gather(*runs)
+        finally:
+            # One worker failing, or run() cancelled, stops the others too.
+            await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+            await asyncio.gather(*runs, return_exceptions=True)
+            for worker in workers:
+                self._workers.remove(worker)
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop the workers of :meth:`run` as :meth:`conveyor.Worker.close`
+        does (running jobs finish; after ``timeout`` seconds they are handed
+        back to their queue); ``run`` then returns."""
+        await asyncio.gather(*(w.close(timeout) for w in list(self._workers)))
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` has workers (they may still be starting)."""
+        return bool(self._workers)
+
+    def resolve_queues(self, queues: Iterable[str] | None = None) -> list[str]:
+        """The queues a worker of the app serves: ``queues`` checked (each must
+        have tasks), or every queue with tasks. Raises :class:`ValidationError`."""
+        known = self.queue_names()
+        if not known:
+            raise ValidationError("tasks", "the app has no tasks")
+        if queues is None:
+            return known
+        names = list(dict.fromkeys(_queue_name(q) for q in queues))
+        if not names:
+            raise ValidationError("queues", "name at least one queue")
+        for name in names:
+            if name not in known:
+                raise ValidationError(
+                    "queues", f"no task runs on queue {name!r}; the app's queues: "
+                    f"{', '.join(known)}", name
+                )
+        return names
+
+
+class _Dispatcher:
+    """A worker's processor: runs the task a job names with the job's data."""
+
+    def __init__(self, app: Conveyor, queue: str, concurrency: int) -> None:
+        self.app = app
+        self.queue = queue
+        self.concurrency = concurrency
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def __call__(self, job: Job) -> Any:
+        if not tracing.ENABLED:
+            return await self._run(job, job.data)
+        data = job.data
+        carrier = None
+        if isinstance(data, Mapping):
+            data, carrier = tracing.split_carrier(data)
+        with tracing.process_span(job, carrier, self.app.tracer_provider):
+            return await self._run(job, data)
+
+    async def _run(self, job: Job, data: Any) -> Any:
+        task = self.app.get_task(self.queue, job.name)
+        if task is None:
+            known = ", ".join(sorted(self.app._tasks.get(self.queue, {}))) or "none"
+            raise UnrecoverableError(
+                f"no task named {job.name!r} on queue {self.queue!r} (its tasks: {known})"
+            )
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise UnrecoverableError(
+                f"the data of a {task.name!r} job must be a JSON object of keyword "
+                f"arguments, got {type(data).__name__}"
+            )
+        kwargs = {k: v for k, v in data.items() if k != tracing.TRACE_KEY}
+        try:
+            task.signature.bind(**kwargs)
+        except TypeError as exc:
+            raise UnrecoverableError(f"arguments do not fit {task.name}(): {exc}") from None
+        if task.is_async:
+            token = _current_job.set(job)
+            try:
+                return await task.fn(**kwargs)
+            finally:
+                _current_job.reset(token)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # the trace's span, into the thread
+        context.run(_current_sync_job.set, SyncJob(job, loop))
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor")
+        result = await loop.run_in_executor(
+            self._executor, context.run, functools.partial(task.fn, **kwargs)
+        )
+        if inspect.isawaitable(result):  # a plain def wrapping an async function
+            result = await result
+        return result
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+class _TaskWorker(Worker):
+    """A worker of an app's queue: upserts the queue's schedulers as it starts."""
+
+    def __init__(
+        self, app: Conveyor, queue: str, dispatcher: _Dispatcher, **options: Any
+    ) -> None:
+        super().__init__(queue, dispatcher, **options)
+        self.app = app
+        self._dispatcher = dispatcher
+
+    async def run(self) -> None:
+        try:
+            await self._upsert_schedulers()
+            await super().run()
+        finally:
+            self._dispatcher.close()
+
+    async def _upsert_schedulers(self) -> None:
+        """Upsert the queue's schedules, waiting for Redis as the worker does
+        (a worker may start before Redis is up)."""
+        delay = 0.1
+        for (queue, _), schedule in list(self.app._schedules.items()):
+            while queue == self.queue.name and not self._closing:
+                try:
+                    await schedule.upsert(self.queue)
+                    break
+                except _REDIS_DOWN as exc:
+                    if delay == 0.1:
+                        log.warning("schedulers of %r: no connection to Redis (%s); "
+                                    "trying again", queue, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)

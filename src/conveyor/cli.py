@@ -1,0 +1,38 @@
+"""The ``conveyor`` command line: workers, inspection, administration, dashboard, demo.
+
+Every command that talks to Redis takes ``--redis URL`` (default:
+``$CONVEYOR_REDIS_URL``, else ``redis://localhost:6379/0``) and ``--prefix``. A
+user mistake is one clear line on stderr and a non-zero exit, never a traceback.
+
+::
+
+    conveyor stats [QUEUE...] [--watch]          counts, rates and timings per queue
+    conveyor jobs list|show|retry|clean ...      read and act on jobs
+    conveyor queue pause|resume QUEUE
+    conveyor enqueue QUEUE NAME --data '{...}'
+    conveyor worker module:app                   run the tasks of a Conveyor app
+    conveyor dashboard [--host --port --token]   web dashboard + REST API + /metrics
+    conveyor demo                                everything above on a private Redis
+    conveyor bench ...                           the side-by-side benchmark (a checkout)
+"""
+
+from __future__ import annotations
+
+import click
+
+from .cli_inspect import enqueue, jobs, queue, stats
+from .cli_serve import bench, dashboard, demo
+from .cli_support import CliGroup
+from .cli_worker import worker
+
+__all__ = ["main"]
+
+
+@click.group("conveyor", cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="conveyor")
+def main() -> None:
+    """conveyor: background jobs for asyncio Python on Redis."""
+
+
+for command in (stats, jobs, queue, enqueue, worker, dashboard, demo, bench):
+    main.add_command(command)

@@ -1,0 +1,177 @@
+"""The long-running ``conveyor`` commands: ``dashboard``, ``demo`` and ``bench``."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from .cli_support import Target, fail, redis_options, run
+
+__all__ = ["bench", "dashboard", "demo", "is_loopback", "listen"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one); one line of error
+    if the address is taken or not ours."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket, host: str) -> str:
+    """The http URL a browser uses for ``sock``."""
+    port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+@click.command()
+@redis_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--token", envvar="CONVEYOR_DASHBOARD_TOKEN", metavar="TOKEN",
+              help="Require 'Authorization: Bearer TOKEN' for the API "
+                   "[default: $CONVEYOR_DASHBOARD_TOKEN]. Needed off loopback.")
+@click.option("--queue", "queues", multiple=True, metavar="NAME",
+              help="Also show this queue (repeatable); registered queues are found anyway.")
+def dashboard(target: Target, host: str, port: int, token: str | None,
+              queues: tuple[str, ...]) -> None:
+    """Serve the web dashboard, the REST API and Prometheus metrics.
+
+    The dashboard at /, the REST API under /api/v1 (docs at /api/v1/docs) and
+    Prometheus metrics at /metrics.
+    """
+    import uvicorn
+
+    from .cli_web import WebServer
+    from .web.app import check_listen, create_app
+
+    try:
+        check_listen(host, token)
+        app = create_app(target.url, prefix=target.prefix, queues=list(queues) or None,
+                         token=token)
+    except ValueError as exc:  # ValidationError too: a bad queue name
+        fail(str(exc))
+    _ping(target)
+    sock = listen(host, port)
+    url = url_of(sock, host)
+    click.echo(f"conveyor dashboard on {url} (Ctrl-C stops)")
+    click.echo(f"REST API {url}api/v1 (docs: {url}api/v1/docs), Prometheus {url}metrics")
+    server = WebServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _ping(target: Target) -> None:
+    from .connection import make_client
+
+    async def ping() -> None:
+        client, _ = make_client(target.url)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    run(target, ping())
+
+
+@click.command()
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="Stop after N seconds (default: run until Ctrl-C).")
+@click.option("--port", default=0, type=click.IntRange(0, 65535),
+              help="Dashboard port [default: a free one].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard address.")
+def demo(seconds: float | None, port: int, host: str) -> None:
+    """Jobs flowing on a private Redis, with the dashboard.
+
+    Starts its own redis-server, a worker, a cron scheduler and a producer that
+    mixes quick, slow (with progress and logs), delayed, prioritized and flaky
+    jobs (some retry, some fail for good), and serves the dashboard. Ctrl-C stops
+    everything.
+    """
+    if not is_loopback(host):
+        fail(f"the demo serves its dashboard without a token: use a loopback host, not {host}")
+    from .demo import run_demo
+
+    sock = listen(host, port)
+    try:
+        run_demo(sock, url_of(sock, host), seconds=seconds)
+    except RuntimeError as exc:  # no redis-server binary, or it would not start
+        fail(str(exc).splitlines()[0])
+    except OSError as exc:  # $CONVEYOR_REDIS_SERVER names no program
+        fail(f"cannot start redis-server: {exc.strerror}: {exc.filename}")
+    finally:
+        sock.close()
+
+
+def find_checkout(start: Path) -> Path | None:
+    """The source checkout holding ``benchmarks/``: ``start`` or a parent of it."""
+    for folder in (start, *start.parents):
+        if (folder / "benchmarks" / "__main__.py").is_file():
+            return folder
+    return None
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--checkout", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Source checkout with benchmarks/ [default: the current directory or "
+                   "the one this package was installed from].")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(checkout: Path | None, args: tuple[str, ...]) -> None:
+    """Run the side-by-side benchmark of a source checkout.
+
+    Runs `python -m benchmarks ARGS` in the checkout, for example:
+
+    \b
+    conveyor bench --peers conveyor arq --rounds 1 --n 2000
+    conveyor bench --smoke
+    conveyor bench -- --help       # the benchmark's own options
+    """
+    if checkout is not None:
+        root = find_checkout(checkout.resolve())
+    else:
+        root = find_checkout(Path.cwd()) or find_checkout(Path(__file__).resolve().parent)
+    if root is None:
+        where = checkout or "the current directory or the installed package's tree"
+        fail(f"no benchmarks/ found from {where}: conveyor bench runs in a source "
+             "checkout of conveyor (git clone, then make venv)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
+    try:
+        code = subprocess.call([sys.executable, "-m", "benchmarks", *args], cwd=root, env=env)
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,292 @@
+"""What every ``conveyor`` command shares: the ``--redis``/``--prefix`` options,
+one-line errors, running a coroutine against an :class:`~conveyor.inspect.Inspector`,
+durations such as ``30s``/``5m``/``1h``/``2d``, and output (rich tables or JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import re
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import orjson
+from redis.connection import parse_url
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rich.console import Console
+
+from .connection import DEFAULT_URL
+from .errors import ConveyorError
+
+if TYPE_CHECKING:
+    from .inspect import Inspector
+
+__all__ = [
+    "DURATION",
+    "CliGroup",
+    "Duration",
+    "Target",
+    "console",
+    "echo_json",
+    "fail",
+    "format_duration",
+    "format_ms",
+    "parse_json",
+    "redact",
+    "redis_options",
+    "run",
+    "with_inspector",
+]
+
+T = TypeVar("T")
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SCHEMES = ("redis", "rediss", "unix")
+#: Width of tables written to a pipe or a file.
+PIPED_WIDTH = 200
+
+
+class CliGroup(click.Group):
+    """A group whose errors are one line on stderr: ``Error: <what>`` and, for a
+    usage mistake, where to read more; never the usage block or a traceback."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `conveyor jobs` alone: the help is what was asked for
+            sys.exit(0)
+        except click.ClickException as exc:
+            click.echo(f"Error: {_one_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    message = " ".join(exc.format_message().split())
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        message += f" (see '{exc.ctx.command_path} --help')"
+    return message
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with ``message`` as its one line of error."""
+    raise click.ClickException(message)
+
+
+# -- the connection ------------------------------------------------------------
+
+
+class Target:
+    """Where a command reads: the Redis URL and the key prefix."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+
+    @property
+    def shown_url(self) -> str:
+        """The URL with any password masked, for messages."""
+        return redact(self.url)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+
+def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    url = value or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    problem = None
+    if urlsplit(url).scheme not in _SCHEMES:
+        problem = "redis://host:port/db, rediss://... or unix://..."
+    else:
+        try:
+            parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        except ValueError as exc:
+            problem = str(exc)
+    if problem is not None:
+        raise click.BadParameter(f"{redact(url)!r} is not a Redis URL ({problem})")
+    return url
+
+
+def redis_options(command: Callable[..., T]) -> Callable[..., T]:
+    """Add ``--redis URL`` and ``--prefix`` to a command; it receives ``target: Target``."""
+
+    @functools.wraps(command)
+    def with_target(*args: Any, redis: str, prefix: str, **kwargs: Any) -> T:
+        return command(*args, target=Target(redis, prefix), **kwargs)
+
+    with_target = click.option(
+        "--prefix", default="conveyor", show_default=True, metavar="PREFIX",
+        help="Key prefix the queues were created with.",
+    )(with_target)
+    return click.option(
+        "--redis", metavar="URL", callback=_check_url,
+        help="Redis URL [default: $CONVEYOR_REDIS_URL, else redis://localhost:6379/0].",
+    )(with_target)
+
+
+# -- running -------------------------------------------------------------------
+
+
+def run(target: Target, main: Coroutine[Any, Any, T], *, interrupted: int = 130) -> T:
+    """Run ``main`` to completion; what goes wrong becomes one line of error.
+
+    Ctrl-C ends the command quietly with exit code ``interrupted``.
+    """
+    try:
+        return asyncio.run(main)
+    except KeyboardInterrupt:
+        sys.exit(interrupted)
+    except AuthenticationError as exc:
+        fail(f"Redis at {target.shown_url} refused the credentials: {exc}")
+    except (RedisConnectionError, ConnectionRefusedError) as exc:
+        fail(f"cannot connect to Redis at {target.shown_url}: {_reason(exc)}")
+    except RedisTimeoutError:
+        fail(f"Redis at {target.shown_url} did not answer in time")
+    except ResponseError as exc:
+        fail(f"Redis at {target.shown_url} refused a command: {exc}")
+    except RedisError as exc:
+        fail(f"Redis error at {target.shown_url}: {exc}")
+    except ConveyorError as exc:
+        fail(str(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's word for a failed connection ("connection refused"),
+    else the error's own text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno).lower()
+        seen = seen.__cause__ or seen.__context__
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def with_inspector(
+    target: Target,
+    body: Callable[[Inspector], Coroutine[Any, Any, T]],
+    *,
+    queues: Sequence[str] | None = None,
+    interrupted: int = 130,
+) -> T:
+    """Open an Inspector on ``target``, run ``body`` with it, close it: one line
+    of error for anything the user can fix."""
+    from .inspect import Inspector
+
+    async def main() -> T:
+        async with Inspector(target.url, prefix=target.prefix, queues=queues) as inspector:
+            return await body(inspector)
+
+    return run(target, main(), interrupted=interrupted)
+
+
+# -- input ---------------------------------------------------------------------
+
+
+class Duration(click.ParamType[int]):
+    """``30s``, ``5m``, ``1h``, ``2d``, ``250ms`` or a plain number of milliseconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        match = _DURATION.match(str(value))
+        if match is None:
+            self.fail(
+                f"{value!r} is not a duration (e.g. 30s, 5m, 1h, 2d, or milliseconds)",
+                param, ctx,
+            )
+        return round(float(match[1]) * _UNITS_MS[match[2] or "ms"])
+
+
+DURATION = Duration()
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``text`` as JSON; ``@path`` reads a file, ``-`` reads stdin."""
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {text[1:]!r}: {exc.strerror}") from None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
+
+
+# -- output --------------------------------------------------------------------
+
+
+def console() -> Console:
+    """A console on the current stdout (CliRunner swaps it per call). Piped
+    output is not cut to 80 columns: a script reading it wants every cell."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False,
+                   width=PIPED_WIDTH if piped else None)
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as indented JSON (datetimes as ISO-8601)."""
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+def format_ms(ms: int | float | None) -> str:
+    """An epoch-ms timestamp as ``2026-11-23 22:15:03`` UTC, or ``-``."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(ms: int | float | None) -> str:
+    """``850ms``, ``2.4s``, ``3m12s``, ``1h05m``; a whole number of days, hours,
+    minutes or seconds as ``2d``, ``1h``, ``5m``, ``30s``; ``-`` for None."""
+    if ms is None:
+        return "-"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms >= size:
+            if ms % size == 0:
+                return f"{ms // size:.0f}{unit}"
+            break
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

@@ -1,0 +1,288 @@
+"""``conveyor worker``: run the tasks of a :class:`conveyor.app.Conveyor` app.
+
+One process runs one :class:`~conveyor.Worker` per queue on one event loop.
+``--processes N`` makes this process a supervisor of N such processes (the
+same command with ``--processes 1``): it restarts one that dies, forwards
+SIGTERM/SIGINT to all, and exits when they have stopped. Each child watches
+its supervisor and stops if it disappears (``kill -9`` of the supervisor
+leaves no orphan workers behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import click
+from redis.exceptions import RedisError
+
+from .app import Conveyor
+from .errors import ConveyorError
+
+__all__ = ["load_app", "worker"]
+
+log = logging.getLogger("conveyor.cli")
+
+#: Set in the children of a supervisor: the pid they watch.
+SUPERVISOR_ENV = "CONVEYOR_SUPERVISOR_PID"
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: A child that lived shorter than this (seconds) counts as crashing at start:
+#: its restarts back off, up to _MAX_RESTART_DELAY.
+_QUICK_EXIT = 5.0
+_MAX_RESTART_DELAY = 10.0
+
+
+def load_app(path: str) -> Conveyor:
+    """The :class:`Conveyor` named by ``"module:attribute"`` (the current
+    directory is importable, as for ``python -m``); a one-line
+    :class:`click.ClickException` otherwise."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise click.ClickException(
+            f"APP must be MODULE:ATTRIBUTE (e.g. myapp.tasks:app), got {path!r}"
+        )
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise click.ClickException(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise click.ClickException(
+                f"{module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if not isinstance(found, Conveyor):
+        raise click.ClickException(
+            f"{path} is a {type(found).__name__}, not a conveyor.app.Conveyor"
+        )
+    return found
+
+
+@click.command()
+@click.argument("app_path", metavar="MODULE:ATTRIBUTE")
+@click.option(
+    "--queues", "-q", default=None, metavar="NAMES",
+    help="Comma-separated queues to serve (default: every queue the app has tasks on).",
+)
+@click.option(
+    "--concurrency", "-c", type=click.IntRange(min=1), default=10, show_default=True,
+    help="Jobs run at once per queue, per process.",
+)
+@click.option(
+    "--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Worker processes; more than 1 starts a supervisor that restarts any that dies.",
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), default=None,
+    help="Serve Prometheus metrics of the queues on this port (/metrics).",
+)
+@click.option(
+    "--redis", "redis_url", default=None, metavar="URL",
+    help="Redis to use instead of the app's own connection "
+    "(an app made with Conveyor() uses $CONVEYOR_REDIS_URL).",
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info", show_default=True,
+)
+def worker(
+    app_path: str, queues: str | None, concurrency: int, processes: int,
+    metrics_port: int | None, redis_url: str | None, log_level: str,
+) -> None:
+    """Run the tasks of the Conveyor app MODULE:ATTRIBUTE (e.g. myapp.tasks:app).
+
+    One worker per queue in one event loop; the app's cron and interval
+    schedules are upserted as they start. SIGTERM or SIGINT lets running jobs
+    finish, then exits 0; a second signal hands running jobs back to their
+    queues at once.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    app = load_app(app_path)
+    if redis_url is not None:
+        app.connection = redis_url
+    names = None if queues is None else [q.strip() for q in queues.split(",") if q.strip()]
+    try:
+        names = app.resolve_queues(names)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    if processes == 1:
+        code = _run(lambda: _serve(app, names, concurrency, metrics_port))
+    else:
+        command = [
+            sys.executable, "-m", "conveyor", "worker", app_path, "--queues", ",".join(names),
+            "--concurrency", str(concurrency), "--processes", "1", "--log-level", log_level,
+        ]
+        if redis_url is not None:
+            command += ["--redis", redis_url]
+        code = _run(lambda: _supervise(app, command, processes, names, metrics_port))
+    sys.exit(code)
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        return asyncio.run(main())
+    except RedisError as exc:
+        raise click.ClickException(f"Redis: {type(exc).__name__}: {exc}") from None
+    except OSError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _start_metrics(app: Conveyor, port: int | None, queues: Sequence[str]) -> Any:
+    """The Prometheus server of ``--metrics-port`` (``None`` without one)."""
+    if port is None:
+        return None
+    try:
+        from .web.prometheus import start_metrics_server
+    except ImportError as exc:
+        raise click.ClickException(f"--metrics-port: conveyor.web.prometheus: {exc}") from None
+    try:
+        server = start_metrics_server(port, app.connection, list(queues), prefix=app.prefix)
+    except OSError as exc:
+        raise click.ClickException(f"--metrics-port {port}: {exc}") from None
+    log.info("Prometheus metrics on port %d (/metrics)", port)
+    return server
+
+
+def _stop_metrics(server: Any) -> None:
+    if server is not None:
+        server.close()
+
+
+# -- one process --------------------------------------------------------------
+
+
+async def _serve(
+    app: Conveyor, queues: list[str], concurrency: int, metrics_port: int | None
+) -> int:
+    loop = asyncio.get_running_loop()
+    metrics = _start_metrics(app, metrics_port, queues)
+    runner = asyncio.create_task(app.run(queues, concurrency=concurrency, handle_signals=False))
+    received: list[signal.Signals] = []
+    stops: list[asyncio.Task[None]] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        if not app.running:  # not started yet: nothing runs, nothing to finish
+            runner.cancel()
+        elif len(received) == 1:
+            log.info("%s: finishing running jobs, then stopping", sig.name)
+            stops.append(asyncio.create_task(app.stop()))
+        else:
+            log.warning("%s again: handing running jobs back to their queues", sig.name)
+            stops.append(asyncio.create_task(app.stop(timeout=0)))
+
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    watcher = asyncio.create_task(_watch_supervisor(on_signal))
+    log.info("worker for queues %s (concurrency %d) started", ", ".join(queues), concurrency)
+    try:
+        await runner
+    except asyncio.CancelledError:
+        if not received:
+            raise
+    finally:
+        watcher.cancel()
+        _stop_metrics(metrics)
+        await app.close()
+    log.info("worker stopped")
+    return 0
+
+
+async def _watch_supervisor(stop: Any) -> None:
+    """In a supervisor's child: stop when the supervisor is gone."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if not supervisor:
+        return
+    # No event tells a process its parent died (but Linux's prctl): look each second.
+    while os.getppid() == int(supervisor):  # noqa: ASYNC110
+        await asyncio.sleep(1.0)
+    log.warning("supervisor %s is gone: stopping", supervisor)
+    stop(signal.SIGTERM)
+
+
+# -- the supervisor ---------------------------------------------------------------
+
+
+async def _supervise(
+    app: Conveyor, command: list[str], processes: int, queues: list[str],
+    metrics_port: int | None,
+) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    received: list[signal.Signals] = []
+    children: dict[int, asyncio.subprocess.Process] = {}
+    codes: list[int] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
+        stopping.set()
+        log.info("%s: stopping %d worker process(es)", sig.name, len(children))
+        for child in children.values():
+            _send(child, sig)
+
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    metrics = _start_metrics(app, metrics_port, queues)
+    env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+
+    async def keep_running(slot: int) -> None:
+        quick_exits = 0
+        while not stopping.is_set():
+            started = time.monotonic()
+            # A session of its own: a terminal's Ctrl-C reaches the supervisor
+            # only, which forwards it once (twice would hand jobs back).
+            child = await asyncio.create_subprocess_exec(*command, env=env, start_new_session=True)
+            children[slot] = child
+            if received:  # the signal came while it was starting
+                _send(child, received[-1])
+            log.info("worker process %d started (pid %d)", slot, child.pid)
+            code = await child.wait()
+            if stopping.is_set():
+                codes.append(code)
+                return
+            log.warning("worker process %d (pid %d) exited with %s; restarting",
+                        slot, child.pid, code)
+            quick_exits = quick_exits + 1 if time.monotonic() - started < _QUICK_EXIT else 0
+            if quick_exits:
+                delay = min(0.5 * 2 ** (quick_exits - 1), _MAX_RESTART_DELAY)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+
+    log.info("supervisor of %d worker processes for queues %s", processes, ", ".join(queues))
+    try:
+        await asyncio.gather(*(keep_running(slot) for slot in range(processes)))
+    finally:
+        _stop_metrics(metrics)
+    # A child the signal reached before it set up its handlers had nothing running.
+    clean = (0, -signal.SIGTERM, -signal.SIGINT)
+    failed = [code for code in codes if code not in clean]
+    if failed:
+        log.warning("worker processes exited with %s", failed)
+    log.info("supervisor stopped")
+    return 1 if failed else 0
+
+
+def _send(child: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    if child.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(sig)
