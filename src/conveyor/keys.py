@@ -26,7 +26,8 @@ part               type    contents
                            cap on active jobs), ``limited_until`` (ms: backing
                            off after a RateLimitError), ``parents`` (the
                            queue ever held a flow parent: deleting a job then
-                           deletes its children bookkeeping too), ...
+                           deletes its children bookkeeping too), ``groups``
+                           (a group ever had work: fetches look at groups), ...
 ``cancels``        hash    job id -> reason, for running jobs asked to cancel
 ``cancel``         channel pub/sub: the id of a running job to cancel now
 ``limiter``        zset    one member per job start within the rate limiter's

@@ -130,6 +130,7 @@ class Worker:
         # Wait and processing times of the attempts in _outcomes, as the metrics
         # histogram's fields (p<bucket>/w<bucket> -> count): one write per report.
         self._timings: dict[str, int] = {}
+        self._timings_due = 0.0
         self._wake = asyncio.Event()
         self._closing = False
         self._force = False
@@ -344,8 +345,18 @@ class Worker:
         A call fetches for at most half the slots, so two calls alternate: Redis
         runs one while this process runs the jobs the other brought.
         """
-        outcomes, finished, timings = self._outcomes, self._finished, self._timings
-        self._outcomes, self._finished, self._timings = [], [], {}
+        outcomes, finished = self._outcomes, self._finished
+        self._outcomes, self._finished = [], []
+        # The histogram's tally goes with a report at most once a second while
+        # jobs keep running (a few HINCRBYs each time: at thousands of reports a
+        # second they would be most of what a report costs), and with the report
+        # that leaves nothing running.
+        timings: dict[str, int] = {}
+        if outcomes and self._timings and (
+            not self._running or self._closing or time.monotonic() >= self._timings_due
+        ):
+            timings, self._timings = self._timings, {}
+            self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
         self._calls.add(asyncio.create_task(

@@ -32,6 +32,7 @@ local added, delayed_events = {}, {}
 local plain, prioritized, delayed = {}, {}, {}
 local earliest_due = nil
 local deduplicated = {}
+local any_grouped = false
 
 -- The job holding deduplication `spec`'s key, if the key is held; a duplicate
 -- may extend the key's ttl, or replace the holder's data and restart its delay.
@@ -108,6 +109,10 @@ for i = 0, m - 1 do
     if group ~= '' then
       fields[#fields + 1] = 'grp'
       fields[#fields + 1] = group
+      if not any_grouped then
+        mark_grouped(base)
+        any_grouped = true
+      end
     end
     redis.call('HSET', job_key, unpack(fields))
     if dedup_key then

@@ -73,6 +73,12 @@ local function rotate_in(base, g)
   redis.call('ZADD', rotation, #last > 0 and tonumber(last[2]) + 1 or 1, g)
 end
 
+-- The queue has (had) grouped jobs: meta `groups`, set by whatever creates a
+-- job with a group. Fetches and promotions look at groups only then.
+local function mark_grouped(base)
+  redis.call('HSET', base .. 'meta', 'groups', '1')
+end
+
 -- Make a job of group `g` ready: its group's list, and the group into the rotation.
 local function push_grouped(base, g, job_id, front)
   local key = base .. 'group:' .. g
@@ -162,8 +168,14 @@ local function push_ready_many(k, base, ids)
     return
   end
   local plain = {}
+  local grouped = redis.call('HEXISTS', k.meta, 'groups') == 1
   for _, id in ipairs(ids) do
-    local job = redis.call('HMGET', base .. 'job:' .. id, 'prio', 'grp')
+    local job
+    if grouped then
+      job = redis.call('HMGET', base .. 'job:' .. id, 'prio', 'grp')
+    else  -- one field costs less, and this runs for every due delayed job
+      job = {redis.call('HGET', base .. 'job:' .. id, 'prio'), false}
+    end
     local priority = tonumber(job[1] or '0')
     if job[2] then
       push_grouped(base, job[2], id, false)

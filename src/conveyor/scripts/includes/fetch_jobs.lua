@@ -137,7 +137,7 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
 
   local jobs = {}
   local meta = redis.call('HMGET', k.meta, 'paused', 'concurrency', 'limited_until',
-    'group_concurrency', 'group_max', 'group_duration')
+    'group_concurrency', 'group_max', 'group_duration', 'groups')
   if meta[1] then
     return {0, jobs, 0}
   end
@@ -171,13 +171,15 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
     if room < n then n = room end
   end
 
-  -- Without groups (one EXISTS tells), all from the wait list. With groups,
+  -- Without groups (meta `groups` is set once a group first has work; then one
+  -- EXISTS tells whether any has work now), all from the wait list. With groups,
   -- at most half the batch from the wait list, the rest round-robin from the
   -- groups, then the wait list again if the groups had too little: neither
   -- side can starve the other.
   local ids = {}
   local group_free_at = nil
-  local grouped = redis.call('EXISTS', base .. 'groups', base .. 'groups:limited') > 0
+  local grouped = meta[7] ~= false
+      and redis.call('EXISTS', base .. 'groups', base .. 'groups:limited') > 0
   if not grouped then
     take_plain(k, n, ids)
   else

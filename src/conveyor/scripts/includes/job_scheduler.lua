@@ -48,6 +48,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
     if type(group) == 'string' then  -- push_ready reads it: the job joins its group
       fields[#fields + 1] = 'grp'
       fields[#fields + 1] = group
+      mark_grouped(base)
     end
   end
   redis.call('HSET', job_key, unpack(fields))
