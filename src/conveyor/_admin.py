@@ -50,7 +50,7 @@ log = logging.getLogger("conveyor.admin")
 #: Most jobs one admin script call removes, moves or examines.
 BATCH = 1000
 #: A worker's heartbeat interval; its registry entry lives three intervals.
-HEARTBEAT_INTERVAL_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
 CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)

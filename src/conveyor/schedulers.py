@@ -59,6 +59,9 @@ MAX_CATCH_UP = 100
 #: An idle scheduler loop reads the schedulers at least this often (seconds); an
 #: upsert wakes one worker's loop at once through the ``schedulers-marker`` key.
 RECHECK_INTERVAL = 30.0
+#: The same while the queue has no scheduler at all (an idle worker's commands
+#: per second count; an upsert still wakes the loop at once).
+IDLE_RECHECK_INTERVAL = 120.0
 #: Schedulers looked at per read of the ``schedulers`` zset.
 _BATCH = 64
 MAX_SCHEDULER_ID = 200
@@ -466,7 +469,8 @@ async def run_job_schedulers(queue: QueueSchedulers, stopping: Callable[[], bool
     :data:`RECHECK_INTERVAL`, blocked on the ``schedulers-marker`` key so that
     an upsert wakes it at once (the upsert made the first slot's job already:
     the loop only has to make the following ones). Idle, it costs a
-    ``BZPOPMIN`` and a ``ZRANGE`` per interval.
+    ``BZPOPMIN`` and a ``ZRANGE`` per interval (:data:`IDLE_RECHECK_INTERVAL`
+    when the queue has no scheduler).
     """
     skew = 0  # Redis' clock minus ours (ms), from the last advance
     down = False
@@ -478,6 +482,8 @@ async def run_job_schedulers(queue: QueueSchedulers, stopping: Callable[[], bool
                 queue.keys.schedulers, 0, _BATCH - 1, withscores=True
             )
             raise_if_cancelled()
+            if not entries:
+                wait = IDLE_RECHECK_INTERVAL
             for raw_id, score in entries:
                 now = time.time() * 1000 + skew
                 if score > now:
