@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -12,7 +11,7 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 
 from conveyor import Queue, Worker
-from helpers import StartWorker
+from helpers import StartWorker, workers_running
 from redis_server import RedisServer
 
 
@@ -59,17 +58,9 @@ async def queue(redis_url: str, queue_name: str) -> AsyncIterator[Queue]:
 @pytest.fixture
 async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWorker]:
     """start_worker(processor, **options): a running Worker, closed at teardown."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
 
-    def start(processor: Any, **options: Any) -> Worker:
-        options.setdefault("connection", redis_url)
-        worker = Worker(queue_name, processor, **options)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
+    def make(processor: Any, **options: Any) -> Worker:
+        return Worker(queue_name, processor, **{"connection": redis_url, **options})
 
-    try:
+    async with workers_running(make) as start:
         yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task

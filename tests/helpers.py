@@ -44,6 +44,25 @@ async def wait_for(
 
 
 @contextlib.asynccontextmanager
+async def workers_running(make: Callable[..., Worker]) -> AsyncIterator[Callable[..., Worker]]:
+    """Yields ``start(*args, **options)``: a Worker made by ``make`` and running in a
+    task; every one started is closed and awaited on exit."""
+    started: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    def start(*args: Any, **options: Any) -> Worker:
+        worker = make(*args, **options)
+        started.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker, task in started:
+            await worker.close(timeout=2)
+            await task
+
+
+@contextlib.asynccontextmanager
 async def running(worker: Worker) -> AsyncIterator[Worker]:
     """Run ``worker`` in a task for the block; close it and await the task on exit."""
     task = asyncio.create_task(worker.run())

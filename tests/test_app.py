@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from conveyor import ValidationError, Worker
 from conveyor.app import Conveyor, TaskArgumentsError, current_job, current_sync_job
-from helpers import finished, wait_for
+from helpers import finished, wait_for, workers_running
 from redis_server import RedisServer
 
 RunWorker = Callable[..., Worker]
@@ -33,20 +33,12 @@ async def app(redis_url: str) -> AsyncIterator[Conveyor]:
 @pytest.fixture
 async def run_worker(app: Conveyor) -> AsyncIterator[RunWorker]:
     """run_worker(queue, **options): a running worker of the app's queue."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
 
-    def start(queue: str, **options: Any) -> Worker:
-        options.setdefault("handle_signals", False)
-        worker = app.worker(queue, **options)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
+    def make(queue: str, **options: Any) -> Worker:
+        return app.worker(queue, **{"handle_signals": False, **options})
 
-    try:
+    async with workers_running(make) as start:
         yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task
 
 
 async def job_keys(redis: aioredis.Redis) -> list[bytes]:

@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from conveyor import Worker, tracing
+from conveyor import tracing
 from conveyor.app import Conveyor
-from helpers import wait_for
+from helpers import wait_for, workers_running
 
 
 @pytest.fixture
@@ -44,19 +44,8 @@ async def app(redis_url: str, provider: TracerProvider) -> AsyncIterator[Conveyo
 
 @pytest.fixture
 async def worker_of(app: Conveyor) -> AsyncIterator[Any]:
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
-
-    def start(queue: str) -> Worker:
-        worker = app.worker(queue, handle_signals=False)
-        running.append((worker, asyncio.create_task(worker.run())))
-        return worker
-
-    try:
+    async with workers_running(lambda queue: app.worker(queue, handle_signals=False)) as start:
         yield start
-    finally:
-        for worker, task in running:
-            await worker.close(timeout=2)
-            await task
 
 
 def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -42,7 +42,6 @@ from typing import (
     Any,
     Generic,
     ParamSpec,
-    Self,
     TypedDict,
     TypeVar,
     Unpack,
@@ -55,7 +54,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tracing
-from .connection import Connection, make_client
+from .connection import AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
 from .options import BackoffSpec, Duration, JobOptions, RetentionSpec, validate_queue_name
@@ -65,7 +64,6 @@ from .sync import SyncJob
 from .worker import Worker
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     from . import sync
 
@@ -349,7 +347,7 @@ class _Schedule:
         )
 
 
-class Conveyor:
+class Conveyor(AsyncClosing):
     """An application's tasks, their schedules and the connection they share.
 
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed)
@@ -386,17 +384,6 @@ class Conveyor:
 
     def __repr__(self) -> str:
         return f"<Conveyor tasks={len(self.tasks)} queues={self.queue_names()}>"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- registering ----------------------------------------------------------
 

@@ -104,12 +104,8 @@ def _options() -> dict[str, Any]:
     }
 
 
-class ClientOwner:
-    """An async context manager over a client that closes it only if it opened
-    it (from a URL); a client passed in belongs to the caller and stays open."""
-
-    client: Redis
-    _owns_client: bool
+class AsyncClosing:
+    """``async with obj:`` awaits ``obj.close()`` on the way out."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -121,6 +117,17 @@ class ClientOwner:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class ClientOwner(AsyncClosing):
+    """An async context manager over a client that closes it only if it opened
+    it (from a URL); a client passed in belongs to the caller and stays open."""
+
+    client: Redis
+    _owns_client: bool
 
     async def close(self) -> None:
         """Close the connection if this object opened it."""
