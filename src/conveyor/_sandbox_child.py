@@ -30,6 +30,7 @@ import resource
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -208,7 +209,8 @@ def resolve(target: str) -> Any:
 
 
 def _peak_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, KiB on Linux
 
 
 def _portable(exc: BaseException) -> BaseException:

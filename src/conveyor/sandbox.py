@@ -104,11 +104,18 @@ def processor_reference(processor: Any, field: str = "processor") -> str:
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         raise ValidationError(field, f"{why}, not {processor!r}")
     if module == "__main__":
-        raise ValidationError(field, f"{why}; {qualname} is defined in __main__, which a "
-                                     "child process does not run: move it to a module")
+        # Run with ``python -m package.module``: the child imports it by that name.
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is None or not spec.name or spec.name == "__main__":
+            raise ValidationError(field, f"{why}; {qualname} is defined in a script's "
+                                         "__main__, which a child process does not run: "
+                                         "move it to a module (or run the script with -m)")
+        module = spec.name
     reference = f"{module}:{qualname}"
     try:
-        target = _sandbox_child.resolve(reference)
+        # For -m: look in __main__ itself; importing the module again here would run it twice.
+        target = _sandbox_child.resolve(reference.replace(module, "__main__", 1)
+                                        if processor.__module__ == "__main__" else reference)
     except (ImportError, AttributeError):
         target = None
     if target is not processor and getattr(processor, "fn", None) is not target:
@@ -203,8 +210,8 @@ class SandboxPool:
             try:
                 header = await child.reader.readexactly(4)
                 message = pickle.loads(await child.reader.readexactly(frame_length(header)))
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                raise SandboxCrashError(await self._death(child, job)) from exc
+            except (asyncio.IncompleteReadError, ConnectionError):
+                raise SandboxCrashError(await self._death(child, job)) from None
             if message[0] == "done":
                 return tuple(message)
             _, method, args = message
@@ -232,7 +239,7 @@ class SandboxPool:
             if -code == signal.SIGKILL:
                 how += " (out of memory? the kernel's OOM killer sends SIGKILL)"
         else:
-            how = f"exited with code {code} (os._exit or sys.exit from a thread?)"
+            how = f"exited with code {code}"
         log.warning("job %s: sandboxed process %s %s; starting another", job.id, process.pid, how)
         return f"the sandboxed process (pid {process.pid}) running the job {how}"
 
@@ -259,7 +266,14 @@ class SandboxPool:
             raise
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+        except BaseException:  # cancelled here: the process must not outlive us
+            ours.close()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            self._background(process.wait())
+            raise
         return _Child(process, reader, writer)
 
     def _release(self, child: _Child) -> None:
