@@ -200,3 +200,42 @@ def test_child_limits_without_a_sandbox_are_refused(redis_url: str) -> None:
     with pytest.raises(ValidationError) as info:
         Worker("q", by_name, connection=redis_url, sandbox=True, max_memory_per_child=0)
     assert info.value.field == "max_memory_per_child"
+
+
+async def test_close_with_a_timeout_kills_a_running_sandboxed_job_and_hands_it_back(
+    queue: Queue, redis_url: str, queue_name: str, tmp_path: pathlib.Path
+) -> None:
+    pid_file, done_file = tmp_path / "pid", tmp_path / "done"
+    worker = Worker(queue_name, by_name, connection=redis_url, sandbox=True)
+    run = asyncio.create_task(worker.run())
+    job = await queue.add(
+        "sleep-then-write",
+        {"pid_file": str(pid_file), "done_file": str(done_file), "seconds": 30},
+    )
+    await wait_for(lambda: pid_file.exists() and pid_file.read_text())
+    pid = int(pid_file.read_text())
+    await worker.close(timeout=0.2)
+    await run
+    assert _gone(pid)  # close() returns after the pool reaped its children
+    assert not done_file.exists()
+    assert await job.get_state() == "waiting"
+    await job.refresh()
+    assert job.attempts_made == 0
+
+
+async def test_a_worker_of_the_app_with_sandbox_runs_every_task_in_a_child(
+    redis_url: str,
+) -> None:
+    app.connection = redis_url
+    try:
+        from sandbox_processors import pid_of_thread_task
+
+        worker = app.worker("sandboxed-tasks", sandbox=True, max_jobs_per_child=1)
+        run = asyncio.create_task(worker.run())
+        first = await (await pid_of_thread_task.enqueue()).wait_until_finished(timeout=30)
+        second = await (await pid_of_thread_task.enqueue()).wait_until_finished(timeout=30)
+        assert os.getpid() != first != second  # in children, one job each
+        await worker.close()
+        await run
+    finally:
+        await app.close()
