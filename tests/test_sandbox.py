@@ -239,3 +239,12 @@ async def test_a_worker_of_the_app_with_sandbox_runs_every_task_in_a_child(
         await run
     finally:
         await app.close()
+
+
+def test_a_sandboxed_task_must_be_a_module_level_function() -> None:
+    def local() -> None:
+        return None
+
+    with pytest.raises(ValidationError) as info:
+        app.task(queue="elsewhere", sandbox=True)(local)
+    assert info.value.field == "sandbox"

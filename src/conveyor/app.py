@@ -59,7 +59,7 @@ from .errors import UnrecoverableError, ValidationError
 from .job import Job
 from .options import BackoffSpec, Duration, JobOptions, RetentionSpec, validate_queue_name
 from .queue import Queue
-from .sandbox import SandboxPool, make_pool, processor_reference
+from .sandbox import SandboxPool, make_pool, task_reference
 from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
 from .sync import SyncJob
 from .worker import Worker
@@ -158,19 +158,6 @@ def _check_options(options: Mapping[str, Any], allowed: frozenset[str], what: st
                 option, f"unknown {what} option; expected one of {', '.join(sorted(allowed))}"
             )
     JobOptions.parse(options)  # refuse bad values now, naming the field
-
-
-def _sandbox_reference(fn: Callable[..., Any], *, checked: bool = True) -> str:
-    """The name a sandboxed child imports a task's function by; ``checked=False``
-    while the task is being registered (its module attribute is not set yet)."""
-    if checked:
-        return processor_reference(fn, "fn")
-    qualname = getattr(fn, "__qualname__", "<?>")
-    if "<" in qualname or getattr(fn, "__module__", "__main__") == "__main__":
-        raise ValidationError("sandbox", f"a sandboxed task runs in a child process that "
-                              f"imports it by name: {qualname} must be a module-level "
-                              "function outside __main__")
-    return f"{fn.__module__}:{qualname}"
 
 
 def _queue_name(name: object) -> str:
@@ -441,7 +428,7 @@ class Conveyor(AsyncClosing):
                     f"{queue_name!r}"
                 )
             if sandbox:  # checked now; the module's attribute is set after the decorator
-                _sandbox_reference(fn, checked=False)
+                task_reference(fn, checked=False)
             task = Task(
                 self, fn, name=task_name, queue=queue_name, options=options, sandbox=sandbox
             )
@@ -727,7 +714,7 @@ class _Dispatcher:
         if self._pool is not None and (task.sandbox or self._sandbox_all):
             target = self._targets.get(task.name)
             if target is None:
-                target = self._targets[task.name] = _sandbox_reference(task.fn)
+                target = self._targets[task.name] = task_reference(task.fn)
             return await self._pool.run(job, target, kwargs)
         if task.is_async:
             token = _current_job.set(job)

@@ -42,7 +42,7 @@ import socket
 import sys
 import weakref
 from asyncio.subprocess import Process
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import _sandbox_child
@@ -56,6 +56,7 @@ __all__ = [
     "SandboxedJob",
     "make_pool",
     "processor_reference",
+    "task_reference",
 ]
 
 log = logging.getLogger("conveyor.sandbox")
@@ -95,32 +96,43 @@ def processor_reference(processor: Any, field: str = "processor") -> str:
         if not callable(target):
             raise ValidationError(field, f"{processor!r} is not callable")
         return processor
-    module: Any = getattr(processor, "__module__", None)
-    qualname: Any = getattr(processor, "__qualname__", None)
-    why = (
-        "a sandboxed processor runs in a child process that imports it by name: give a "
-        "module-level function (or 'module:function')"
-    )
+    reference = _reference(processor, field)
+    qualname = reference.partition(":")[2]
+    try:
+        # Where it lives here (__main__ for -m: importing that module again would run it twice).
+        target = _sandbox_child.resolve(f"{processor.__module__}:{qualname}")
+    except (ImportError, AttributeError):
+        target = None
+    if target is not processor and getattr(processor, "fn", None) is not target:
+        raise ValidationError(field, f"{_WHY}; {reference} does not name {processor!r}")
+    return reference
+
+
+_WHY = ("a sandboxed processor runs in a child process that imports it by name: give a "
+        "module-level function (or 'module:function')")
+
+
+def _reference(fn: Any, field: str) -> str:
+    """``"module:qualname"`` of ``fn`` as a child would import it (unchecked)."""
+    module: Any = getattr(fn, "__module__", None)
+    qualname: Any = getattr(fn, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
-        raise ValidationError(field, f"{why}, not {processor!r}")
+        raise ValidationError(field, f"{_WHY}, not {fn!r}")
     if module == "__main__":
         # Run with ``python -m package.module``: the child imports it by that name.
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         if spec is None or not spec.name or spec.name == "__main__":
-            raise ValidationError(field, f"{why}; {qualname} is defined in a script's "
+            raise ValidationError(field, f"{_WHY}; {qualname} is defined in a script's "
                                          "__main__, which a child process does not run: "
                                          "move it to a module (or run the script with -m)")
         module = spec.name
-    reference = f"{module}:{qualname}"
-    try:
-        # For -m: look in __main__ itself; importing the module again here would run it twice.
-        target = _sandbox_child.resolve(reference.replace(module, "__main__", 1)
-                                        if processor.__module__ == "__main__" else reference)
-    except (ImportError, AttributeError):
-        target = None
-    if target is not processor and getattr(processor, "fn", None) is not target:
-        raise ValidationError(field, f"{why}; {reference} does not name {processor!r}")
-    return reference
+    return f"{module}:{qualname}"
+
+
+def task_reference(fn: Callable[..., Any], *, checked: bool = True) -> str:
+    """The name a sandboxed child imports a task's function by; ``checked=False``
+    while the task is being registered (its module attribute is not set yet)."""
+    return processor_reference(fn, "sandbox") if checked else _reference(fn, "sandbox")
 
 
 def make_pool(
