@@ -248,3 +248,13 @@ def test_a_sandboxed_task_must_be_a_module_level_function() -> None:
     with pytest.raises(ValidationError) as info:
         app.task(queue="elsewhere", sandbox=True)(local)
     assert info.value.field == "sandbox"
+
+
+async def test_a_return_value_that_cannot_leave_the_child_fails_the_attempt_and_keeps_it(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    start_worker(by_name, sandbox=True)
+    pid = await _warm_child(queue)
+    job = await queue.add("unpicklable", attempts=1)
+    assert "return value does not serialize" in await _failed_reason(job)
+    assert await _warm_child(queue) == pid  # the child is fine: it stays

@@ -60,6 +60,8 @@ class _Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        # Threads of a processor may log at once: one call at a time on the socket.
+        self.lock = threading.Lock()
 
     def send(self, message: Any) -> None:
         self.sock.sendall(frame(message))
@@ -85,8 +87,9 @@ class _Channel:
 
     def call(self, method: str, *args: Any) -> Any:
         """Run ``method`` of the job in the worker and return its answer."""
-        self.send(("call", method, args))
-        reply = self.receive()
+        with self.lock:
+            self.send(("call", method, args))
+            reply = self.receive()
         if reply is None:
             raise ConnectionError("the worker closed the sandbox's connection")
         _, ok, value = reply
@@ -298,8 +301,9 @@ def main(sock: socket.socket) -> None:
         except BaseException as exc:  # SystemExit too: it fails the attempt
             stack = "".join(traceback.format_exception(exc))
             reply = ("done", False, _portable(exc), stack)
-        try:
-            channel.send((*reply, _peak_rss_kib()))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            error = TypeError(f"return value does not serialize to JSON: {exc}")
-            channel.send(("done", False, error, "", _peak_rss_kib()))
+        with channel.lock:  # a thread the processor left running may still log
+            try:
+                channel.send((*reply, _peak_rss_kib()))
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                error = TypeError(f"return value does not serialize to JSON: {exc}")
+                channel.send(("done", False, error, "", _peak_rss_kib()))
