@@ -42,8 +42,8 @@ import socket
 import sys
 import weakref
 from asyncio.subprocess import Process
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeAlias
 
 from . import _sandbox_child
 from ._sandbox_child import AsyncSandboxedJob, SandboxedJob, frame, frame_length
@@ -53,6 +53,7 @@ from .job import Job
 __all__ = [
     "AsyncSandboxedJob",
     "SandboxPool",
+    "SandboxProcessor",
     "SandboxedJob",
     "make_pool",
     "processor_reference",
@@ -60,6 +61,12 @@ __all__ = [
 ]
 
 log = logging.getLogger("conveyor.sandbox")
+
+#: What ``Worker(..., sandbox=True)`` runs: a module-level function taking the
+#: child's view of the job.
+SandboxProcessor: TypeAlias = (
+    Callable[[SandboxedJob], Any] | Callable[[AsyncSandboxedJob], Awaitable[Any]]
+)
 
 #: A child's first lines: the worker's sys.path, then the loop on the inherited socket.
 _BOOT = (

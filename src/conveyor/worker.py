@@ -39,7 +39,7 @@ from .job import Job, fields_to_dict
 from .metrics import time_bucket
 from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, to_ms
 from .queue import Queue
-from .sandbox import make_pool, processor_reference
+from .sandbox import SandboxProcessor, make_pool, processor_reference
 from .sync import SyncJob
 
 __all__ = ["BackoffStrategy", "Processor", "Worker"]
@@ -85,7 +85,7 @@ class Worker:
     def __init__(
         self,
         queue_name: str,
-        processor: Processor | str,
+        processor: Processor | SandboxProcessor | str,
         *,
         connection: Connection = None,
         prefix: str = "conveyor",
