@@ -146,6 +146,8 @@ def make_pool(
     sandbox: bool, size: int, max_jobs_per_child: int | None, max_memory_per_child: int | None
 ) -> SandboxPool | None:
     """The pool a worker needs (None without ``sandbox``); checks the limits."""
+    if not isinstance(sandbox, bool):
+        raise ValidationError("sandbox", f"must be a bool, got {sandbox!r}", sandbox)
     for field, value in (("max_jobs_per_child", max_jobs_per_child),
                          ("max_memory_per_child", max_memory_per_child)):
         if value is None:
@@ -240,7 +242,11 @@ class SandboxPool:
                 reply: tuple[Any, ...] = ("reply", True, await getattr(job, method)(*args))
             except Exception as exc:
                 reply = ("reply", False, exc)
-            child.writer.write(frame(reply))
+            try:
+                data = frame(reply)
+            except Exception as exc:  # an answer that does not pickle
+                data = frame(("reply", False, Exception(f"{type(exc).__name__}: {exc}")))
+            child.writer.write(data)
             await child.writer.drain()
 
     async def _death(self, child: _Child, job: Job) -> str:
@@ -318,8 +324,14 @@ class SandboxPool:
         self._background(self._replace())
 
     async def _replace(self) -> None:
-        if not self._closed:
-            self._release(await self._spawn())
+        if self._closed:
+            return
+        try:
+            child = await self._spawn()
+        except OSError as exc:  # the next job starts one itself (and says why if it can't)
+            log.warning("could not start a sandboxed process: %s", exc)
+            return
+        self._release(child)
 
     def _reap(self, child: _Child) -> None:
         async def reap() -> None:
