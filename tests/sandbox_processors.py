@@ -9,7 +9,7 @@ import signal
 import time
 from typing import Any
 
-from conveyor import Conveyor, UnrecoverableError
+from conveyor import Conveyor, RateLimitError, UnrecoverableError
 from conveyor.app import current_job, current_sync_job
 from conveyor.sandbox import AsyncSandboxedJob, SandboxedJob
 
@@ -41,6 +41,12 @@ def by_name(job: SandboxedJob) -> Any:
         job.update_progress({"done": 50})
         job.log("half way")
         return {"answer": 42, "pid": os.getpid()}
+    if job.name == "rate-limited-once":
+        flag = pathlib.Path(data["flag"])
+        if not flag.exists():
+            flag.write_text("limited")
+            raise RateLimitError(50)
+        return "ran after the limit"
     if job.name == "unpicklable":
         return lambda: None
     if job.name == "unrecoverable":

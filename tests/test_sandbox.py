@@ -258,3 +258,13 @@ async def test_a_return_value_that_cannot_leave_the_child_fails_the_attempt_and_
     job = await queue.add("unpicklable", attempts=1)
     assert "return value does not serialize" in await _failed_reason(job)
     assert await _warm_child(queue) == pid  # the child is fine: it stays
+
+
+async def test_a_rate_limit_raised_in_the_sandbox_hands_the_job_back_without_an_attempt(
+    queue: Queue, start_worker: StartWorker, tmp_path: pathlib.Path
+) -> None:
+    start_worker(by_name, sandbox=True)
+    job = await queue.add("rate-limited-once", {"flag": str(tmp_path / "flag")}, attempts=1)
+    assert await job.wait_until_finished(timeout=30) == "ran after the limit"
+    await job.refresh()
+    assert job.attempts_made == 1  # the limited run did not use the only attempt
