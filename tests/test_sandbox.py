@@ -250,13 +250,16 @@ def test_a_sandboxed_task_must_be_a_module_level_function() -> None:
     assert info.value.field == "sandbox"
 
 
-async def test_a_return_value_that_cannot_leave_the_child_fails_the_attempt_and_keeps_it(
+async def test_a_return_value_that_cannot_leave_the_child_fails_the_job_and_keeps_the_child(
     queue: Queue, start_worker: StartWorker
 ) -> None:
     start_worker(by_name, sandbox=True)
     pid = await _warm_child(queue)
-    job = await queue.add("unpicklable", attempts=1)
-    assert "return value does not serialize" in await _failed_reason(job)
+    job = await queue.add("unpicklable", attempts=3)
+    reason = await _failed_reason(job)
+    assert reason.startswith("UnrecoverableError: return value does not serialize")
+    await job.refresh()
+    assert job.attempts_made == 1  # a programming error: no retries
     assert await _warm_child(queue) == pid  # the child is fine: it stays
 
 

@@ -36,6 +36,8 @@ import time
 import traceback
 from typing import Any
 
+from .errors import UnrecoverableError
+
 __all__ = ["AsyncSandboxedJob", "SandboxedJob", "boot", "main", "resolve"]
 
 _HEADER = struct.Struct("!I")
@@ -305,5 +307,6 @@ def main(sock: socket.socket) -> None:
             try:
                 channel.send((*reply, _peak_rss_kib()))
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                error = TypeError(f"return value does not serialize to JSON: {exc}")
+                # A programming error (issue 11 item 14): retrying would repeat its work.
+                error = UnrecoverableError(f"return value does not serialize to JSON: {exc}")
                 channel.send(("done", False, error, "", _peak_rss_kib()))
