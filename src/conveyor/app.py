@@ -59,6 +59,7 @@ from .errors import UnrecoverableError, ValidationError
 from .job import Job
 from .options import BackoffSpec, Duration, JobOptions, RetentionSpec, validate_queue_name
 from .queue import Queue
+from .sandbox import SandboxPool, make_pool, task_reference
 from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
 from .sync import SyncJob
 from .worker import Worker
@@ -172,13 +173,15 @@ class Task(Generic[P, R]):
 
     def __init__(
         self, app: Conveyor, fn: Callable[P, R], *, name: str, queue: str,
-        options: Mapping[str, Any],
+        options: Mapping[str, Any], sandbox: bool = False,
     ) -> None:
         self.app = app
         self.fn = fn
         self.name = name
         self.queue = queue
         self.options = dict(options)
+        #: Run in a child process of the worker (see conveyor.sandbox).
+        self.sandbox = sandbox
         self.signature = inspect.signature(fn)
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004
@@ -392,21 +395,25 @@ class Conveyor(AsyncClosing):
 
     @overload
     def task(
-        self, *, queue: str | None = None, name: str | None = None,
+        self, *, queue: str | None = None, name: str | None = None, sandbox: bool = False,
         **options: Unpack[TaskOptions],
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
         self, fn: Callable[..., Any] | None = None, *, queue: str | None = None,
-        name: str | None = None, **options: Unpack[TaskOptions],
+        name: str | None = None, sandbox: bool = False, **options: Unpack[TaskOptions],
     ) -> Any:
         """Register a function (``async def`` or plain ``def``) as a task:
         ``@app.task`` or ``@app.task(queue="email", attempts=3, ...)`` with any
         job option of :meth:`conveyor.Queue.add` as the task's default. The
         task's name (default: the function's ``__name__``) names its jobs; it
-        must be unique on its queue. A plain ``def`` runs in a worker thread."""
+        must be unique on its queue. A plain ``def`` runs in a worker thread;
+        with ``sandbox=True`` either kind runs in a child process of the worker,
+        which a timeout or cancel kills (see :mod:`conveyor.sandbox`)."""
         queue_name = self.default_queue if queue is None else _queue_name(queue)
         _check_options(options, TASK_OPTIONS, "task")
+        if not isinstance(sandbox, bool):
+            raise ValidationError("sandbox", f"must be a bool, got {sandbox!r}")
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
             if isinstance(fn, Task):
@@ -420,7 +427,11 @@ class Conveyor(AsyncClosing):
                     "name", f"a task named {task_name!r} is already registered on queue "
                     f"{queue_name!r}"
                 )
-            task = Task(self, fn, name=task_name, queue=queue_name, options=options)
+            if sandbox:  # checked now; the module's attribute is set after the decorator
+                task_reference(fn, checked=False)
+            task = Task(
+                self, fn, name=task_name, queue=queue_name, options=options, sandbox=sandbox
+            )
             on_queue[task_name] = task
             return task
 
@@ -590,12 +601,19 @@ class Conveyor(AsyncClosing):
     def worker(self, queue: str, *, concurrency: int = 1, **options: Any) -> Worker:
         """A :class:`~conveyor.Worker` running the tasks of ``queue``; it upserts
         the queue's schedulers when it starts. ``options`` are those of
-        :class:`~conveyor.Worker`."""
+        :class:`~conveyor.Worker`; ``sandbox=True`` runs every task of the queue
+        in child processes (else only the tasks registered with ``sandbox=True``)."""
         queue = _queue_name(queue)
         connection = self.connection
         options.setdefault("prefix", self.prefix)
+        sandbox_all = options.pop("sandbox", False)
+        tasks = self._tasks.get(queue, {}).values()
+        pool = make_pool(
+            sandbox_all or any(task.sandbox for task in tasks), concurrency,
+            options.pop("max_jobs_per_child", None), options.pop("max_memory_per_child", None),
+        )
         return _TaskWorker(
-            self, queue, _Dispatcher(self, queue, concurrency),
+            self, queue, _Dispatcher(self, queue, concurrency, pool, sandbox_all),
             connection=connection, concurrency=concurrency, **options,
         )
 
@@ -652,11 +670,17 @@ class Conveyor(AsyncClosing):
 class _Dispatcher:
     """A worker's processor: runs the task a job names with the job's data."""
 
-    def __init__(self, app: Conveyor, queue: str, concurrency: int) -> None:
+    def __init__(
+        self, app: Conveyor, queue: str, concurrency: int, pool: SandboxPool | None = None,
+        sandbox_all: bool = False,
+    ) -> None:
         self.app = app
         self.queue = queue
         self.concurrency = concurrency
         self._executor: ThreadPoolExecutor | None = None
+        self._pool = pool
+        self._sandbox_all = sandbox_all
+        self._targets: dict[str, str] = {}  # task name -> "module:function"
 
     async def __call__(self, job: Job) -> Any:
         if not tracing.ENABLED:
@@ -687,6 +711,11 @@ class _Dispatcher:
             task.signature.bind(**kwargs)
         except TypeError as exc:
             raise UnrecoverableError(f"arguments do not fit {task.name}(): {exc}") from None
+        if self._pool is not None and (task.sandbox or self._sandbox_all):
+            target = self._targets.get(task.name)
+            if target is None:
+                target = self._targets[task.name] = task_reference(task.fn)
+            return await self._pool.run(job, target, kwargs)
         if task.is_async:
             token = _current_job.set(job)
             try:
@@ -705,10 +734,12 @@ class _Dispatcher:
             result = await result
         return result
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self._pool is not None:
+            await self._pool.close()
 
 
 class _TaskWorker(Worker):
@@ -726,7 +757,7 @@ class _TaskWorker(Worker):
             await self._upsert_schedulers()
             await super().run()
         finally:
-            self._dispatcher.close()
+            await self._dispatcher.close()
 
     async def _upsert_schedulers(self) -> None:
         """Upsert the queue's schedules, waiting for Redis as the worker does

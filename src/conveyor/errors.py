@@ -8,7 +8,8 @@
      ├── JobStateError                       the job is not in a state that allows the call
      ├── JobFailedError                      wait_until_finished(): the job failed
      ├── WaitTimeoutError (also TimeoutError) wait_until_finished(): gave up waiting
-     └── JobTimeoutError (also TimeoutError) an attempt ran past its ``timeout``
+     ├── JobTimeoutError (also TimeoutError) an attempt ran past its ``timeout``
+     └── SandboxCrashError                   a sandboxed processor's process died mid-attempt
     UnrecoverableError                        raise it in a processor to fail without retries
     RateLimitError                            raise it in a processor: the queue backs off
 """
@@ -25,6 +26,7 @@ __all__ = [
     "JobStateError",
     "JobTimeoutError",
     "RateLimitError",
+    "SandboxCrashError",
     "UnrecoverableError",
     "ValidationError",
     "WaitTimeoutError",
@@ -41,7 +43,11 @@ class ValidationError(ConveyorError, ValueError):
     def __init__(self, field: str, message: str, value: Any = None) -> None:
         self.field = field
         self.value = value
+        self.message = message
         super().__init__(f"{field}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a sandboxed processor's error crosses processes
+        return type(self), (self.field, self.message, self.value)
 
 
 class JobNotFoundError(ConveyorError, KeyError):
@@ -51,6 +57,9 @@ class JobNotFoundError(ConveyorError, KeyError):
         self.queue = queue
         self.job_id = job_id
         super().__init__(f"job {job_id!r} not found in queue {queue!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.queue, self.job_id)
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -78,6 +87,11 @@ class JobTimeoutError(ConveyorError, TimeoutError):
     """An attempt ran longer than the job's ``timeout``."""
 
 
+class SandboxCrashError(ConveyorError):
+    """The process running a sandboxed processor died during the attempt
+    (``os._exit``, a segfault, the kernel's OOM killer); the attempt fails."""
+
+
 class UnrecoverableError(Exception):
     """Raised by a processor to fail the job at once, skipping remaining attempts."""
 
@@ -92,3 +106,6 @@ class RateLimitError(Exception):
 
         self.delay: int = to_ms("delay", delay) or 0
         super().__init__(f"rate limited for {self.delay} ms")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.delay,)

@@ -39,6 +39,7 @@ from .job import Job, fields_to_dict
 from .metrics import time_bucket
 from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, to_ms
 from .queue import Queue
+from .sandbox import SandboxProcessor, make_pool, processor_reference
 from .sync import SyncJob
 
 __all__ = ["BackoffStrategy", "Processor", "Worker"]
@@ -74,12 +75,17 @@ class Worker:
     ``limiter={"max": 100, "duration": 1000}``: all workers of the queue together
     start at most ``max`` jobs in any window of ``duration`` (give every worker
     of the queue the same limiter).
+
+    ``sandbox=True`` runs the processor (a module-level function, or
+    ``"module:function"``) in ``concurrency`` child processes that a timeout or
+    cancel kills; see :mod:`conveyor.sandbox` for ``max_jobs_per_child`` and
+    ``max_memory_per_child`` (KiB).
     """
 
     def __init__(
         self,
         queue_name: str,
-        processor: Processor,
+        processor: Processor | SandboxProcessor | str,
         *,
         connection: Connection = None,
         prefix: str = "conveyor",
@@ -94,8 +100,13 @@ class Worker:
         keep_logs: int = 1_000,
         handle_signals: bool = True,
         limiter: Mapping[str, Any] | None = None,
+        sandbox: bool = False,
+        max_jobs_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None:
-        if not callable(processor):
+        self._sandbox = make_pool(sandbox, concurrency, max_jobs_per_child, max_memory_per_child)
+        self._target = "" if self._sandbox is None else processor_reference(processor)
+        if not callable(processor) and self._sandbox is None:
             raise ValidationError("processor", f"must be callable, got {processor!r}")
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
@@ -205,7 +216,7 @@ class Worker:
         if self._started:
             raise RuntimeError("Worker.run() was already called")
         self._started = True
-        if not self._is_async:
+        if not self._is_async and self._sandbox is None:
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor")
         removers = self._install_signal_handlers() if self.handle_signals else []
         side_tasks = [
@@ -237,6 +248,8 @@ class Worker:
                 remove()
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._sandbox is not None:
+                await self._sandbox.close()
             await self.queue.close()
             self._closed.set()
             log.info("worker %s stopped", self.id)
@@ -653,8 +666,10 @@ class Worker:
 
     async def _call(self, job: Job) -> Any:
         timeout = job.opts.timeout
-        if self._is_async:
-            call: Awaitable[Any] = self.processor(job)  # type: ignore[arg-type]
+        if self._sandbox is not None:  # a cancel or the timeout kills the child
+            call: Awaitable[Any] = self._sandbox.run(job, self._target)
+        elif self._is_async:
+            call = self.processor(job)  # type: ignore[arg-type,operator]
         else:
             loop = asyncio.get_running_loop()
             call = loop.run_in_executor(
