@@ -29,7 +29,7 @@ from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import ConveyorError, JobNotFoundError, ValidationError
 from .job import Job
-from .keys import STATES, registry_key
+from .keys import STATES, delayed_due, registry_key
 from .metrics import MINUTE_MS
 from .options import OPTION_NAMES, validate_queue_name
 from .queue import Queue
@@ -501,17 +501,19 @@ class Inspector(ClientOwner):
         job = await queue.get_job(job_id)
         if job is None:
             raise JobNotFoundError(name, job_id)
-        state, logs, logs_total = await asyncio.gather(
+        state, logs, logs_total, delayed_score = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
             self.client.llen(queue.keys.logs(job_id)),
+            self.client.zscore(queue.keys.delayed, job_id),
         )
         return JobDetail(
             queue=name, summary=JobSummary.from_job(job, state), data=job.data,
             opts=job.opts.to_json(), return_value=job.return_value,
             stacktrace=list(job.stacktrace), logs=logs, logs_total=int(logs_total),
             parent_key=job.parent_key, dead_letter_of=job.dead_letter_of,
-            timeline=_timeline(job, state),
+            timeline=_timeline(job, state,
+                               None if delayed_score is None else delayed_due(delayed_score)),
         )
 
     # -- actions -----------------------------------------------------------------------
@@ -754,10 +756,13 @@ class Inspector(ClientOwner):
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _timeline(job: Job, state: str | None) -> list[dict[str, Any]]:
-    """What happened to the job when, from its own fields (no event reads)."""
+def _timeline(job: Job, state: str | None, due: int | None) -> list[dict[str, Any]]:
+    """What happened to the job when, from its own fields (no event reads);
+    ``due``: when a delayed job is due (its delay may have changed since it was added)."""
     events: list[tuple[str, int]] = [("added", job.timestamp)]
-    if job.opts.delay:
+    if due is not None:
+        events.append(("delayed until", due))
+    elif job.opts.delay:
         events.append(("delayed until", job.timestamp + job.opts.delay))
     if job.processed_on is not None:
         events.append(("started", job.processed_on))

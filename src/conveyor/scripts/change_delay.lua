@@ -16,7 +16,6 @@ end
 if not redis.call('ZSCORE', KEYS[1], id) then
   return -1
 end
-local due = now_ms() + tonumber(ARGV[3])
-push_delayed(KEYS[1], KEYS[2], id, due)
+local due = push_delayed(KEYS[1], KEYS[2], id, now_ms() + tonumber(ARGV[3]))
 emit(KEYS[3], ARGV[4], 'delayed', id, {'delay', due})
 return due

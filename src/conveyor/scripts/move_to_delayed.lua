@@ -15,10 +15,9 @@ if redis.call('HGET', KEYS[2], id) ~= ARGV[3] then
   return 0
 end
 local started, _, pon = parse_token(ARGV[3])
-local due = now_ms() + tonumber(ARGV[4])
 redis.call('HSET', base .. 'job:' .. id, 'ats', started, 'pon', pon)
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
-push_delayed(KEYS[3], KEYS[4], id, due)
+local due = push_delayed(KEYS[3], KEYS[4], id, now_ms() + tonumber(ARGV[4]))
 emit(KEYS[5], ARGV[5], 'delayed', id, {'delay', due})
 return due

@@ -18,7 +18,7 @@ else
   end
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
   if #first > 0 then
-    redis.call('ZADD', KEYS[2], 'LT', first[2], 'd')
+    redis.call('ZADD', KEYS[2], 'LT', due_of_score(first[2]), 'd')
   end
   emit(KEYS[6], ARGV[2], 'resumed', '', nil)
 end
