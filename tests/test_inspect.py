@@ -177,6 +177,9 @@ async def test_job_detail_shows_when_a_delayed_job_is_due_after_its_delay_change
     assert [(e["event"], e["at_ms"]) for e in detail.timeline] == [
         ("added", job.timestamp), ("delayed until", due)
     ]
+    assert detail.summary.due == due
+    [listed] = (await inspector.jobs(queue.name, "delayed")).jobs
+    assert listed.due == due and listed.to_dict()["due_ms"] == due
 
 
 async def test_job_detail_keeps_the_newest_200_log_lines(
