@@ -282,3 +282,21 @@ async def test_delayed_jobs_added_one_by_one_and_due_in_the_same_ms_are_taken_in
     await state.wait_until(max(stamps) + 50)
 
     assert [job_id for job_id, _ in await take(queue, 25)] == ids
+
+
+async def test_a_due_time_past_the_exact_range_is_kept_as_its_last_ms_in_order(
+    queue: Queue, state: QueueState
+) -> None:
+    last_ms = 2**43 - 1  # due * 1024 + 1023 is the largest score a double holds exactly
+    replies = s(await queue.scripts.add_jobs(None, [_job("a", "a", delay=2**60),
+                                                     _job("b", "b", delay=2**60)]))
+    assert [r[1] for r in replies] == [1, 1]
+    assert await state.delayed_scores() == [("a", last_ms * 1024), ("b", last_ms * 1024 + 1)]
+    assert await state.delayed() == [("a", last_ms), ("b", last_ms)]
+    assert await state.marker() == {"d": last_ms}
+    assert await state.events() == [
+        {"event": "added", "job_id": "a", "name": "a"},
+        {"event": "added", "job_id": "b", "name": "b"},
+        {"event": "delayed", "job_id": "a", "delay": str(last_ms)},
+        {"event": "delayed", "job_id": "b", "delay": str(last_ms)},
+    ]

@@ -1,6 +1,8 @@
 --[[ move_to_delayed: a running job steps out until later (a step job). Its
 worker's lock is checked and released; the attempt counts as started, not as
 made; the job comes back with the same id (and data, see update_data.lua).
+In the delayed zset it goes after the jobs already due in that ms
+(delayed_score in common.lua).
 
 KEYS  1 active  2 locks  3 delayed  4 marker  5 events
 ARGV  1 key base  2 job id  3 lock token  4 delay ms  5 events maxlen
