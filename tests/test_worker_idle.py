@@ -132,7 +132,7 @@ async def test_paused_queue_moves_delayed_jobs_to_waiting_when_due_and_resume_ru
     worker = start_worker(echo, block_timeout=60_000)
     worker.on("drained", drained.set)
     await wait_for(drained.is_set)
-    job = await queue.add("later", "due", delay=300)
+    job = await queue.add("later", "due", delay=1000)
     assert await job.get_state() == "delayed"
 
     async def waiting() -> bool:

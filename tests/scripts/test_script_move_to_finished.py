@@ -429,10 +429,10 @@ async def test_last_handed_back_prioritized_job_is_taken_first_as_on_the_wait_li
 async def test_retry_without_backoff_goes_after_delayed_jobs_already_due(
     queue: Queue, state: QueueState
 ) -> None:
-    _, _, ts = await add(queue, "due", delay=300)
+    _, _, ts = await add(queue, "due", delay=1000)
     job_id, token = await _active_job(queue, attempts=2, job_id="retried")
     assert await state.zids(queue.keys.delayed) == ["due"]  # still waiting for its time
-    await state.wait_until(ts + 300)
+    await state.wait_until(ts + 1000)
 
     await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
 
@@ -442,10 +442,10 @@ async def test_retry_without_backoff_goes_after_delayed_jobs_already_due(
 async def test_prioritized_retry_without_backoff_goes_after_due_delayed_jobs_of_its_priority(
     queue: Queue, state: QueueState
 ) -> None:
-    _, _, ts = await add(queue, "due", delay=300, priority=4)
+    _, _, ts = await add(queue, "due", delay=1000, priority=4)
     job_id, token = await _active_job(queue, attempts=2, priority=4, job_id="retried")
     assert await state.zids(queue.keys.delayed) == ["due"]
-    await state.wait_until(ts + 300)
+    await state.wait_until(ts + 1000)
 
     await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
 
