@@ -139,6 +139,9 @@ def test_enqueue_list_and_show(redis_url: str, queue_name: str) -> None:
     assert "send-welcome" in listed and f"1-1 of 1 waiting jobs in '{queue_name}'" in listed
     page = as_json("jobs", "list", queue_name, "--state", "delayed", *r)
     assert [j["id"] for j in page["jobs"]] == ["r-1"] and page["total"] == 1
+    assert page["jobs"][0]["due_ms"] == page["jobs"][0]["timestamp_ms"] + 3_600_000
+    wide = cli("jobs", "list", queue_name, "--state", "delayed", *r, env={"COLUMNS": "200"})
+    assert " due " in wide.stdout and " in 59m" in wide.stdout  # the due time, not "finished"
     assert as_json("jobs", "list", queue_name, "-s", "prioritized", *r)["jobs"][0]["priority"] == 2
 
     shown = ok("jobs", "show", queue_name, "1", *r)

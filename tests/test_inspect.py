@@ -168,6 +168,20 @@ async def test_job_detail_has_data_logs_error_and_timeline(
         await inspector.job(queue.name, "missing")
 
 
+async def test_job_detail_shows_when_a_delayed_job_is_due_after_its_delay_changed(
+    inspector: Inspector, queue: Queue
+) -> None:
+    job = await queue.add("later", delay=60_000)
+    due = await job.change_delay(3_600_000)
+    detail = await inspector.job(queue.name, job.id)
+    assert [(e["event"], e["at_ms"]) for e in detail.timeline] == [
+        ("added", job.timestamp), ("delayed until", due)
+    ]
+    assert detail.summary.due == due
+    [listed] = (await inspector.jobs(queue.name, "delayed")).jobs
+    assert listed.due == due and listed.to_dict()["due_ms"] == due
+
+
 async def test_job_detail_keeps_the_newest_200_log_lines(
     inspector: Inspector, queue: Queue
 ) -> None:

@@ -118,6 +118,22 @@ async def test_rate_limit_error_hands_the_job_back_without_an_attempt(
     assert calls[1][1] - calls[0][1] >= 0.55  # the queue backed off
 
 
+async def test_a_rate_limited_prioritized_job_runs_again_before_the_rest_of_its_priority(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    ran: list[str] = []
+
+    async def process(job: Job) -> None:
+        ran.append(job.name)
+        if ran == ["first"]:
+            raise RateLimitError(50)
+
+    await queue.add_bulk([{"name": name, "priority": 2} for name in ("first", "second", "third")])
+    start_worker(process, concurrency=1)
+    await wait_for(lambda: _completed(queue, 3), timeout=10)
+    assert ran == ["first", "first", "second", "third"]
+
+
 async def test_a_rate_limit_stops_every_worker_of_the_queue(
     queue: Queue, start_worker: StartWorker
 ) -> None:

@@ -124,6 +124,27 @@ async def test_delayed_job_wakes_an_idle_worker_when_due(
     assert job.processed_on is not None and job.processed_on - job.timestamp >= 300
 
 
+async def test_paused_queue_moves_delayed_jobs_to_waiting_when_due_and_resume_runs_them(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    await queue.pause()
+    drained = asyncio.Event()
+    worker = start_worker(echo, block_timeout=60_000)
+    worker.on("drained", drained.set)
+    await wait_for(drained.is_set)
+    job = await queue.add("later", "due", delay=1000)
+    assert await job.get_state() == "delayed"
+
+    async def waiting() -> bool:
+        return await job.get_state() == "waiting"
+
+    # Well before the block timeout, or the 60 s recheck, would make the worker look.
+    await wait_for(waiting, timeout=5, message="due job moved to waiting while paused")
+    assert await queue.get_job_counts("active", "completed") == {"active": 0, "completed": 0}
+    await queue.resume()
+    assert await job.wait_until_finished(timeout=10) == "due"
+
+
 async def test_paused_queue_idle_worker_does_not_spin_and_resume_wakes_it(
     queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
 ) -> None:

@@ -352,3 +352,18 @@ async def test_jobs_longer_than_the_lock_keep_their_locks(
         assert await job.wait_until_finished(timeout=10) == job.id
         await job.refresh()
         assert job.stalled_count == 0 and job.attempts_made == 1
+
+
+async def test_delayed_jobs_of_one_add_bulk_run_in_the_order_added(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    ran: list[int] = []
+
+    async def record(job: Job) -> None:
+        ran.append(job.data)
+
+    jobs = await queue.add_bulk([{"name": "later", "data": i, "delay": 200} for i in range(25)])
+    start_worker(record, concurrency=1)
+    await jobs[-1].wait_until_finished(timeout=10)
+    await wait_for(lambda: len(ran) == 25)
+    assert ran == list(range(25))

@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, JobFailedError, Queue, UnrecoverableError
+from conveyor.keys import delayed_due
 from conveyor.options import Backoff, backoff_delay
 from helpers import StartWorker, finished, wait_for
 
@@ -113,11 +114,11 @@ async def test_delayed_retry_is_in_the_delayed_set_while_it_waits(
     job = await queue.add("slow-retry", attempts=2, backoff=60_000)
     await wait_for(lambda: failures == [1])
     assert await queue.get_job_state(job.id) == "delayed"
-    due = await redis.zscore(queue.keys.delayed, job.id)
+    score = await redis.zscore(queue.keys.delayed, job.id)
     [(failed_at, _)] = [
         (t, f) for t, f in await job_events(redis, queue, job.id) if f["event"] == "retrying"
     ]
-    assert due is not None and abs(due - failed_at - 60_000) <= 5
+    assert score is not None and abs(delayed_due(score) - failed_at - 60_000) <= 5
     await job.refresh()
     assert job.attempts_made == 1 and job.failed_reason == "ValueError: nope"
 

@@ -192,12 +192,14 @@ def _jobs_view(page: JobPage) -> RenderableType:
     table.add_column("attempts", justify="right")
     table.add_column("progress", justify="right")
     table.add_column("added", justify="right")
-    table.add_column("finished", justify="right")
+    delayed = page.state == "delayed"
+    table.add_column("due" if delayed else "finished", justify="right")
     table.add_column("reason", overflow="ellipsis", max_width=40, no_wrap=True)
     for job in page.jobs:
         table.add_row(
             escape(job.id), escape(job.name), f"{job.attempts_made}/{job.attempts}",
-            _progress(job.progress), _ago(job.timestamp, now), _ago(job.finished_on, now),
+            _progress(job.progress), _ago(job.timestamp, now),
+            _ago(job.due if delayed else job.finished_on, now),
             Text(job.failed_reason or "", style="red"),
         )
     first, last = page.start + 1, page.start + len(page.jobs)

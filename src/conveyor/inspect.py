@@ -29,7 +29,7 @@ from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import ConveyorError, JobNotFoundError, ValidationError
 from .job import Job
-from .keys import STATES, registry_key
+from .keys import STATES, delayed_due, registry_key
 from .metrics import MINUTE_MS
 from .options import OPTION_NAMES, validate_queue_name
 from .queue import Queue
@@ -159,15 +159,18 @@ class JobSummary:
     failed_reason: str | None
     delay: int
     priority: int
+    #: When a delayed job is due (epoch ms; its delay may have changed since it
+    #: was added); None for a job that is not delayed.
+    due: int | None = None
 
     @classmethod
-    def from_job(cls, job: Job, state: str | None) -> JobSummary:
+    def from_job(cls, job: Job, state: str | None, due: int | None = None) -> JobSummary:
         return cls(
             id=job.id, name=job.name, state=state, timestamp=job.timestamp,
             processed_on=job.processed_on, finished_on=job.finished_on,
             attempts_made=job.attempts_made, attempts=job.opts.attempts,
             progress=job.progress, failed_reason=job.failed_reason,
-            delay=job.opts.delay, priority=job.opts.priority,
+            delay=job.opts.delay, priority=job.opts.priority, due=due,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +180,8 @@ class JobSummary:
         out.update(attempts_made=self.attempts_made, attempts=self.attempts,
                    progress=self.progress, failed_reason=self.failed_reason,
                    delay=self.delay, priority=self.priority)
+        if self.due is not None:
+            _with_times(out, due=self.due)
         return out
 
 
@@ -492,8 +497,13 @@ class Inspector(ClientOwner):
             self.client.llen(key) if state == "waiting" else self.client.zcard(key),
             queue.get_jobs(state, start, start + count - 1),
         )
+        dues: list[int | None] = [None] * len(jobs)
+        if state == "delayed" and jobs:
+            scores = await self.client.zmscore(key, [job.id for job in jobs])
+            dues = [None if s is None else delayed_due(s) for s in scores]
         return JobPage(name, state, start, count, int(total),
-                       [JobSummary.from_job(job, state) for job in jobs])
+                       [JobSummary.from_job(job, state, due)
+                        for job, due in zip(jobs, dues, strict=True)])
 
     async def job(self, name: str, job_id: str) -> JobDetail:
         """Everything about one job."""
@@ -501,17 +511,19 @@ class Inspector(ClientOwner):
         job = await queue.get_job(job_id)
         if job is None:
             raise JobNotFoundError(name, job_id)
-        state, logs, logs_total = await asyncio.gather(
+        state, logs, logs_total, delayed_score = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
             self.client.llen(queue.keys.logs(job_id)),
+            self.client.zscore(queue.keys.delayed, job_id),
         )
+        due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
-            queue=name, summary=JobSummary.from_job(job, state), data=job.data,
+            queue=name, summary=JobSummary.from_job(job, state, due), data=job.data,
             opts=job.opts.to_json(), return_value=job.return_value,
             stacktrace=list(job.stacktrace), logs=logs, logs_total=int(logs_total),
             parent_key=job.parent_key, dead_letter_of=job.dead_letter_of,
-            timeline=_timeline(job, state),
+            timeline=_timeline(job, state, due),
         )
 
     # -- actions -----------------------------------------------------------------------
@@ -754,10 +766,13 @@ class Inspector(ClientOwner):
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _timeline(job: Job, state: str | None) -> list[dict[str, Any]]:
-    """What happened to the job when, from its own fields (no event reads)."""
+def _timeline(job: Job, state: str | None, due: int | None) -> list[dict[str, Any]]:
+    """What happened to the job when, from its own fields (no event reads);
+    ``due``: when a delayed job is due (its delay may have changed since it was added)."""
     events: list[tuple[str, int]] = [("added", job.timestamp)]
-    if job.opts.delay:
+    if due is not None:
+        events.append(("delayed until", due))
+    elif job.opts.delay:
         events.append(("delayed until", job.timestamp + job.opts.delay))
     if job.processed_on is not None:
         events.append(("started", job.processed_on))

@@ -11,9 +11,16 @@ part               type    contents
 ``id``             string  counter for generated job ids
 ``wait``           list    ids of jobs ready to run (head is taken first)
 ``prioritized``    zset    ids of ready jobs with a priority; score packs
-                           ``priority * 2**31 + sequence`` (FIFO per priority)
+                           ``priority * 2**31 + place``: ``2**30 + sequence``
+                           for a job made ready (FIFO per priority),
+                           ``2**30 - 1 - sequence`` for one handed back
+                           unfinished (head of its priority, last first)
 ``pc``             string  sequence counter for ``prioritized``
-``delayed``        zset    ids of jobs waiting for a time; score = due time (ms)
+``delayed``        zset    ids of jobs waiting for a time; score packs ``due *
+                           1024 + n`` (due ms; n = jobs already due that ms,
+                           so FIFO up to 1024 per ms, then by id). Exact to the
+                           ms up to 2**43 - 1 (year 2248); a later due time is
+                           kept as that ms. Read it with :func:`delayed_due`
 ``active``         zset    ids of running jobs; score = lock deadline (ms)
 ``locks``          hash    job id -> lock token of each running job; the token
                            is ``<worker id>:<attempts started>:<attempts
@@ -32,7 +39,9 @@ part               type    contents
 ``cancel``         channel pub/sub: the id of a running job to cancel now
 ``limiter``        zset    one member per job start within the rate limiter's
                            window; score = start time (ms)
-``marker``         zset    wake-up marker that idle workers block on
+``marker``         zset    wake-up marker that idle workers block on: ``0``
+                           (score 0: work is ready) and ``d`` (score = the
+                           earliest due time of a delayed job, ms)
 ``events``         stream  the queue's event log, capped (approximate MAXLEN)
 ``stalled-check``  string  guard so one stalled check runs per interval
 ``metrics:completed`` hash  minute (epoch ms // 60000) -> jobs completed in it
@@ -92,7 +101,15 @@ from dataclasses import dataclass
 
 from .errors import ValidationError
 
-__all__ = ["QueueKeys", "registry_key"]
+__all__ = ["QueueKeys", "delayed_due", "registry_key"]
+
+#: The delayed zset's score is ``due * DELAY_SHIFT + n`` (see the table above).
+DELAY_SHIFT = 1024
+
+
+def delayed_due(score: float) -> int:
+    """The due time (epoch ms) of a job whose score in the delayed zset is ``score``."""
+    return int(score) // DELAY_SHIFT
 
 
 @dataclass(frozen=True, slots=True)

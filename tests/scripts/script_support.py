@@ -14,7 +14,19 @@ from conveyor._scripts import outcome as make_outcome
 from helpers import wait_for
 
 PRIORITY_SHIFT = 2**31
+PRIORITY_HALF = 2**30
+DELAY_SHIFT = 1024
 KEEP_ALL = "-1:-1"
+
+
+def prio(priority: int, seq: int) -> int:
+    """The prioritized score of a job made ready with sequence number ``seq``."""
+    return priority * PRIORITY_SHIFT + PRIORITY_HALF + seq
+
+
+def prio_head(priority: int, seq: int) -> int:
+    """The prioritized score of a job handed back with sequence number ``seq``."""
+    return priority * PRIORITY_SHIFT + PRIORITY_HALF - 1 - seq
 
 
 def s(value: Any) -> Any:
@@ -123,6 +135,11 @@ class QueueState:
         return await self.zset(self.keys.prioritized)
 
     async def delayed(self) -> list[tuple[str, float]]:
+        """[(id, due ms)]: the delayed zset with each score read as its due time."""
+        return [(job_id, score // DELAY_SHIFT) for job_id, score in await self.delayed_scores()]
+
+    async def delayed_scores(self) -> list[tuple[str, float]]:
+        """The delayed zset's raw scores: due * 1024 + place among those due that ms."""
         return await self.zset(self.keys.delayed)
 
     async def active(self) -> list[tuple[str, float]]:

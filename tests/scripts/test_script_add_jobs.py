@@ -3,7 +3,8 @@ one job at a time and in batches."""
 
 from __future__ import annotations
 
-from script_support import PRIORITY_SHIFT, QueueState, add, s
+import pytest
+from script_support import QueueState, add, prio, s, take
 
 from conveyor import Queue
 from conveyor.options import MAX_PRIORITY
@@ -104,10 +105,10 @@ async def test_priority_packs_priority_and_sequence(queue: Queue, state: QueueSt
     await add(queue, "plain")
 
     assert await state.prioritized() == [
-        ("b", 1 * PRIORITY_SHIFT + 2),
-        ("d", 1 * PRIORITY_SHIFT + 4),
-        ("a", 5 * PRIORITY_SHIFT + 1),
-        ("c", 5 * PRIORITY_SHIFT + 3),
+        ("b", prio(1, 2)),
+        ("d", prio(1, 4)),
+        ("a", prio(5, 1)),
+        ("c", prio(5, 3)),
     ]
     assert await state.redis.get(queue.keys.priority_counter) == b"4"
     assert await state.wait() == ["plain"]
@@ -119,8 +120,8 @@ async def test_largest_priority_keeps_exact_score(queue: Queue, state: QueueStat
     await add(queue, "top", priority=MAX_PRIORITY)
     await add(queue, "low", priority=1)
     assert await state.prioritized() == [
-        ("low", PRIORITY_SHIFT + 2),
-        ("top", MAX_PRIORITY * PRIORITY_SHIFT + 1),
+        ("low", prio(1, 2)),
+        ("top", prio(MAX_PRIORITY, 1)),
     ]
     assert (await state.job("top"))["prio"] == str(MAX_PRIORITY)
 
@@ -247,3 +248,55 @@ async def test_only_non_default_fields_are_stored(queue: Queue, state: QueueStat
     assert set(await state.job("plain")) == {"name", "data", "opts", "ts"}
     custom = await state.job("custom")
     assert (custom["prio"], custom["att"]) == ("4", "3")
+
+
+async def test_delayed_jobs_of_one_batch_due_in_the_same_ms_are_taken_in_the_order_added(
+    queue: Queue, state: QueueState
+) -> None:
+    ids = [str(i) for i in range(1, 26)]  # as text "10" sorts before "2"
+    replies = s(await queue.scripts.add_jobs(None, [_job(i, i, delay=50) for i in ids]))
+    ts = {int(r[2]) for r in replies}
+    assert len(ts) == 1  # one script, one clock: every job is due in the same ms
+    await state.wait_until(ts.pop() + 50)
+
+    assert [job_id for job_id, _ in await take(queue, 25)] == ids
+
+
+async def test_delayed_jobs_added_one_by_one_and_due_in_the_same_ms_are_taken_in_the_order_added(
+    queue: Queue, state: QueueState
+) -> None:
+    # 25 adds in one transaction run back to back; retry until at least two of
+    # them (in practice most) read the same ms, so the order is decided by the tie.
+    for attempt in range(20):
+        ids = [f"{attempt}-{i}" for i in range(25)]  # as text "x-10" sorts before "x-2"
+        async with state.redis.pipeline(transaction=True) as pipe:
+            for job_id in ids:
+                await queue.scripts.add_jobs(pipe, [_job(job_id, job_id, delay=50)])
+            replies = [s(part[0]) for part in await pipe.execute()]
+        stamps = [int(r[2]) for r in replies]
+        if len(set(stamps)) < len(stamps):
+            break
+        await queue.drain(delayed=True)
+    else:
+        pytest.fail("no two adds of a transaction shared a ms")
+    await state.wait_until(max(stamps) + 50)
+
+    assert [job_id for job_id, _ in await take(queue, 25)] == ids
+
+
+async def test_a_due_time_past_the_exact_range_is_kept_as_its_last_ms_in_order(
+    queue: Queue, state: QueueState
+) -> None:
+    last_ms = 2**43 - 1  # due * 1024 + 1023 is the largest score a double holds exactly
+    replies = s(await queue.scripts.add_jobs(None, [_job("a", "a", delay=2**60),
+                                                     _job("b", "b", delay=2**60)]))
+    assert [r[1] for r in replies] == [1, 1]
+    assert await state.delayed_scores() == [("a", last_ms * 1024), ("b", last_ms * 1024 + 1)]
+    assert await state.delayed() == [("a", last_ms), ("b", last_ms)]
+    assert await state.marker() == {"d": last_ms}
+    assert await state.events() == [
+        {"event": "added", "job_id": "a", "name": "a"},
+        {"event": "added", "job_id": "b", "name": "b"},
+        {"event": "delayed", "job_id": "a", "delay": str(last_ms)},
+        {"event": "delayed", "job_id": "b", "delay": str(last_ms)},
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from script_support import PRIORITY_SHIFT, QueueState, add, take
+from script_support import QueueState, add, prio, take
 
 from conveyor import Queue
 
@@ -24,8 +24,8 @@ async def test_waiting_job_moves_to_prioritized(queue: Queue, state: QueueState)
     await add(queue, "p", priority=5)
     assert await change(queue, "b", 5) == 1
     assert await state.wait() == ["a"]
-    assert await state.prioritized() == [("p", 5 * PRIORITY_SHIFT + 1),
-                                         ("b", 5 * PRIORITY_SHIFT + 2)]
+    assert await state.prioritized() == [("p", prio(5, 1)),
+                                         ("b", prio(5, 2))]
     job = await state.job("b")
     assert job["prio"] == "5"
     assert json.loads(job["opts"]) == {"attempts": 3, "priority": 5}

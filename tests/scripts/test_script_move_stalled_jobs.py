@@ -3,7 +3,7 @@ failed past max_stalled; the stalled-check guard limits runs to one per interval
 
 from __future__ import annotations
 
-from script_support import QueueState, add, finish, outcome, s, take
+from script_support import QueueState, add, finish, outcome, prio_head, s, take
 
 from conveyor import Queue
 from helpers import wait_for
@@ -153,7 +153,7 @@ async def test_stalled_prioritized_job_goes_back_to_prioritized(
     await take(queue, lock_ms=1)
     await state.lapse_locks()
     assert await _check(queue) == [["p"], []]
-    assert await state.prioritized() == [("p", 2 * 2**31 + 2)]
+    assert await state.prioritized() == [("p", prio_head(2, 2))]
     assert await state.wait() == []
 
 
@@ -194,3 +194,15 @@ async def test_a_job_failed_by_stalling_goes_to_its_dead_letter_queue(
     assert forwarded[b"data"] == b'{"n":1}'
     assert b'"queue":"' + queue.name.encode() + b'"' in forwarded[b"dlq"]
     await state.redis.delete(*await state.redis.keys(other + "*"))
+
+
+async def test_stalled_prioritized_job_goes_back_to_the_head_of_its_priority(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "a", priority=2)
+    await add(queue, "b", priority=2)
+    await take(queue, lock_ms=1)  # a
+    await add(queue, "urgent", priority=1)
+    await state.lapse_locks()
+    assert await _check(queue) == [["a"], []]
+    assert await state.zids(queue.keys.prioritized) == ["urgent", "a", "b"]

@@ -3,7 +3,7 @@ deadlines, promotion of due delayed jobs, markers, next_due and pausing."""
 
 from __future__ import annotations
 
-from script_support import QueueState, add, fetched, finish, outcome, s, take, token_parts
+from script_support import QueueState, add, fetched, finish, outcome, prio, s, take, token_parts
 
 from conveyor import Queue
 
@@ -134,7 +134,7 @@ async def test_promotes_due_delayed_jobs_to_wait_and_prioritized(
 
     assert s(reply) == [0, [], 0]
     assert await state.wait() == ["ready", "a"]
-    assert await state.prioritized() == [("p", 4 * 2**31 + 1)]
+    assert await state.prioritized() == [("p", prio(4, 1))]
     assert await state.delayed() == [("late", ts_l + 60_000)]
     assert await state.marker() == {"0": 0.0}
     assert sorted(await state.event_names()) == [("waiting", "a"), ("waiting", "p")]
@@ -184,3 +184,15 @@ async def test_id_without_job_hash_is_dropped(queue: Queue, state: QueueState) -
     assert await state.zids(queue.keys.active) == ["real"]
     assert await state.wait() == []
     assert not await state.exists("ghost")
+
+
+async def test_paused_queue_reports_the_next_due_time_so_its_workers_promote_on_time(
+    queue: Queue, state: QueueState
+) -> None:
+    _, _, ts = await add(queue, "d", delay=60_000)
+    await queue.scripts.set_paused(True)
+
+    reply = await queue.scripts.move_to_active(5, "w:", 1000)
+
+    assert s(reply) == [ts + 60_000, [], 0]
+    assert await state.zids(queue.keys.delayed) == ["d"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from script_support import KEEP_ALL, QueueState, add, finish, outcome, take, token_parts
+from script_support import KEEP_ALL, QueueState, add, finish, outcome, prio, take, token_parts
 
 from conveyor import Queue
 
@@ -176,7 +176,7 @@ async def test_prioritized_job_retries_into_prioritized(queue: Queue, state: Que
     job_id, token = await _active_job(queue, attempts=2, priority=7)
     await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
     assert await state.wait() == []
-    assert await state.prioritized() == [(job_id, 7 * 2**31 + 2)]
+    assert await state.prioritized() == [(job_id, prio(7, 2))]
 
 
 async def test_fail_on_paused_queue_retries_without_marker(queue: Queue, state: QueueState) -> None:
@@ -398,3 +398,55 @@ async def test_extras_carry_a_parent_a_deduplication_key_and_a_group_with_odd_ch
     assert statuses == [1]
     assert await queue.get_deduplication_job_id("12:3:odd") is None
     assert await state.redis.hget(queue.keys.base + "groups:active", "g-1") is None
+
+
+@pytest.mark.parametrize("kind", ["r", "l"])
+async def test_handed_back_prioritized_job_goes_to_the_head_of_its_priority(
+    queue: Queue, state: QueueState, kind: str
+) -> None:
+    for job_id in ("a", "b", "c"):
+        await add(queue, job_id, priority=2)
+    [(_, fields)] = await take(queue)  # a
+    await add(queue, "urgent", priority=1)
+    await add(queue, "later", priority=3)
+
+    await finish(queue, outcome("a", fields["tok"], kind, retry_delay=0))
+
+    assert await state.zids(queue.keys.prioritized) == ["urgent", "a", "b", "c", "later"]
+
+
+async def test_last_handed_back_prioritized_job_is_taken_first_as_on_the_wait_list(
+    queue: Queue, state: QueueState
+) -> None:
+    for job_id in ("a", "b", "c"):
+        await add(queue, job_id, priority=2)
+    taken = dict(await take(queue, 2))  # a, b
+    await finish(queue, outcome("a", taken["a"]["tok"], "r"))
+    await finish(queue, outcome("b", taken["b"]["tok"], "r"))
+    assert await state.zids(queue.keys.prioritized) == ["b", "a", "c"]
+
+
+async def test_retry_without_backoff_goes_after_delayed_jobs_already_due(
+    queue: Queue, state: QueueState
+) -> None:
+    _, _, ts = await add(queue, "due", delay=1000)
+    job_id, token = await _active_job(queue, attempts=2, job_id="retried")
+    assert await state.zids(queue.keys.delayed) == ["due"]  # still waiting for its time
+    await state.wait_until(ts + 1000)
+
+    await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
+
+    assert await state.wait() == ["due", "retried"]
+
+
+async def test_prioritized_retry_without_backoff_goes_after_due_delayed_jobs_of_its_priority(
+    queue: Queue, state: QueueState
+) -> None:
+    _, _, ts = await add(queue, "due", delay=1000, priority=4)
+    job_id, token = await _active_job(queue, attempts=2, priority=4, job_id="retried")
+    assert await state.zids(queue.keys.delayed) == ["due"]
+    await state.wait_until(ts + 1000)
+
+    await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
+
+    assert await state.zids(queue.keys.prioritized) == ["due", "retried"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from script_support import PRIORITY_SHIFT, QueueState, add, take
+from script_support import QueueState, add, prio, take
 
 from conveyor import Queue
 
@@ -35,7 +35,7 @@ async def test_prioritized_delayed_job_goes_to_prioritized(
 ) -> None:
     await add(queue, "j", delay=60_000, priority=7)
     assert await promote(queue, "j") == 1
-    assert await state.prioritized() == [("j", 7 * PRIORITY_SHIFT + 1)]
+    assert await state.prioritized() == [("j", prio(7, 1))]
 
 
 async def test_missing_job_returns_0(queue: Queue, state: QueueState) -> None:

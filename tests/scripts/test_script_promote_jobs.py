@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from script_support import PRIORITY_SHIFT, QueueState, add
+from script_support import QueueState, add, prio
 
 from conveyor import Queue
 
@@ -26,7 +26,7 @@ async def test_due_first_are_promoted_in_batches(queue: Queue, state: QueueState
 
     assert await promote(queue, count=2) == (2, 1)
     assert await state.wait() == ["soon"]
-    assert await state.prioritized() == [("mid", 2 * PRIORITY_SHIFT + 1)]
+    assert await state.prioritized() == [("mid", prio(2, 1))]
     assert await state.zids(queue.keys.delayed) == ["late"]
     assert await state.marker() == {"0": 0.0}
     assert await state.event_names() == [("waiting", "soon"), ("waiting", "mid")]

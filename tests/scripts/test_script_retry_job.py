@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from script_support import QueueState, add, finish, outcome, take, token_parts
+from script_support import QueueState, add, finish, outcome, prio, take, token_parts
 
 from conveyor import Queue
 
@@ -66,7 +66,7 @@ async def test_reset_attempts(queue: Queue, state: QueueState) -> None:
 async def test_prioritized_job_goes_back_to_prioritized(queue: Queue, state: QueueState) -> None:
     await _finished(queue, "f", priority=9)
     assert await queue.scripts.retry_job("j", False) == 1
-    assert await state.prioritized() == [("j", 9 * 2**31 + 2)]
+    assert await state.prioritized() == [("j", prio(9, 2))]
     assert await state.wait() == []
 
 

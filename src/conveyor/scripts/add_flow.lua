@@ -114,8 +114,8 @@ for i = 1, n do
       redis.call('ZADD', base .. 'waiting-children', now, id)
       waiting_children[qi][#waiting_children[qi] + 1] = {id}
     elseif delay > 0 then
-      push_delayed(base .. 'delayed', base .. 'marker', id, now + delay)
-      delayed_events[qi][#delayed_events[qi] + 1] = {id, 'delay', tostring(now + delay)}
+      local due = push_delayed(base .. 'delayed', base .. 'marker', id, now + delay)
+      delayed_events[qi][#delayed_events[qi] + 1] = {id, 'delay', tostring(due)}
     else
       push_ready(base .. 'wait', base .. 'prioritized', base .. 'pc', base .. 'meta',
         base .. 'marker', id, priority, field(i, 9) == '1')

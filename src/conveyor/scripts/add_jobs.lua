@@ -17,6 +17,9 @@ Deduplication: the key `de:<key>` holds the id of the job that took it. It
 is held while it exists and, without a ttl, while that job is unfinished
 (the worker deletes it when the job finishes; a removed job lets it go too).
 
+Delayed jobs: score = due * 1024 + the jobs already due that ms (FIFO; see
+delayed_score in common.lua): one ZREVRANGEBYSCORE per distinct due time.
+
 A job costs an EXISTS and an HSET; the lists, sets, markers and events are
 written once for the batch. The hash holds only what differs from a job's
 defaults (priority 0, 1 attempt, none made or started).
@@ -31,6 +34,7 @@ local replies = {}
 local added, delayed_events = {}, {}
 local plain, prioritized, delayed = {}, {}, {}
 local earliest_due = nil
+local last_score = {}  -- due ms -> the last delayed score given to it (delayed_score)
 local deduplicated = {}
 local any_grouped = false
 
@@ -56,10 +60,10 @@ local function dedup_holder(spec, data, delay)
   if replace == '1' then
     local hkey = base .. 'job:' .. holder
     if redis.call('ZSCORE', KEYS[4], holder) then
-      local due = now + delay
       redis.call('HSET', hkey, 'data', data)
-      redis.call('ZADD', KEYS[4], due, holder)
-      redis.call('ZADD', KEYS[6], 'LT', due, 'd')
+      local score = delayed_score(KEYS[4], now + delay, last_score)
+      redis.call('ZADD', KEYS[4], score, holder)
+      redis.call('ZADD', KEYS[6], 'LT', due_of_score(score), 'd')
       replaced = '1'
     elseif redis.call('LPOS', KEYS[1], holder) or redis.call('ZSCORE', KEYS[2], holder) then
       redis.call('HSET', hkey, 'data', data)
@@ -124,8 +128,9 @@ for i = 0, m - 1 do
     end
     added[#added + 1] = {job_id, 'name', name}
     if delay > 0 then
-      local due = now + delay
-      delayed[#delayed + 1] = due
+      local score = delayed_score(KEYS[4], now + delay, last_score)
+      local due = due_of_score(score)
+      delayed[#delayed + 1] = score
       delayed[#delayed + 1] = job_id
       delayed_events[#delayed_events + 1] = {job_id, 'delay', tostring(due)}
       if not earliest_due or due < earliest_due then
@@ -153,8 +158,7 @@ if #prioritized > 0 then
   local last = redis.call('INCRBY', KEYS[3], #prioritized)
   local members = {}
   for i, job in ipairs(prioritized) do
-    local seq = (last - #prioritized + i) % PRIORITY_SHIFT
-    members[#members + 1] = job[2] * PRIORITY_SHIFT + seq
+    members[#members + 1] = priority_score(job[2], last - #prioritized + i)
     members[#members + 1] = job[1]
   end
   call_chunked({'ZADD', KEYS[2]}, members)

@@ -1,5 +1,6 @@
 --[[ move_stalled_jobs: return jobs whose lock lapsed (their worker died or hung) to
-the head of the wait list, or fail them once they stalled more than allowed.
+the head of the wait list (of their group, or of their priority in the
+prioritized zset), or fail them once they stalled more than allowed.
 Runs at most once per interval across all workers (guarded by stalled-check).
 
 KEYS  1 active  2 wait  3 prioritized  4 pc  5 meta  6 marker  7 events  8 failed
@@ -56,7 +57,7 @@ for _, id in ipairs(ids) do
       failed[#failed + 1] = id
     else
       local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')
-      push_ready(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], id, priority, true)
+      push_ready(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], id, priority, true, true)
       requeued[#requeued + 1] = id
     end
   end

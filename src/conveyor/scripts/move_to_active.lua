@@ -6,7 +6,8 @@ ARGV  1 key base  2 n  3 lock token prefix (worker id + ":")  4 lock duration ms
       5 events maxlen  6 limiter max starts (0: none)  7 limiter window ms
 Returns {next_due, {{job_id, {field, value, ...}}, ...}, limit_wait}: the jobs
 taken, each with its hash and the attempt's tok, pon and ats; next_due is the
-earliest delayed job's due time (ms) when none was taken, else 0; limit_wait
+earliest delayed job's due time (ms, also on a paused queue: its workers wake
+then to promote it) when none was taken, else 0; limit_wait
 > 0: rate limited, fetch again in that many ms (see includes/fetch_jobs.lua).
 Events: waiting (promoted delayed jobs), active (one entry per batch)
 ]]

@@ -1,6 +1,8 @@
 --[[ move_to_delayed: a running job steps out until later (a step job). Its
 worker's lock is checked and released; the attempt counts as started, not as
 made; the job comes back with the same id (and data, see update_data.lua).
+In the delayed zset it goes after the jobs already due in that ms
+(delayed_score in common.lua).
 
 KEYS  1 active  2 locks  3 delayed  4 marker  5 events
 ARGV  1 key base  2 job id  3 lock token  4 delay ms  5 events maxlen
@@ -15,10 +17,9 @@ if redis.call('HGET', KEYS[2], id) ~= ARGV[3] then
   return 0
 end
 local started, _, pon = parse_token(ARGV[3])
-local due = now_ms() + tonumber(ARGV[4])
 redis.call('HSET', base .. 'job:' .. id, 'ats', started, 'pon', pon)
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
-push_delayed(KEYS[3], KEYS[4], id, due)
+local due = push_delayed(KEYS[3], KEYS[4], id, now_ms() + tonumber(ARGV[4]))
 emit(KEYS[5], ARGV[5], 'delayed', id, {'delay', due})
 return due

@@ -17,9 +17,12 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       the job finishes, and the job's group, each possibly empty.
       kind "c" completed: return value (JSON)
       kind "f" failed: retry delay ms >= 0 retries when attempts remain, -1
-               never retries (UnrecoverableError)
+               never retries (UnrecoverableError); delay 0: to the tail of
+               the wait list, after the delayed jobs already due (they are
+               promoted before any outcome is applied)
       kind "r" released: handed back unfinished (worker shutdown); back to the
-               head of the wait list, no attempt counted
+               head of the wait list (of its group, or of its priority in
+               the prioritized zset), no attempt counted
       kind "l" rate limited (RateLimitError): as "r", and the queue backs off:
                no worker fetches for `retry delay` ms (meta limited_until)
       keep = "count:age_ms" retention of the finished set (-1: no limit)
@@ -91,6 +94,9 @@ local function unpack_extras(extras)
   return string.sub(rest, 1, lp), string.sub(rest, lp + 1, lp + ld), string.sub(rest, lp + ld + 1)
 end
 
+-- Jobs that fell due go first: a retry without backoff joins the queue after them.
+promote_due(k, base, now, maxlen)
+
 local metrics = new_metrics()
 local m = tonumber(ARGV[8])
 local ids, offsets = {}, {}
@@ -144,8 +150,8 @@ for i = 1, m do
         emit(k.events, maxlen, 'retrying', id,
           {'failed_reason', value, 'attempts_made', made, 'delay', retry_delay})
         if retry_delay > 0 then
-          push_delayed(k.delayed, k.marker, id, now + retry_delay)
-          emit(k.events, maxlen, 'delayed', id, {'delay', now + retry_delay})
+          local due = push_delayed(k.delayed, k.marker, id, now + retry_delay)
+          emit(k.events, maxlen, 'delayed', id, {'delay', due})
         else
           push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id,
             tonumber(job[2] or '0'), false)
@@ -173,7 +179,7 @@ for i = 1, m do
       end
       redis.call('HSET', job_key, 'ats', started)
       local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')
-      push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id, priority, true)
+      push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, id, priority, true, true)
       emit(k.events, maxlen, 'waiting', id, nil)
     end
   end
@@ -196,5 +202,5 @@ for set_key, members in pairs(to_finish) do
 end
 
 local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen,
-  tonumber(ARGV[6]), tonumber(ARGV[7]))
+  tonumber(ARGV[6]), tonumber(ARGV[7]), true)
 return {statuses, fetched[1], fetched[2], fetched[3]}

@@ -1,5 +1,6 @@
 --[[ promote_jobs: one batch of Queue.promote_jobs: the delayed jobs due first
-become ready now (wait list, or prioritized when they have a priority).
+(in score order: due time, then order added) become ready now (wait list, or
+prioritized when they have a priority).
 
 KEYS  1 delayed  2 wait  3 prioritized  4 pc  5 meta  6 marker  7 events
 ARGV  1 key base  2 most jobs to promote  3 events maxlen

@@ -1,5 +1,8 @@
 --[[ set_paused: pause or resume a queue. While paused no job moves to active;
-adds still land. Resuming wakes idle workers if work is ready.
+adds still land; due delayed jobs still move to waiting (a paused queue's
+fetch promotes them and reports the next due time, so its idle workers wake
+for it). Resuming wakes idle workers if work is ready, and sets the 'd'
+marker to the earliest due time (ms, from the delayed score).
 
 KEYS  1 meta  2 marker  3 wait  4 prioritized  5 delayed  6 events
 ARGV  1 "pause" | "resume"  2 events maxlen
@@ -18,7 +21,7 @@ else
   end
   local first = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
   if #first > 0 then
-    redis.call('ZADD', KEYS[2], 'LT', first[2], 'd')
+    redis.call('ZADD', KEYS[2], 'LT', due_of_score(first[2]), 'd')
   end
   emit(KEYS[6], ARGV[2], 'resumed', '', nil)
 end

@@ -93,6 +93,8 @@ class JobSummary(BaseModel):
     failed_reason: str | None
     delay: int
     priority: int
+    due: str | None = None
+    due_ms: int | None = None
 
 
 class JobPage(BaseModel):

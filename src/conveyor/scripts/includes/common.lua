@@ -53,7 +53,53 @@ local function parse_token(token)
   return string.match(token, '(%d+):(%d+):(%d+)$')
 end
 
-local PRIORITY_SHIFT = 2147483648  -- 2^31: score = priority * 2^31 + sequence
+-- The prioritized zset's score: priority * 2^31 + place, lowest first. A job
+-- made ready takes the next of the upper half (2^30 + sequence: FIFO within
+-- its priority); a job handed back unfinished the next of the lower half,
+-- counting down (2^30 - 1 - sequence), so it goes before every job of its
+-- priority, as a plain one goes to the head of the wait list.
+local PRIORITY_SHIFT = 2147483648  -- 2^31
+local PRIORITY_HALF = 1073741824   -- 2^30
+local function priority_score(priority, seq, head)
+  if head then
+    return priority * PRIORITY_SHIFT + PRIORITY_HALF - 1 - seq % PRIORITY_HALF
+  end
+  return priority * PRIORITY_SHIFT + PRIORITY_HALF + seq % PRIORITY_HALF
+end
+
+-- The delayed zset's score: due * 1024 + n, where n is the number of jobs
+-- already due in that ms (FIFO: a tie would sort by id as text, "10" before
+-- "2"). Past 1023 jobs in one ms they share n = 1023 (and sort by id). The
+-- score is exact below 2^53, so due times up to 2^43 - 1 ms (year 2248) are
+-- kept to the ms; a later one is kept as that last ms. The due time is
+-- floor(score / 1024). Numbers this size must reach Redis as numbers (Lua's
+-- tostring and .. keep only 14 digits).
+local DELAY_SHIFT = 1024
+local MAX_DUE = 8796093022207  -- 2^43 - 1
+
+local function due_of_score(score)
+  return math.floor(tonumber(score) / DELAY_SHIFT)
+end
+
+-- The score of a job due at `due` placed after those already due that ms.
+-- `last` (optional) caches the last score given per due within one script.
+local function delayed_score(delayed_key, due, last)
+  if due > MAX_DUE then
+    due = MAX_DUE
+  end
+  local low = due * DELAY_SHIFT
+  local high = low + DELAY_SHIFT - 1
+  local prev = last and last[due]
+  if not prev then
+    local top = redis.call('ZREVRANGEBYSCORE', delayed_key, high, low, 'WITHSCORES', 'LIMIT', 0, 1)
+    prev = top[2] and tonumber(top[2]) or low - 1
+  end
+  local score = prev < high and prev + 1 or high
+  if last then
+    last[due] = score
+  end
+  return score
+end
 
 -- Groups (add(group=...)): each group's ready jobs wait in its own list
 -- `group:<g>`; the `groups` zset is the round-robin rotation of groups with
@@ -107,12 +153,14 @@ end
 
 -- Make a job ready: the wait list (priority 0), the prioritized zset, or its
 -- group's list, and wake one idle worker unless the queue is paused. `front`
--- puts a plain job at the head of the wait list (lifo, or a job handed back
--- unfinished).
+-- puts a plain job at the head of the wait list (lifo; a prioritized job
+-- ignores it, as add does). `handed_back`: a job handed back unfinished goes
+-- to the head of the wait list, its group, or its priority.
 local function push_ready(wait_key, prioritized_key, pc_key, meta_key, marker_key,
-                          job_id, priority, front)
+                          job_id, priority, front, handed_back)
   local base = string.sub(wait_key, 1, -5)  -- wait_key is base .. 'wait'
   local group = redis.call('HGET', base .. 'job:' .. job_id, 'grp')
+  front = front or handed_back
   if group then
     push_grouped(base, group, job_id, front)
   elseif priority == 0 then
@@ -122,19 +170,23 @@ local function push_ready(wait_key, prioritized_key, pc_key, meta_key, marker_ke
       redis.call('RPUSH', wait_key, job_id)
     end
   else
-    local seq = redis.call('INCR', pc_key) % PRIORITY_SHIFT
-    redis.call('ZADD', prioritized_key, priority * PRIORITY_SHIFT + seq, job_id)
+    redis.call('ZADD', prioritized_key,
+      priority_score(priority, redis.call('INCR', pc_key), handed_back), job_id)
   end
   if redis.call('HEXISTS', meta_key, 'paused') == 0 then
     redis.call('ZADD', marker_key, 0, '0')
   end
 end
 
--- Put a job in the delayed zset and make sure an idle worker wakes in time
--- for the earliest due job (the 'd' marker's score is that time).
+-- Put a job in the delayed zset, after those due in the same ms, and make sure
+-- an idle worker wakes in time for the earliest due job (the 'd' marker's
+-- score is that time, in ms). Returns the due time as kept (see MAX_DUE).
 local function push_delayed(delayed_key, marker_key, job_id, due)
-  redis.call('ZADD', delayed_key, due, job_id)
+  local score = delayed_score(delayed_key, due)
+  redis.call('ZADD', delayed_key, score, job_id)
+  due = due_of_score(score)
   redis.call('ZADD', marker_key, 'LT', due, 'd')
+  return due
 end
 
 -- Run `head..., list...` (say {'ZADD', key} and score/member pairs) as few
@@ -182,8 +234,7 @@ local function push_ready_many(k, base, ids)
     elseif priority == 0 then
       plain[#plain + 1] = id
     else
-      local seq = redis.call('INCR', k.pc) % PRIORITY_SHIFT
-      redis.call('ZADD', k.prioritized, priority * PRIORITY_SHIFT + seq, id)
+      redis.call('ZADD', k.prioritized, priority_score(priority, redis.call('INCR', k.pc)), id)
     end
   end
   call_chunked({'RPUSH', k.wait}, plain)

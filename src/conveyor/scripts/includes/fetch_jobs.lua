@@ -19,14 +19,17 @@
 -- over a sliding window: the `limiter` zset holds one member per start).
 --
 -- Returns {next_due, jobs, limit_wait} where jobs is a list of {id, HGETALL of
--- job + tok, pon, ats}; next_due is the earliest delayed due time when nothing
--- was taken (0 if none is delayed); limit_wait > 0 means a rate limit stopped
--- the fetch: ask again in that many ms (don't block on the marker).
+-- job + tok, pon, ats}; next_due is the earliest delayed due time (ms) when
+-- nothing was taken, also on a paused queue (0 if none is delayed); limit_wait
+-- > 0 means a rate limit stopped the fetch: ask again in that many ms (don't
+-- block on the marker).
 
--- Promote due delayed jobs (at most 1000 per call) to the wait list, the
--- prioritized zset or their group.
+-- Promote due delayed jobs (at most 1000 per call, in the order they fell
+-- due: see delayed_score in common.lua) to the wait list, the prioritized zset
+-- or their group.
 local function promote_due(k, base, now, maxlen)
-  local due = redis.call('ZRANGEBYSCORE', k.delayed, '-inf', now, 'LIMIT', 0, 1000)
+  local due = redis.call('ZRANGEBYSCORE', k.delayed, '-inf', (now + 1) * DELAY_SHIFT - 1,
+    'LIMIT', 0, 1000)
   if #due == 0 then
     return
   end
@@ -131,15 +134,28 @@ local function take_grouped(base, want, ids, now, gcap, gmax, gdur)
   return next_free
 end
 
-local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_max, limit_ms)
+-- The earliest delayed job's due time (ms), or 0 if none is delayed.
+local function first_due(k)
+  local first = redis.call('ZRANGE', k.delayed, 0, 0, 'WITHSCORES')
+  return first[2] and due_of_score(first[2]) or 0
+end
+
+-- `promoted`: the caller promoted due jobs already (move_to_finished does it
+-- before its retries, so they don't overtake jobs that were due first).
+local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_max, limit_ms,
+                          promoted)
   -- k: wait, prioritized, pc, delayed, active, locks, meta, marker, events, limiter
-  promote_due(k, base, now, maxlen)
+  if not promoted then
+    promote_due(k, base, now, maxlen)
+  end
 
   local jobs = {}
   local meta = redis.call('HMGET', k.meta, 'paused', 'concurrency', 'limited_until',
     'group_concurrency', 'group_max', 'group_duration', 'groups')
   if meta[1] then
-    return {0, jobs, 0}
+    -- Paused: nothing is taken, but due jobs still move to waiting on time, so
+    -- the worker wakes at the next due time to promote it.
+    return {first_due(k), jobs, 0}
   end
   local cap = tonumber(meta[2] or '0')
   if cap > 0 then
@@ -242,10 +258,7 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
 
   local next_due = 0
   if #jobs == 0 then
-    local first = redis.call('ZRANGE', k.delayed, 0, 0, 'WITHSCORES')
-    if #first > 0 then
-      next_due = tonumber(first[2])
-    end
+    next_due = first_due(k)
     -- A rate-limited group is like a delayed job: look again when it is free.
     if group_free_at and (next_due == 0 or group_free_at < next_due) then
       next_due = group_free_at

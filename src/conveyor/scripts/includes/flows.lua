@@ -30,8 +30,8 @@ local function flow_release_parent(pbase, pid, pkey, now, maxlen)
     lifo = decoded.lifo == true
   end
   if delay > 0 then
-    push_delayed(pbase .. 'delayed', pbase .. 'marker', pid, now + delay)
-    emit(pbase .. 'events', maxlen, 'delayed', pid, {'delay', now + delay})
+    local due = push_delayed(pbase .. 'delayed', pbase .. 'marker', pid, now + delay)
+    emit(pbase .. 'events', maxlen, 'delayed', pid, {'delay', due})
   else
     push_ready(pbase .. 'wait', pbase .. 'prioritized', pbase .. 'pc', pbase .. 'meta',
       pbase .. 'marker', pid, tonumber(job[1] or '0'), lifo)

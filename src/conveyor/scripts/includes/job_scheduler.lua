@@ -54,7 +54,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
   redis.call('HSET', job_key, unpack(fields))
   added[#added + 1] = {job_id, 'name', tpl.name}
   if due > now then
-    push_delayed(k.delayed, k.marker, job_id, due)
+    due = push_delayed(k.delayed, k.marker, job_id, due)
     delayed_events[#delayed_events + 1] = {job_id, 'delay', tostring(due)}
   else
     push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, job_id, priority,

@@ -177,8 +177,10 @@ export function queueView(root, route) {
     }
     if (state === "delayed") {
       cols.push(["Runs", (job) => {
+        const due = msOf(job, "due");
         const added = msOf(job, "timestamp");
         const delay = pick(job, "delay");
+        if (due !== undefined) return h("td", { class: "nowrap" }, timeEl(due));
         return h("td", { class: "nowrap" }, added !== undefined && delay ? timeEl(added + delay) : "—");
       }]);
     }
