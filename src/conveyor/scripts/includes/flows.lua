@@ -49,6 +49,19 @@ local function flow_dependency_done(pkey, child_key, now, maxlen)
   end
 end
 
+-- Jobs `ids` of queue `base` are about to be deleted (drained, cleaned, dropped
+-- by retention): each flow child among them leaves its parent's dependencies,
+-- as a removed child does, so no parent waits for a job that is gone.
+local function flow_children_deleted(base, ids, now, maxlen)
+  for _, id in ipairs(ids) do
+    local key = base .. 'job:' .. id
+    local parent = redis.call('HGET', key, 'par')
+    if parent then
+      flow_dependency_done(parent, key, now, maxlen)
+    end
+  end
+end
+
 -- A child completed with return value `value` (JSON). A parent that is gone
 -- (removed) is left alone.
 local function flow_child_completed(pkey, child_key, value, now, maxlen)
