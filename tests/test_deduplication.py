@@ -67,6 +67,31 @@ async def test_a_removed_job_lets_go_of_its_key(queue: Queue) -> None:
     assert again.id != job.id
 
 
+@pytest.mark.parametrize("spec", [{"id": "k", "ttl": 60_000}, {"id": "k", "ttl": 60_000,
+                                                                "extend": True}])
+async def test_a_removed_job_lets_go_of_its_key_even_with_a_ttl(
+    queue: Queue, spec: dict[str, Any]
+) -> None:
+    job = await queue.add("x", deduplication=spec)
+    assert await queue.remove(job.id)
+
+    assert await queue.get_deduplication_job_id("k") is None
+    again = await queue.add("x", deduplication=spec)
+    assert again.id != job.id
+    assert await queue.get_job(again.id) is not None
+
+
+@pytest.mark.parametrize("ttl", [None, 60_000])
+async def test_a_drained_job_does_not_hold_its_key(queue: Queue, ttl: int | None) -> None:
+    job = await queue.add("x", deduplication={"id": "k", "ttl": ttl})
+    assert await queue.drain() == 1
+
+    again = await queue.add("x", deduplication={"id": "k", "ttl": ttl})
+
+    assert again.id != job.id
+    assert await queue.get_job_state(again.id) == "waiting"
+
+
 async def test_throttle_ignores_duplicates_for_the_ttl_even_after_the_job_finished(
     queue: Queue, start_worker: StartWorker
 ) -> None:

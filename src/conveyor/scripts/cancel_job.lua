@@ -12,6 +12,7 @@ Events: removed (with reason) for a job that was not running.
 ]]
 --@include "common"
 --@include "flows"
+--@include "removal"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -37,10 +38,7 @@ removed = removed + redis.call('LREM', KEYS[1], 0, id) + redis.call('ZREM', KEYS
 if removed == 0 then
   return -1
 end
-local parent = redis.call('HGET', job_key, 'par')
-if parent then  -- as a removed child: its parent stops waiting for it
-  flow_dependency_done(parent, job_key, now_ms(), ARGV[4])
-end
+jobs_removed(base, {id}, now_ms(), ARGV[4])  -- as remove_job: parent, deduplication key
 delete_jobs(base, {id})
 emit(KEYS[6], ARGV[4], 'removed', id, {'reason', ARGV[3]})
 return 1

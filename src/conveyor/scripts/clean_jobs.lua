@@ -18,8 +18,9 @@ ARGV  1 key base  2 state (completed, failed, waiting, prioritized, delayed,
       active)  3 cutoff ms ("" on the first batch: now - grace)  4 grace ms
       5 most jobs to remove in this batch  6 cursor (0 on the first batch)
       7 entries to examine per batch  8 events maxlen
-A removed flow child leaves its parent's dependencies, as remove_job does
-(includes/flows.lua): a parent whose last child it was moves on.
+A job is removed as remove_job removes one (includes/removal.lua): a flow
+child leaves its parent's dependencies (a parent whose last child it was moves
+on) and a deduplication key it holds is let go.
 Returns {removed ids, next cursor (-1: done), cutoff}.
 Events: removed (prev = the state), one stream entry per batch; waiting or
 delayed (a released parent, on its queue).
@@ -27,6 +28,7 @@ delayed (a released parent, on its queue).
 --@include "common"
 --@include "admin"
 --@include "flows"
+--@include "removal"
 
 local base, state = ARGV[1], ARGV[2]
 local limit, cursor, scan = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -104,7 +106,7 @@ else
   return redis.error_reply('clean_jobs: unknown state ' .. state)
 end
 
-flow_children_deleted(base, removed, now_ms(), ARGV[8])
+jobs_removed(base, removed, now_ms(), ARGV[8])
 delete_jobs(base, removed)
 emit_removed(KEYS[4], ARGV[8], removed, state)
 return {removed, next_cursor, cutoff}

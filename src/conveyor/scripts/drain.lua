@@ -6,14 +6,16 @@ Active, completed and failed jobs are never touched.
 KEYS  1 wait  2 prioritized  3 delayed  4 events
 ARGV  1 key base  2 delayed too "1"/"0"  3 most jobs to remove  4 events maxlen
 Returns the number of jobs removed (fewer than ARGV 3: nothing is left).
-A drained flow child leaves its parent's dependencies, as a removed one does
-(includes/flows.lua): a parent whose last child it was moves on.
+A drained job is removed as remove_job removes one (includes/removal.lua): a
+flow child leaves its parent's dependencies (a parent whose last child it was
+moves on) and a deduplication key it holds is let go.
 Events: removed (prev = waiting, prioritized or delayed), an entry per state;
 waiting or delayed (a released parent, on its queue).
 ]]
 --@include "common"
 --@include "admin"
 --@include "flows"
+--@include "removal"
 
 local base, n, maxlen = ARGV[1], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
@@ -28,14 +30,14 @@ local function take_zset(key, state)
   for i = 1, #popped, 2 do
     ids[#ids + 1] = popped[i]
   end
-  flow_children_deleted(base, ids, now, maxlen)
+  jobs_removed(base, ids, now, maxlen)
   delete_jobs(base, ids)
   emit_removed(KEYS[4], maxlen, ids, state)
   removed = removed + #ids
 end
 
 local waiting = redis.call('LPOP', KEYS[1], n) or {}
-flow_children_deleted(base, waiting, now, maxlen)
+jobs_removed(base, waiting, now, maxlen)
 delete_jobs(base, waiting)
 emit_removed(KEYS[4], maxlen, waiting, 'waiting')
 removed = #waiting
@@ -57,7 +59,7 @@ local function take_groups()
     end
     local list = base .. 'group:' .. g
     local ids = redis.call('LPOP', list, n - removed) or {}
-    flow_children_deleted(base, ids, now, maxlen)
+    jobs_removed(base, ids, now, maxlen)
     delete_jobs(base, ids)
     emit_removed(KEYS[4], maxlen, ids, 'waiting')
     removed = removed + #ids

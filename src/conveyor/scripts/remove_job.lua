@@ -2,6 +2,7 @@
 An active job is refused while its lock is held (its worker still runs it).
 A child of a flow leaves its parent's dependencies (the parent runs if it was
 the last one); a removed parent's children stay, and finish as jobs without one.
+A deduplication key the job holds is let go (with or without a ttl).
 
 KEYS  1 wait  2 prioritized  3 delayed  4 active  5 completed  6 failed  7 events
       8 waiting-children
@@ -11,6 +12,7 @@ Events: removed; waiting (on the parent's queue: a parent whose last child this 
 ]]
 --@include "common"
 --@include "flows"
+--@include "removal"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -33,10 +35,7 @@ for i = 2, 6 do
   redis.call('ZREM', KEYS[i], id)
 end
 redis.call('ZREM', KEYS[8], id)
-local parent = redis.call('HGET', base .. 'job:' .. id, 'par')
-if parent then
-  flow_dependency_done(parent, base .. 'job:' .. id, now_ms(), ARGV[3])
-end
+jobs_removed(base, {id}, now_ms(), ARGV[3])
 delete_jobs(base, {id})
 emit(KEYS[7], ARGV[3], 'removed', id, nil)
 return 1
