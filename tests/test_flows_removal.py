@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import FlowProducer, Job, Queue
+from conveyor import FlowProducer, Job, JobStateError, Queue
 from conveyor.flows import FlowNode
 from helpers import StartWorker, wait_for
 
@@ -134,3 +134,59 @@ async def test_a_failed_child_dropped_by_retention_is_no_longer_awaited_by_its_p
     await wait_for(lambda: _state_is(queue, "b2", "failed"))
     assert await queue.get_job("b") is None  # the newest one failed job is kept
     assert (await root.job.get_dependencies())["unprocessed"] == [f"{queue_name}:b2"]
+
+
+async def _tree(flow: FlowProducer, queue: Queue, children: Queue) -> FlowNode:
+    return await flow.add({
+        "name": "parent", "queue_name": queue.name, "opts": {"job_id": "parent"},
+        "children": [
+            {"name": "a", "queue_name": children.name, "opts": {"job_id": "a"}, "children": [
+                {"name": "a1", "queue_name": children.name, "opts": {"job_id": "a1"}}]},
+            {"name": "b", "queue_name": children.name, "opts": {"job_id": "b", "delay": 60_000}},
+            {"name": "c", "queue_name": queue.name, "opts": {"job_id": "c"}},
+        ],
+    })
+
+
+async def test_removing_a_parent_removes_its_pending_children_down_the_tree(
+    flow: FlowProducer, queue: Queue, start_worker: StartWorker
+) -> None:
+    children = flow.queue(_other_queue())
+    root = await _tree(flow, queue, children)
+    start_worker(lambda job: job.name)  # runs c, in the parent's queue
+    await wait_for(lambda: _state_is(queue, "c", "completed"))
+
+    await root.job.remove()
+
+    assert await queue.get_job("parent") is None
+    for gone in ("a", "a1", "b"):
+        assert await children.get_job(gone) is None
+    assert await children.get_job_counts() == dict.fromkeys(await children.get_job_counts(), 0)
+    assert await queue.get_job_state("c") == "completed"  # done: not pending
+
+
+async def test_remove_children_false_keeps_the_children(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    children = flow.queue(_other_queue())
+    await _tree(flow, queue, children)
+
+    assert await queue.remove("parent", remove_children=False)
+
+    assert await children.get_job_state("a") == "waiting-children"
+    assert await children.get_job_state("b") == "delayed"
+    assert await queue.get_job_state("c") == "waiting"
+
+
+async def test_a_parent_with_a_running_child_is_not_removed(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    children = flow.queue(_other_queue())
+    await _tree(flow, queue, children)
+    await children.scripts.move_to_active(1, "w:", 60_000)  # a1 is running
+
+    with pytest.raises(JobStateError, match="child"):
+        await queue.remove("parent")
+
+    assert await queue.get_job_state("parent") == "waiting-children"
+    assert await children.get_job_state("b") == "delayed"

@@ -1,14 +1,18 @@
 --[[ remove_job: delete a job and its logs from whatever state it is in.
 An active job is refused while its lock is held (its worker still runs it).
 A child of a flow leaves its parent's dependencies (the parent runs if it was
-the last one); a removed parent's children stay, and finish as jobs without one.
-A deduplication key the job holds is let go (with or without a ttl).
+the last one). A parent's pending children (and theirs, in any queue) are
+removed with it, unless ARGV 4 is "0": then they stay, and finish as jobs
+without a parent. A deduplication key a removed job holds is let go (with or
+without a ttl).
 
 KEYS  1 wait  2 prioritized  3 delayed  4 active  5 completed  6 failed  7 events
       8 waiting-children
-ARGV  1 key base  2 job id  3 events maxlen
-Returns 1 removed, 0 no such job, -1 active and locked.
-Events: removed; waiting (on the parent's queue: a parent whose last child this was)
+ARGV  1 key base  2 job id  3 events maxlen  4 remove pending children "1"/"0"
+Returns 1 removed, 0 no such job, -1 active and locked, -2 a pending child
+(or theirs) is active and locked: nothing is removed.
+Events: removed (each removed child on its own queue); waiting (on the
+parent's queue: a parent whose last child this was)
 ]]
 --@include "common"
 --@include "flows"
@@ -22,6 +26,13 @@ end
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if deadline and tonumber(deadline) > now_ms() then
   return -1
+end
+if ARGV[4] == '1' then
+  local job_key, now = base .. 'job:' .. id, now_ms()
+  if child_locked(job_key, now) then
+    return -2
+  end
+  remove_pending_children(job_key, now, ARGV[3])
 end
 redis.call('LREM', KEYS[1], 0, id)
 local group = redis.call('HGET', base .. 'job:' .. id, 'grp')

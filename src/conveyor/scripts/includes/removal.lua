@@ -31,3 +31,44 @@ local function jobs_removed(base, ids, now, maxlen)
     release_job_deduplication(base, id, job[2])
   end
 end
+
+-- Whether a pending descendant of parent `pkey` runs under a lock (at `now`).
+local function child_locked(pkey, now)
+  for _, child in ipairs(redis.call('SMEMBERS', pkey .. ':dependencies')) do
+    local cbase, cid = flow_key_parts(child)
+    local deadline = redis.call('ZSCORE', cbase .. 'active', cid)
+    if (deadline and tonumber(deadline) > now) or child_locked(child, now) then
+      return true
+    end
+  end
+  return false
+end
+
+-- Remove the pending children of parent `pkey` (those it still waits for, in
+-- any queue), and theirs, from whatever state they are in. Children that
+-- completed, or whose failure was ignored, are done and stay.
+local function remove_pending_children(pkey, now, maxlen)
+  for _, child in ipairs(redis.call('SMEMBERS', pkey .. ':dependencies')) do
+    local cbase, cid = flow_key_parts(child)
+    if redis.call('EXISTS', child) == 1 then
+      remove_pending_children(child, now, maxlen)
+      local job = redis.call('HMGET', child, 'grp', 'opts')
+      redis.call('LREM', cbase .. 'wait', 0, cid)
+      if job[1] then
+        local list = cbase .. 'group:' .. job[1]
+        redis.call('LREM', list, 0, cid)
+        if redis.call('LLEN', list) == 0 then
+          redis.call('ZREM', cbase .. 'groups', job[1])
+        end
+      end
+      for _, part in ipairs({'prioritized', 'delayed', 'active', 'completed', 'failed',
+                             'waiting-children'}) do
+        redis.call('ZREM', cbase .. part, cid)
+      end
+      redis.call('HDEL', cbase .. 'locks', cid)
+      release_job_deduplication(cbase, cid, job[2])
+      delete_jobs(cbase, {cid})
+      emit(cbase .. 'events', maxlen, 'removed', cid, nil)
+    end
+  end
+end
