@@ -190,3 +190,31 @@ async def test_a_parent_with_a_running_child_is_not_removed(
 
     assert await queue.get_job_state("parent") == "waiting-children"
     assert await children.get_job_state("b") == "delayed"
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+async def test_retrying_an_ignored_failed_child_makes_its_parent_wait_for_it_again(
+    flow: FlowProducer, queue_name: str, start_worker: StartWorker, queue: Queue, bulk: bool
+) -> None:
+    root = await flow.add({
+        "name": "parent", "queue_name": queue_name, "opts": {"job_id": "parent"},
+        "children": [
+            {"name": "a", "queue_name": queue_name, "opts": {"job_id": "a", "delay": 60_000}},
+            {"name": "b", "queue_name": queue_name,
+             "opts": {"job_id": "b", "ignore_dependency_on_failure": True}},
+        ],
+    })
+    worker = start_worker(_fail_b)
+    await wait_for(lambda: _state_is(queue, "b", "failed"))
+    await worker.close()
+    assert (await root.job.get_dependencies())["unprocessed"] == [f"{queue_name}:a"]
+
+    if bulk:
+        assert await queue.retry_jobs("failed") == 1
+    else:
+        await queue.retry_job("b")
+
+    deps = await root.job.get_dependencies()
+    assert deps["unprocessed"] == [f"{queue_name}:a", f"{queue_name}:b"]
+    assert deps["ignored"] == {}
+    assert await root.job.get_ignored_children_failures() == {}

@@ -111,3 +111,13 @@ flow_child_failed = function(pkey, child_key, opts, reason, now, maxlen)
     flow_dependency_done(pkey, child_key, now, maxlen)
   end
 end
+
+-- A failed child is retried: if its parent had ignored its failure
+-- (ignore_dependency_on_failure), the parent waits for it again, as BullMQ's.
+local function flow_child_retried(job_key)
+  local pkey = redis.call('HGET', job_key, 'par')
+  if pkey and redis.call('HDEL', pkey .. ':failed', job_key) == 1
+      and redis.call('EXISTS', pkey) == 1 then
+    redis.call('SADD', pkey .. ':dependencies', job_key)
+  end
+end
