@@ -170,6 +170,23 @@ async def test_replace_updates_a_waiting_job_but_not_a_running_one(
     release.set()
 
 
+async def test_replace_without_ttl_debounces_until_the_job_finishes(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    spec = {"id": "r", "replace": True}
+    job = await queue.add("x", 1, delay=60_000, deduplication=spec)
+    again = await queue.add("x", 2, delay=500, deduplication=spec)
+
+    assert again.id == job.id
+    await job.refresh()
+    assert job.data == 2
+    assert await queue.get_deduplication_job_id("r") == job.id
+    start_worker(lambda j: j.data)
+    assert await job.wait_until_finished(timeout=5) == 2  # the delay restarted: 0.5 s
+    await wait_for(lambda: _key_free(queue, "r"))
+    assert (await queue.add("x", 3, deduplication=spec)).id != job.id
+
+
 async def test_duplicates_in_one_bulk_add_make_one_job(queue: Queue) -> None:
     jobs = await queue.add_bulk(
         [{"name": "n", "data": i, "deduplication": {"id": "same"}} for i in range(5)]
@@ -193,6 +210,7 @@ def test_the_blocking_queue_deduplicates_too(redis_url: str, queue_name: str) ->
         ({"id": "k", "ttl": 0}, "deduplication.ttl"),
         ({"id": "k", "ttl": -5}, "deduplication.ttl"),
         ({"id": "k", "extend": True}, "deduplication.ttl"),
+        ({"id": "k", "extend": True, "replace": True}, "deduplication.ttl"),
         ({"id": "k", "ttl": 5, "replace": "yes"}, "deduplication.replace"),
         ({"id": "k", "window": 5}, "deduplication"),
     ],
