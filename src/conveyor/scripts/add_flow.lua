@@ -17,8 +17,9 @@ Returns {timestamp, ids, created}: per node its job id and 1 added / 0 not
 (its root's given id exists: that whole tree is left as it is, and the root's
 id is returned for the root, "" for the others); or {-1, node index} when
 a non-root node's given id exists in its queue: nothing is written.
-Events (each queue's own stream): added (one entry per queue), waiting-children
-(nodes with children), delayed (delayed leaves).
+Events (each queue's own stream): added (one entry per queue; a ready leaf
+carries `state`, read as its waiting or prioritized event: see add_jobs),
+waiting-children (nodes with children), delayed (delayed leaves).
 ]]
 --@include "common"
 
@@ -119,6 +120,8 @@ for i = 1, n do
     else
       push_ready(base .. 'wait', base .. 'prioritized', base .. 'pc', base .. 'meta',
         base .. 'marker', id, priority, field(i, 9) == '1')
+      local entry = added[qi][#added[qi]]
+      entry[4], entry[5] = 'state', priority ~= 0 and 'prioritized' or 'waiting'
     end
   end
 end

@@ -35,6 +35,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
   local priority = tonumber(tpl.prio)
   local fields = {'name', tpl.name, 'data', tpl.data, 'opts', opts, 'ts', now,
                   'sch', scheduler_id, 'slot', slot}
+  local state = priority ~= 0 and 'prioritized' or 'waiting'  -- as add_jobs's `state`
   if priority ~= 0 then
     fields[#fields + 1] = 'prio'
     fields[#fields + 1] = priority
@@ -49,6 +50,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
       fields[#fields + 1] = 'grp'
       fields[#fields + 1] = group
       mark_grouped(base)
+      state = 'waiting'
     end
   end
   redis.call('HSET', job_key, unpack(fields))
@@ -59,6 +61,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
   else
     push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, job_id, priority,
       tpl.lifo == '1')
+    added[#added][4], added[#added][5] = 'state', state
   end
   return job_id, true
 end
