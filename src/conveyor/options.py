@@ -241,7 +241,9 @@ class Deduplication:
                 raise ValidationError(f"deduplication.{flag}", f"must be a bool, got {value!r}")
             flags[flag] = value
         if flags["extend"] and ttl is None:
-            raise ValidationError("deduplication.ttl", "extend needs a ttl (the window it restarts)")
+            raise ValidationError(
+                "deduplication.ttl", "extend needs a ttl (the window it restarts)"
+            )
         return cls(key, ttl, flags["extend"], flags["replace"])
 
 
