@@ -95,3 +95,19 @@ async def test_lets_go_of_the_deduplication_key_the_job_holds(
 
     assert await state.redis.exists(queue.keys.deduplication("k")) == 0
     assert await state.redis.get(queue.keys.deduplication("other")) == b"j"
+
+
+async def test_a_schedulers_pending_job_is_refused_until_it_ran(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "sched-s-5000", delay=60_000)
+    await state.redis.hset(queue.keys.job("sched-s-5000"), "sch", "s")
+    await state.redis.hset(queue.keys.scheduler("s"), mapping={"pend": "sched-s-5000"})
+    before = await state.snapshot()
+
+    assert await queue.scripts.remove_job("sched-s-5000") == -3
+    assert await state.snapshot() == before
+
+    await state.redis.zrem(queue.keys.delayed, "sched-s-5000")
+    await state.redis.zadd(queue.keys.completed, {"sched-s-5000": 1})  # it ran
+    assert await queue.scripts.remove_job("sched-s-5000") == 1

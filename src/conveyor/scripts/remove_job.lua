@@ -10,13 +10,16 @@ KEYS  1 wait  2 prioritized  3 delayed  4 active  5 completed  6 failed  7 event
       8 waiting-children
 ARGV  1 key base  2 job id  3 events maxlen  4 remove pending children "1"/"0"
 Returns 1 removed, 0 no such job, -1 active and locked, -2 a pending child
-(or theirs) is active and locked: nothing is removed.
+(or theirs) is active and locked: nothing is removed, -3 the job is a job
+scheduler's pending job, not started (remove_job_scheduler removes both), as
+BullMQ refuses.
 Events: removed (each removed child on its own queue); waiting (on the
 parent's queue: a parent whose last child this was)
 ]]
 --@include "common"
 --@include "flows"
 --@include "removal"
+--@include "job_scheduler"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -26,6 +29,10 @@ end
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if deadline and tonumber(deadline) > now_ms() then
   return -1
+end
+if scheduler_pending(base, id) and (redis.call('ZSCORE', KEYS[3], id)
+    or redis.call('ZSCORE', KEYS[2], id) or redis.call('LPOS', KEYS[1], id)) then
+  return -3
 end
 if ARGV[4] == '1' then
   local job_key, now = base .. 'job:' .. id, now_ms()
