@@ -107,3 +107,16 @@ async def test_flow_leaves_emit_their_state(
 
     assert ("waiting", "c") in pairs and ("prioritized", "u") in pairs
     assert ("waiting", "p") not in pairs and ("waiting-children", "p") in pairs
+
+
+async def test_a_flow_whose_root_exists_emits_duplicated(
+    queue: Queue, redis: aioredis.Redis, redis_url: str
+) -> None:
+    tree = {"name": "p", "queue_name": queue.name, "opts": {"job_id": "p"},
+            "children": [{"name": "c", "queue_name": queue.name}]}
+    async with FlowProducer(connection=redis_url) as flow:
+        await flow.add(tree)
+        await redis.delete(queue.keys.events)
+        await flow.add(tree)
+
+    assert _pairs(await _events(redis, queue)) == [("duplicated", "p")]
