@@ -135,12 +135,8 @@ for i = 0, m - 1 do
         redis.call('SET', dedup_key, job_id)
       end
     end
-    if delay > 0 then
-      added[#added + 1] = {job_id, 'name', name}
-    else
-      added[#added + 1] = {job_id, 'name', name, 'state',
-        (priority ~= 0 and group == '') and 'prioritized' or 'waiting'}
-    end
+    local ready = delay <= 0 and (priority ~= 0 and group == '' and 'prioritized' or 'waiting')
+    added[#added + 1] = ready and {job_id, 'name', name, 'state', ready} or {job_id, 'name', name}
     if delay > 0 then
       local due = now + delay
       delayed[#delayed + 1] = due

@@ -27,7 +27,7 @@ local function take_zset(key, state)
   if removed >= n then
     return
   end
-  local aside = set_aside_scheduled(base, key, false)
+  local aside = set_aside_scheduled(base, key, false, 0)
   local popped = redis.call('ZPOPMIN', key, n - removed)
   put_back_scheduled(key, false, aside)
   local ids = {}
@@ -40,7 +40,7 @@ local function take_zset(key, state)
   removed = removed + #ids
 end
 
-local aside = set_aside_scheduled(base, KEYS[1], true)
+local aside = set_aside_scheduled(base, KEYS[1], true, n)
 local waiting = redis.call('LPOP', KEYS[1], n) or {}
 put_back_scheduled(KEYS[1], true, aside)
 jobs_removed(base, waiting, now, maxlen)

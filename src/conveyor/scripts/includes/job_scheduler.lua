@@ -119,15 +119,17 @@ local function scheduler_job_promoted(base, id, now)
   end
 end
 
--- Take the schedulers' pending jobs out of `key` (the wait list when `list`,
--- else a zset) for the length of a drain; returns what put_back_scheduled needs.
-local function set_aside_scheduled(base, key, list)
+-- Take the schedulers' pending jobs out of `key` (the wait list when `list`:
+-- only among its first `n`, the ones a drain batch pops; else a zset) for the
+-- length of a drain batch; returns what put_back_scheduled needs.
+local function set_aside_scheduled(base, key, list, n)
   local aside = {}
   for _, sch in ipairs(redis.call('ZRANGE', base .. 'schedulers', 0, -1)) do
     local pend = redis.call('HGET', base .. 'scheduler:' .. sch, 'pend')
     if pend and pend ~= '' then
       if list then
-        if redis.call('LREM', key, 0, pend) > 0 then
+        if redis.call('LPOS', key, pend, 'MAXLEN', n) then
+          redis.call('LREM', key, 1, pend)
           aside[#aside + 1] = pend
         end
       else
