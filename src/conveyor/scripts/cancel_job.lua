@@ -1,7 +1,9 @@
 --[[ cancel_job: cancel a job from anywhere. A waiting, prioritized or delayed
 job is removed; a running one is marked in `cancels` and its worker told on the
 `cancel` channel (workers also find the mark when they renew their locks, in
-case they missed the message); the worker then fails it for good.
+case they missed the message); the worker then fails it for good. A job
+removed here is removed as remove_job removes one (includes/removal.lua): its
+flow parent stops waiting for it and its deduplication key is let go.
 
 KEYS  1 wait  2 prioritized  3 delayed  4 active  5 cancels  6 events
       7 waiting-children
