@@ -67,6 +67,31 @@ async def test_a_removed_job_lets_go_of_its_key(queue: Queue) -> None:
     assert again.id != job.id
 
 
+@pytest.mark.parametrize("spec", [{"id": "k", "ttl": 60_000}, {"id": "k", "ttl": 60_000,
+                                                                "extend": True}])
+async def test_a_removed_job_lets_go_of_its_key_even_with_a_ttl(
+    queue: Queue, spec: dict[str, Any]
+) -> None:
+    job = await queue.add("x", deduplication=spec)
+    assert await queue.remove(job.id)
+
+    assert await queue.get_deduplication_job_id("k") is None
+    again = await queue.add("x", deduplication=spec)
+    assert again.id != job.id
+    assert await queue.get_job(again.id) is not None
+
+
+@pytest.mark.parametrize("ttl", [None, 60_000])
+async def test_a_drained_job_does_not_hold_its_key(queue: Queue, ttl: int | None) -> None:
+    job = await queue.add("x", deduplication={"id": "k", "ttl": ttl})
+    assert await queue.drain() == 1
+
+    again = await queue.add("x", deduplication={"id": "k", "ttl": ttl})
+
+    assert again.id != job.id
+    assert await queue.get_job_state(again.id) == "waiting"
+
+
 async def test_throttle_ignores_duplicates_for_the_ttl_even_after_the_job_finished(
     queue: Queue, start_worker: StartWorker
 ) -> None:
@@ -145,6 +170,23 @@ async def test_replace_updates_a_waiting_job_but_not_a_running_one(
     release.set()
 
 
+async def test_replace_without_ttl_debounces_until_the_job_finishes(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    spec = {"id": "r", "replace": True}
+    job = await queue.add("x", 1, delay=60_000, deduplication=spec)
+    again = await queue.add("x", 2, delay=500, deduplication=spec)
+
+    assert again.id == job.id
+    await job.refresh()
+    assert job.data == 2
+    assert await queue.get_deduplication_job_id("r") == job.id
+    start_worker(lambda j: j.data)
+    assert await job.wait_until_finished(timeout=5) == 2  # the delay restarted: 0.5 s
+    await wait_for(lambda: _key_free(queue, "r"))
+    assert (await queue.add("x", 3, deduplication=spec)).id != job.id
+
+
 async def test_duplicates_in_one_bulk_add_make_one_job(queue: Queue) -> None:
     jobs = await queue.add_bulk(
         [{"name": "n", "data": i, "deduplication": {"id": "same"}} for i in range(5)]
@@ -168,6 +210,7 @@ def test_the_blocking_queue_deduplicates_too(redis_url: str, queue_name: str) ->
         ({"id": "k", "ttl": 0}, "deduplication.ttl"),
         ({"id": "k", "ttl": -5}, "deduplication.ttl"),
         ({"id": "k", "extend": True}, "deduplication.ttl"),
+        ({"id": "k", "extend": True, "replace": True}, "deduplication.ttl"),
         ({"id": "k", "ttl": 5, "replace": "yes"}, "deduplication.replace"),
         ({"id": "k", "window": 5}, "deduplication"),
     ],

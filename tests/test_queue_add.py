@@ -115,7 +115,7 @@ async def test_same_job_id_twice_returns_the_first_job(
     assert again.timestamp == first.timestamp
     assert again.opts.priority == 0
     assert await queue.get_job_counts() == counts
-    assert await redis.xlen(queue.keys.events) == events  # no "added" for the duplicate
+    assert await redis.xlen(queue.keys.events) == events + 1  # "duplicated", no "added"
     assert [j.id for j in await queue.get_jobs("waiting")] == ["order-1"]
 
 

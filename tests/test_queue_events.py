@@ -63,8 +63,8 @@ async def test_lifecycle_events_of_a_completed_and_a_failed_job(
                 message="completed and failed events",
             )
 
-    assert names(of(seen, ok.id)) == ["added", "active", "progress", "completed"]
-    added, _, progress, completed = of(seen, ok.id)
+    assert names(of(seen, ok.id)) == ["added", "waiting", "active", "progress", "completed"]
+    added, _, _, progress, completed = of(seen, ok.id)
     assert added["name"] == "good"
     assert progress["progress"] == {"pct": 50}
     assert completed["return_value"] == {"ok": [1, 2], "data": "x"}
@@ -73,7 +73,7 @@ async def test_lifecycle_events_of_a_completed_and_a_failed_job(
     ids = [e["id"] for e in seen]
     assert ids == sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
 
-    assert names(of(seen, bad.id)) == ["added", "active", "failed"]
+    assert names(of(seen, bad.id)) == ["added", "waiting", "active", "failed"]
     failed = of(seen, bad.id)[-1]
     assert failed["failed_reason"] == "RuntimeError: boom"
     assert failed["attempts_made"] == 1
@@ -97,9 +97,9 @@ async def test_retry_delay_and_remove_events(
     assert delayed["delay"] == later.timestamp + 60_000  # the due time, Redis ms
 
     flow = names(of(seen, retried.id))
-    assert flow[:4] == ["added", "active", "retrying", "delayed"]
+    assert flow[:5] == ["added", "waiting", "active", "retrying", "delayed"]
     assert flow[-2:] == ["active", "failed"]
-    retrying = of(seen, retried.id)[2]
+    retrying = of(seen, retried.id)[3]
     assert retrying["attempts_made"] == 1
     assert retrying["failed_reason"] == "RuntimeError: boom"
     assert retrying["delay"] == 1
@@ -115,16 +115,18 @@ async def test_dollar_starts_with_new_events_only(queue: Queue, queue_name: str,
     before = await queue.add("before")
     async with collecting(QueueEvents(queue_name, redis_url, block=200)) as seen:
         after = await queue.add("after")
-        await wait_for(lambda: seen)
-    assert [e["job_id"] for e in seen] == [after.id]
+        await wait_for(lambda: len(seen) >= 2)
+    assert [e["job_id"] for e in seen] == [after.id, after.id]  # added, waiting
     assert before.id != after.id
 
 
 async def test_replay_from_the_start(queue: Queue, queue_name: str, redis_url: str) -> None:
     jobs = [await queue.add(f"j{i}") for i in range(3)]
     async with collecting(QueueEvents(queue_name, redis_url, last_id="0", block=200)) as seen:
-        await wait_for(lambda: len(seen) >= 3)
-    assert [(e["event"], e["job_id"]) for e in seen] == [("added", j.id) for j in jobs]
+        await wait_for(lambda: len(seen) >= 6)
+    assert [(e["event"], e["job_id"]) for e in seen] == [
+        (event, j.id) for j in jobs for event in ("added", "waiting")
+    ]
 
 
 async def test_resume_from_an_entry_id(queue: Queue, queue_name: str, redis_url: str) -> None:
@@ -134,8 +136,8 @@ async def test_resume_from_an_entry_id(queue: Queue, queue_name: str, redis_url:
     mark = seen[0]["id"]
     b = await queue.add("b")
     async with collecting(QueueEvents(queue_name, redis_url, last_id=mark, block=200)) as rest:
-        await wait_for(lambda: rest)
-    assert [e["job_id"] for e in rest] == [b.id]
+        await wait_for(lambda: len(rest) >= 2)
+    assert [e["job_id"] for e in rest] == [b.id, b.id]  # added, waiting
 
 
 async def test_events_with_a_shared_client(
@@ -155,9 +157,9 @@ async def test_events_with_a_decoding_client(queue: Queue, queue_name: str,
     async with client, collecting(QueueEvents(queue_name, client, last_id="0", block=100)) as seen:
         job = await queue.add("x")
         await job.update_progress(7)
-        await wait_for(lambda: len(seen) >= 2)
-    assert names(seen) == ["added", "progress"]
-    assert seen[1]["progress"] == 7
+        await wait_for(lambda: len(seen) >= 3)
+    assert names(seen) == ["added", "waiting", "progress"]
+    assert seen[2]["progress"] == 7
 
 
 async def test_events_as_async_context_manager(queue_name: str, redis_url: str) -> None:

@@ -328,6 +328,15 @@ async def test_upserted_cron_next_run_is_local_time_after_a_dst_change(queue: Qu
 # -- missed slots ---------------------------------------------------------------
 
 
+async def _ran_and_gone(queue: Queue, redis: aioredis.Redis, job_id: str) -> None:
+    """As if the job ran and remove_on_complete deleted it (remove() refuses a
+    scheduler's pending job)."""
+    k = queue.keys
+    await redis.lrem(k.wait, 0, job_id)
+    await redis.zrem(k.delayed, job_id)
+    await redis.delete(k.job(job_id))
+
+
 async def _down_for_five_slots(queue: Queue, redis: aioredis.Redis, scheduler_id: str,
                                missed: str) -> tuple[str, int]:
     """A scheduler (every 1 s) whose workers were all down over its last five slots:
@@ -337,7 +346,7 @@ async def _down_for_five_slots(queue: Queue, redis: aioredis.Redis, scheduler_id
     now = await redis_ms(redis)
     t0 = now - now % 1000 - 5000
     [pending] = await all_job_ids(queue)
-    await queue.remove(pending)
+    await _ran_and_gone(queue, redis, pending)
     last = f"sched-{scheduler_id}-{t0}"
     await queue.add("x", job_id=last, delay=0)  # the job made for t0, still waiting
     await redis.hset(queue.keys.scheduler(scheduler_id),
@@ -361,7 +370,7 @@ async def test_missed_run_once_makes_one_job_when_the_last_one_already_ran(
     queue: Queue, redis: aioredis.Redis
 ) -> None:
     last, t0 = await _down_for_five_slots(queue, redis, "daily", "run_once")
-    await queue.remove(last)  # it ran and is gone
+    await _ran_and_gone(queue, redis, last)
     await queue._advance_job_scheduler("daily")
 
     [catch_up] = await queue.get_jobs("waiting")

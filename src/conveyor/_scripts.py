@@ -197,13 +197,13 @@ class Scripts:
             [k.base, job_id, int(reset_attempts), self.maxlen],
         )
 
-    async def remove_job(self, job_id: str) -> Any:
+    async def remove_job(self, job_id: str, remove_children: bool = True) -> Any:
         k = self.keys
         return await self.call(
             "remove_job",
             [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events,
              k.state_key("waiting-children")],
-            [k.base, job_id, self.maxlen],
+            [k.base, job_id, self.maxlen, int(remove_children)],
         )
 
     async def set_paused(self, paused: bool) -> Any:

@@ -5,6 +5,10 @@ fields. The hot path writes the same event for a whole batch of jobs as one
 entry, ``event`` and ``jobs`` (a JSON array of per-job field objects), to spend
 one Redis command per batch instead of one per job. Readers see one event per
 job either way.
+
+An ``added`` job that landed ready carries ``state`` (``waiting`` or
+``prioritized``): it reads as two events, ``added`` and then that state's, as
+BullMQ emits them, for the cost of one field instead of a second entry.
 """
 
 from __future__ import annotations
@@ -42,11 +46,24 @@ def decode_entry(entry_id: bytes | str, fields: Mapping[Any, Any]) -> list[dict[
         event: dict[str, Any] = {"id": entry}
         for key, value in raw.items():
             _typed(event, key, value)
-        return [event]
+        return _with_state([event])
     events = []
     for job in orjson.loads(batch):
         event = {"id": entry, "event": raw["event"]}
         for key, value in job.items():
             _typed(event, key, value)
         events.append(event)
-    return events
+    return _with_state(events)
+
+
+def _with_state(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ``added`` event with a ``state`` followed by that state's event."""
+    if not events or events[0].get("event") != "added":
+        return events
+    out = []
+    for event in events:
+        out.append(event)
+        state = event.pop("state", None)
+        if state is not None:
+            out.append({"id": event["id"], "event": state, "job_id": event.get("job_id")})
+    return out

@@ -19,8 +19,9 @@ class QueueEvents(ClientOwner):
         async for event in QueueEvents("email", connection=url):
             print(event["event"], event["job_id"])
 
-    Each dict has ``event`` (added, waiting, delayed, active, progress, completed,
-    retrying, failed, stalled, removed, paused, resumed), ``job_id``, ``id`` (the
+    Each dict has ``event`` (added, waiting, prioritized, delayed, duplicated,
+    deduplicated, waiting-children, active, progress, completed, retrying,
+    failed, stalled, removed, paused, resumed), ``job_id``, ``id`` (the
     stream entry id) and the event's own fields (``return_value``,
     ``failed_reason``, ``attempts_made``, ``progress``, ``delay``, ...).
     ``last_id="$"`` starts with events that happen from now on; pass an entry id

@@ -262,9 +262,10 @@ class Job:
         """Send a failed or completed job back to the queue to run again."""
         await self.queue.retry_job(self.id, reset_attempts=reset_attempts)
 
-    async def remove(self) -> None:
-        """Delete the job (refused while a worker holds it)."""
-        await self.queue.remove(self.id)
+    async def remove(self, *, remove_children: bool = True) -> None:
+        """Delete the job (refused while a worker holds it), with its pending
+        flow children unless ``remove_children=False``."""
+        await self.queue.remove(self.id, remove_children=remove_children)
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
         """Wait for the job to complete and return its return value.

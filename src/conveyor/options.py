@@ -194,7 +194,8 @@ class Deduplication:
     - ``ttl`` (throttle): for ``ttl`` ms after the job was added;
     - ``extend``: each duplicate restarts the ``ttl``;
     - ``replace`` (debounce): a duplicate replaces the data of the job while it
-      is still delayed or waiting, and restarts its ``delay``.
+      is still delayed or waiting, and restarts its ``delay``; with or without
+      a ``ttl``, as BullMQ's.
     """
 
     id: str
@@ -239,9 +240,9 @@ class Deduplication:
             if not isinstance(value, bool):
                 raise ValidationError(f"deduplication.{flag}", f"must be a bool, got {value!r}")
             flags[flag] = value
-        if (flags["extend"] or flags["replace"]) and ttl is None:
+        if flags["extend"] and ttl is None:
             raise ValidationError(
-                "deduplication.ttl", "extend and replace need a ttl (the debounce window)"
+                "deduplication.ttl", "extend needs a ttl (the window it restarts)"
             )
         return cls(key, ttl, flags["extend"], flags["replace"])
 

@@ -344,10 +344,25 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     async def is_paused(self) -> bool:
         return bool(await self.client.hexists(self.keys.meta, "paused"))
 
-    async def remove(self, job_id: str) -> bool:
+    async def remove(self, job_id: str, *, remove_children: bool = True) -> bool:
         """Delete a job and its logs; ``False`` if it did not exist. Raises
-        :class:`JobStateError` while a worker holds the job."""
-        result = int(await self.scripts.remove_job(str(job_id)))
+        :class:`JobStateError` while a worker holds the job, and for a job
+        scheduler's pending job (remove the scheduler instead). A flow parent's
+        pending children (and theirs) go with it, unless ``remove_children=False``:
+        then they stay and run as jobs without a parent."""
+        if not isinstance(remove_children, bool):
+            raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
+        result = int(await self.scripts.remove_job(str(job_id), remove_children))
+        if result == -3:
+            raise JobStateError(
+                f"job {job_id!r} is the pending job of a job scheduler; "
+                "remove_job_scheduler() removes the scheduler and this job"
+            )
+        if result == -2:
+            raise JobStateError(
+                f"job {job_id!r} has a pending child active and locked by a worker; "
+                "remove(..., remove_children=False) keeps its children"
+            )
         if result < 0:
             raise JobStateError(f"job {job_id!r} is active and locked by a worker")
         return result == 1

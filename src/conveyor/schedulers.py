@@ -322,7 +322,8 @@ class QueueSchedulers:
         phase) and ``cron`` (5 fields, or 6 with seconds first, read in the IANA
         time zone ``tz``). Slots before ``start_date`` or after ``end_date``
         (aware datetimes or epoch ms) make no job; ``limit`` caps the jobs made
-        in all. ``immediately`` also runs one job now. Each slot makes one job
+        in all. ``immediately`` also runs one job now (refused with a
+        ``start_date`` in the future). Each slot makes one job
         named ``job_name`` (default: the scheduler id) with ``data`` and the job
         options of :meth:`Queue.add` (not ``job_id`` or ``delay``: the schedule
         sets them); its id is ``sched-<scheduler id>-<slot ms>``.
@@ -360,6 +361,11 @@ class QueueSchedulers:
         encoded = dump_data(data, self.max_data_bytes)
 
         now = _ms(await self.client.time())
+        if immediately and spec.start is not None and spec.start > now:
+            raise ValidationError(
+                "immediately", "cannot run now a schedule whose start_date is in the future",
+                immediately,
+            )
         if immediately and (spec.end is None or now <= spec.end):
             first: int | None = now
         else:

@@ -138,8 +138,8 @@ class SyncJob:
     def retry(self, *, reset_attempts: bool = False) -> None:
         _run(self._loop, self._job.retry(reset_attempts=reset_attempts))
 
-    def remove(self) -> None:
-        _run(self._loop, self._job.remove())
+    def remove(self, *, remove_children: bool = True) -> None:
+        _run(self._loop, self._job.remove(remove_children=remove_children))
 
     def wait_until_finished(self, timeout: float | None = None) -> Any:
         return _run(self._loop, self._job.wait_until_finished(timeout))
@@ -286,8 +286,8 @@ class Queue:
     def is_paused(self) -> bool:
         return _run(self._loop, self._queue.is_paused())
 
-    def remove(self, job_id: str) -> bool:
-        return _run(self._loop, self._queue.remove(job_id))
+    def remove(self, job_id: str, *, remove_children: bool = True) -> bool:
+        return _run(self._loop, self._queue.remove(job_id, remove_children=remove_children))
 
     def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
         _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))

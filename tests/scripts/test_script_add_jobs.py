@@ -46,6 +46,7 @@ async def test_existing_custom_id_returns_it_and_changes_nothing(
     queue: Queue, state: QueueState
 ) -> None:
     await add(queue, "abc", name="first", data=b"1")
+    await state.clear_events()
     before = await state.snapshot()
 
     for kwargs in ({}, {"delay": 5000}, {"priority": 3}, {"lifo": True}):
@@ -61,6 +62,8 @@ async def test_existing_custom_id_returns_it_and_changes_nothing(
         )
         assert s(reply) == ["abc", 0, 0]
 
+    assert await state.event_names() == [("duplicated", "abc")] * 4
+    await state.clear_events()
     assert await state.snapshot() == before
     assert (await state.job("abc"))["name"] == "first"
 
@@ -69,8 +72,11 @@ async def test_existing_generated_id_given_as_custom_id_is_a_noop(
     queue: Queue, state: QueueState
 ) -> None:
     job_id, _, _ = await add(queue)
+    await state.clear_events()
     before = await state.snapshot()
     assert await add(queue, job_id) == (job_id, 0, 0)
+    assert await state.event_names() == [("duplicated", job_id)]
+    await state.clear_events()
     assert await state.snapshot() == before
 
 
@@ -84,9 +90,9 @@ async def test_plain_job_goes_to_wait_tail_sets_marker_and_emits_added(
     assert await state.prioritized() == []
     assert await state.delayed() == []
     assert await state.marker() == {"0": 0.0}
-    assert await state.events() == [
-        {"event": "added", "job_id": "1", "name": "a"},
-        {"event": "added", "job_id": "2", "name": "b"},
+    assert await state.events() == [  # state: read as a waiting event (conveyor._stream)
+        {"event": "added", "job_id": "1", "name": "a", "state": "waiting"},
+        {"event": "added", "job_id": "2", "name": "b", "state": "waiting"},
     ]
 
 

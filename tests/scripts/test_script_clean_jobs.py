@@ -166,3 +166,24 @@ async def test_nothing_to_clean_changes_nothing(queue: Queue, state: QueueState)
     before = await state.snapshot()
     assert (await clean(queue, "waiting", grace=60_000))[:2] == ([], -1)
     assert await state.snapshot() == before
+
+
+async def test_a_cleaned_child_leaves_its_parents_dependencies(
+    queue: Queue, state: QueueState
+) -> None:
+    k = queue.keys
+    await add(queue, "child")
+    await add(queue, "sibling")
+    for child in ("child", "sibling"):
+        await state.redis.hset(k.job(child), "par", k.job("parent"))
+        await state.redis.sadd(k.dependencies("parent"), k.job(child))
+    await state.redis.hset(k.job("parent"), mapping={"name": "p", "opts": "{}", "ts": 1})
+    await state.redis.zadd(k.key("waiting-children"), {"parent": 1})
+
+    removed, _, _ = await clean(queue, "waiting", limit=1)
+
+    assert removed == ["sibling"]
+    assert {s(m) for m in await state.redis.smembers(k.dependencies("parent"))} == {
+        k.job("child")
+    }
+    assert await state.zids(k.key("waiting-children")) == ["parent"]

@@ -66,3 +66,21 @@ async def test_a_batch_removes_at_most_n_waiting_first(queue: Queue, state: Queu
     assert await drain(queue, False, n=2) == 0
     assert await state.wait() == []
     assert await state.prioritized() == []
+
+
+async def test_a_drained_child_leaves_its_parents_dependencies(
+    queue: Queue, state: QueueState
+) -> None:
+    k = queue.keys
+    await add(queue, "child")
+    await state.redis.hset(k.job("child"), "par", k.job("parent"))
+    await state.redis.hset(k.job("parent"), mapping={"name": "p", "opts": "{}", "ts": 1})
+    await state.redis.sadd(k.dependencies("parent"), k.job("child"))
+    await state.redis.zadd(k.key("waiting-children"), {"parent": 1})
+
+    assert await drain(queue, False) == 1
+
+    assert not await state.exists("child")
+    assert await state.redis.exists(k.dependencies("parent")) == 0
+    assert await state.zids(k.key("waiting-children")) == []
+    assert await state.wait() == ["parent"]  # released: this batch took the ready jobs before

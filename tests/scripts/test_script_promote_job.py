@@ -53,3 +53,41 @@ async def test_job_not_delayed_returns_minus_1_and_changes_nothing(
     assert await promote(queue, "w") == -1
     assert await promote(queue, "a") == -1
     assert await state.snapshot() == before
+
+
+async def _scheduler_with_pending(queue: Queue, state: QueueState) -> str:
+    """A scheduler "s" whose pending job (made last) is delayed; returns its id."""
+    job_id = "sched-s-5000"
+    await add(queue, job_id, delay=60_000)
+    await state.redis.hset(queue.keys.job(job_id), "sch", "s")
+    await state.redis.hset(queue.keys.scheduler("s"),
+                           mapping={"pend": job_id, "cur": 5000, "nxt": 6000, "gen": 1})
+    await state.redis.zadd(queue.keys.schedulers, {"s": 5000})
+    return job_id
+
+
+async def test_a_schedulers_pending_job_makes_its_scheduler_due_now(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id = await _scheduler_with_pending(queue, state)
+
+    assert await promote(queue, job_id) == 1
+
+    now = await state.now()
+    [(_, score)] = await state.zset(queue.keys.schedulers)
+    assert now - 1000 < score <= now
+    assert int((await state.redis.hget(queue.keys.scheduler("s"), "cur")) or 0) == score
+    assert await state.redis.zscore(queue.keys.schedulers_marker, "u") == 0
+    assert await state.redis.hget(queue.keys.scheduler("s"), "nxt") == b"6000"
+
+
+async def test_another_job_of_the_scheduler_leaves_it_alone(
+    queue: Queue, state: QueueState
+) -> None:
+    await _scheduler_with_pending(queue, state)
+    await add(queue, "sched-s-1000", delay=60_000)  # an older slot's job, not pending
+    await state.redis.hset(queue.keys.job("sched-s-1000"), "sch", "s")
+
+    assert await promote(queue, "sched-s-1000") == 1
+
+    assert await state.zset(queue.keys.schedulers) == [("s", 5000.0)]

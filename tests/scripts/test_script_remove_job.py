@@ -82,3 +82,32 @@ async def test_removes_active_job_whose_lock_lapsed(queue: Queue, state: QueueSt
 
     assert await state.active() == []
     assert not await state.exists("j")
+
+
+async def test_lets_go_of_the_deduplication_key_the_job_holds(
+    queue: Queue, state: QueueState
+) -> None:
+    opts = b'{"deduplication":{"id":"k","ttl":60000}}'
+    await queue.scripts.add_job("j", "job", b"1", opts, 0, 0, False, 1, "60000:0:0:k")
+    await state.redis.set(queue.keys.deduplication("other"), "j")  # not the job's own key
+
+    assert await queue.scripts.remove_job("j") == 1
+
+    assert await state.redis.exists(queue.keys.deduplication("k")) == 0
+    assert await state.redis.get(queue.keys.deduplication("other")) == b"j"
+
+
+async def test_a_schedulers_pending_job_is_refused_until_it_ran(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "sched-s-5000", delay=60_000)
+    await state.redis.hset(queue.keys.job("sched-s-5000"), "sch", "s")
+    await state.redis.hset(queue.keys.scheduler("s"), mapping={"pend": "sched-s-5000"})
+    before = await state.snapshot()
+
+    assert await queue.scripts.remove_job("sched-s-5000") == -3
+    assert await state.snapshot() == before
+
+    await state.redis.zrem(queue.keys.delayed, "sched-s-5000")
+    await state.redis.zadd(queue.keys.completed, {"sched-s-5000": 1})  # it ran
+    assert await queue.scripts.remove_job("sched-s-5000") == 1

@@ -17,8 +17,10 @@ Returns {timestamp, ids, created}: per node its job id and 1 added / 0 not
 (its root's given id exists: that whole tree is left as it is, and the root's
 id is returned for the root, "" for the others); or {-1, node index} when
 a non-root node's given id exists in its queue: nothing is written.
-Events (each queue's own stream): added (one entry per queue), waiting-children
-(nodes with children), delayed (delayed leaves).
+Events (each queue's own stream): duplicated (a root whose id exists), added
+(one entry per queue; a ready leaf
+carries `state`, read as its waiting or prioritized event: see add_jobs),
+waiting-children (nodes with children), delayed (delayed leaves).
 ]]
 --@include "common"
 
@@ -78,9 +80,14 @@ for i = 1, n do
   end
 end
 
-local added, waiting_children, delayed_events = {}, {}, {}
+local added, waiting_children, delayed_events, duplicated = {}, {}, {}, {}
 for i = 1, q do
-  added[i], waiting_children[i], delayed_events[i] = {}, {}, {}
+  added[i], waiting_children[i], delayed_events[i], duplicated[i] = {}, {}, {}, {}
+end
+for i = 1, n do
+  if skipped[i] then
+    duplicated[queues[i]][#duplicated[queues[i]] + 1] = {ids[i]}
+  end
 end
 local dependencies = {}  -- parent index -> child keys
 for i = 1, n do
@@ -119,6 +126,8 @@ for i = 1, n do
     else
       push_ready(base .. 'wait', base .. 'prioritized', base .. 'pc', base .. 'meta',
         base .. 'marker', id, priority, field(i, 9) == '1')
+      local entry = added[qi][#added[qi]]
+      entry[4], entry[5] = 'state', priority ~= 0 and 'prioritized' or 'waiting'
     end
   end
 end
@@ -127,6 +136,7 @@ for parent, deps in pairs(dependencies) do
 end
 for i = 1, q do
   local events = bases[i] .. 'events'
+  emit_many(events, maxlen, 'duplicated', duplicated[i])
   emit_many(events, maxlen, 'added', added[i])
   emit_many(events, maxlen, 'waiting-children', waiting_children[i])
   emit_many(events, maxlen, 'delayed', delayed_events[i])

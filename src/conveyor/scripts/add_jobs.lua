@@ -11,7 +11,12 @@ ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
 Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists, or the
 deduplication key is held: job_id is the holder) per job.
 Events: added; delayed (delay > 0). Each is one entry for the whole batch.
-deduplicated (job_id = the holder, deduplication_id, replaced "1"/"0").
+An added job that is ready carries `state` ("waiting" or "prioritized"):
+readers (conveyor._stream) expand it into that event, so the state costs no
+second entry. duplicated (the id exists; one entry per batch).
+deduplicated (job_id = the holder, deduplication_id, deduplicated_job_id = the
+id of the job not added (its given id, else one from the id counter, as
+BullMQ's), replaced "1"/"0").
 
 Deduplication: the key `de:<key>` holds the id of the job that took it. It
 is held while it exists and, without a ttl, while that job is unfinished
@@ -35,12 +40,12 @@ local added, delayed_events = {}, {}
 local plain, prioritized, delayed = {}, {}, {}
 local earliest_due = nil
 local last_score = {}  -- due ms -> the last delayed score given to it (delayed_score)
-local deduplicated = {}
+local deduplicated, duplicated = {}, {}
 local any_grouped = false
 
 -- The job holding deduplication `spec`'s key, if the key is held; a duplicate
 -- may extend the key's ttl, or replace the holder's data and restart its delay.
-local function dedup_holder(spec, data, delay)
+local function dedup_holder(spec, data, delay, job_id)
   local ttl, extend, replace, key = string.match(spec, '^(%d+):([01]):([01]):(.*)$')
   local dkey = base .. 'de:' .. key
   local holder = redis.call('GET', dkey)
@@ -70,7 +75,11 @@ local function dedup_holder(spec, data, delay)
       replaced = '1'
     end
   end
-  deduplicated[#deduplicated + 1] = {holder, 'deduplication_id', key, 'replaced', replaced}
+  if job_id == '' then
+    job_id = tostring(redis.call('INCR', KEYS[8]))
+  end
+  deduplicated[#deduplicated + 1] = {holder, 'deduplication_id', key,
+    'deduplicated_job_id', job_id, 'replaced', replaced}
   return holder
 end
 
@@ -81,7 +90,8 @@ for i = 0, m - 1 do
   local exists = false
   local holder, dedup_key, dedup_ttl = nil, nil, 0
   if ARGV[o + 8] ~= '' then
-    holder, dedup_key, dedup_ttl = dedup_holder(ARGV[o + 8], ARGV[o + 2], tonumber(ARGV[o + 4]))
+    holder, dedup_key, dedup_ttl = dedup_holder(ARGV[o + 8], ARGV[o + 2], tonumber(ARGV[o + 4]),
+      job_id)
   end
   if holder then
     job_id = holder
@@ -94,6 +104,9 @@ for i = 0, m - 1 do
   else
     job_key = base .. 'job:' .. job_id
     exists = redis.call('EXISTS', job_key) == 1
+    if exists then
+      duplicated[#duplicated + 1] = {job_id}
+    end
   end
   if exists then
     replies[#replies + 1] = {job_id, 0, 0}
@@ -126,7 +139,8 @@ for i = 0, m - 1 do
         redis.call('SET', dedup_key, job_id)
       end
     end
-    added[#added + 1] = {job_id, 'name', name}
+    local ready = delay <= 0 and (priority ~= 0 and group == '' and 'prioritized' or 'waiting')
+    added[#added + 1] = ready and {job_id, 'name', name, 'state', ready} or {job_id, 'name', name}
     if delay > 0 then
       local score = delayed_score(KEYS[4], now + delay, last_score)
       local due = due_of_score(score)
@@ -173,5 +187,6 @@ if (#plain > 0 or plain.lifo or plain.grouped or #prioritized > 0)
 end
 emit_many(KEYS[7], maxlen, 'added', added)
 emit_many(KEYS[7], maxlen, 'delayed', delayed_events)
+emit_many(KEYS[7], maxlen, 'duplicated', duplicated)
 emit_many(KEYS[7], maxlen, 'deduplicated', deduplicated)
 return replies

@@ -1,7 +1,9 @@
 --[[ cancel_job: cancel a job from anywhere. A waiting, prioritized or delayed
 job is removed; a running one is marked in `cancels` and its worker told on the
 `cancel` channel (workers also find the mark when they renew their locks, in
-case they missed the message); the worker then fails it for good.
+case they missed the message); the worker then fails it for good. A job
+removed here is removed as remove_job removes one (includes/removal.lua): its
+flow parent stops waiting for it and its deduplication key is let go.
 
 KEYS  1 wait  2 prioritized  3 delayed  4 active  5 cancels  6 events
       7 waiting-children
@@ -12,6 +14,7 @@ Events: removed (with reason) for a job that was not running.
 ]]
 --@include "common"
 --@include "flows"
+--@include "removal"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -37,10 +40,7 @@ removed = removed + redis.call('LREM', KEYS[1], 0, id) + redis.call('ZREM', KEYS
 if removed == 0 then
   return -1
 end
-local parent = redis.call('HGET', job_key, 'par')
-if parent then  -- as a removed child: its parent stops waiting for it
-  flow_dependency_done(parent, job_key, now_ms(), ARGV[4])
-end
+jobs_removed(base, {id}, now_ms(), ARGV[4])  -- as remove_job: parent, deduplication key
 delete_jobs(base, {id})
 emit(KEYS[6], ARGV[4], 'removed', id, {'reason', ARGV[3]})
 return 1

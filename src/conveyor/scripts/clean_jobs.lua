@@ -18,11 +18,19 @@ ARGV  1 key base  2 state (completed, failed, waiting, prioritized, delayed,
       active)  3 cutoff ms ("" on the first batch: now - grace)  4 grace ms
       5 most jobs to remove in this batch  6 cursor (0 on the first batch)
       7 entries to examine per batch  8 events maxlen
+A job is removed as remove_job removes one (includes/removal.lua): a flow
+child leaves its parent's dependencies (a parent whose last child it was moves
+on) and a deduplication key it holds is let go. A job scheduler's pending job
+is kept (the schedule goes on; remove_job_scheduler stops it).
 Returns {removed ids, next cursor (-1: done), cutoff}.
-Events: removed (prev = the state), one stream entry per batch.
+Events: removed (prev = the state), one stream entry per batch; waiting or
+delayed (a released parent, on its queue).
 ]]
 --@include "common"
 --@include "admin"
+--@include "flows"
+--@include "removal"
+--@include "job_scheduler"
 
 local base, state = ARGV[1], ARGV[2]
 local limit, cursor, scan = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -53,7 +61,7 @@ elseif state == 'waiting' then
       break
     end
     local id = window[i]
-    if added_on(id) <= cutoff then
+    if added_on(id) <= cutoff and not scheduler_pending(base, id) then
       redis.call('LSET', key, -(cursor + #window - i + 1), TOMBSTONE)
       removed[#removed + 1] = id
     end
@@ -70,7 +78,7 @@ elseif state == 'prioritized' or state == 'delayed' then
     if #removed >= limit then
       break
     end
-    if added_on(id) <= cutoff then
+    if added_on(id) <= cutoff and not scheduler_pending(base, id) then
       removed[#removed + 1] = id
     end
   end
@@ -100,6 +108,7 @@ else
   return redis.error_reply('clean_jobs: unknown state ' .. state)
 end
 
+jobs_removed(base, removed, now_ms(), ARGV[8])
 delete_jobs(base, removed)
 emit_removed(KEYS[4], ARGV[8], removed, state)
 return {removed, next_cursor, cutoff}

@@ -6,29 +6,44 @@ Active, completed and failed jobs are never touched.
 KEYS  1 wait  2 prioritized  3 delayed  4 events
 ARGV  1 key base  2 delayed too "1"/"0"  3 most jobs to remove  4 events maxlen
 Returns the number of jobs removed (fewer than ARGV 3: nothing is left).
-Events: removed (prev = waiting, prioritized or delayed), an entry per state.
+A drained job is removed as remove_job removes one (includes/removal.lua): a
+flow child leaves its parent's dependencies (a parent whose last child it was
+moves on) and a deduplication key it holds is let go. A job scheduler's pending
+job stays (the schedule goes on; remove_job_scheduler stops it), as BullMQ's.
+Events: removed (prev = waiting, prioritized or delayed), an entry per state;
+waiting or delayed (a released parent, on its queue).
 ]]
 --@include "common"
 --@include "admin"
+--@include "flows"
+--@include "removal"
+--@include "job_scheduler"
 
 local base, n, maxlen = ARGV[1], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
 local removed = 0
 
 local function take_zset(key, state)
   if removed >= n then
     return
   end
+  local aside = set_aside_scheduled(base, key, false, 0)
   local popped = redis.call('ZPOPMIN', key, n - removed)
+  put_back_scheduled(key, false, aside)
   local ids = {}
   for i = 1, #popped, 2 do
     ids[#ids + 1] = popped[i]
   end
+  jobs_removed(base, ids, now, maxlen)
   delete_jobs(base, ids)
   emit_removed(KEYS[4], maxlen, ids, state)
   removed = removed + #ids
 end
 
+local aside = set_aside_scheduled(base, KEYS[1], true, n)
 local waiting = redis.call('LPOP', KEYS[1], n) or {}
+put_back_scheduled(KEYS[1], true, aside)
+jobs_removed(base, waiting, now, maxlen)
 delete_jobs(base, waiting)
 emit_removed(KEYS[4], maxlen, waiting, 'waiting')
 removed = #waiting
@@ -50,6 +65,7 @@ local function take_groups()
     end
     local list = base .. 'group:' .. g
     local ids = redis.call('LPOP', list, n - removed) or {}
+    jobs_removed(base, ids, now, maxlen)
     delete_jobs(base, ids)
     emit_removed(KEYS[4], maxlen, ids, 'waiting')
     removed = removed + #ids

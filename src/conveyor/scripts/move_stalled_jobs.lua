@@ -66,6 +66,8 @@ if #failed > 0 then
   local keep = ARGV[5]
   local sep = string.find(keep, ':', 1, true)
   trim_finished(KEYS[8], base, tonumber(string.sub(keep, 1, sep - 1)),
-    tonumber(string.sub(keep, sep + 1)), now)
+    tonumber(string.sub(keep, sep + 1)), now, function(gone)
+      flow_children_deleted(base, gone, now, maxlen)
+    end)
 end
 return {requeued, failed}

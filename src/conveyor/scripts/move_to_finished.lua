@@ -32,7 +32,9 @@ as in move_to_active.
 Metrics: completed/failed counts of this minute, and the timing fields added
 to this minute's histogram (includes/metrics.lua).
 A job that fails for good with the option dead_letter_queue is forwarded there
-(includes/dead_letter.lua).
+(includes/dead_letter.lua). A flow child deleted as it fails (remove_on_fail) or
+dropped from the failed set by retention no longer holds its parent, as a
+removed child (includes/flows.lua).
 Events: completed (one entry per batch), failed (no attempts left), retrying,
 delayed, waiting, active
 
@@ -166,6 +168,9 @@ for i = 1, m do
         forward_to_dead_letter(base, job_key, id, job[4], value, made, now, maxlen)
         if parent ~= '' then
           flow_child_failed(parent, job_key, job[4], value, now, maxlen)
+          if string.sub(keep, 1, 2) == '0:' then  -- deleted at once: no retry can complete it
+            flow_dependency_done(parent, job_key, now, maxlen)
+          end
         end
         finish(KEYS[11], id, keep)
       end
@@ -192,12 +197,17 @@ emit_many(k.events, maxlen, 'completed', completed)
 if #to_delete > 0 then
   delete_jobs(base, to_delete)
 end
+-- A completed child left its parent's dependencies already; a failed one may not have.
+local function failed_children_gone(ids)
+  flow_children_deleted(base, ids, now, maxlen)
+end
 for set_key, members in pairs(to_finish) do
   call_chunked({'ZADD', set_key}, members)
   for keep in pairs(policies[set_key]) do
     local sep = string.find(keep, ':', 1, true)
     trim_finished(set_key, base, tonumber(string.sub(keep, 1, sep - 1)),
-      tonumber(string.sub(keep, sep + 1)), now)
+      tonumber(string.sub(keep, sep + 1)), now,
+      set_key == KEYS[11] and failed_children_gone or nil)
   end
 end
 

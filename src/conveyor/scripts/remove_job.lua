@@ -1,16 +1,25 @@
 --[[ remove_job: delete a job and its logs from whatever state it is in.
 An active job is refused while its lock is held (its worker still runs it).
 A child of a flow leaves its parent's dependencies (the parent runs if it was
-the last one); a removed parent's children stay, and finish as jobs without one.
+the last one). A parent's pending children (and theirs, in any queue) are
+removed with it, unless ARGV 4 is "0": then they stay, and finish as jobs
+without a parent. A deduplication key a removed job holds is let go (with or
+without a ttl).
 
 KEYS  1 wait  2 prioritized  3 delayed  4 active  5 completed  6 failed  7 events
       8 waiting-children
-ARGV  1 key base  2 job id  3 events maxlen
-Returns 1 removed, 0 no such job, -1 active and locked.
-Events: removed; waiting (on the parent's queue: a parent whose last child this was)
+ARGV  1 key base  2 job id  3 events maxlen  4 remove pending children "1"/"0"
+Returns 1 removed, 0 no such job, -1 active and locked, -2 a pending child
+(or theirs) is active and locked: nothing is removed, -3 the job is a job
+scheduler's pending job, not started (remove_job_scheduler removes both), as
+BullMQ refuses.
+Events: removed (each removed child on its own queue); waiting (on the
+parent's queue: a parent whose last child this was)
 ]]
 --@include "common"
 --@include "flows"
+--@include "removal"
+--@include "job_scheduler"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -20,6 +29,17 @@ end
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if deadline and tonumber(deadline) > now_ms() then
   return -1
+end
+if scheduler_pending(base, id) and (redis.call('ZSCORE', KEYS[3], id)
+    or redis.call('ZSCORE', KEYS[2], id) or redis.call('LPOS', KEYS[1], id)) then
+  return -3
+end
+if ARGV[4] == '1' then
+  local job_key, now = base .. 'job:' .. id, now_ms()
+  if child_locked(job_key, now) then
+    return -2
+  end
+  remove_pending_children(job_key, now, ARGV[3])
 end
 redis.call('LREM', KEYS[1], 0, id)
 local group = redis.call('HGET', base .. 'job:' .. id, 'grp')
@@ -33,10 +53,7 @@ for i = 2, 6 do
   redis.call('ZREM', KEYS[i], id)
 end
 redis.call('ZREM', KEYS[8], id)
-local parent = redis.call('HGET', base .. 'job:' .. id, 'par')
-if parent then
-  flow_dependency_done(parent, base .. 'job:' .. id, now_ms(), ARGV[3])
-end
+jobs_removed(base, {id}, now_ms(), ARGV[3])
 delete_jobs(base, {id})
 emit(KEYS[7], ARGV[3], 'removed', id, nil)
 return 1

@@ -4,9 +4,11 @@ KEYS  1 failed  2 completed  3 wait  4 prioritized  5 pc  6 meta  7 marker  8 ev
 ARGV  1 key base  2 job id  3 reset attempts "1"/"0"  4 events maxlen
 Returns 1 when requeued, 0 when the job does not exist, -1 when it is not
 failed or completed.
+A flow child whose failure its parent ignored is pending for the parent again.
 Events: waiting
 ]]
 --@include "common"
+--@include "flows"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -18,6 +20,7 @@ if redis.call('ZREM', KEYS[1], id) == 0 and redis.call('ZREM', KEYS[2], id) == 0
   return -1
 end
 redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv', 'stc')
+flow_child_retried(job_key)
 if ARGV[3] == '1' then
   redis.call('HSET', job_key, 'atm', 0)
 end

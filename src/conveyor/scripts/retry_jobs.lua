@@ -1,6 +1,6 @@
 --[[ retry_jobs: one batch of Queue.retry_jobs: the oldest finished (failed or
 completed) jobs that finished at or before a cutoff go back to run again, as
-retry_job.lua does for one. The cutoff (now, on the first batch) keeps a job
+retry_job.lua does for one (a child's parent included). The cutoff (now, on the first batch) keeps a job
 that fails again during the call from being retried twice by it.
 
 KEYS  1 failed or completed  2 wait  3 prioritized  4 pc  5 meta  6 marker
@@ -12,6 +12,7 @@ Events: waiting, one stream entry per batch.
 ]]
 --@include "common"
 --@include "admin"
+--@include "flows"
 
 local base = ARGV[1]
 local cutoff = tonumber(ARGV[3]) or now_ms()
@@ -22,6 +23,7 @@ for _, id in ipairs(ids) do
   local job_key = base .. 'job:' .. id
   if redis.call('EXISTS', job_key) == 1 then
     redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv', 'stc')
+    flow_child_retried(job_key)
     if ARGV[4] == '1' then
       redis.call('HSET', job_key, 'atm', 0)
     end

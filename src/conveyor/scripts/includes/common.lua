@@ -263,11 +263,13 @@ local function delete_jobs(base, ids)
 end
 
 -- Keep a finished set within its retention: younger than age_ms (-1: any age)
--- and at most `count` newest (-1: any number).
-local function trim_finished(set_key, base, count, age_ms, now)
+-- and at most `count` newest (-1: any number). `before_delete(ids)`, if given,
+-- runs before the jobs are deleted (flows.lua: failed children tell their parent).
+local function trim_finished(set_key, base, count, age_ms, now, before_delete)
   if age_ms >= 0 then
     local old = redis.call('ZRANGEBYSCORE', set_key, '-inf', now - age_ms, 'LIMIT', 0, 1000)
     if #old > 0 then
+      if before_delete then before_delete(old) end
       delete_jobs(base, old)
       redis.call('ZREM', set_key, unpack(old))
     end
@@ -276,6 +278,7 @@ local function trim_finished(set_key, base, count, age_ms, now)
     local excess = redis.call('ZCARD', set_key) - count
     if excess > 0 then
       local ids = redis.call('ZRANGE', set_key, 0, excess - 1)
+      if before_delete then before_delete(ids) end
       delete_jobs(base, ids)
       redis.call('ZREMRANGEBYRANK', set_key, 0, excess - 1)
     end

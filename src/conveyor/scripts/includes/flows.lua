@@ -49,6 +49,19 @@ local function flow_dependency_done(pkey, child_key, now, maxlen)
   end
 end
 
+-- Jobs `ids` of queue `base` are about to be deleted (drained, cleaned, dropped
+-- by retention): each flow child among them leaves its parent's dependencies,
+-- as a removed child does, so no parent waits for a job that is gone.
+local function flow_children_deleted(base, ids, now, maxlen)
+  for _, id in ipairs(ids) do
+    local key = base .. 'job:' .. id
+    local parent = redis.call('HGET', key, 'par')
+    if parent then
+      flow_dependency_done(parent, key, now, maxlen)
+    end
+  end
+end
+
 -- A child completed with return value `value` (JSON). A parent that is gone
 -- (removed) is left alone.
 local function flow_child_completed(pkey, child_key, value, now, maxlen)
@@ -96,5 +109,15 @@ flow_child_failed = function(pkey, child_key, opts, reason, now, maxlen)
   elseif decoded.ignore_dependency_on_failure == true then
     redis.call('HSET', pkey .. ':failed', child_key, reason)
     flow_dependency_done(pkey, child_key, now, maxlen)
+  end
+end
+
+-- A failed child is retried: if its parent had ignored its failure
+-- (ignore_dependency_on_failure), the parent waits for it again, as BullMQ's.
+local function flow_child_retried(job_key)
+  local pkey = redis.call('HGET', job_key, 'par')
+  if pkey and redis.call('HDEL', pkey .. ':failed', job_key) == 1
+      and redis.call('EXISTS', pkey) == 1 then
+    redis.call('SADD', pkey .. ':dependencies', job_key)
   end
 end

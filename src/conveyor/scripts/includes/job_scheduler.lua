@@ -35,6 +35,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
   local priority = tonumber(tpl.prio)
   local fields = {'name', tpl.name, 'data', tpl.data, 'opts', opts, 'ts', now,
                   'sch', scheduler_id, 'slot', slot}
+  local state = priority ~= 0 and 'prioritized' or 'waiting'  -- as add_jobs's `state`
   if priority ~= 0 then
     fields[#fields + 1] = 'prio'
     fields[#fields + 1] = priority
@@ -49,6 +50,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
       fields[#fields + 1] = 'grp'
       fields[#fields + 1] = group
       mark_grouped(base)
+      state = 'waiting'
     end
   end
   redis.call('HSET', job_key, unpack(fields))
@@ -59,6 +61,7 @@ local function make_scheduled_job(k, base, scheduler_id, tpl, slot, due, now,
   else
     push_ready(k.wait, k.prioritized, k.pc, k.meta, k.marker, job_id, priority,
       tpl.lifo == '1')
+    added[#added][4], added[#added][5] = 'state', state
   end
   return job_id, true
 end
@@ -87,4 +90,64 @@ local function withdraw_scheduled_job(k, base, job_id, maxlen)
   delete_jobs(base, {job_id})
   emit(k.events, maxlen, 'removed', job_id, nil)
   return true
+end
+
+-- Whether job `id` is the job its scheduler made last (`pend`): a scheduler's
+-- pending job, which remove refuses and drain and clean keep. Only scheduler
+-- jobs have ids starting "sched-", so other jobs cost nothing here.
+local function scheduler_pending(base, id)
+  if string.sub(id, 1, 6) ~= 'sched-' then
+    return false
+  end
+  local sch = redis.call('HGET', base .. 'job:' .. id, 'sch')
+  return sch ~= false and redis.call('HGET', base .. 'scheduler:' .. sch, 'pend') == id
+end
+
+-- The pending job `id` of a scheduler was promoted: it runs now, so the
+-- scheduler is due now and a worker's scheduler loop makes its next job at
+-- once (the slot after the promoted one) instead of at the promoted job's slot.
+local function scheduler_job_promoted(base, id, now)
+  if not scheduler_pending(base, id) then
+    return
+  end
+  local sch = redis.call('HGET', base .. 'job:' .. id, 'sch')
+  local skey = base .. 'scheduler:' .. sch
+  if (redis.call('HGET', skey, 'nxt') or '') ~= '' then
+    redis.call('HSET', skey, 'cur', now)
+    redis.call('ZADD', base .. 'schedulers', now, sch)
+    redis.call('ZADD', base .. 'schedulers-marker', 0, 'u')
+  end
+end
+
+-- Take the schedulers' pending jobs out of `key` (the wait list when `list`:
+-- only among its first `n`, the ones a drain batch pops; else a zset) for the
+-- length of a drain batch; returns what put_back_scheduled needs.
+local function set_aside_scheduled(base, key, list, n)
+  local aside = {}
+  for _, sch in ipairs(redis.call('ZRANGE', base .. 'schedulers', 0, -1)) do
+    local pend = redis.call('HGET', base .. 'scheduler:' .. sch, 'pend')
+    if pend and pend ~= '' then
+      if list then
+        if redis.call('LPOS', key, pend, 'MAXLEN', n) then
+          redis.call('LREM', key, 1, pend)
+          aside[#aside + 1] = pend
+        end
+      else
+        local score = redis.call('ZSCORE', key, pend)
+        if score then
+          redis.call('ZREM', key, pend)
+          aside[#aside + 1] = score
+          aside[#aside + 1] = pend
+        end
+      end
+    end
+  end
+  return aside
+end
+
+local function put_back_scheduled(key, list, aside)
+  if #aside > 0 then
+    -- A pending job waiting is ready: back to the head, where the drained jobs were.
+    redis.call(list and 'LPUSH' or 'ZADD', key, unpack(aside))
+  end
 end
