@@ -194,3 +194,60 @@ async def test_a_job_failed_by_stalling_goes_to_its_dead_letter_queue(
     assert forwarded[b"data"] == b'{"n":1}'
     assert b'"queue":"' + queue.name.encode() + b'"' in forwarded[b"dlq"]
     await state.redis.delete(*await state.redis.keys(other + "*"))
+
+
+async def test_a_job_failed_by_stalling_with_remove_on_fail_true_is_deleted(
+    queue: Queue, state: QueueState
+) -> None:
+    await queue.add("job", job_id="s", remove_on_fail=True)
+    await queue.scripts.add_log("s", "x", 0)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="-1:-1") == [[], ["s"]]
+
+    assert await state.failed() == []
+    assert not await state.exists("s")
+    assert await state.logs("s") == []
+
+
+async def test_a_job_failed_by_stalling_keeps_its_own_count_of_failed_jobs(
+    queue: Queue, state: QueueState
+) -> None:
+    await state.redis.zadd(queue.keys.failed, {"old1": 1, "old2": 2})
+    await queue.add("job", job_id="s", remove_on_fail=1)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="-1:-1") == [[], ["s"]]
+
+    assert await state.zids(queue.keys.failed) == ["s"]
+
+
+async def test_a_job_failed_by_stalling_keeps_failed_jobs_by_its_own_age(
+    queue: Queue, state: QueueState
+) -> None:
+    now = await state.now()
+    await state.redis.zadd(queue.keys.failed, {"old": now - 60_000, "young": now - 1000})
+    await queue.add("job", job_id="s", remove_on_fail={"age": 30})
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="-1:-1") == [[], ["s"]]
+
+    assert await state.zids(queue.keys.failed) == ["young", "s"]
+
+
+async def test_a_job_failed_by_stalling_without_its_own_retention_uses_the_default(
+    queue: Queue, state: QueueState
+) -> None:
+    await state.redis.zadd(queue.keys.failed, {"old": 1})
+    await add(queue, "own", opts=b'{"remove_on_fail":{"count":5,"age":null}}')
+    await add(queue, "plain")
+    await take(queue, 2, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="1:-1") == [[], ["own", "plain"]]
+
+    # the default keeps the newest one; the job's own count (5) trims nothing more
+    assert len(await state.zids(queue.keys.failed)) == 1
