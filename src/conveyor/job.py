@@ -259,7 +259,8 @@ class Job:
         self.data = data
 
     async def retry(self, *, reset_attempts: bool = False) -> None:
-        """Send a failed or completed job back to the queue to run again."""
+        """Send a failed or completed job back to the queue to run again (see
+        :meth:`Queue.retry_job`)."""
         await self.queue.retry_job(self.id, reset_attempts=reset_attempts)
 
     async def remove(self) -> None:

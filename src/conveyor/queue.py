@@ -353,7 +353,9 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         return result == 1
 
     async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
-        """Send a failed (or completed) job back to waiting."""
+        """Send a failed (or completed) job back to waiting. It keeps its
+        stalled count; ``reset_attempts`` sets its attempts made and started
+        back to 0."""
         result = int(await self.scripts.retry_job(str(job_id), reset_attempts))
         if result == 0:
             raise JobNotFoundError(self.name, str(job_id))
