@@ -149,6 +149,14 @@ def test_enqueue_list_and_show(redis_url: str, queue_name: str) -> None:
     assert detail["opts"]["backoff"]["delay"] == 2000
 
 
+def test_enqueue_with_an_empty_job_id_generates_one(redis_url: str, queue_name: str) -> None:
+    first = as_json("enqueue", queue_name, "a", "--job-id", "", "--redis", redis_url)
+    second = as_json("enqueue", queue_name, "b", "--options", '{"job_id": ""}',
+                     "--redis", redis_url)
+    assert first["created"] is True and second["created"] is True
+    assert first["id"] and second["id"] and first["id"] != second["id"]
+
+
 def test_enqueue_reads_data_from_a_file_and_takes_any_option(
     redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:

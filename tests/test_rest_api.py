@@ -168,6 +168,17 @@ async def test_enqueue_read_promote_retry_and_remove_a_job(
     assert await queue.get_job(job_id) is None
 
 
+async def test_enqueue_with_an_empty_job_id_generates_one(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    jobs = f"{API}/queues/{queue.name}/jobs"
+    first = await data(await client.post(jobs, json={"name": "a", "options": {"job_id": ""}}),
+                       201)
+    second = await data(await client.post(jobs, json={"name": "b", "options": {"job_id": ""}}),
+                        201)
+    assert first["id"] and second["id"] and first["id"] != second["id"]
+
+
 async def test_removing_a_running_job_is_a_409(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:

@@ -38,7 +38,6 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"lifo": 1}, "lifo"),
     ({"timeout": 0}, "timeout"),
     ({"timeout": -10}, "timeout"),
-    ({"job_id": ""}, "job_id"),
     ({"job_id": "x" * 256}, "job_id"),
     ({"job_id": 1.5}, "job_id"),
     ({"remove_on_complete": -1}, "remove_on_complete"),

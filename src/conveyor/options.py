@@ -274,6 +274,8 @@ class JobOptions:
         if unknown:
             raise ValidationError(sorted(unknown)[0], "unknown job option")
         job_id = options.get("job_id")
+        if job_id == "":  # as None: generate one (a blank form field, an empty env var)
+            job_id = None
         if job_id is not None:
             if isinstance(job_id, int) and not isinstance(job_id, bool):
                 job_id = str(job_id)

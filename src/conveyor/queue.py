@@ -243,9 +243,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     ) -> list[Job]:
         """Jobs in the given states, ``start``..``end`` (inclusive) of each state's
         ordering: newest first unless ``asc``. The wait list's order is the order
-        jobs will be taken."""
+        jobs will be taken. A state named twice is listed once."""
         if isinstance(states, str):
             states = [states]
+        states = list(dict.fromkeys(states))  # a state named twice lists its jobs once
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 key = self.keys.state_key(state)
