@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._stream import text
 from .errors import JobStateError, ValidationError
-from .options import Duration, to_ms
+from .options import MAX_COUNT, Duration, to_ms
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -301,6 +301,8 @@ def _check_int(field: str, value: object, minimum: int | None = None) -> None:
         raise ValidationError(field, f"must be an int, got {value!r}", value)
     if minimum is not None and value < minimum:
         raise ValidationError(field, f"must be >= {minimum}, got {value}", value)
+    if abs(value) > MAX_COUNT:  # Redis refuses what does not fit 64 bits
+        raise ValidationError(field, f"must be at most {MAX_COUNT} in size, got {value}", value)
 
 
 def _check_bool(field: str, value: object) -> None:

@@ -511,7 +511,7 @@ def enqueue(target: Target, queue: str, name: str, data: str, delay: int | None,
             options[option] = value
 
     async def body(inspector: Inspector) -> tuple[dict[str, Any], bool]:
-        existed = bool(job_id) and await inspector.queue(queue).get_job(job_id) is not None
+        existed = bool(job_id) and await inspector.queue(queue).get_job(job_id or "") is not None
         job = await inspector.enqueue(queue, name, payload, options)
         return (await inspector.job_summary(queue, job)).to_dict(), existed
 

@@ -82,10 +82,14 @@ class QueueNotFoundError(ConveyorError, LookupError):
 
 
 def iso(ms: int | float | None) -> str | None:
-    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z")."""
+    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z");
+    None past what a date holds (a due time stored before delays were bounded)."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    try:
+        moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 

@@ -19,6 +19,7 @@ from .options import (
     Duration,
     JobOptions,
     RetentionSpec,
+    check_count,
     dump_data,
     parse_options,
     to_ms,
@@ -64,6 +65,9 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         if not prefix or any(c in prefix for c in "{}"):
             raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
         self.prefix = prefix
+        check_count("events_maxlen", events_maxlen, 0)
+        check_count("keep_logs", keep_logs, 0)
+        check_count("max_data_bytes", max_data_bytes, 1)
         self.client, self._owns_client = make_client(connection)
         self.keys = QueueKeys(prefix, name)
         self.scripts = Scripts(self.client, self.keys, events_maxlen)

@@ -37,7 +37,7 @@ from .connection import Connection, socket_timeout
 from .errors import JobTimeoutError, RateLimitError, UnrecoverableError, ValidationError
 from .job import Job, fields_to_dict
 from .metrics import time_bucket
-from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, to_ms
+from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, check_count, to_ms
 from .queue import Queue
 from .sync import SyncJob
 
@@ -97,12 +97,8 @@ class Worker:
     ) -> None:
         if not callable(processor):
             raise ValidationError("processor", f"must be callable, got {processor!r}")
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
-        if not isinstance(max_stalled_count, int) or max_stalled_count < 0:
-            raise ValidationError(
-                "max_stalled_count", f"must be an int >= 0, got {max_stalled_count!r}"
-            )
+        check_count("concurrency", concurrency, 1)
+        check_count("max_stalled_count", max_stalled_count, 0)
         self.lock_duration = _positive_ms("lock_duration", lock_duration)
         self.stalled_interval = _positive_ms("stalled_interval", stalled_interval)
         self.block_timeout = _positive_ms("block_timeout", block_timeout)
@@ -840,9 +836,7 @@ def _parse_limiter(spec: Mapping[str, Any] | None) -> Limit:
     unknown = set(spec) - {"max", "duration"}
     if unknown:
         raise ValidationError("limiter", f"unknown keys {sorted(unknown)}; use 'max', 'duration'")
-    most = spec.get("max")
-    if not isinstance(most, int) or isinstance(most, bool) or most < 1:
-        raise ValidationError("limiter.max", f"must be an int >= 1, got {most!r}")
+    most = check_count("limiter.max", spec.get("max"), 1)
     return most, _positive_ms("limiter.duration", spec.get("duration", 1000))
 
 
