@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ._admin import BATCH, CLEANABLE_STATES
+from ._corrupt import not_a_hash
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import ConveyorError, JobNotFoundError, ValidationError
@@ -163,6 +164,8 @@ class JobSummary:
     failed_reason: str | None
     delay: int
     priority: int
+    #: What is wrong with the job's hash (see ``Job.corrupt``), else None.
+    corrupt: str | None = None
 
     @classmethod
     def from_job(cls, job: Job, state: str | None) -> JobSummary:
@@ -171,7 +174,7 @@ class JobSummary:
             processed_on=job.processed_on, finished_on=job.finished_on,
             attempts_made=job.attempts_made, attempts=job.opts.attempts,
             progress=job.progress, failed_reason=job.failed_reason,
-            delay=job.opts.delay, priority=job.opts.priority,
+            delay=job.opts.delay, priority=job.opts.priority, corrupt=job.corrupt,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,7 +183,7 @@ class JobSummary:
                     finished_on=self.finished_on)
         out.update(attempts_made=self.attempts_made, attempts=self.attempts,
                    progress=self.progress, failed_reason=self.failed_reason,
-                   delay=self.delay, priority=self.priority)
+                   delay=self.delay, priority=self.priority, corrupt=self.corrupt)
         return out
 
 
@@ -717,7 +720,9 @@ class Inspector(ClientOwner):
         async with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hget(k.job(job_id), "ts")
-            added = [int(ts) for ts in await pipe.execute() if ts is not None]
+            replies = await pipe.execute(raise_on_error=False)
+        # A corrupt job (its key not a hash, its ts not a number) has no say.
+        added = [int(ts) for ts in replies if isinstance(ts, bytes | str) and text(ts).isdigit()]
         return bool(added) and now - min(added) >= window
 
     async def dashboard(self) -> Dashboard:
@@ -746,7 +751,11 @@ class Inspector(ClientOwner):
         async with self.client.pipeline(transaction=False) as pipe:
             for _, name, job_id in newest:
                 pipe.hmget(self.queue(name).keys.job(job_id), ["name", "fr"])
-            fields = await pipe.execute()
+            fields = [
+                (None, f"corrupt job: {not_a_hash(found)}") if isinstance(found, Exception)
+                else found
+                for found in await pipe.execute(raise_on_error=False)
+            ]
         return [
             {"queue": name, "id": job_id, "name": None if job_name is None else text(job_name),
              "reason": None if reason is None else text(reason),

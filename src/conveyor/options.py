@@ -420,13 +420,41 @@ class JobOptions:
             raw = b"{}"
         found = _stored_options.get(raw)
         if found is None:
+            decoded = orjson.loads(raw)
+            if not isinstance(decoded, Mapping):
+                raise TypeError(f"expected a JSON object, got {type(decoded).__name__}")
+            found = cls.from_json(decoded)
+            _check_stored(found)
             if len(_stored_options) >= 1024:
                 _stored_options.clear()
-            found = _stored_options[raw] = cls.from_json(orjson.loads(raw))
+            _stored_options[raw] = found
         return found
 
 
 _stored_options: dict[bytes | str, JobOptions] = {}
+
+
+def _check_stored(opts: JobOptions) -> None:
+    """Raise TypeError for stored options of the wrong types (a corrupt job hash):
+    once per distinct stored JSON, so every later read of it is trusted."""
+    none = type(None)
+
+    def of(value: object, *types: type) -> bool:
+        return isinstance(value, types) and not isinstance(value, bool)
+
+    backoff, dedup = opts.backoff, opts.deduplication
+    ok = (
+        of(opts.delay, int) and of(opts.priority, int) and of(opts.attempts, int)
+        and isinstance(opts.lifo, bool) and of(opts.timeout, int, none)
+        and all(of(r.count, int, none) and of(r.age_ms, int, none)
+                for r in (opts.remove_on_complete, opts.remove_on_fail))
+        and of(opts.group, str, none) and of(opts.dead_letter_queue, str, none)
+        and (backoff is None or (of(backoff.delay, int) and of(backoff.jitter, int, float)))
+        and (dedup is None or (of(dedup.id, str) and of(dedup.ttl, int, none)))
+    )
+    if not ok:
+        raise TypeError(f"options of the wrong types: {opts}")
+
 
 # Option sets already validated, by (name, type, value) of each option: an
 # application adds with the same few sets over and over. The type is part of

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from ._admin import QueueAdmin
+from ._corrupt import not_a_hash, unreadable_job
 from ._scripts import NewJob, Scripts
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
@@ -210,11 +213,18 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     # -- reading ------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
-        """The job with this id, or ``None``."""
-        fields = await read_fields(self, str(job_id))
+        """The job with this id, or ``None``. A job whose hash is corrupt comes
+        back with what could be read, and ``job.corrupt`` saying what could not."""
+        job_id = str(job_id)
+        if ":" in job_id:  # no job has one: job:<id>:logs is a job's log list
+            return None
+        try:
+            fields = await read_fields(self, job_id)
+        except ResponseError as exc:
+            return unreadable_job(self, job_id, not_a_hash(exc))
         if fields is None:
             return None
-        return Job.from_fields(self, str(job_id), fields)
+        return Job.from_fields(self, job_id, fields)
 
     async def get_job_state(self, job_id: str) -> JobState | None:
         """The job's state: waiting, active, delayed, prioritized, completed, failed
@@ -276,9 +286,12 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
                 pipe.hget(self.keys.locks, job_id)
-            replies = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
         jobs = []
         for i, job_id in enumerate(ids):
+            if isinstance(replies[2 * i], ResponseError):  # one corrupt job, not the page
+                jobs.append(unreadable_job(self, job_id, not_a_hash(replies[2 * i])))
+                continue
             fields = with_lock(replies[2 * i], replies[2 * i + 1])
             if fields is not None:
                 jobs.append(Job.from_fields(self, job_id, fields))

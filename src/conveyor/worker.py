@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._corrupt import corrupt_failure
 from ._scripts import NO_LIMIT, Limit, Outcome, outcome
 from ._stream import text
 from .connection import Connection, socket_timeout
@@ -422,6 +423,11 @@ class Worker:
         for job_id, fields in jobs:
             job = Job.from_fields(self.queue, text(job_id), fields_to_dict(fields))
             assert job.token is not None
+            if job.corrupt is not None:  # fails alone, unrun (see conveyor._corrupt)
+                failure = corrupt_failure(job, _keep_arg(job.opts.remove_on_fail))
+                self._outcomes.append(failure[0])
+                self._finished.append((job, "f", failure[1]))
+                continue
             if self._listeners.get("progress"):
                 job._progress_listener = self._on_progress
             task = asyncio.create_task(self._process(job))

@@ -184,3 +184,35 @@ async def test_id_without_job_hash_is_dropped(queue: Queue, state: QueueState) -
     assert await state.zids(queue.keys.active) == ["real"]
     assert await state.wait() == []
     assert not await state.exists("ghost")
+
+
+async def test_a_job_whose_key_is_not_a_hash_fails_alone(queue: Queue, state: QueueState) -> None:
+    for _ in range(3):
+        await add(queue)
+    await state.redis.delete(queue.keys.job("2"))
+    await state.redis.set(queue.keys.job("2"), "not a hash")
+    await state.clear_events()
+
+    jobs = fetched((await queue.scripts.move_to_active(3, "w:", 30_000))[1])
+
+    assert [job_id for job_id, _ in jobs] == ["1", "3"]
+    assert await state.zids(queue.keys.active) == ["1", "3"]
+    assert set(await state.locks()) == {"1", "3"}
+    assert await state.zids(queue.keys.failed) == ["2"]
+    assert await state.redis.get(queue.keys.job("2")) == b"not a hash"  # left as found
+    failed = [e for e in await state.events() if e["event"] == "failed"]
+    assert failed == [{"event": "failed", "job_id": "2", "attempts_made": "0",
+                       "failed_reason": "corrupt job: its key is a string, not a hash"}]
+
+
+async def test_attempt_counts_that_are_not_numbers_count_as_zero(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "j")
+    await state.redis.hset(queue.keys.job("j"), mapping={"ats": "many", "atm": "1.5"})
+
+    [(_, fields)] = await take(queue)
+
+    assert token_parts(fields["tok"])[1:3] == (1, 0)
+    assert fields["ats"] == "1"
+    assert fields["atm"] == "1.5"  # as stored: the worker fails the job for it

@@ -93,6 +93,9 @@ class JobSummary(BaseModel):
     failed_reason: str | None
     delay: int
     priority: int
+    corrupt: str | None = Field(
+        default=None, description="What is wrong with the job's hash (a field that does not "
+        "parse, or a key that is not a hash); a worker fails such a job without running it.")
 
 
 class JobPage(BaseModel):
