@@ -251,3 +251,20 @@ async def test_a_job_failed_by_stalling_without_its_own_retention_uses_the_defau
 
     # the default keeps the newest one; the job's own count (5) trims nothing more
     assert len(await state.zids(queue.keys.failed)) == 1
+
+
+async def test_a_stalled_job_whose_key_is_no_longer_a_hash_fails_alone(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "bad")
+    await add(queue, "good", priority=3)
+    await take(queue, 2, lock_ms=1)
+    await state.redis.delete(queue.keys.job("bad"))
+    await state.redis.set(queue.keys.job("bad"), "not a hash")
+    await state.redis.hset(queue.keys.job("good"), "prio", "urgent")
+    await state.lapse_locks()
+
+    assert await _check(queue) == [["good"], ["bad"]]
+
+    assert await state.wait() == ["good"]  # a priority that is not a number counts as 0
+    assert await state.zids(queue.keys.failed) == ["bad"]

@@ -216,3 +216,17 @@ async def test_attempt_counts_that_are_not_numbers_count_as_zero(
     assert token_parts(fields["tok"])[1:3] == (1, 0)
     assert fields["ats"] == "1"
     assert fields["atm"] == "1.5"  # as stored: the worker fails the job for it
+
+
+async def test_a_due_job_whose_priority_is_not_a_number_is_promoted_as_priority_0(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "a", delay=1)
+    await add(queue, "b", delay=1)
+    await state.redis.hset(queue.keys.job("a"), "prio", "high")
+    await state.wait_until(int(dict(await state.delayed())["b"]) + 1)
+
+    jobs = fetched((await queue.scripts.move_to_active(2, "w:", 30_000))[1])
+
+    assert sorted(job_id for job_id, _ in jobs) == ["a", "b"]
+    assert await state.delayed() == []

@@ -10,7 +10,8 @@ Returns {{requeued ids}, {failed ids}}, or {} when another worker checked within
 the interval.
 A job failed here is forwarded to its dead_letter_queue, if it has one, tells
 its parent (a child of a flow), and is kept or deleted by its own
-remove_on_fail, as a job failing for good in move_to_finished would.
+remove_on_fail, as a job failing for good in move_to_finished would. A job
+whose key is no longer a hash fails at once (with a failed event), alone.
 Events: stalled, failed
 ]]
 --@include "common"
@@ -49,7 +50,14 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local token = redis.call('HGET', KEYS[10], id)
   redis.call('HDEL', KEYS[10], id)
-  if redis.call('EXISTS', job_key) == 1 then
+  local kind = redis.call('TYPE', job_key).ok
+  if kind ~= 'hash' and kind ~= 'none' then
+    -- Written over by something else: fail it alone, as fetch_jobs does.
+    local reason = 'corrupt job: its key is a ' .. kind .. ', not a hash'
+    redis.call('ZADD', KEYS[8], now, id)
+    emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', '0'})
+    failed[#failed + 1] = id
+  elseif kind == 'hash' then
     if token then
       -- The attempt started and never ended: keep what the lock knew of it.
       local started, _, pon = parse_token(token)
