@@ -276,13 +276,19 @@ async def test_bad_state_name_is_refused(queue: Queue) -> None:
         (lambda q: q.get_dead_letter(0, 10**30), "end"),
         (lambda q: q.get_workers(-(10**30)), "start"),
         (lambda q: q.rate_limit(10**20), "delay"),
+        (lambda q: q.set_global_concurrency(10**30), "n"),
+        (lambda q: q.set_group_concurrency(10**30), "n"),
+        (lambda q: q.set_group_limit(10**30), "max"),
+        (lambda q: q.set_group_limit(5, 10**20), "duration"),
         (lambda q: q.upsert_job_scheduler("s", every=10**20), "every"),
         (lambda q: q.upsert_job_scheduler("s", every=1000, limit=10**30), "limit"),
         (lambda q: q.upsert_job_scheduler("s", every=1000, end_date=10**20), "end_date"),
         (lambda q: q.upsert_job_scheduler("s", every=1000, start_date=10**20), "start_date"),
     ],
     ids=["clean-limit", "clean-grace", "retry-count", "promote-count", "dead-letter-end",
-         "workers-start", "rate-limit", "every", "scheduler-limit", "end-date", "start-date"],
+         "workers-start", "rate-limit", "global-concurrency", "group-concurrency",
+         "group-limit", "group-limit-duration", "every", "scheduler-limit", "end-date",
+         "start-date"],
 )
 async def test_admin_numbers_out_of_bounds_are_refused(
     queue: Queue, redis: aioredis.Redis, call: Any, field: str

@@ -341,8 +341,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         (``None`` or 0: no cap beyond each worker's own concurrency)."""
         if n is None:
             n = 0
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValidationError("n", f"must be an int >= 0 or None, got {n!r}")
+        check_count("n", n, 0)
         k = self.keys
         await self.scripts.call(
             "set_global_concurrency", [k.meta, k.marker, k.wait, k.prioritized], [n]
