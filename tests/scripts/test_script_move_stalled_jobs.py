@@ -268,3 +268,16 @@ async def test_a_stalled_job_whose_key_is_no_longer_a_hash_fails_alone(
 
     assert await state.wait() == ["good"]  # a priority that is not a number counts as 0
     assert await state.zids(queue.keys.failed) == ["bad"]
+
+
+async def test_a_job_failed_by_stalling_lets_go_of_its_deduplication_key(
+    queue: Queue, state: QueueState
+) -> None:
+    job = await queue.add("job", deduplication={"id": "k"}, remove_on_fail=True)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0) == [[], [job.id]]
+
+    assert await queue.get_deduplication_job_id("k") is None
+    assert (await queue.add("job", deduplication={"id": "k"})).id != job.id

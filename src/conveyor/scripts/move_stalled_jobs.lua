@@ -10,7 +10,8 @@ Returns {{requeued ids}, {failed ids}}, or {} when another worker checked within
 the interval.
 A job failed here is forwarded to its dead_letter_queue, if it has one, tells
 its parent (a child of a flow), and is kept or deleted by its own
-remove_on_fail, as a job failing for good in move_to_finished would. A job
+remove_on_fail and lets go of the deduplication key it holds, as a job failing
+for good in move_to_finished would. A job
 whose key is no longer a hash fails at once (with a failed event), alone.
 Events: stalled, failed
 ]]
@@ -18,21 +19,32 @@ Events: stalled, failed
 --@include "dead_letter"
 --@include "flows"
 
--- The job's own remove_on_fail (opts JSON, age in seconds) as "count:age_ms"
--- (-1: no limit), else `default`. Unreadable opts get the default: one
--- corrupt job must not stop the check for the others.
-local function failed_keep(opts_json, default)
-  if not opts_json or not string.find(opts_json, 'remove_on_fail', 1, true) then
-    return default
+-- The options a failing job needs here, decoded only when they are set:
+-- remove_on_fail (age in seconds) as "count:age_ms" (-1: no limit), else
+-- `default`; and the deduplication key it holds until it finishes (no ttl),
+-- else nil. Unreadable opts get the defaults: one corrupt job must not stop
+-- the check for the others.
+local function failing_options(opts_json, default)
+  if not opts_json or not (string.find(opts_json, 'remove_on_fail', 1, true)
+      or string.find(opts_json, 'deduplication', 1, true)) then
+    return default, nil
   end
   local ok, opts = pcall(cjson.decode, opts_json)
-  if not ok or type(opts) ~= 'table' or type(opts.remove_on_fail) ~= 'table' then
-    return default
+  if not ok or type(opts) ~= 'table' then
+    return default, nil
   end
-  local count, age = opts.remove_on_fail.count, opts.remove_on_fail.age
-  count = type(count) == 'number' and count or -1
-  age = type(age) == 'number' and math.floor(age * 1000 + 0.5) or -1
-  return string.format('%d:%d', count, age)
+  local keep, held = default, nil
+  local r = opts.remove_on_fail
+  if type(r) == 'table' then
+    local count = type(r.count) == 'number' and r.count or -1
+    local age = type(r.age) == 'number' and math.floor(r.age * 1000 + 0.5) or -1
+    keep = string.format('%d:%d', count, age)
+  end
+  local d = opts.deduplication
+  if type(d) == 'table' and type(d.id) == 'string' and type(d.ttl) ~= 'number' then
+    held = d.id
+  end
+  return keep, held
 end
 
 local base = ARGV[1]
@@ -79,7 +91,10 @@ for _, id in ipairs(ids) do
       if job[2] then
         flow_child_failed(job[2], job_key, job[1], reason, now, maxlen)
       end
-      local keep = failed_keep(job[1], ARGV[5])
+      local keep, held = failing_options(job[1], ARGV[5])
+      if held and redis.call('GET', base .. 'de:' .. held) == id then
+        redis.call('DEL', base .. 'de:' .. held)  -- as move_to_finished lets go of it
+      end
       if string.sub(keep, 1, 2) == '0:' then
         to_delete[#to_delete + 1] = id
       else
