@@ -11,8 +11,8 @@ the interval.
 A job failed here is forwarded to its dead_letter_queue, if it has one, tells
 its parent (a child of a flow), and is kept or deleted by its own
 remove_on_fail and lets go of the deduplication key it holds, as a job failing
-for good in move_to_finished would. A job
-whose key is no longer a hash fails at once (with a failed event), alone.
+for good in move_to_finished would. A job whose key is no longer a hash fails
+at once (with a failed event), alone.
 Events: stalled, failed
 ]]
 --@include "common"
