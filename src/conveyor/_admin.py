@@ -315,7 +315,8 @@ def _check_int(field: str, value: object, minimum: int | None = None) -> None:
     if minimum is not None and value < minimum:
         raise ValidationError(field, f"must be >= {minimum}, got {value}", value)
     if abs(value) > MAX_COUNT:  # Redis refuses what does not fit 64 bits
-        raise ValidationError(field, f"must be at most {MAX_COUNT} in size, got {value}", value)
+        low = -MAX_COUNT if minimum is None else minimum
+        raise ValidationError(field, f"must be in {low}..{MAX_COUNT}, got {value}", value)
 
 
 def _check_bool(field: str, value: object) -> None:

@@ -7,7 +7,7 @@ Numbers are bounded, so none overflows on its way through Redis (Lua numbers
 are doubles) or back into a date: a duration (delay, backoff, timeout,
 deduplication ttl, retention age, any worker or admin ms) is at most
 :data:`MAX_DURATION_MS`, about 10 years, which keeps a due time (now + delay)
-below 2^41 ms until 2029 and below 2^43 ms for centuries (a delayed job's
+below 2^41 ms until 2029 and below 2^43 ms until 2238 (a delayed job's
 score packs a counter beside it); a count (attempts, jobs to keep) at most
 :data:`MAX_COUNT`.
 """
