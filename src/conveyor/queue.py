@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ._admin import QueueAdmin
+from ._admin import QueueAdmin, _check_int
 from ._corrupt import not_a_hash, unreadable_job
 from ._scripts import NewJob, Scripts
 from ._stream import text
@@ -258,6 +258,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """Jobs in the given states, ``start``..``end`` (inclusive) of each state's
         ordering: newest first unless ``asc``. The wait list's order is the order
         jobs will be taken. A state named twice is listed once."""
+        _check_int("start", start)
+        _check_int("end", end)
         if isinstance(states, str):
             states = [states]
         states = list(dict.fromkeys(states))  # a state named twice lists its jobs once
