@@ -161,6 +161,19 @@ async def test_with_options_applies_to_one_enqueue_only(
     assert chained.options == {"priority": 1, "lifo": False}
 
 
+async def test_a_task_with_an_empty_job_id_gets_a_generated_one(
+    app: Conveyor, queue_name: str
+) -> None:
+    @app.task(queue=queue_name, job_id="")
+    async def report(kind: str) -> None:
+        return None
+
+    first = await report.enqueue("daily")
+    second = await report.with_options(job_id="").enqueue("weekly")
+    assert first.id and second.id and first.id != second.id
+    assert await app.queue(queue_name).get_job_counts("waiting") == {"waiting": 2}
+
+
 async def test_enqueue_sync_from_synchronous_code(
     app: Conveyor, run_worker: RunWorker, queue_name: str
 ) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis as redis_sync
 from click.testing import CliRunner, Result
 
 from conveyor import Job, Queue, Worker
@@ -150,6 +151,43 @@ def test_enqueue_list_and_show(redis_url: str, queue_name: str) -> None:
     assert detail["data"] == {"to": "ada@example.com"}
     assert detail["opts"]["backoff"]["type"] == "exponential"
     assert detail["opts"]["backoff"]["delay"] == 2000
+
+
+def test_enqueue_with_an_empty_job_id_generates_one(redis_url: str, queue_name: str) -> None:
+    first = as_json("enqueue", queue_name, "a", "--job-id", "", "--redis", redis_url)
+    second = as_json("enqueue", queue_name, "b", "--options", '{"job_id": ""}',
+                     "--redis", redis_url)
+    assert first["created"] is True and second["created"] is True
+    assert first["id"] and second["id"] and first["id"] != second["id"]
+
+
+def test_enqueue_with_a_number_out_of_bounds_is_one_line(
+    redis_url: str, queue_name: str
+) -> None:
+    r = ("--redis", redis_url)
+    assert "delay" in one_line_error(cli("enqueue", queue_name, "x", "--delay", "99999999d", *r))
+    assert "delay" in one_line_error(
+        cli("enqueue", queue_name, "x", "--options", '{"delay": 1e300}', *r))
+    assert "attempts" in one_line_error(
+        cli("enqueue", queue_name, "x", "--attempts", str(2**31), *r))
+    assert "remove_on_fail.age" in one_line_error(
+        cli("enqueue", queue_name, "x", "--options", '{"remove_on_fail": {"age": 1e300}}', *r))
+
+
+def test_a_job_with_a_far_due_time_is_shown(redis_url: str, queue_name: str) -> None:
+    r = ("--redis", redis_url)
+    far = as_json("enqueue", queue_name, "far", "--delay", "3652d", *r)
+    assert far["state"] == "delayed"
+    absurd = as_json("enqueue", queue_name, "absurd", "--delay", "1m", *r)
+    key = f"conveyor:{{{queue_name}}}:job:{absurd['id']}"
+    # written before delays were bounded (or by another client): past year 9999
+    with redis_sync.Redis.from_url(redis_url) as client:
+        client.hset(key, "opts", '{"delay":1000000000000000}')
+    for job in (far, absurd):
+        shown = ok("jobs", "show", queue_name, job["id"], *r)
+        assert "delayed" in shown
+    listed = ok("jobs", "list", queue_name, "--state", "delayed", *r)
+    assert "far" in listed and "absurd" in listed
 
 
 def test_enqueue_reads_data_from_a_file_and_takes_any_option(

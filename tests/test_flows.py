@@ -404,3 +404,17 @@ async def test_a_child_failed_by_stalling_fails_its_parent(
     assert await root.job.get_state() == "failed"
     await root.job.refresh()
     assert root.job.failed_reason is not None and "stalled" in root.job.failed_reason
+
+
+async def test_an_empty_job_id_in_a_flow_means_generate_one(
+    flow: FlowProducer, queue_name: str
+) -> None:
+    root = await flow.add({
+        "name": "parent", "queue_name": queue_name, "opts": {"job_id": ""},
+        "children": [
+            {"name": "a", "queue_name": queue_name, "opts": {"job_id": ""}},
+            {"name": "b", "queue_name": queue_name, "opts": {"job_id": ""}},
+        ],
+    })
+    ids = [root.job.id, *(child.job.id for child in root.children)]
+    assert all(ids) and len(set(ids)) == 3

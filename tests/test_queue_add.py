@@ -100,6 +100,16 @@ async def test_int_job_id_is_accepted_as_string(queue: Queue) -> None:
 # -- job ids given twice -------------------------------------------------------------
 
 
+async def test_an_empty_job_id_means_generate_one(queue: Queue) -> None:
+    first = await queue.add("a", 1, job_id="")
+    second = await queue.add("b", 2, job_id="")
+    [bulk] = await queue.add_bulk([{"name": "c", "data": 3, "job_id": ""}])
+    assert len({first.id, second.id, bulk.id}) == 3
+    assert all(job.id for job in (first, second, bulk))
+    assert first.opts.job_id is None
+    assert await queue.get_job_counts("waiting") == {"waiting": 3}
+
+
 async def test_same_job_id_twice_returns_the_first_job(
     queue: Queue, redis: aioredis.Redis
 ) -> None:

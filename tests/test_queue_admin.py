@@ -313,6 +313,7 @@ async def test_retry_with_reset_attempts(
     assert await job.get_state() == "waiting"
     await job.refresh()
     assert job.attempts_made == 0
+    assert job.attempts_started == 0
     assert job.failed_reason is None and job.finished_on is None
 
 

@@ -203,6 +203,13 @@ async def test_get_jobs_of_several_states(queue: Queue) -> None:
     assert await queue.get_jobs("failed") == []
 
 
+async def test_get_jobs_with_a_state_named_twice_returns_each_job_once(queue: Queue) -> None:
+    w = await queue.add("w")
+    d = await queue.add("d", delay=60_000)
+    assert ids(await queue.get_jobs(["waiting", "waiting"])) == [w.id]
+    assert ids(await queue.get_jobs(["waiting", "delayed", "waiting"])) == [w.id, d.id]
+
+
 async def test_get_jobs_finished(queue: Queue, redis_url: str, queue_name: str) -> None:
     ok = [await queue.add("ok", i) for i in range(3)]
     bad = await queue.add("bad", {"fail": True})

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from conveyor import Job, Queue
 from conveyor.embedded import free_port
+from conveyor.options import MAX_DURATION_MS
 from conveyor.web import check_listen, create_app, serve, serve_async
 from helpers import StartWorker, finished, wait_for
 
@@ -166,6 +167,67 @@ async def test_enqueue_read_promote_retry_and_remove_a_job(
     assert await data(await client.delete(f"{jobs}/{job_id}")) == {
         "queue": queue.name, "id": job_id, "state": None}
     assert await queue.get_job(job_id) is None
+
+
+async def test_enqueue_with_an_empty_job_id_generates_one(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    jobs = f"{API}/queues/{queue.name}/jobs"
+    first = await data(await client.post(jobs, json={"name": "a", "options": {"job_id": ""}}),
+                       201)
+    second = await data(await client.post(jobs, json={"name": "b", "options": {"job_id": ""}}),
+                        201)
+    assert first["id"] and second["id"] and first["id"] != second["id"]
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"delay": 10**15}, "delay"),
+    ({"attempts": 2**31}, "attempts"),
+    ({"backoff": {"type": "fixed", "delay": 10**20}}, "backoff.delay"),
+    ({"timeout": 10**20}, "timeout"),
+    ({"deduplication": {"id": "d", "ttl": 10**20}}, "deduplication.ttl"),
+    ({"remove_on_fail": {"age": 10**20}}, "remove_on_fail.age"),
+    ({"remove_on_complete": {"count": 10**30}}, "remove_on_complete.count"),
+])
+async def test_enqueue_with_a_number_out_of_bounds_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, queue: Queue, options: dict[str, Any], field: str
+) -> None:
+    jobs = f"{API}/queues/{queue.name}/jobs"
+    found = error(await client.post(jobs, json={"name": "x", "options": options}), 422,
+                  "validation_error")
+    assert found["field"] == field
+    assert await queue.get_job_counts("waiting", "delayed") == {"waiting": 0, "delayed": 0}
+
+
+async def test_enqueue_with_a_number_that_is_not_finite_is_a_422(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    jobs = f"{API}/queues/{queue.name}/jobs"
+    for options in (b'{"delay": 1e400}', b'{"remove_on_fail": {"age": 1e400}}',
+                    b'{"remove_on_fail": {"age": NaN}}'):
+        response = await client.post(jobs, content=b'{"name": "x", "options": ' + options + b"}",
+                                     headers={"content-type": "application/json"})
+        error(response, 422, "validation_error")
+
+
+async def test_a_job_with_a_far_due_time_is_shown(
+    client: httpx.AsyncClient, queue: Queue, redis: Any
+) -> None:
+    jobs = f"{API}/queues/{queue.name}/jobs"
+    longest = await queue.add("far", delay=MAX_DURATION_MS)
+    # written before delays were bounded (or by another client): past year 9999
+    absurd = await queue.add("absurd", delay=60_000)
+    await redis.hset(queue.keys.job(absurd.id), "opts", b'{"delay":1000000000000000}')
+
+    for job in (longest, absurd):
+        detail = await data(await client.get(f"{jobs}/{job.id}"))
+        assert detail["state"] == "delayed"
+        assert [e["event"] for e in detail["timeline"]] == ["added", "delayed until"]
+    detail = await data(await client.get(f"{jobs}/{longest.id}"))
+    assert detail["timeline"][1]["at"].startswith("203")
+    page = await data(await client.get(jobs, params={"state": "delayed"}))
+    assert {j["id"] for j in page["jobs"]} == {longest.id, absurd.id}
+    assert (await queue.get_job(absurd.id)) is not None
 
 
 async def test_removing_a_running_job_is_a_409(

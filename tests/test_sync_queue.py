@@ -136,6 +136,13 @@ def test_same_job_id_twice(queue: Queue) -> None:
     assert queue.get_job_counts("waiting") == {"waiting": 1}
 
 
+def test_an_empty_job_id_means_generate_one(queue: Queue) -> None:
+    first = queue.add("a", 1, job_id="")
+    [second] = queue.add_bulk([{"name": "b", "job_id": ""}])
+    assert first.id and second.id and first.id != second.id
+    assert queue.get_job_counts("waiting") == {"waiting": 2}
+
+
 def test_validation_errors_surface(queue: Queue, client: redis_sync.Redis) -> None:
     with pytest.raises(ValidationError) as info:
         queue.add("x", priority=-1)

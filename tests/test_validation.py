@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from conveyor import ConveyorError, JobOptions, Queue, ValidationError
+from conveyor import ConveyorError, JobOptions, Queue, ValidationError, Worker
 from conveyor.options import MAX_PRIORITY
+
+TEN_YEARS_MS = 3_652 * 86_400_000 + 12 * 3_600_000  # 10 * 365.25 days
 
 
 class NotJson:
@@ -38,7 +40,6 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"lifo": 1}, "lifo"),
     ({"timeout": 0}, "timeout"),
     ({"timeout": -10}, "timeout"),
-    ({"job_id": ""}, "job_id"),
     ({"job_id": "x" * 256}, "job_id"),
     ({"job_id": 1.5}, "job_id"),
     ({"remove_on_complete": -1}, "remove_on_complete"),
@@ -52,6 +53,26 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"remove_on_fail": -2}, "remove_on_fail"),
     ({"remove_on_fail": [1]}, "remove_on_fail"),
     ({"remove_on_fail": {"age": 1, "keep": 1}}, "remove_on_fail"),
+    # numbers that overflow, are not finite, or are absurd (more than ~10 years, 2**31 - 1)
+    ({"delay": 10**20}, "delay"),
+    ({"delay": TEN_YEARS_MS + 1}, "delay"),
+    ({"delay": timedelta.max}, "delay"),
+    ({"delay": float("inf")}, "delay"),
+    ({"delay": float("nan")}, "delay"),
+    ({"delay": 1e300}, "delay"),
+    ({"attempts": 2**31}, "attempts"),
+    ({"attempts": 10**30}, "attempts"),
+    ({"backoff": 10**20}, "backoff"),
+    ({"backoff": {"type": "exponential", "delay": 10**20}}, "backoff.delay"),
+    ({"backoff": {"type": "fixed", "jitter": float("nan")}}, "backoff.jitter"),
+    ({"timeout": 10**20}, "timeout"),
+    ({"deduplication": {"id": "d", "ttl": 10**20}}, "deduplication.ttl"),
+    ({"remove_on_complete": {"age": float("inf")}}, "remove_on_complete.age"),
+    ({"remove_on_complete": {"age": float("nan")}}, "remove_on_complete.age"),
+    ({"remove_on_fail": {"age": 1e300}}, "remove_on_fail.age"),
+    ({"remove_on_fail": {"age": 10**20}}, "remove_on_fail.age"),
+    ({"remove_on_fail": 2**31}, "remove_on_fail"),
+    ({"remove_on_complete": {"count": 10**30}}, "remove_on_complete.count"),
 ]
 
 
@@ -214,6 +235,13 @@ async def test_unknown_option_in_bulk_or_defaults_is_a_validation_error(
         {"remove_on_complete": {"age": 0.5, "count": 3}},
         {"remove_on_fail": {}},
         {"job_id": "x" * 255},
+        {"delay": TEN_YEARS_MS},
+        {"delay": timedelta(days=3652)},
+        {"attempts": 2**31 - 1},
+        {"backoff": {"type": "exponential", "delay": TEN_YEARS_MS}},
+        {"timeout": TEN_YEARS_MS},
+        {"deduplication": {"id": "d", "ttl": TEN_YEARS_MS}},
+        {"remove_on_fail": {"age": TEN_YEARS_MS / 1000, "count": 2**31 - 1}},
     ],
 )
 async def test_edge_values_are_accepted(queue: Queue, options: dict[str, Any]) -> None:
@@ -236,3 +264,76 @@ async def test_bad_state_name_is_refused(queue: Queue) -> None:
         await queue.get_job_counts("running")
     with pytest.raises(ValueError, match="state"):
         await queue.get_jobs("running")
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda q: q.clean(0, limit=2**31), "limit"),
+        (lambda q: q.clean(TEN_YEARS_MS + 1), "grace_ms"),
+        (lambda q: q.retry_jobs(count=10**30), "count"),
+        (lambda q: q.promote_jobs(count=10**30), "count"),
+        (lambda q: q.get_dead_letter(0, 10**30), "end"),
+        (lambda q: q.get_jobs("waiting", 10**30), "start"),
+        (lambda q: q.get_workers(-(10**30)), "start"),
+        (lambda q: q.rate_limit(10**20), "delay"),
+        (lambda q: q.set_global_concurrency(10**30), "n"),
+        (lambda q: q.set_group_concurrency(10**30), "n"),
+        (lambda q: q.set_group_limit(10**30), "max"),
+        (lambda q: q.set_group_limit(5, 10**20), "duration"),
+        (lambda q: q.upsert_job_scheduler("s", every=10**20), "every"),
+        (lambda q: q.upsert_job_scheduler("s", every=1000, limit=10**30), "limit"),
+        (lambda q: q.upsert_job_scheduler("s", every=1000, end_date=10**20), "end_date"),
+        (lambda q: q.upsert_job_scheduler("s", every=1000, start_date=10**20), "start_date"),
+    ],
+    ids=["clean-limit", "clean-grace", "retry-count", "promote-count", "dead-letter-end",
+         "get-jobs-start",
+         "workers-start", "rate-limit", "global-concurrency", "group-concurrency",
+         "group-limit", "group-limit-duration", "every", "scheduler-limit", "end-date",
+         "start-date"],
+)
+async def test_admin_numbers_out_of_bounds_are_refused(
+    queue: Queue, redis: aioredis.Redis, call: Any, field: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        await call(queue)
+    _check(info.value, field)
+    assert await redis.keys("*") == []
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"events_maxlen": -1}, "events_maxlen"),
+        ({"events_maxlen": 10**30}, "events_maxlen"),
+        ({"keep_logs": 10**30}, "keep_logs"),
+        ({"max_data_bytes": -5}, "max_data_bytes"),
+    ],
+)
+def test_queue_numbers_out_of_bounds_are_refused(
+    redis_url: str, queue_name: str, options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Queue(queue_name, redis_url, **options)
+    _check(info.value, field)
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"concurrency": 10**30}, "concurrency"),
+        ({"max_stalled_count": 2**31}, "max_stalled_count"),
+        ({"lock_duration": 10**20}, "lock_duration"),
+        ({"limiter": {"max": 10**30}}, "limiter.max"),
+        ({"events_maxlen": -1}, "events_maxlen"),
+    ],
+)
+def test_worker_numbers_out_of_bounds_are_refused(
+    redis_url: str, queue_name: str, options: dict[str, Any], field: str
+) -> None:
+    async def process(job: Any) -> None:
+        return None
+
+    with pytest.raises(ValidationError) as info:
+        Worker(queue_name, process, connection=redis_url, **options)
+    _check(info.value, field)

@@ -129,6 +129,13 @@ def test_backoff_delay_without_jitter_is_exact() -> None:
     assert [backoff_delay(exp, n) for n in (1, 2, 3, 4, 10)] == [100, 200, 400, 800, 51_200]
 
 
+def test_exponential_backoff_stops_growing_at_ten_years() -> None:
+    ten_years = 3_652 * 86_400_000 + 12 * 3_600_000
+    exp = Backoff("exponential", 1000)
+    assert backoff_delay(exp, 100_000) == ten_years
+    assert backoff_delay(Backoff("exponential", 1000, 0.5), 100_000) <= ten_years
+
+
 @pytest.mark.parametrize("jitter", [0.1, 0.5, 1.0])
 @pytest.mark.parametrize(("kind", "attempts_made", "full"), [
     ("fixed", 3, 1000), ("exponential", 1, 1000), ("exponential", 3, 4000),

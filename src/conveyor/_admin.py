@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._stream import text
 from .errors import JobStateError, ValidationError
-from .options import Duration, to_ms
+from .options import MAX_COUNT, Duration, to_ms
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -239,16 +239,12 @@ class QueueAdmin:
         )
         workers = []
         for raw_id, raw_entry, ms_left in entries:
-            entry = orjson.loads(raw_entry)
-            workers.append(WorkerInfo(
-                id=text(raw_id),
-                hostname=entry["host"],
-                pid=entry["pid"],
-                concurrency=entry["conc"],
-                running_job_ids=tuple(entry["run"]),
-                started_at=_utc(entry["started"]),
-                last_heartbeat=_utc(int(now) - (entry["ttl"] - int(ms_left))),
-            ))
+            try:
+                workers.append(_worker_info(text(raw_id), raw_entry, int(now), int(ms_left)))
+            except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
+                # One unreadable entry must not hide the others (nor break stats).
+                log.warning("queue %s: heartbeat of worker %s is unreadable (%s); skipped",
+                            self.name, text(raw_id), exc)
         return workers
 
     async def _run_worker_heartbeat(
@@ -296,11 +292,31 @@ class QueueAdmin:
                 )
 
 
+def _worker_info(worker_id: str, raw_entry: bytes, now: int, ms_left: int) -> WorkerInfo:
+    """A worker's heartbeat entry (JSON, see _run_worker_heartbeat) as a WorkerInfo."""
+    entry = orjson.loads(raw_entry)
+    run = entry["run"]
+    if not isinstance(run, list) or not isinstance(entry["host"], str):
+        raise TypeError("'run' must be a list and 'host' a str")
+    return WorkerInfo(
+        id=worker_id,
+        hostname=entry["host"],
+        pid=int(entry["pid"]),
+        concurrency=int(entry["conc"]),
+        running_job_ids=tuple(str(job_id) for job_id in run),
+        started_at=_utc(entry["started"]),
+        last_heartbeat=_utc(now - (int(entry["ttl"]) - ms_left)),
+    )
+
+
 def _check_int(field: str, value: object, minimum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValidationError(field, f"must be an int, got {value!r}", value)
     if minimum is not None and value < minimum:
         raise ValidationError(field, f"must be >= {minimum}, got {value}", value)
+    if abs(value) > MAX_COUNT:  # Redis refuses what does not fit 64 bits
+        low = -MAX_COUNT if minimum is None else minimum
+        raise ValidationError(field, f"must be in {low}..{MAX_COUNT}, got {value}", value)
 
 
 def _check_bool(field: str, value: object) -> None:

@@ -268,12 +268,14 @@ def _job_view(detail: JobDetail, log_lines: int) -> RenderableType:
         rows.append(("result", _json_text(detail.return_value)))
     if s.failed_reason:
         rows.append(("error", s.failed_reason))
+    if s.corrupt:
+        rows.append(("corrupt", s.corrupt))
     if detail.parent_key:
         rows.append(("parent", detail.parent_key))
     if detail.dead_letter_of:
         rows.append(("dead letter of", _json_text(detail.dead_letter_of)))
     for label, value in rows:
-        facts.add_row(label, Text(value, style="red" if label == "error" else ""))
+        facts.add_row(label, Text(value, style="red" if label in ("error", "corrupt") else ""))
     parts: list[RenderableType] = [facts, Text("timeline", style="bold")]
     for event in detail.timeline:
         parts.append(Text(f"  {format_ms(event['at_ms'])}.{event['at_ms'] % 1000:03d}  "
@@ -513,7 +515,7 @@ def enqueue(target: Target, queue: str, name: str, data: str, delay: int | None,
             options[option] = value
 
     async def body(inspector: Inspector) -> tuple[dict[str, Any], bool]:
-        existed = job_id is not None and await inspector.queue(queue).get_job(job_id) is not None
+        existed = bool(job_id) and await inspector.queue(queue).get_job(job_id or "") is not None
         job = await inspector.enqueue(queue, name, payload, options)
         return (await inspector.job_summary(queue, job)).to_dict(), existed
 

@@ -264,10 +264,14 @@ def echo_json(value: Any) -> None:
 
 
 def format_ms(ms: int | float | None) -> str:
-    """An epoch-ms timestamp as ``2026-11-23 22:15:03`` UTC, or ``-``."""
+    """An epoch-ms timestamp as ``2026-11-23 22:15:03`` UTC, or ``-``; the
+    number itself past what a date holds."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return f"{ms:.0f} ms"
 
 
 def format_duration(ms: int | float | None) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ._stream import text
 from .errors import ValidationError
-from .options import to_ms
+from .options import check_count, to_ms
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -52,8 +52,7 @@ class QueueGroups:
         """At most ``n`` running jobs per group, across all workers (``None``: no cap)."""
         if n is None:
             n = 0
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValidationError("n", f"must be an int >= 0 or None, got {n!r}")
+        check_count("n", n, 0)
         await self._set_group_limits("group_concurrency", str(n))
 
     async def set_group_limit(self, max: int | None, duration: int | timedelta = 1000) -> None:
@@ -62,8 +61,7 @@ class QueueGroups:
         if max is None:
             await self._set_group_limits("group_limit", "0")
             return
-        if not isinstance(max, int) or isinstance(max, bool) or max < 1:
-            raise ValidationError("max", f"must be an int >= 1 or None, got {max!r}")
+        check_count("max", max, 1)
         ms = to_ms("duration", duration)
         if not ms:
             raise ValidationError("duration", "must be positive")

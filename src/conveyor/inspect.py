@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ._admin import BATCH, CLEANABLE_STATES
+from ._corrupt import not_a_hash
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import ConveyorError, JobNotFoundError, ValidationError
@@ -82,10 +83,14 @@ class QueueNotFoundError(ConveyorError, LookupError):
 
 
 def iso(ms: int | float | None) -> str | None:
-    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z")."""
+    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z");
+    None past what a date holds (a due time stored before delays were bounded)."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    try:
+        moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -162,6 +167,8 @@ class JobSummary:
     #: When a delayed job is due (epoch ms; its delay may have changed since it
     #: was added); None for a job that is not delayed.
     due: int | None = None
+    #: What is wrong with the job's hash (see ``Job.corrupt``), else None.
+    corrupt: str | None = None
 
     @classmethod
     def from_job(cls, job: Job, state: str | None, due: int | None = None) -> JobSummary:
@@ -171,6 +178,7 @@ class JobSummary:
             attempts_made=job.attempts_made, attempts=job.opts.attempts,
             progress=job.progress, failed_reason=job.failed_reason,
             delay=job.opts.delay, priority=job.opts.priority, due=due,
+            corrupt=job.corrupt,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,7 +187,7 @@ class JobSummary:
                     finished_on=self.finished_on)
         out.update(attempts_made=self.attempts_made, attempts=self.attempts,
                    progress=self.progress, failed_reason=self.failed_reason,
-                   delay=self.delay, priority=self.priority)
+                   delay=self.delay, priority=self.priority, corrupt=self.corrupt)
         if self.due is not None:
             _with_times(out, due=self.due)
         return out
@@ -725,7 +733,9 @@ class Inspector(ClientOwner):
         async with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hget(k.job(job_id), "ts")
-            added = [int(ts) for ts in await pipe.execute() if ts is not None]
+            replies = await pipe.execute(raise_on_error=False)
+        # A corrupt job (its key not a hash, its ts not a number) has no say.
+        added = [int(ts) for ts in replies if isinstance(ts, bytes | str) and text(ts).isdigit()]
         return bool(added) and now - min(added) >= window
 
     async def dashboard(self) -> Dashboard:
@@ -754,7 +764,11 @@ class Inspector(ClientOwner):
         async with self.client.pipeline(transaction=False) as pipe:
             for _, name, job_id in newest:
                 pipe.hmget(self.queue(name).keys.job(job_id), ["name", "fr"])
-            fields = await pipe.execute()
+            fields = [
+                (None, f"corrupt job: {not_a_hash(found)}") if isinstance(found, Exception)
+                else found
+                for found in await pipe.execute(raise_on_error=False)
+            ]
         return [
             {"queue": name, "id": job_id, "name": None if job_name is None else text(job_name),
              "reason": None if reason is None else text(reason),

@@ -22,7 +22,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import ResponseError
 
+from ._corrupt import CORRUPT_ERRORS, fill_field_by_field, not_a_hash
 from ._stream import decode_entry, text
 from .connection import raise_if_cancelled
 from .errors import (
@@ -43,6 +45,12 @@ __all__ = ["Job", "JobState"]
 
 JobState = str
 _FINAL_EVENTS = ("completed", "failed")
+# What Job.refresh re-reads: every attribute that comes from the job's hash.
+_READ_FROM_HASH = (
+    "name", "data", "opts", "timestamp", "attempts_made", "attempts_started", "stalled_count",
+    "progress", "return_value", "failed_reason", "stacktrace", "processed_on", "finished_on",
+    "dead_letter_of", "parent_key", "token", "corrupt",
+)
 
 
 def fields_to_dict(raw: Any) -> dict[str, bytes | str]:
@@ -73,6 +81,7 @@ class Job:
         "attempts_made",
         "attempts_started",
         "cancel_reason",
+        "corrupt",
         "data",
         "dead_letter_of",
         "failed_reason",
@@ -125,6 +134,10 @@ class Job:
         self.cancel_reason: str | None = None
         #: The processor stepped out with move_to_delayed (the worker reports nothing).
         self.moved = False
+        #: What is wrong with the job's hash when a field of it does not parse
+        #: (or its key is not a hash), else None. A worker fails such a job
+        #: without running it; the fields that did parse are set.
+        self.corrupt: str | None = None
         #: Key of the parent job's hash when this job is a child in a flow.
         self.parent_key: str | None = None
         #: Lock token while a worker runs this job (internal).
@@ -133,15 +146,19 @@ class Job:
 
     @classmethod
     def from_fields(cls, queue: Queue, job_id: str, fields: Mapping[str, bytes | str]) -> Job:
-        job = cls(
-            queue,
-            job_id,
-            text(fields.get("name", b"")),
-            _json(fields, "data"),
-            JobOptions.from_stored(fields.get("opts")),
-            _int(fields, "ts") or 0,
-        )
-        job._update(fields)
+        try:
+            job = cls(
+                queue,
+                job_id,
+                text(fields.get("name", b"")),
+                _json(fields, "data"),
+                JobOptions.from_stored(fields.get("opts")),
+                _int(fields, "ts") or 0,
+            )
+            job._update(fields)
+        except CORRUPT_ERRORS:
+            job = cls(queue, job_id, "", None, JobOptions(), 0)
+            fill_field_by_field(job, fields)
         return job
 
     def _update(self, fields: Mapping[str, bytes | str]) -> None:
@@ -185,12 +202,21 @@ class Job:
 
     async def refresh(self) -> Job:
         """Re-read the job from Redis; raises JobNotFoundError once it is gone."""
-        d = await read_fields(self.queue, self.id)
+        try:
+            d = await read_fields(self.queue, self.id)
+        except ResponseError as exc:
+            self.corrupt = not_a_hash(exc)
+            return self
         if d is None:
             raise JobNotFoundError(self.queue.name, self.id)
-        self.data = _json(d, "data")
-        self._update(d)
+        self._read(d)
         return self
+
+    def _read(self, fields: Mapping[str, bytes | str]) -> None:
+        """Take every attribute that comes from the hash (forgiving a corrupt one)."""
+        fresh = Job.from_fields(self.queue, self.id, fields)
+        for name in _READ_FROM_HASH:
+            setattr(self, name, getattr(fresh, name))
 
     async def get_state(self) -> JobState | None:
         """The job's state now, or ``None`` if the job no longer exists."""
@@ -259,7 +285,8 @@ class Job:
         self.data = data
 
     async def retry(self, *, reset_attempts: bool = False) -> None:
-        """Send a failed or completed job back to the queue to run again."""
+        """Send a failed or completed job back to the queue to run again (see
+        :meth:`Queue.retry_job`)."""
         await self.queue.retry_job(self.id, reset_attempts=reset_attempts)
 
     async def remove(self, *, remove_children: bool = True) -> None:
@@ -325,7 +352,11 @@ class Job:
 
     async def _finished_result(self, event: dict[str, Any] | None = None) -> tuple[Any] | None:
         """(return value,) if the job completed; raises if it failed; None if not finished."""
-        fields = fields_to_dict(await self.queue.client.hgetall(self.queue.keys.job(self.id)))
+        try:
+            raw = await self.queue.client.hgetall(self.queue.keys.job(self.id))
+        except ResponseError as exc:  # failed by the fetch: see includes/fetch_jobs.lua
+            raise JobFailedError(self.id, f"corrupt job: {not_a_hash(exc)}", []) from None
+        fields = fields_to_dict(raw)
         if not fields:
             if event is None:
                 # Maybe it finished and was removed (remove_on_complete/fail) before
@@ -340,7 +371,7 @@ class Job:
             raise JobFailedError(self.id, event.get("failed_reason", ""), [])
         if "fon" not in fields:
             return None
-        self._update(fields)
+        self._read(fields)
         state = await self.get_state()
         if state == "completed":
             return (self.return_value,)
@@ -437,11 +468,14 @@ class Job:
 
 async def read_fields(queue: Queue, job_id: str) -> dict[str, bytes | str] | None:
     """A job's hash as a dict, with the running attempt's ``tok``, ``pon`` and
-    ``ats`` from its lock; ``None`` when there is no such job."""
+    ``ats`` from its lock; ``None`` when there is no such job. Raises Redis'
+    ResponseError when the job's key is not a hash."""
     async with queue.client.pipeline(transaction=True) as pipe:
         pipe.hgetall(queue.keys.job(job_id))
         pipe.hget(queue.keys.locks, job_id)
-        raw, token = await pipe.execute()
+        raw, token = await pipe.execute(raise_on_error=False)
+    if isinstance(raw, ResponseError):
+        raise raw
     return with_lock(raw, token)
 
 

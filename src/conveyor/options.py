@@ -2,6 +2,14 @@
 
 Every duration is milliseconds (``int``) or a :class:`datetime.timedelta`.
 A refused value raises :class:`~conveyor.errors.ValidationError` naming the field.
+
+Numbers are bounded, so none overflows on its way through Redis (Lua numbers
+are doubles) or back into a date: a duration (delay, backoff, timeout,
+deduplication ttl, retention age, any worker or admin ms) is at most
+:data:`MAX_DURATION_MS`, about 10 years, which keeps a due time (now + delay)
+below 2^41 ms until 2029 and below 2^43 ms until 2238 (a delayed job's
+score packs a counter beside it); a count (attempts, jobs to keep) at most
+:data:`MAX_COUNT`.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from .errors import ValidationError
 __all__ = [
     "DEFAULT_KEEP_COMPLETED",
     "DEFAULT_KEEP_FAILED",
+    "MAX_COUNT",
+    "MAX_DURATION_MS",
+    "MAX_EPOCH_MS",
     "MAX_PRIORITY",
     "Backoff",
     "Deduplication",
@@ -35,6 +46,12 @@ RetentionSpec: TypeAlias = bool | int | Mapping[str, Any] | None
 BackoffSpec: TypeAlias = int | timedelta | Mapping[str, Any] | None
 
 MAX_PRIORITY = 2_097_152
+#: The longest duration of any option: 10 years of 365.25 days, in ms.
+MAX_DURATION_MS = 315_576_000_000
+#: The largest count of any option (attempts, jobs to keep): 2**31 - 1.
+MAX_COUNT = 2_147_483_647
+#: The latest epoch ms a date option takes: the last ms of year 9999.
+MAX_EPOCH_MS = 253_402_300_799_999
 MAX_QUEUE_NAME = 200
 MAX_JOB_ID = 255
 #: Completed jobs kept per queue when ``remove_on_complete`` is not given.
@@ -62,7 +79,8 @@ OPTION_NAMES = frozenset(
 
 
 def to_ms(field: str, value: object, *, allow_none: bool = False) -> int | None:
-    """Milliseconds from an ``int`` or ``timedelta``; refuses negatives and other types."""
+    """Milliseconds from an ``int`` or ``timedelta``; refuses negatives, more
+    than :data:`MAX_DURATION_MS` and other types."""
     if value is None and allow_none:
         return None
     if isinstance(value, timedelta):
@@ -75,7 +93,21 @@ def to_ms(field: str, value: object, *, allow_none: bool = False) -> int | None:
         raise ValidationError(field, f"expected milliseconds (int) or timedelta, got {value!r}")
     if ms < 0:
         raise ValidationError(field, f"must not be negative, got {ms}", value)
+    if ms > MAX_DURATION_MS:
+        raise ValidationError(
+            field, f"must be at most {MAX_DURATION_MS} ms (about 10 years), got {ms}", value
+        )
     return ms
+
+
+def check_count(field: str, value: object, minimum: int) -> int:
+    """An ``int`` in ``minimum``..:data:`MAX_COUNT`, else a ValidationError naming ``field``."""
+    if not isinstance(value, int) or isinstance(value, bool) or not (
+        minimum <= value <= MAX_COUNT
+    ):
+        raise ValidationError(field, f"must be an int in {minimum}..{MAX_COUNT}, got {value!r}",
+                              value)
+    return value
 
 
 def validate_queue_name(name: object) -> str:
@@ -131,9 +163,11 @@ class Backoff:
 
 
 def backoff_delay(backoff: Backoff, attempts_made: int) -> int:
-    """Delay in ms before the next attempt after ``attempts_made`` runs (fixed/exponential)."""
+    """Delay in ms before the next attempt after ``attempts_made`` runs
+    (fixed/exponential), at most :data:`MAX_DURATION_MS`."""
     if backoff.type == "exponential":
-        delay = backoff.delay * 2 ** max(attempts_made - 1, 0)
+        # 2**39 ms is 17 years: past that the power only grows (and costs).
+        delay = min(backoff.delay * 2 ** min(max(attempts_made - 1, 0), 40), MAX_DURATION_MS)
     else:
         delay = backoff.delay
     if backoff.jitter:
@@ -159,21 +193,23 @@ class Retention:
         if spec is True:
             return cls(0)
         if isinstance(spec, int):
-            if spec < 0:
-                raise ValidationError(field, f"count to keep must not be negative, got {spec}")
-            return cls(spec)
+            return cls(check_count(field, spec, 0))
         if isinstance(spec, Mapping):
             unknown = set(spec) - {"age", "count"}
             if unknown:
                 raise ValidationError(field, f"unknown keys {sorted(unknown)}; use 'age', 'count'")
             count = spec.get("count")
             age = spec.get("age")
-            if count is not None and (not isinstance(count, int) or count < 0):
-                raise ValidationError(f"{field}.count", f"must be an int >= 0, got {count!r}")
+            if count is not None:
+                check_count(f"{field}.count", count, 0)
             if age is not None and (
-                not isinstance(age, (int, float)) or isinstance(age, bool) or age < 0
+                not isinstance(age, (int, float)) or isinstance(age, bool)
+                or not 0 <= age <= MAX_DURATION_MS / 1000  # also refuses NaN
             ):
-                raise ValidationError(f"{field}.age", f"must be seconds >= 0, got {age!r}")
+                raise ValidationError(
+                    f"{field}.age", f"must be seconds in 0..{MAX_DURATION_MS // 1000} "
+                    f"(about 10 years), got {age!r}", age
+                )
             return cls(count, None if age is None else round(age * 1000))
         raise ValidationError(field, f"expected bool, int or {{'age', 'count'}}, got {spec!r}")
 
@@ -275,6 +311,8 @@ class JobOptions:
         if unknown:
             raise ValidationError(sorted(unknown)[0], "unknown job option")
         job_id = options.get("job_id")
+        if job_id == "":  # as None: generate one (a blank form field, an empty env var)
+            job_id = None
         if job_id is not None:
             if isinstance(job_id, int) and not isinstance(job_id, bool):
                 job_id = str(job_id)
@@ -290,9 +328,7 @@ class JobOptions:
             raise ValidationError("priority", f"must be an int, got {priority!r}")
         if not 0 <= priority <= MAX_PRIORITY:
             raise ValidationError("priority", f"must be in 0..{MAX_PRIORITY}, got {priority}")
-        attempts = options.get("attempts", 1)
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
-            raise ValidationError("attempts", f"must be an int >= 1, got {attempts!r}")
+        attempts = check_count("attempts", options.get("attempts", 1), 1)
         lifo = options.get("lifo", False)
         if not isinstance(lifo, bool):
             raise ValidationError("lifo", f"must be a bool, got {lifo!r}")
@@ -385,13 +421,41 @@ class JobOptions:
             raw = b"{}"
         found = _stored_options.get(raw)
         if found is None:
+            decoded = orjson.loads(raw)
+            if not isinstance(decoded, Mapping):
+                raise TypeError(f"expected a JSON object, got {type(decoded).__name__}")
+            found = cls.from_json(decoded)
+            _check_stored(found)
             if len(_stored_options) >= 1024:
                 _stored_options.clear()
-            found = _stored_options[raw] = cls.from_json(orjson.loads(raw))
+            _stored_options[raw] = found
         return found
 
 
 _stored_options: dict[bytes | str, JobOptions] = {}
+
+
+def _check_stored(opts: JobOptions) -> None:
+    """Raise TypeError for stored options of the wrong types (a corrupt job hash):
+    once per distinct stored JSON, so every later read of it is trusted."""
+    none = type(None)
+
+    def of(value: object, *types: type) -> bool:
+        return isinstance(value, types) and not isinstance(value, bool)
+
+    backoff, dedup = opts.backoff, opts.deduplication
+    ok = (
+        of(opts.delay, int) and of(opts.priority, int) and of(opts.attempts, int)
+        and isinstance(opts.lifo, bool) and of(opts.timeout, int, none)
+        and all(of(r.count, int, none) and of(r.age_ms, int, none)
+                for r in (opts.remove_on_complete, opts.remove_on_fail))
+        and of(opts.group, str, none) and of(opts.dead_letter_queue, str, none)
+        and (backoff is None or (of(backoff.delay, int) and of(backoff.jitter, int, float)))
+        and (dedup is None or (of(dedup.id, str) and of(dedup.ttl, int, none)))
+    )
+    if not ok:
+        raise TypeError(f"options of the wrong types: {opts}")
+
 
 # Option sets already validated, by (name, type, value) of each option: an
 # application adds with the same few sets over and over. The type is part of

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._admin import QueueAdmin
+from redis.exceptions import ResponseError
+
+from ._admin import QueueAdmin, _check_int
+from ._corrupt import not_a_hash, unreadable_job
 from ._scripts import NewJob, Scripts
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
@@ -19,6 +22,7 @@ from .options import (
     Duration,
     JobOptions,
     RetentionSpec,
+    check_count,
     dump_data,
     parse_options,
     to_ms,
@@ -64,6 +68,9 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         if not prefix or any(c in prefix for c in "{}"):
             raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
         self.prefix = prefix
+        check_count("events_maxlen", events_maxlen, 0)
+        check_count("keep_logs", keep_logs, 0)
+        check_count("max_data_bytes", max_data_bytes, 1)
         self.client, self._owns_client = make_client(connection)
         self.keys = QueueKeys(prefix, name)
         self.scripts = Scripts(self.client, self.keys, events_maxlen)
@@ -206,11 +213,18 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     # -- reading ------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job | None:
-        """The job with this id, or ``None``."""
-        fields = await read_fields(self, str(job_id))
+        """The job with this id, or ``None``. A job whose hash is corrupt comes
+        back with what could be read, and ``job.corrupt`` saying what could not."""
+        job_id = str(job_id)
+        if ":" in job_id:  # no job has one: job:<id>:logs is a job's log list
+            return None
+        try:
+            fields = await read_fields(self, job_id)
+        except ResponseError as exc:
+            return unreadable_job(self, job_id, not_a_hash(exc))
         if fields is None:
             return None
-        return Job.from_fields(self, str(job_id), fields)
+        return Job.from_fields(self, job_id, fields)
 
     async def get_job_state(self, job_id: str) -> JobState | None:
         """The job's state: waiting, active, delayed, prioritized, completed, failed
@@ -243,9 +257,12 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     ) -> list[Job]:
         """Jobs in the given states, ``start``..``end`` (inclusive) of each state's
         ordering: newest first unless ``asc``. The wait list's order is the order
-        jobs will be taken."""
+        jobs will be taken. A state named twice is listed once."""
+        _check_int("start", start)
+        _check_int("end", end)
         if isinstance(states, str):
             states = [states]
+        states = list(dict.fromkeys(states))  # a state named twice lists its jobs once
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 key = self.keys.state_key(state)
@@ -271,9 +288,12 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             for job_id in ids:
                 pipe.hgetall(self.keys.job(job_id))
                 pipe.hget(self.keys.locks, job_id)
-            replies = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
         jobs = []
         for i, job_id in enumerate(ids):
+            if isinstance(replies[2 * i], ResponseError):  # one corrupt job, not the page
+                jobs.append(unreadable_job(self, job_id, not_a_hash(replies[2 * i])))
+                continue
             fields = with_lock(replies[2 * i], replies[2 * i + 1])
             if fields is not None:
                 jobs.append(Job.from_fields(self, job_id, fields))
@@ -323,8 +343,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         (``None`` or 0: no cap beyond each worker's own concurrency)."""
         if n is None:
             n = 0
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValidationError("n", f"must be an int >= 0 or None, got {n!r}")
+        check_count("n", n, 0)
         k = self.keys
         await self.scripts.call(
             "set_global_concurrency", [k.meta, k.marker, k.wait, k.prioritized], [n]
@@ -368,7 +387,9 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         return result == 1
 
     async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
-        """Send a failed (or completed) job back to waiting."""
+        """Send a failed (or completed) job back to waiting. It keeps its
+        stalled count; ``reset_attempts`` sets its attempts made and started
+        back to 0."""
         result = int(await self.scripts.retry_job(str(job_id), reset_attempts))
         if result == 0:
             raise JobNotFoundError(self.name, str(job_id))

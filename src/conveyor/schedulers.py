@@ -40,7 +40,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._stream import text
 from .connection import raise_if_cancelled, socket_timeout
 from .errors import ValidationError
-from .options import JobOptions, dump_data, to_ms
+from .options import MAX_EPOCH_MS, JobOptions, check_count, dump_data, to_ms
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -229,9 +229,11 @@ def _date(field: str, value: object) -> int | None:
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValidationError(field, f"must be timezone-aware, got {value!r}", value)
         return round(value.timestamp() * 1000)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH_MS:
         return value
-    raise ValidationError(field, f"expected an aware datetime or epoch ms, got {value!r}", value)
+    raise ValidationError(
+        field, f"expected an aware datetime or epoch ms up to year 9999, got {value!r}", value
+    )
 
 
 def _cron(value: object) -> str:
@@ -272,8 +274,7 @@ def _spec(
             raise ValidationError("end_date", "must be after start_date", end_date)
         if end <= time.time() * 1000:
             raise ValidationError("end_date", "is in the past", end_date)
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ValidationError("limit", f"must be an int >= 1 or None, got {limit!r}", limit)
+    limit = None if limit is None else check_count("limit", limit, 1)
     if missed not in _MISSED_POLICIES:
         raise ValidationError(
             "missed", f"must be one of {', '.join(_MISSED_POLICIES)}, got {missed!r}", missed

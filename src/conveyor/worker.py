@@ -31,13 +31,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._corrupt import corrupt_failure
 from ._scripts import NO_LIMIT, Limit, Outcome, outcome
 from ._stream import text
 from .connection import Connection, socket_timeout
 from .errors import JobTimeoutError, RateLimitError, UnrecoverableError, ValidationError
 from .job import Job, fields_to_dict
 from .metrics import time_bucket
-from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, to_ms
+from .options import DEFAULT_KEEP_FAILED, Retention, backoff_delay, check_count, to_ms
 from .queue import Queue
 from .sandbox import SandboxProcessor, make_pool, processor_reference
 from .sync import SyncJob
@@ -108,12 +109,8 @@ class Worker:
         self._target = "" if self._sandbox is None else processor_reference(processor)
         if not callable(processor) and self._sandbox is None:
             raise ValidationError("processor", f"must be callable, got {processor!r}")
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            raise ValidationError("concurrency", f"must be an int >= 1, got {concurrency!r}")
-        if not isinstance(max_stalled_count, int) or max_stalled_count < 0:
-            raise ValidationError(
-                "max_stalled_count", f"must be an int >= 0, got {max_stalled_count!r}"
-            )
+        check_count("concurrency", concurrency, 1)
+        check_count("max_stalled_count", max_stalled_count, 0)
         self.lock_duration = _positive_ms("lock_duration", lock_duration)
         self.stalled_interval = _positive_ms("stalled_interval", stalled_interval)
         self.block_timeout = _positive_ms("block_timeout", block_timeout)
@@ -439,6 +436,11 @@ class Worker:
         for job_id, fields in jobs:
             job = Job.from_fields(self.queue, text(job_id), fields_to_dict(fields))
             assert job.token is not None
+            if job.corrupt is not None:  # fails alone, unrun (see conveyor._corrupt)
+                failure = corrupt_failure(job, _keep_arg(job.opts.remove_on_fail))
+                self._outcomes.append(failure[0])
+                self._finished.append((job, "f", failure[1]))
+                continue
             if self._listeners.get("progress"):
                 job._progress_listener = self._on_progress
             task = asyncio.create_task(self._process(job))
@@ -855,9 +857,7 @@ def _parse_limiter(spec: Mapping[str, Any] | None) -> Limit:
     unknown = set(spec) - {"max", "duration"}
     if unknown:
         raise ValidationError("limiter", f"unknown keys {sorted(unknown)}; use 'max', 'duration'")
-    most = spec.get("max")
-    if not isinstance(most, int) or isinstance(most, bool) or most < 1:
-        raise ValidationError("limiter.max", f"must be an int >= 1, got {most!r}")
+    most = check_count("limiter.max", spec.get("max"), 1)
     return most, _positive_ms("limiter.duration", spec.get("duration", 1000))
 
 

@@ -52,3 +52,12 @@ async def test_drops_expired_workers(queue: Queue, state: QueueState) -> None:
 async def test_no_workers(queue: Queue, state: QueueState) -> None:
     assert (await get(queue))[1] == []
     assert await state.snapshot() == {}
+
+
+async def test_an_entry_of_the_wrong_type_is_left_out(queue: Queue, state: QueueState) -> None:
+    await register(queue, "a")
+    await register(queue, "b")
+    await state.redis.delete(queue.keys.worker("a"))
+    await state.redis.hset(queue.keys.worker("a"), "x", "y")
+    _, everyone = await get(queue)
+    assert [i for i, _, _ in everyone] == ["b"]

@@ -206,3 +206,90 @@ async def test_stalled_prioritized_job_goes_back_to_the_head_of_its_priority(
     await state.lapse_locks()
     assert await _check(queue) == [["a"], []]
     assert await state.zids(queue.keys.prioritized) == ["urgent", "a", "b"]
+
+
+async def test_a_job_failed_by_stalling_with_remove_on_fail_true_is_deleted(
+    queue: Queue, state: QueueState
+) -> None:
+    await queue.add("job", job_id="s", remove_on_fail=True)
+    await queue.scripts.add_log("s", "x", 0)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="-1:-1") == [[], ["s"]]
+
+    assert await state.failed() == []
+    assert not await state.exists("s")
+    assert await state.logs("s") == []
+
+
+async def test_a_job_failed_by_stalling_keeps_its_own_count_of_failed_jobs(
+    queue: Queue, state: QueueState
+) -> None:
+    await state.redis.zadd(queue.keys.failed, {"old1": 1, "old2": 2})
+    await queue.add("job", job_id="s", remove_on_fail=1)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="-1:-1") == [[], ["s"]]
+
+    assert await state.zids(queue.keys.failed) == ["s"]
+
+
+async def test_a_job_failed_by_stalling_keeps_failed_jobs_by_its_own_age(
+    queue: Queue, state: QueueState
+) -> None:
+    now = await state.now()
+    await state.redis.zadd(queue.keys.failed, {"old": now - 60_000, "young": now - 1000})
+    await queue.add("job", job_id="s", remove_on_fail={"age": 30})
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="-1:-1") == [[], ["s"]]
+
+    assert await state.zids(queue.keys.failed) == ["young", "s"]
+
+
+async def test_a_job_failed_by_stalling_without_its_own_retention_uses_the_default(
+    queue: Queue, state: QueueState
+) -> None:
+    await state.redis.zadd(queue.keys.failed, {"old": 1})
+    await add(queue, "own", opts=b'{"remove_on_fail":{"count":5,"age":null}}')
+    await add(queue, "plain")
+    await take(queue, 2, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0, keep="1:-1") == [[], ["own", "plain"]]
+
+    # the default keeps the newest one; the job's own count (5) trims nothing more
+    assert len(await state.zids(queue.keys.failed)) == 1
+
+
+async def test_a_stalled_job_whose_key_is_no_longer_a_hash_fails_alone(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "bad")
+    await add(queue, "good", priority=3)
+    await take(queue, 2, lock_ms=1)
+    await state.redis.delete(queue.keys.job("bad"))
+    await state.redis.set(queue.keys.job("bad"), "not a hash")
+    await state.redis.hset(queue.keys.job("good"), "prio", "urgent")
+    await state.lapse_locks()
+
+    assert await _check(queue) == [["good"], ["bad"]]
+
+    assert await state.wait() == ["good"]  # a priority that is not a number counts as 0
+    assert await state.zids(queue.keys.failed) == ["bad"]
+
+
+async def test_a_job_failed_by_stalling_lets_go_of_its_deduplication_key(
+    queue: Queue, state: QueueState
+) -> None:
+    job = await queue.add("job", deduplication={"id": "k"}, remove_on_fail=True)
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0) == [[], [job.id]]
+
+    assert await queue.get_deduplication_job_id("k") is None
+    assert (await queue.add("job", deduplication={"id": "k"})).id != job.id

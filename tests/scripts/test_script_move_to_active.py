@@ -196,3 +196,49 @@ async def test_paused_queue_reports_the_next_due_time_so_its_workers_promote_on_
 
     assert s(reply) == [ts + 60_000, [], 0]
     assert await state.zids(queue.keys.delayed) == ["d"]
+
+
+async def test_a_job_whose_key_is_not_a_hash_fails_alone(queue: Queue, state: QueueState) -> None:
+    for _ in range(3):
+        await add(queue)
+    await state.redis.delete(queue.keys.job("2"))
+    await state.redis.set(queue.keys.job("2"), "not a hash")
+    await state.clear_events()
+
+    jobs = fetched((await queue.scripts.move_to_active(3, "w:", 30_000))[1])
+
+    assert [job_id for job_id, _ in jobs] == ["1", "3"]
+    assert await state.zids(queue.keys.active) == ["1", "3"]
+    assert set(await state.locks()) == {"1", "3"}
+    assert await state.zids(queue.keys.failed) == ["2"]
+    assert await state.redis.get(queue.keys.job("2")) == b"not a hash"  # left as found
+    failed = [e for e in await state.events() if e["event"] == "failed"]
+    assert failed == [{"event": "failed", "job_id": "2", "attempts_made": "0",
+                       "failed_reason": "corrupt job: its key is a string, not a hash"}]
+
+
+async def test_attempt_counts_that_are_not_numbers_count_as_zero(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "j")
+    await state.redis.hset(queue.keys.job("j"), mapping={"ats": "many", "atm": "1.5"})
+
+    [(_, fields)] = await take(queue)
+
+    assert token_parts(fields["tok"])[1:3] == (1, 0)
+    assert fields["ats"] == "1"
+    assert fields["atm"] == "1.5"  # as stored: the worker fails the job for it
+
+
+async def test_a_due_job_whose_priority_is_not_a_number_is_promoted_as_priority_0(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "a", delay=1)
+    await add(queue, "b", delay=1)
+    await state.redis.hset(queue.keys.job("a"), "prio", "high")
+    await state.wait_until(int(dict(await state.delayed())["b"]) + 1)
+
+    jobs = fetched((await queue.scripts.move_to_active(2, "w:", 30_000))[1])
+
+    assert sorted(job_id for job_id, _ in jobs) == ["a", "b"]
+    assert await state.delayed() == []

@@ -230,6 +230,26 @@ async def test_exhausted_attempts_go_to_failed(queue: Queue, state: QueueState) 
     assert (await state.event_names())[-1] == ("failed", job_id)
 
 
+async def test_a_corrupt_stacktrace_or_attempts_field_does_not_fail_the_report(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue, attempts=5)
+    await add(queue, "other")
+    [(_, other)] = await take(queue)
+    await state.redis.hset(queue.keys.job(job_id), mapping={"st": "nope", "att": "x"})
+
+    statuses, _, _ = await finish(
+        queue, outcome(job_id, token, "f", "fatal", "trace", -1),
+        outcome("other", other["tok"], "c", "1"),
+    )
+
+    assert statuses == [1, 1]
+    fields = await state.job(job_id)
+    assert json.loads(fields["st"]) == ["trace"]  # the unreadable list starts over
+    assert await state.zids(queue.keys.failed) == [job_id]
+    assert await state.zids(queue.keys.completed) == ["other"]
+
+
 async def test_stacktrace_list_is_capped_at_10(queue: Queue, state: QueueState) -> None:
     job_id, token = await _active_job(queue, attempts=12)
     for i in range(1, 13):

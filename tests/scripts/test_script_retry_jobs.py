@@ -49,7 +49,7 @@ async def test_moves_finished_jobs_back_like_retry_job(
     assert sorted(e["job_id"] for e in await state.events()) == ["a", "b", "p"]
     assert {e["event"] for e in await state.events()} == {"waiting"}
     job = await state.job("a")
-    for gone in ("fon", "pon", "fr", "rv", "stc"):
+    for gone in ("fon", "pon", "fr", "rv"):
         assert gone not in job
     assert job["atm"] == "1"
 
@@ -60,7 +60,8 @@ async def test_batches_of_count_oldest_first_and_reset(queue: Queue, state: Queu
     n, cutoff = await retry(queue, "failed", count=2, reset=True)
     assert n == 2
     assert await state.wait() == ["a", "b"]
-    assert (await state.job("a"))["atm"] == "0"
+    job = await state.job("a")
+    assert (job["atm"], job["ats"]) == ("0", "0")
     assert await retry(queue, "failed", count=2, cutoff=cutoff) == (1, cutoff)
     assert await retry(queue, "failed", count=2, cutoff=cutoff) == (0, cutoff)
 
@@ -89,3 +90,15 @@ async def test_member_without_a_job_is_dropped(queue: Queue, state: QueueState) 
     assert await state.failed() == []
     assert await state.wait() == []
     assert s(await queue.client.xlen(queue.keys.events)) == 0
+
+
+async def test_retried_jobs_keep_their_stalled_count(queue: Queue, state: QueueState) -> None:
+    await add(queue, "j")
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+    assert await queue.scripts.move_stalled_jobs(60_000, 0, "-1:-1") == [[], [b"j"]]
+
+    n, _ = await retry(queue, "failed", reset=True)
+    assert n == 1
+
+    assert (await state.job("j"))["stc"] == "1"

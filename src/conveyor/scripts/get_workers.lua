@@ -19,8 +19,8 @@ end
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], ARGV[2], ARGV[3])) do
   local key = base .. 'worker:' .. id
-  local entry = redis.call('GET', key)
-  if entry then
+  local entry = redis.pcall('GET', key)
+  if entry and not entry.err then  -- a key of another type is no heartbeat
     out[#out + 1] = {id, entry, redis.call('PTTL', key)}
   end
 end

@@ -9,7 +9,8 @@ taken, each with its hash and the attempt's tok, pon and ats; next_due is the
 earliest delayed job's due time (ms, also on a paused queue: its workers wake
 then to promote it) when none was taken, else 0; limit_wait
 > 0: rate limited, fetch again in that many ms (see includes/fetch_jobs.lua).
-Events: waiting (promoted delayed jobs), active (one entry per batch)
+Events: waiting (promoted delayed jobs), active (one entry per batch), failed
+(a job whose key is not a hash: it goes to the failed set, see fetch_jobs)
 ]]
 --@include "common"
 --@include "fetch_jobs"

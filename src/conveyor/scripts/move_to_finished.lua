@@ -35,8 +35,8 @@ A job that fails for good with the option dead_letter_queue is forwarded there
 (includes/dead_letter.lua). A flow child deleted as it fails (remove_on_fail) or
 dropped from the failed set by retention no longer holds its parent, as a
 removed child (includes/flows.lua).
-Events: completed (one entry per batch), failed (no attempts left), retrying,
-delayed, waiting, active
+Events: completed (one entry per batch), failed (no attempts left; or a fetched
+job whose key is not a hash, see fetch_jobs), retrying, delayed, waiting, active
 
 A completed job costs one HSET here: the lock check, lock release, active and
 finished set updates and its event are one command each for the whole batch.
@@ -141,8 +141,11 @@ for i = 1, m do
       finish(KEYS[10], id, keep)
     elseif kind == 'f' then
       local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts')
-      local attempts = tonumber(job[1] or '1')
-      local stack = cjson.decode(job[3] or '[]')
+      local attempts = tonumber(job[1] or '1') or 1
+      local read, stack = pcall(cjson.decode, job[3] or '[]')
+      if not read or type(stack) ~= 'table' then
+        stack = {}  -- a corrupt stack must not fail the whole report
+      end
       stack[#stack + 1] = ARGV[o + 6]
       if #stack > STACK_LIMIT then table.remove(stack, 1) end
       redis.call('HSET', job_key, 'fr', value, 'st', cjson.encode(stack), 'atm', made,

@@ -6,7 +6,7 @@ that fails again during the call from being retried twice by it.
 KEYS  1 failed or completed  2 wait  3 prioritized  4 pc  5 meta  6 marker
       7 events
 ARGV  1 key base  2 most jobs to move  3 cutoff ms ("" on the first batch: now)
-      4 reset attempts "1"/"0"  5 events maxlen
+      4 reset attempts made and started "1"/"0"  5 events maxlen
 Returns {jobs moved (fewer than ARGV 2: none is left), cutoff}.
 Events: waiting, one stream entry per batch.
 ]]
@@ -22,10 +22,10 @@ local moved, events = {}, {}
 for _, id in ipairs(ids) do
   local job_key = base .. 'job:' .. id
   if redis.call('EXISTS', job_key) == 1 then
-    redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv', 'stc')
+    redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv')
     flow_child_retried(job_key)
     if ARGV[4] == '1' then
-      redis.call('HSET', job_key, 'atm', 0)
+      redis.call('HSET', job_key, 'atm', 0, 'ats', 0)
     end
     moved[#moved + 1] = id
     events[#events + 1] = {id}

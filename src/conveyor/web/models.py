@@ -95,6 +95,9 @@ class JobSummary(BaseModel):
     priority: int
     due: str | None = None
     due_ms: int | None = None
+    corrupt: str | None = Field(
+        default=None, description="What is wrong with the job's hash (a field that does not "
+        "parse, or a key that is not a hash); a worker fails such a job without running it.")
 
 
 class JobPage(BaseModel):

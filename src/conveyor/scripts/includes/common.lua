@@ -158,6 +158,7 @@ end
 -- to the head of the wait list, its group, or its priority.
 local function push_ready(wait_key, prioritized_key, pc_key, meta_key, marker_key,
                           job_id, priority, front, handed_back)
+  priority = priority or 0  -- nil: a corrupt `prio` field counts as 0
   local base = string.sub(wait_key, 1, -5)  -- wait_key is base .. 'wait'
   local group = redis.call('HGET', base .. 'job:' .. job_id, 'grp')
   front = front or handed_back
@@ -228,7 +229,7 @@ local function push_ready_many(k, base, ids)
     else  -- one field costs less, and this runs for every due delayed job
       job = {redis.call('HGET', base .. 'job:' .. id, 'prio'), false}
     end
-    local priority = tonumber(job[1] or '0')
+    local priority = tonumber(job[1] or '0') or 0  -- corrupt: as 0, not an abort
     if job[2] then
       push_grouped(base, job[2], id, false)
     elseif priority == 0 then

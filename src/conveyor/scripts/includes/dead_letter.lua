@@ -7,7 +7,8 @@ local function forward_to_dead_letter(base, job_key, id, opts_json, reason, made
   if not opts_json or not string.find(opts_json, 'dead_letter_queue', 1, true) then
     return
   end
-  local target = cjson.decode(opts_json).dead_letter_queue
+  local read, opts = pcall(cjson.decode, opts_json)  -- corrupt opts: no forwarding
+  local target = read and type(opts) == 'table' and opts.dead_letter_queue
   if type(target) ~= 'string' then
     return
   end

@@ -19,7 +19,8 @@
 -- over a sliding window: the `limiter` zset holds one member per start).
 --
 -- Returns {next_due, jobs, limit_wait} where jobs is a list of {id, HGETALL of
--- job + tok, pon, ats}; next_due is the earliest delayed due time (ms) when
+-- job + tok, pon, ats} (a job whose key is not a hash goes to failed instead,
+-- with a `failed` event); next_due is the earliest delayed due time (ms) when
 -- nothing was taken, also on a paused queue (0 if none is delayed); limit_wait
 -- > 0 means a rate limit stopped the fetch: ask again in that many ms (don't
 -- block on the marker).
@@ -140,6 +141,15 @@ local function first_due(k)
   return first[2] and due_of_score(first[2]) or 0
 end
 
+-- A job whose key is not a hash (written over by something else) cannot be
+-- run, nor hold a result: it fails here, alone; get_job shows it as corrupt.
+local function fail_not_a_hash(k, base, id, job_key, now, maxlen)
+  local reason = 'corrupt job: its key is a ' .. redis.call('TYPE', job_key).ok
+    .. ', not a hash'
+  redis.call('ZADD', base .. 'failed', now, id)
+  emit(k.events, maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', '0'})
+end
+
 -- `promoted`: the caller promoted due jobs already (move_to_finished does it
 -- before its retries, so they don't overtake jobs that were due first).
 local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_max, limit_ms,
@@ -213,15 +223,21 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
   local deadline = now + lock_ms
   local pon = tostring(now)
   for _, id in ipairs(ids) do
-    local fields = redis.call('HGETALL', base .. 'job:' .. id)
-    if #fields > 0 then
+    local job_key = base .. 'job:' .. id
+    -- pcall: a key of another type must not abort the batch after the pops.
+    local fields = redis.pcall('HGETALL', job_key)
+    if fields.err then
+      fail_not_a_hash(k, base, id, job_key, now, maxlen)
+    elseif #fields > 0 then
       local started, made = 1, '0'
       for j = 1, #fields, 2 do
         local f = fields[j]
+        -- A count that is not one (a corrupt hash) counts as 0: the token
+        -- stays parseable, and the worker fails the job for its bad field.
         if f == 'ats' then
-          started = tonumber(fields[j + 1]) + 1
+          started = (tonumber(string.match(fields[j + 1], '^%d+$')) or 0) + 1
         elseif f == 'atm' then
-          made = fields[j + 1]
+          made = string.match(fields[j + 1], '^%d+$') or '0'
         end
       end
       local token = token_prefix .. started .. ':' .. made .. ':' .. pon
