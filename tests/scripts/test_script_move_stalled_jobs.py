@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from script_support import QueueState, add, finish, outcome, prio_head, s, take
 
-from conveyor import Queue
+from conveyor import FlowProducer, Queue
 from helpers import wait_for
 
 
@@ -293,3 +293,21 @@ async def test_a_job_failed_by_stalling_lets_go_of_its_deduplication_key(
 
     assert await queue.get_deduplication_job_id("k") is None
     assert (await queue.add("job", deduplication={"id": "k"})).id != job.id
+
+
+async def test_a_flow_child_deleted_as_it_fails_by_stalling_no_longer_holds_its_parent(
+    queue: Queue, state: QueueState
+) -> None:
+    async with FlowProducer(queue.client) as flow:
+        await flow.add({
+            "name": "parent", "queue_name": queue.name, "opts": {"job_id": "p"},
+            "children": [{"name": "c", "queue_name": queue.name,
+                          "opts": {"job_id": "c", "remove_on_fail": True}}],
+        })
+    await take(queue, lock_ms=1)
+    await state.lapse_locks()
+
+    assert await _check(queue, max_stalled=0) == [[], ["c"]]
+
+    assert not await state.exists("c")
+    assert await state.wait() == ["p"]  # released: its only child is gone

@@ -89,10 +89,13 @@ for _, id in ipairs(ids) do
       emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', made})
       local job = redis.call('HMGET', job_key, 'opts', 'par')
       forward_to_dead_letter(base, job_key, id, job[1], reason, made, now, maxlen)
+      local keep, held = failing_options(job[1], ARGV[5])
       if job[2] then
         flow_child_failed(job[2], job_key, job[1], reason, now, maxlen)
+        if string.sub(keep, 1, 2) == '0:' then  -- deleted at once: no retry can complete it
+          flow_dependency_done(job[2], job_key, now, maxlen)
+        end
       end
-      local keep, held = failing_options(job[1], ARGV[5])
       if held and redis.call('GET', base .. 'de:' .. held) == id then
         redis.call('DEL', base .. 'de:' .. held)  -- as move_to_finished lets go of it
       end
