@@ -13,7 +13,7 @@ venv: $(STAMP)
 # Re-run the install only when pyproject.toml changes (or the venv is missing).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e '.[dev,bench,otel]'
+	$(BIN)/python -m pip install -e '.[dev,bench,otel,examples]'
 	# The dashboard's browser tests drive Debian's chromium (root on these machines).
 	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
 		|| (apt-get update && apt-get install -y --no-install-recommends chromium)

@@ -1,0 +1,1 @@
+"""Runnable applications built on conveyor's public API (``python -m examples.<name>``)."""
