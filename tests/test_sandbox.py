@@ -113,6 +113,18 @@ async def test_max_memory_per_child_replaces_a_child_that_allocated_past_the_lim
     assert after != big  # past it, the child is replaced after its job
 
 
+async def test_a_big_worker_process_does_not_make_its_children_look_big(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    # Linux keeps ru_maxrss across exec: a child would start with the peak of
+    # the worker that forked it, and be retired after every job.
+    hog = b"x" * (300 * 1024 * 1024)
+    start_worker(by_name, sandbox=True, max_memory_per_child=200 * 1024)
+    first = await (await queue.add("pid")).wait_until_finished(timeout=30)
+    second = await (await queue.add("pid")).wait_until_finished(timeout=30)
+    assert len(hog) and first == second
+
+
 async def test_progress_logs_and_the_return_value_of_a_sandboxed_job_reach_redis(
     queue: Queue, start_worker: StartWorker
 ) -> None:

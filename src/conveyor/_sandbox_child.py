@@ -214,6 +214,16 @@ def resolve(target: str) -> Any:
 
 
 def _peak_rss_kib() -> int:
+    """This process's peak resident memory (KiB). On Linux, VmHWM of this
+    address space: ru_maxrss survives exec, so a child would start with the
+    peak of the (big) worker that spawned it."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes there, KiB on Linux
 
