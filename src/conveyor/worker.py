@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._finishing import record_attempt, stalled_failures, strategy_delay
 from ._scripts import NO_LIMIT, Limit, Outcome, outcome
 from ._stream import text
 from .connection import Connection, socket_timeout
@@ -47,7 +48,10 @@ log = logging.getLogger("conveyor.worker")
 
 Processor: TypeAlias = Callable[[Job], Awaitable[Any]] | Callable[[SyncJob], Any]
 #: (attempts_made, error, job) -> delay before the next attempt; None or < 0: don't retry.
-BackoffStrategy: TypeAlias = Callable[[int, BaseException, Job], int | timedelta | None]
+#: An ``async def`` strategy is awaited.
+BackoffStrategy: TypeAlias = Callable[
+    [int, BaseException, Job], int | timedelta | Awaitable[int | timedelta | None] | None
+]
 Listener: TypeAlias = Callable[..., Any]
 
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
@@ -374,7 +378,7 @@ class Worker:
         scripts = self.queue.scripts
         try:
             if outcomes:
-                statuses, next_due, jobs, limit_wait = await scripts.move_to_finished(
+                statuses, next_due, jobs, limit_wait, now = await scripts.move_to_finished(
                     outcomes, n, self._token_prefix, self.lock_duration, self.limiter, timings
                 )
             else:
@@ -397,7 +401,7 @@ class Worker:
             self._calls.discard(asyncio.current_task())
             self._wake.set()
         if outcomes:
-            self._report(finished, statuses)
+            self._report(finished, statuses, int(now))
         self._start(n, next_due, jobs, wakeups, limit_wait)
         self._retry_delay_s = 0.05
         if self._redis_down:
@@ -463,14 +467,20 @@ class Worker:
     def _on_progress(self, job: Job, progress: Any) -> None:
         self._emit("progress", job, progress)
 
-    def _report(self, finished: list[tuple[Job, str, Any]], statuses: list[Any]) -> None:
+    def _report(
+        self, finished: list[tuple[Job, str, Any]], statuses: list[Any], now: int
+    ) -> None:
+        """Tell listeners of reported attempts; ``now`` is when Redis recorded them."""
         for (job, kind, payload), status in zip(finished, statuses, strict=True):
             if not int(status):
                 log.warning("job %s: lock was lost before it finished; result discarded "
                             "(another worker took the job over)", job.id)
             elif kind == "c":
+                job.finished_on = now
                 self._emit("completed", job, payload)
-            elif kind == "f":
+            elif kind == "f" or kind == "F":  # F: no attempt left
+                if kind == "F":
+                    job.finished_on = now
                 self._emit("failed", job, payload)
 
     async def _wait_for_work(self) -> None:
@@ -605,8 +615,10 @@ class Worker:
             kind, payload = "c", result
             try:
                 value = orjson.dumps(result).decode()
-            except TypeError as exc:
-                raise TypeError(f"return value does not serialize to JSON: {exc}") from None
+            except TypeError as exc:  # a programming error: another attempt changes nothing
+                raise UnrecoverableError(
+                    f"return value does not serialize to JSON: {exc}"
+                ) from None
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if job.cancel_reason is not None and not self._force:
@@ -616,7 +628,7 @@ class Worker:
                 # Raised by the processor itself, not a cancel of ours: a failure.
                 kind, payload, value = "f", exc, "CancelledError: raised by the processor"
                 stack = "".join(traceback.format_exception(exc))
-                retry_delay = self._retry_delay(job, exc)
+                retry_delay = await self._retry_delay(job, exc)
             else:
                 kind, payload, value = "r", None, ""
         except RateLimitError as exc:
@@ -626,7 +638,9 @@ class Worker:
         except Exception as exc:
             kind, payload, value = "f", exc, f"{type(exc).__name__}: {exc}"
             stack = "".join(traceback.format_exception(exc))
-            retry_delay = -1 if isinstance(exc, UnrecoverableError) else self._retry_delay(job, exc)
+            retry_delay = (
+                -1 if isinstance(exc, UnrecoverableError) else await self._retry_delay(job, exc)
+            )
         self._running.pop((job.id, job.token), None)
         if job.moved:  # stepped out with move_to_delayed: nothing to report
             self._wake.set()
@@ -646,9 +660,12 @@ class Worker:
             if job.attempts_started == 1 and job.processed_on is not None:
                 field = _WAIT_FIELDS[time_bucket(job.processed_on - job.timestamp - opts.delay)]
                 timings[field] = timings.get(field, 0) + 1
-        self._finished.append((job, kind, payload))
+        record_attempt(job, kind, payload, value, stack)
         if kind not in ("r", "l"):
             job.attempts_made += 1
+        if kind == "f" and (retry_delay < 0 or job.attempts_made >= opts.attempts):
+            kind = "F"  # failed for good: finished, as far as listeners are concerned
+        self._finished.append((job, kind, payload))
         self._wake.set()
 
     async def _call(self, job: Job) -> Any:
@@ -670,7 +687,7 @@ class Worker:
                 raise JobTimeoutError(f"job {job.id} timed out after {timeout} ms") from None
             raise
 
-    def _retry_delay(self, job: Job, exc: BaseException) -> int:
+    async def _retry_delay(self, job: Job, exc: BaseException) -> int:
         """Delay before the next attempt; -1 means don't retry."""
         made = job.attempts_made + 1
         if made >= job.opts.attempts:
@@ -678,13 +695,8 @@ class Worker:
         backoff = job.opts.backoff
         if (backoff is None or backoff.type == "custom") and self.backoff_strategy is not None:
             try:
-                delay = self.backoff_strategy(made, exc, job)
-                if delay is None:
-                    return -1
-                if isinstance(delay, timedelta):
-                    delay = int(delay.total_seconds() * 1000)
                 # A value to_ms refuses must not escape: the job would stay active forever.
-                ms = delay if type(delay) is int else to_ms("backoff_strategy()", delay)
+                ms = await strategy_delay(self.backoff_strategy, made, exc, job)
             except Exception:
                 log.exception("backoff_strategy failed for job %s; retrying at once", job.id)
                 return 0
@@ -777,6 +789,13 @@ class Worker:
                         log.warning("job %s stalled (its worker stopped renewing the lock)",
                                     text(job_id))
                         self._emit("stalled", text(job_id))
+                    if reply[1] and self._listeners.get("failed"):
+                        with contextlib.suppress(*_REDIS_DOWN):
+                            ids = [text(i) for i in reply[1]]
+                            for job, error in await stalled_failures(
+                                self.queue, ids, self.max_stalled_count
+                            ):
+                                self._emit("failed", job, error)
             if self._stopping:
                 return
             await asyncio.sleep(self.stalled_interval / 1000)

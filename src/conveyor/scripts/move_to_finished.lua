@@ -23,8 +23,9 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       kind "l" rate limited (RateLimitError): as "r", and the queue backs off:
                no worker fetches for `retry delay` ms (meta limited_until)
       keep = "count:age_ms" retention of the finished set (-1: no limit)
-Returns {{status per outcome}, next_due, jobs, limit_wait} with the last three
-as in move_to_active.
+Returns {{status per outcome}, next_due, jobs, limit_wait, now} with next_due,
+jobs and limit_wait as in move_to_active, and now the time (ms, Redis' clock)
+stored as the finished jobs' finished_on.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
 Metrics: completed/failed counts of this minute, and the timing fields added
 to this minute's histogram (includes/metrics.lua).
@@ -197,4 +198,4 @@ end
 
 local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen,
   tonumber(ARGV[6]), tonumber(ARGV[7]))
-return {statuses, fetched[1], fetched[2], fetched[3]}
+return {statuses, fetched[1], fetched[2], fetched[3], now}
