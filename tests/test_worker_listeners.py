@@ -3,9 +3,11 @@ as BullMQ's listeners do), and the failures they hear of."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from conveyor import Job, Queue, UnrecoverableError
+from conveyor._stream import decode_entry
 from helpers import StartWorker, wait_for
 
 
@@ -77,3 +79,26 @@ async def test_a_job_failed_by_the_stalled_check_emits_the_workers_failed_event(
     assert job.failed_reason == "job stalled more than max_stalled_count (0) times"
     assert job.finished_on is not None
     assert await queue.get_job_state(added.id) == "failed"
+
+
+async def test_a_large_return_value_stays_out_of_the_event_and_is_still_awaited(
+    queue: Queue, start_worker: StartWorker
+) -> None:
+    big = "z" * 100_000
+
+    async def proc(job: Job) -> str:
+        return big
+
+    start_worker(proc)
+    job = await queue.add("big")
+    assert await job.wait_until_finished(timeout=10) == big
+    events = [e async for e in _events(queue)]
+    [done] = [e for e in events if e["event"] == "completed"]
+    assert "return_value" not in done
+    assert int(done["return_value_bytes"]) == len(big) + 2
+
+
+async def _events(queue: Queue) -> AsyncIterator[dict[str, Any]]:
+    for entry_id, entry in await queue.client.xrange(queue.keys.events):
+        for event in decode_entry(entry_id, entry):
+            yield event

@@ -398,3 +398,47 @@ async def test_extras_carry_a_parent_a_deduplication_key_and_a_group_with_odd_ch
     assert statuses == [1]
     assert await queue.get_deduplication_job_id("12:3:odd") is None
     assert await state.redis.hget(queue.keys.base + "groups:active", "g-1") is None
+
+
+async def test_completed_events_leave_out_return_values_beyond_4_kib(
+    queue: Queue, state: QueueState
+) -> None:
+    """The job hash keeps the value: kept events must not grow with large results."""
+    big = json.dumps("x" * 5000)
+    for job_id in ("small", "big"):
+        await add(queue, job_id)
+    taken = dict((job_id, fields["tok"]) for job_id, fields in await take(queue, 2))
+    await state.clear_events()
+
+    statuses, _, _ = await finish(
+        queue,
+        outcome("small", taken["small"], "c", '"ok"'),
+        outcome("big", taken["big"], "c", big),
+    )
+
+    assert statuses == [1, 1]
+    assert (await state.job("big"))["rv"] == big
+    assert await state.events() == [
+        {"event": "completed", "job_id": "small", "return_value": '"ok"', "attempts_made": "1"},
+        {"event": "completed", "job_id": "big", "return_value_bytes": str(len(big)),
+         "attempts_made": "1"},
+    ]
+
+
+async def test_one_completed_batch_carries_at_most_64_kib_of_return_values(
+    queue: Queue, state: QueueState
+) -> None:
+    value = json.dumps("y" * 3998)  # 4000 bytes: each alone fits
+    for i in range(20):
+        await add(queue, f"j{i}")
+    taken = await take(queue, 20)
+    await state.clear_events()
+
+    await finish(queue, *(outcome(job_id, f["tok"], "c", value) for job_id, f in taken))
+
+    events = await state.events()
+    carried = [e for e in events if "return_value" in e]
+    left_out = [e for e in events if "return_value_bytes" in e]
+    assert len(carried) == 16 and len(left_out) == 4
+    assert all(e["return_value_bytes"] == "4000" for e in left_out)
+    assert [e["job_id"] for e in carried] == [job_id for job_id, _ in taken[:16]]

@@ -33,6 +33,10 @@ A job that fails for good with the option dead_letter_queue is forwarded there
 (includes/dead_letter.lua).
 Events: completed (one entry per batch), failed (no attempts left), retrying,
 delayed, waiting, active
+A completed event carries the return value if it is at most 4 KiB and the
+batch's entry holds at most 64 KiB of values; else `return_value_bytes` (its
+size) instead: the job hash has the value, and kept events must not grow
+with large results.
 
 A completed job costs one HSET here: the lock check, lock release, active and
 finished set updates and its event are one command each for the whole batch.
@@ -51,6 +55,8 @@ local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4
 local now = now_ms()
 local statuses = {}
 local STACK_LIMIT = 10
+local EVENT_VALUE_LIMIT, EVENT_BATCH_LIMIT = 4096, 65536
+local event_bytes = 0
 
 -- Finished jobs are added to their set, and the set trimmed, once per batch.
 local to_finish = {}   -- set key -> {score, id, score, id, ...}
@@ -127,7 +133,13 @@ for i = 1, m do
       if dedup ~= '' then
         release_deduplication(base, dedup, id)
       end
-      completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      if #value <= EVENT_VALUE_LIMIT and event_bytes + #value <= EVENT_BATCH_LIMIT then
+        event_bytes = event_bytes + #value
+        completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      else
+        completed[#completed + 1] = {id, 'return_value_bytes', tostring(#value),
+          'attempts_made', tostring(made)}
+      end
       if parent ~= '' then
         flow_child_completed(parent, job_key, value, now, maxlen)
       end
