@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from ._calls import CallTokens
 from ._stream import text
 from .keys import QueueKeys
 from .scripts import SCRIPT_NAMES, source
@@ -61,6 +62,7 @@ class Scripts:
         self.client = client
         self.keys = keys
         self.maxlen = events_maxlen
+        self.calls = CallTokens()
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source(name)) for name in SCRIPT_NAMES
         }
@@ -76,16 +78,29 @@ class Scripts:
         return await self._scripts[name](keys=keys, args=args, client=pipe)
 
 
-    def add_jobs(self, pipe: Pipeline | None, jobs: Sequence[NewJob]) -> Any:
-        """Add jobs; one reply ``[job_id, created, timestamp]`` per job."""
-        return self.call("add_jobs", *self.add_jobs_layout(jobs), pipe)
+    async def add_jobs(
+        self, pipe: Pipeline | None, jobs: Sequence[NewJob], call: str | None = None
+    ) -> Any:
+        """Add jobs; one reply ``[job_id, created, timestamp]`` per job. Safe to
+        send twice (a lost reply): without ``pipe``, a call that generates an id
+        gets a token. On ``pipe``, pass ``call`` (``calls.for_ids``) and tell
+        ``calls.answered(call)`` once the pipeline's reply is in."""
+        if pipe is not None:
+            return await self.call("add_jobs", *self.add_jobs_layout(jobs, call or ""), pipe)
+        call = self.calls.for_ids(job[0] for job in jobs)
+        replies = await self.call("add_jobs", *self.add_jobs_layout(jobs, call))
+        self.calls.answered(call)
+        return replies
 
-    def add_jobs_layout(self, jobs: Sequence[NewJob]) -> tuple[list[str], list[Any]]:
+    def add_jobs_layout(
+        self, jobs: Sequence[NewJob], call: str = ""
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of add_jobs (also used by the blocking client of conveyor.sync)."""
         k = self.keys
         args: list[Any] = [k.base, self.maxlen, len(jobs)]
         for job in jobs:
             args.extend(job)
+        args.extend(self.calls.tail(call))
         keys = [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker,
                 k.events, k.id]
         return keys, args

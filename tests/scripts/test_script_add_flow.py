@@ -33,6 +33,7 @@ async def add_flow(queues: Sequence[Queue], nodes: Sequence[Node]) -> list[Any]:
     for parent, qi, job_id, name, delay, priority, lifo, opts in nodes:
         args.extend((parent, qi, job_id, name, json.dumps(name), json.dumps(opts), delay,
                      priority, int(lifo), 1))
+    args.extend((0, ""))  # no answered calls, no call token (includes/calls.lua)
     reply: list[Any] = s(await queues[0].scripts.call("add_flow", [b + "id" for b in bases], args))
     return reply
 
