@@ -41,6 +41,7 @@ class ReplyDropper:
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -58,8 +59,8 @@ class ReplyDropper:
     ) -> None:
         assert self._server is not None
         self._server.close()
-        for task in self._tasks:
-            task.cancel()
+        for writer in self._writers:  # hang up: each connection's task ends on its own
+            writer.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._server.wait_closed()
 
@@ -76,9 +77,14 @@ class ReplyDropper:
         assert task is not None
         self._tasks.add(task)
         up_r, up_w = await asyncio.open_connection(*self.upstream)
+        self._writers.update((client_w, up_w))
         drop = asyncio.Event()  # the next reply from Redis goes nowhere, then we hang up
 
         async def replies() -> None:
+            with contextlib.suppress(ConnectionError):
+                await forward_replies()
+
+        async def forward_replies() -> None:
             while data := await up_r.read(65536):
                 if drop.is_set():
                     self.dropped += 1
@@ -89,7 +95,7 @@ class ReplyDropper:
         reply_task = asyncio.create_task(replies())
         try:
             while not reply_task.done():
-                reading = asyncio.ensure_future(client_r.read(65536))
+                reading = asyncio.ensure_future(_read(client_r))
                 await asyncio.wait({reading, reply_task}, return_when=asyncio.FIRST_COMPLETED)
                 if not reading.done():
                     reading.cancel()
@@ -108,6 +114,15 @@ class ReplyDropper:
             reply_task.cancel()
             for writer in (client_w, up_w):
                 writer.close()
+                self._writers.discard(writer)
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
             self._tasks.discard(task)
+
+
+async def _read(reader: asyncio.StreamReader) -> bytes:
+    """The next bytes, or b"" at the end (a reset connection ends too)."""
+    try:
+        return await reader.read(65536)
+    except ConnectionError:
+        return b""

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from conveyor import FlowProducer, Queue
+from conveyor import FlowProducer, Job, Queue, Worker
 from conveyor import sync as conveyor_sync
 from conveyor.scripts import source
+from helpers import running, wait_for
 from reply_dropper import ReplyDropper
 
 
@@ -102,3 +103,52 @@ async def test_sync_adds_whose_replies_are_lost_create_one_job_each(
         await asyncio.to_thread(produce)
         assert proxy.dropped == 10
     assert await queue.get_job_counts("waiting") == {"waiting": 10}
+
+
+@pytest.mark.parametrize(
+    ("script", "drops"),
+    [
+        ("move_to_finished", {}),
+        ("move_to_active", {}),
+        # Every send of one report lost, redis-py's retries too: the worker sends it again.
+        ("move_to_finished", {"every": 1, "limit": 8}),
+    ],
+)
+async def test_a_worker_whose_report_and_fetch_replies_are_lost_runs_each_job_once(
+    redis_url: str,
+    queue: Queue,
+    caplog: pytest.LogCaptureFixture,
+    script: str,
+    drops: dict[str, int],
+) -> None:
+    """Results already recorded are not "lock lost", listeners hear of each job
+    once, and jobs the lost call took are run, not left to stall."""
+    trigger = await loaded(queue, script)
+    await queue.add_bulk([{"name": "j", "data": i} for i in range(20)])
+    runs: list[int] = []
+    completed: list[str] = []
+
+    async def proc(job: Job) -> int:
+        runs.append(job.data)
+        return int(job.data)
+
+    async with ReplyDropper(redis_url, trigger, **drops) as proxy:
+        worker = Worker(queue.name, proc, connection=proxy.url, concurrency=4,
+                        max_stalled_count=0, lock_duration=5_000, stalled_interval=300,
+                        block_timeout=200)  # a resent wait blocks again: keep it < the lock
+        worker.on("completed", lambda job, result: completed.append(job.id))
+        async with running(worker):
+            await wait_for(lambda: finished_count(queue), timeout=20)
+        assert proxy.dropped >= 1
+    assert await queue.get_job_counts("completed", "failed", "active") == {
+        "completed": 20, "failed": 0, "active": 0,
+    }
+    assert sorted(runs) == list(range(20))
+    assert sorted(completed, key=int) == [str(i) for i in range(1, 21)]
+    assert "lock was lost" not in caplog.text
+    assert all(job.stalled_count == 0 for job in await queue.get_jobs("completed"))
+
+
+async def finished_count(queue: Queue) -> bool:
+    counts = await queue.get_job_counts("completed", "failed")
+    return counts["completed"] + counts["failed"] == 20

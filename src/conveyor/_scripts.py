@@ -131,17 +131,26 @@ class Scripts:
                 k.meta, k.marker, k.events, k.limiter]
 
     async def move_to_active(
-        self, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT
+        self, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT, call: str = ""
     ) -> Any:
-        """Take up to ``n`` jobs; ``limit`` is the worker's limiter (max starts, window ms)."""
+        """Take up to ``n`` jobs; ``limit`` is the worker's limiter (max starts, window
+        ms). With a ``call`` token (``calls.new()``; tell ``calls.answered`` when
+        the reply is in), a resend after a lost reply returns the same jobs."""
         return await self.call(
             "move_to_active",
             self._fetch_keys(),
-            [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit],
+            [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
+             *self.calls.tail(call)],
         )
 
     def queue_move_to_active(
-        self, pipe: Pipeline, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT
+        self,
+        pipe: Pipeline,
+        n: int,
+        token_prefix: str,
+        lock_ms: int,
+        limit: Limit = NO_LIMIT,
+        call: str = "",
     ) -> None:
         """Queue move_to_active on ``pipe`` by its SHA. Unlike a registered script
         in a pipeline, this costs no SCRIPT EXISTS round trip; after a restart of
@@ -150,6 +159,7 @@ class Scripts:
         pipe.evalsha(
             self._scripts["move_to_active"].sha, len(keys), *keys,
             self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
+            *self.calls.tail(call),
         )
 
     async def load(self, name: str) -> None:
@@ -163,9 +173,12 @@ class Scripts:
         lock_ms: int,
         limit: Limit = NO_LIMIT,
         timings: Mapping[str, int] | None = None,
+        call: str = "",
     ) -> Any:
         """Report outcomes and fetch up to ``n`` jobs; ``timings`` is the worker's
-        histogram of the reported attempts (``p<bucket>``/``w<bucket>`` -> count)."""
+        histogram of the reported attempts (``p<bucket>``/``w<bucket>`` -> count).
+        With a ``call`` token, a resend after a lost reply returns the first
+        reply (see :meth:`move_to_active`)."""
         args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
                            len(outcomes)]
         for outcome in outcomes:
@@ -175,6 +188,7 @@ class Scripts:
             for field, count in timings.items():
                 args.append(field)
                 args.append(count)
+        args.extend(self.calls.tail(call))
         keys = self._fetch_keys()
         keys[9:9] = [self.keys.completed, self.keys.failed]  # KEYS 10, 11; limiter is 12
         return await self.call("move_to_finished", keys, args)

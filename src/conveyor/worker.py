@@ -130,6 +130,9 @@ class Worker:
         # Keyed by (job id, lock token): a token alone is only unique per job.
         self._running: dict[tuple[str, str], tuple[Job, asyncio.Task[None]]] = {}
         self._outcomes: list[Outcome] = []
+        # Calls that failed, to send again as they were (same token: if Redis ran
+        # one, the resend returns its reply): outcomes, finished, timings, n, token.
+        self._resends: list[_Call] = []
         self._finished: list[tuple[Job, str, Any]] = []
         # Wait and processing times of the attempts in _outcomes, as the metrics
         # histogram's fields (p<bucket>/w<bucket> -> count): one write per report.
@@ -312,7 +315,8 @@ class Worker:
         idle, leave the waiting to :meth:`_wait_for_work`."""
         while True:
             self._wake.clear()
-            if self._closing and not self._running and not self._outcomes and not self._calls:
+            if (self._closing and not self._running and not self._outcomes and not self._calls
+                    and not self._resends):
                 return
             try:
                 if self._call_error is not None:
@@ -320,6 +324,7 @@ class Worker:
                     raise error
                 if len(self._calls) < _MAX_CALLS and (
                     self._outcomes
+                    or self._resends
                     or (self._free_slots() > 0 and not self._idle and not self._limited())
                 ):
                     self._send()
@@ -349,6 +354,11 @@ class Worker:
         A call fetches for at most half the slots, so two calls alternate: Redis
         runs one while this process runs the jobs the other brought.
         """
+        if self._resends:
+            call = self._resends.pop(0)
+            self._reserved += call[3]
+            self._calls.add(asyncio.create_task(self._exchange(*call, self._wakeups)))
+            return
         outcomes, finished = self._outcomes, self._finished
         self._outcomes, self._finished = [], []
         # The histogram's tally goes with a report at most once a second while
@@ -363,9 +373,9 @@ class Worker:
             self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
-        self._calls.add(asyncio.create_task(
-            self._exchange(outcomes, finished, timings, n, self._wakeups)
-        ))
+        self._calls.add(asyncio.create_task(self._exchange(
+            outcomes, finished, timings, n, self.queue.scripts.calls.new(), self._wakeups
+        )))
 
     async def _exchange(
         self,
@@ -373,33 +383,39 @@ class Worker:
         finished: list[tuple[Job, str, Any]],
         timings: dict[str, int],
         n: int,
+        call: str,
         wakeups: int,
     ) -> None:
         scripts = self.queue.scripts
         try:
             if outcomes:
                 statuses, next_due, jobs, limit_wait, now = await scripts.move_to_finished(
-                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter, timings
+                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter, timings,
+                    call,
                 )
             else:
                 next_due, jobs, limit_wait = await scripts.move_to_active(
-                    n, self._token_prefix, self.lock_duration, self.limiter
+                    n, self._token_prefix, self.lock_duration, self.limiter, call
                 )
-        except BaseException as exc:
-            # Keep the results to report them again (the scripts are idempotent
-            # for a result already recorded: its lock is gone, status 0).
+        except asyncio.CancelledError:
+            # The loop is going: keep the results, run() hands back what it holds.
             self._outcomes[:0] = outcomes
             self._finished[:0] = finished
             for field, count in timings.items():
                 self._timings[field] = self._timings.get(field, 0) + count
-            if not isinstance(exc, asyncio.CancelledError):
-                self._call_error = exc
+            return
+        except BaseException as exc:
+            # Redis may have run it and the reply was lost: send this call again as
+            # it is (the token makes a second run return the first one's reply).
+            self._resends.append((outcomes, finished, timings, n, call))
+            self._call_error = exc
             return
         finally:
             self._reserved -= n
             # Before waking the loop, which checks _calls (a done callback would run after).
             self._calls.discard(asyncio.current_task())
             self._wake.set()
+        scripts.calls.answered(call)
         if outcomes:
             self._report(finished, statuses, int(now))
         self._start(n, next_due, jobs, wakeups, limit_wait)
@@ -547,8 +563,9 @@ class Worker:
         try:
             async with queue.client.pipeline(transaction=False) as pipe:
                 pipe.bzpopmin(queue.keys.marker, timeout)
+                call = queue.scripts.calls.new()
                 queue.scripts.queue_move_to_active(
-                    pipe, n, self._token_prefix, self.lock_duration, self.limiter
+                    pipe, n, self._token_prefix, self.lock_duration, self.limiter, call
                 )
                 popped, reply = await pipe.execute(raise_on_error=False)
         finally:
@@ -562,6 +579,7 @@ class Worker:
         if isinstance(reply, Exception):
             raise reply
         self._maybe_stranded = False
+        queue.scripts.calls.answered(call)
         if popped is not None:
             self._wakeups += 1
         self._start(n, reply[0], reply[1], self._wakeups, reply[2])
@@ -832,6 +850,8 @@ def _leave_signal_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> N
 _PROCESSING_FIELDS = [f"p{b}" for b in range(256)]
 _WAIT_FIELDS = [f"w{b}" for b in range(256)]
 _keep_args: dict[Retention, str] = {}
+#: A report-and-fetch call as Worker._exchange takes it (outcomes, finished, timings, n, token).
+_Call: TypeAlias = tuple[list[Outcome], list[tuple[Job, str, Any]], dict[str, int], int, str]
 
 
 def _keep_arg(retention: Retention) -> str:

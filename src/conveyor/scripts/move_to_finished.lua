@@ -11,6 +11,10 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
           "r"/"l" retry delay
       then the number of timing fields t, and t pairs: field, count (the
       worker's histogram of these attempts' wait and processing times).
+      then the tokens of answered calls, their number, and this call's token
+      ("" none): run again with its token (a resend after a lost reply), the
+      call returns its first reply (statuses as they were, the jobs it took
+      that it still holds) and changes nothing (includes/calls.lua).
       Every argument costs (Redis copies it into Lua): a completed job's
       outcome is 6. extras is "" or "<len parent>:<len dedup>:" followed by
       the parent job's key (a child of a flow), the deduplication key held until
@@ -46,12 +50,19 @@ finished set updates and its event are one command each for the whole batch.
 --@include "metrics"
 --@include "dead_letter"
 --@include "flows"
+--@include "calls"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
 local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4],
            active = KEYS[5], locks = KEYS[6], meta = KEYS[7], marker = KEYS[8],
            events = KEYS[9], limiter = KEYS[12]}
+local call = call_token()
+local recorded = recorded_reply(base, call)
+if recorded then
+  local r = recorded
+  return {r[1], r[2], taken_again(k, base, r[3]), r[4], r[5]}
+end
 local now = now_ms()
 local statuses = {}
 local STACK_LIMIT = 10
@@ -210,4 +221,5 @@ end
 
 local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen,
   tonumber(ARGV[6]), tonumber(ARGV[7]))
+record_reply(base, call, {statuses, fetched[1], taken_of(fetched[2]), fetched[3], now})
 return {statuses, fetched[1], fetched[2], fetched[3], now}

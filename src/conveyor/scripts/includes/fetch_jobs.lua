@@ -23,6 +23,40 @@
 -- was taken (0 if none is delayed); limit_wait > 0 means a rate limit stopped
 -- the fetch: ask again in that many ms (don't block on the marker).
 
+-- A call's record of its fetch (includes/calls.lua): the ids and lock tokens
+-- of the jobs it took, {id, token, id, token, ...}.
+local function taken_of(jobs)
+  local taken = {}
+  for _, job in ipairs(jobs) do
+    local fields = job[2]
+    taken[#taken + 1] = job[1]
+    taken[#taken + 1] = fields[#fields - 4]  -- the token fetch_jobs appended
+  end
+  return taken
+end
+
+-- The jobs of a recorded fetch once more, as fetch_jobs returned them: those
+-- whose lock the call still holds (their hashes are unchanged until their
+-- attempt ends, so the reply is the one that was lost).
+local function taken_again(k, base, taken)
+  local jobs = {}
+  for i = 1, #taken, 2 do
+    local id, token = taken[i], taken[i + 1]
+    if redis.call('HGET', k.locks, id) == token then
+      local fields = redis.call('HGETALL', base .. 'job:' .. id)
+      if #fields > 0 then
+        local started, _, pon = parse_token(token)
+        local m = #fields
+        fields[m + 1], fields[m + 2] = 'tok', token
+        fields[m + 3], fields[m + 4] = 'pon', pon
+        fields[m + 5], fields[m + 6] = 'ats', started
+        jobs[#jobs + 1] = {id, fields}
+      end
+    end
+  end
+  return jobs
+end
+
 -- Promote due delayed jobs (at most 1000 per call) to the wait list, the
 -- prioritized zset or their group.
 local function promote_due(k, base, now, maxlen)
