@@ -4,17 +4,15 @@
 -- caller gives such a call a token (the last ARGV, "" for none); the script
 -- records its reply under `call:<token>` and a second run returns that
 -- record instead of doing the work again. Before the token, the caller lists
--- tokens whose replies it has received (ARGV: tok 1, ..., tok f, f, token):
--- their records go at once, so only calls still in flight keep one; the ttl
--- only bounds what a caller that died leaves behind.
+-- tokens whose replies it has received (ARGV: tok 1, ..., tok f, f, token),
+-- 16 at a time: their records go, so a caller keeps at most 16 besides its
+-- calls in flight; the ttl only bounds what a caller that died leaves behind.
 
 local CALL_TTL_MS = 300000
 
--- The call's token, and the ARGV index just past the caller's own arguments.
+-- The call's token ("" none).
 local function call_token()
-  local n = #ARGV
-  local forget = tonumber(ARGV[n - 1])
-  return ARGV[n], n - 1 - forget
+  return ARGV[#ARGV]
 end
 
 -- The reply recorded by a previous run of this call (decoded), or nil.
@@ -31,8 +29,12 @@ end
 local function record_reply(base, token, reply)
   local n = #ARGV
   local forget = tonumber(ARGV[n - 1])
-  for i = n - 1 - forget, n - 2 do
-    redis.call('DEL', base .. 'call:' .. ARGV[i])
+  if forget > 0 then
+    local keys = {}
+    for i = n - 1 - forget, n - 2 do
+      keys[#keys + 1] = base .. 'call:' .. ARGV[i]
+    end
+    redis.call('DEL', unpack(keys))
   end
   if token ~= '' then
     redis.call('SET', base .. 'call:' .. token, cjson.encode(reply), 'PX', CALL_TTL_MS)
