@@ -87,9 +87,12 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
     if isinstance(connection, Redis):
         return None
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
-    return redis.Redis.from_url(
-        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
+    # Threads beyond the pool's 100 connections wait for one instead of failing.
+    pool = redis.BlockingConnectionPool.from_url(
+        url, timeout=None,
+        retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(),
     )
+    return redis.Redis.from_pool(pool)
 
 
 def _options() -> dict[str, Any]:
