@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from script_support import KEEP_ALL, QueueState, add, finish, outcome, take, token_parts
+from script_support import (
+    KEEP_ALL,
+    QueueState,
+    add,
+    fetched,
+    finish,
+    outcome,
+    s,
+    take,
+    token_parts,
+)
 
 from conveyor import Queue
 
@@ -442,3 +452,23 @@ async def test_one_completed_batch_carries_at_most_64_kib_of_return_values(
     assert len(carried) == 16 and len(left_out) == 4
     assert all(e["return_value_bytes"] == "4000" for e in left_out)
     assert [e["job_id"] for e in carried] == [job_id for job_id, _ in taken[:16]]
+
+
+async def test_a_report_run_again_with_its_token_returns_its_first_reply_and_changes_nothing(
+    queue: Queue, state: QueueState
+) -> None:
+    """What redis-py's resend after a lost reply does (includes/calls.lua): the
+    result stays reported once (status 1, not "lock lost"), and the jobs the
+    call took come back."""
+    job_id, token = await _active_job(queue)
+    await add(queue, "next")
+    args = ([outcome(job_id, token, "c", '"done"')], 1, "w:", 60_000)
+    first = await queue.scripts.move_to_finished(*args, call="c-1")
+    before = await state.snapshot()
+
+    again = await queue.scripts.move_to_finished(*args, call="c-1")
+
+    assert s(again) == s(first)
+    assert [int(x) for x in again[0]] == [1]
+    assert [taken for taken, _ in fetched(again[2])] == ["next"]
+    assert await state.snapshot() == before
