@@ -29,8 +29,13 @@ local function taken_of(jobs)
   local taken = {}
   for _, job in ipairs(jobs) do
     local fields = job[2]
-    taken[#taken + 1] = job[1]
-    taken[#taken + 1] = fields[#fields - 4]  -- the token fetch_jobs appended
+    for j = #fields - 1, 1, -2 do  -- the token fetch_jobs appended, near the end
+      if fields[j] == 'tok' then
+        taken[#taken + 1] = job[1]
+        taken[#taken + 1] = fields[j + 1]
+        break
+      end
+    end
   end
   return taken
 end
