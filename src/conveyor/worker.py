@@ -494,9 +494,8 @@ class Worker:
             elif kind == "c":
                 job.finished_on = now
                 self._emit("completed", job, payload)
-            elif kind == "f" or kind == "F":  # F: no attempt left
-                if kind == "F":
-                    job.finished_on = now
+            elif kind == "f" or kind == "F":  # F: no attempt left, so finished
+                job.finished_on = now if kind == "F" else None
                 self._emit("failed", job, payload)
 
     async def _wait_for_work(self) -> None:
@@ -808,12 +807,11 @@ class Worker:
                                     text(job_id))
                         self._emit("stalled", text(job_id))
                     if reply[1] and self._listeners.get("failed"):
+                        ids = [text(i) for i in reply[1]]
                         with contextlib.suppress(*_REDIS_DOWN):
-                            ids = [text(i) for i in reply[1]]
-                            for job, error in await stalled_failures(
-                                self.queue, ids, self.max_stalled_count
-                            ):
-                                self._emit("failed", job, error)
+                            for failure in await stalled_failures(self.queue, ids,
+                                                                  self.max_stalled_count):
+                                self._emit("failed", *failure)
             if self._stopping:
                 return
             await asyncio.sleep(self.stalled_interval / 1000)
