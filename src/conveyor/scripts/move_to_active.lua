@@ -29,5 +29,5 @@ if recorded then
 end
 local reply = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now_ms(),
   ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7]))
-record_reply(base, call, {reply[1], taken_of(reply[2]), reply[3]})
-return reply
+record_reply(base, call, {reply[1], reply[4] or {}, reply[3]})
+return {reply[1], reply[2], reply[3]}

@@ -221,5 +221,5 @@ end
 
 local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen,
   tonumber(ARGV[6]), tonumber(ARGV[7]))
-record_reply(base, call, {statuses, fetched[1], taken_of(fetched[2]), fetched[3], now})
+record_reply(base, call, {statuses, fetched[1], fetched[4] or {}, fetched[3], now})
 return {statuses, fetched[1], fetched[2], fetched[3], now}

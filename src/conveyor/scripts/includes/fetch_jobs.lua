@@ -18,29 +18,15 @@
 -- worker's limiter (`limit_max` starts per `limit_ms`, all workers together,
 -- over a sliding window: the `limiter` zset holds one member per start).
 --
--- Returns {next_due, jobs, limit_wait} where jobs is a list of {id, HGETALL of
--- job + tok, pon, ats}; next_due is the earliest delayed due time when nothing
--- was taken (0 if none is delayed); limit_wait > 0 means a rate limit stopped
--- the fetch: ask again in that many ms (don't block on the marker).
+-- Returns {next_due, jobs, limit_wait, taken} where jobs is a list of {id,
+-- HGETALL of job + tok, pon, ats}; next_due is the earliest delayed due time
+-- when nothing was taken (0 if none is delayed); limit_wait > 0 means a rate
+-- limit stopped the fetch: ask again in that many ms (don't block on the
+-- marker); taken is {id, token, ...} of the jobs (nil when none), what a
+-- call records of its fetch (includes/calls.lua, taken_again). The scripts
+-- reply with the first three.
 
--- A call's record of its fetch (includes/calls.lua): the ids and lock tokens
--- of the jobs it took, {id, token, id, token, ...}.
-local function taken_of(jobs)
-  local taken = {}
-  for _, job in ipairs(jobs) do
-    local fields = job[2]
-    for j = #fields - 1, 1, -2 do  -- the token fetch_jobs appended, near the end
-      if fields[j] == 'tok' then
-        taken[#taken + 1] = job[1]
-        taken[#taken + 1] = fields[j + 1]
-        break
-      end
-    end
-  end
-  return taken
-end
-
--- The jobs of a recorded fetch once more, as fetch_jobs returned them: those
+-- The jobs of a recorded fetch (`taken`: {id, token, ...}) once more, as fetch_jobs returned them: those
 -- whose lock the call still holds (their hashes are unchanged until their
 -- attempt ends, so the reply is the one that was lost).
 local function taken_again(k, base, taken)
@@ -290,5 +276,5 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
       next_due = group_free_at
     end
   end
-  return {next_due, jobs, 0}
+  return {next_due, jobs, 0, locks}
 end
