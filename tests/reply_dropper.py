@@ -23,17 +23,23 @@ __all__ = ["ReplyDropper"]
 
 class ReplyDropper:
     """Forwards everything; of the commands containing ``trigger`` (bytes, e.g. a
-    script's SHA), the 1st, 3rd, 5th... have their reply dropped (``every=2``),
+    script's SHA, or a tuple of bytes all of which must be in the packet), the
+    1st, 3rd, 5th... have their reply dropped (``every=2``),
     so each call's first send is lost and its retry goes through. ``limit``
     bounds how many replies are dropped in all (None: no bound)."""
 
     def __init__(
-        self, redis_url: str, trigger: bytes, *, every: int = 2, limit: int | None = None
+        self,
+        redis_url: str,
+        trigger: bytes | tuple[bytes, ...],
+        *,
+        every: int = 2,
+        limit: int | None = None,
     ) -> None:
         parts = urlsplit(redis_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
         self.db = parts.path or "/0"
-        self.trigger = trigger
+        self.triggers = (trigger,) if isinstance(trigger, bytes) else trigger
         self.every = every
         self.limit = limit
         self.seen = 0  # commands that contained the trigger
@@ -65,7 +71,7 @@ class ReplyDropper:
         await self._server.wait_closed()
 
     def _should_drop(self, chunk: bytes) -> bool:
-        if self.trigger not in chunk:
+        if not all(trigger in chunk for trigger in self.triggers):
             return False
         self.seen += 1
         if self.limit is not None and self.dropped >= self.limit:

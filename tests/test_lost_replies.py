@@ -110,8 +110,9 @@ async def test_sync_adds_whose_replies_are_lost_create_one_job_each(
     [
         ("move_to_finished", {}),
         ("move_to_active", {}),
-        # Every send of one report lost, redis-py's retries too: the worker sends it again.
+        # Every send of a call lost, redis-py's retries too: the worker sends it again.
         ("move_to_finished", {"every": 1, "limit": 8}),
+        ("move_to_active", {"every": 1, "limit": 8}),
     ],
 )
 async def test_a_worker_whose_report_and_fetch_replies_are_lost_runs_each_job_once(
@@ -152,3 +153,28 @@ async def test_a_worker_whose_report_and_fetch_replies_are_lost_runs_each_job_on
 async def finished_count(queue: Queue) -> bool:
     counts = await queue.get_job_counts("completed", "failed")
     return counts["completed"] + counts["failed"] == 20
+
+
+async def test_an_idle_worker_whose_wait_and_fetch_replies_are_all_lost_runs_each_job_once(
+    redis_url: str, queue: Queue
+) -> None:
+    """The fetch pipelined behind the blocking wait: when every send of it is
+    lost (redis-py gave up), the worker asks again by its token."""
+    trigger = await loaded(queue, "move_to_active")
+    runs: list[int] = []
+
+    async def proc(job: Job) -> None:
+        runs.append(job.data)
+
+    # Only the pipeline of a wait and a fetch (a plain wait or fetch goes through).
+    pipelined = (b"BZPOPMIN", trigger)
+    async with ReplyDropper(redis_url, pipelined, every=1, limit=8) as proxy:
+        worker = Worker(queue.name, proc, connection=proxy.url, max_stalled_count=0,
+                        lock_duration=5_000, stalled_interval=300, block_timeout=200)
+        async with running(worker):
+            for i in range(10):  # one at a time, each to a worker waiting for work
+                await queue.add("j", i)
+                await wait_for(lambda i=i: len(runs) > i, timeout=15)
+        assert proxy.dropped == 8
+    assert sorted(runs) == list(range(10))
+    assert await queue.get_job_counts("completed", "failed") == {"completed": 10, "failed": 0}

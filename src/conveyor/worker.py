@@ -559,14 +559,19 @@ class Worker:
         queue = self.queue
         self._reserved += n
         self._maybe_stranded = True
+        call = queue.scripts.calls.new()
         try:
             async with queue.client.pipeline(transaction=False) as pipe:
                 pipe.bzpopmin(queue.keys.marker, timeout)
-                call = queue.scripts.calls.new()
                 queue.scripts.queue_move_to_active(
                     pipe, n, self._token_prefix, self.lock_duration, self.limiter, call
                 )
                 popped, reply = await pipe.execute(raise_on_error=False)
+        except _REDIS_DOWN:
+            # The fetch may have run and taken jobs: the loop asks again by its token.
+            self._resends.append(([], [], {}, n, call))
+            self._maybe_stranded = False
+            raise
         finally:
             self._reserved -= n
         if isinstance(reply, NoScriptError):  # Redis restarted: load, then fetch
