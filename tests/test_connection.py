@@ -3,9 +3,12 @@ wire and the same errors for bad arguments as redis-py's own packer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.exceptions import DataError
 
+from conveyor import Queue
 from conveyor.connection import make_client
 
 
@@ -36,3 +39,16 @@ async def test_bad_argument_types_raise_data_error(redis_url: str, bad: object) 
         assert await client.exists("k") == 0
     finally:
         await client.aclose()
+
+
+async def test_a_queue_from_a_url_waits_for_a_free_connection_under_many_concurrent_calls(
+    redis_url: str, queue_name: str
+) -> None:
+    async with Queue(queue_name, redis_url) as queue:
+        jobs = await asyncio.gather(*(queue.add("a", i) for i in range(500)))
+        assert len({job.id for job in jobs}) == 500
+        ids = [job.id for job in jobs] * 8
+        removed = await asyncio.gather(*(queue.remove(job_id) for job_id in ids))
+        assert removed.count(True) == 500
+        assert len(removed) == 4_000
+        assert queue.client.connection_pool.max_connections <= 100

@@ -393,3 +393,25 @@ def test_limits_groups_deduplication_and_cancel_from_blocking_code(queue: Queue)
     assert queue.get_job(grouped.id) is None
     assert queue.get_metrics("completed").total == 0
     assert queue.get_timings(1).processing.count == 0
+
+
+def test_a_sync_queue_from_a_url_takes_adds_from_more_threads_than_connections(
+    queue: Queue,
+) -> None:
+    start = threading.Barrier(150)
+    errors: list[BaseException] = []
+
+    def add(i: int) -> None:
+        start.wait()
+        try:
+            queue.add("t", i)
+        except BaseException as exc:  # the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(150)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert queue.get_job_counts("waiting") == {"waiting": 150}

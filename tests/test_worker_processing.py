@@ -276,22 +276,29 @@ async def test_unknown_event_is_refused(redis_url: str, queue_name: str) -> None
     ("value", "kind"),
     [({1, 2}, "set"), (object(), "object"), (b"raw", "bytes")],
 )
-async def test_non_json_return_value_fails_the_job_with_a_clear_reason(
+async def test_non_json_return_value_fails_the_job_at_once_as_unrecoverable(
     queue: Queue, start_worker: StartWorker, value: Any, kind: str
 ) -> None:
+    """A programming error: retrying would repeat the processor's side effects for nothing."""
+    runs: list[int] = []
+
     async def proc(job: Job) -> Any:
+        runs.append(job.attempts_made)
         return value
 
     start_worker(proc)
-    job = await queue.add("nonjson", attempts=1)
+    job = await queue.add("nonjson", attempts=3)
     await wait_for(lambda: finished(queue, job.id))
     await job.refresh()
     assert await job.get_state() == "failed"
     assert job.failed_reason is not None
-    assert job.failed_reason.startswith("TypeError: return value does not serialize to JSON")
+    assert job.failed_reason.startswith(
+        "UnrecoverableError: return value does not serialize to JSON"
+    )
     assert kind in job.failed_reason
     assert job.return_value is None
     assert job.attempts_made == 1
+    assert runs == [0]
 
 
 async def test_run_twice_is_refused(queue: Queue, start_worker: StartWorker) -> None:

@@ -193,6 +193,19 @@ async def test_custom_backoff_strategy_is_used_with_its_arguments(
     assert [int(f["delay"]) for f in retrying] == [40, 80]
 
 
+async def test_an_async_custom_backoff_strategy_is_awaited(
+    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
+) -> None:
+    async def strategy(attempts_made: int, error: BaseException, job: Job) -> int:
+        return 45 * attempts_made
+
+    start_worker(fail_until(3), backoff_strategy=strategy)
+    job = await queue.add("async-custom", attempts=3)
+    assert await job.wait_until_finished(timeout=10) == "ok on 3"
+    retrying = [f for _, f in await job_events(redis, queue, job.id) if f["event"] == "retrying"]
+    assert [int(f["delay"]) for f in retrying] == [45, 90]
+
+
 async def test_custom_backoff_strategy_may_return_a_timedelta(
     queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
 ) -> None:

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from ._calls import CallTokens
 from ._stream import text
 from .keys import QueueKeys
 from .scripts import SCRIPT_NAMES, source
@@ -61,6 +62,7 @@ class Scripts:
         self.client = client
         self.keys = keys
         self.maxlen = events_maxlen
+        self.calls = CallTokens()
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source(name)) for name in SCRIPT_NAMES
         }
@@ -76,16 +78,29 @@ class Scripts:
         return await self._scripts[name](keys=keys, args=args, client=pipe)
 
 
-    def add_jobs(self, pipe: Pipeline | None, jobs: Sequence[NewJob]) -> Any:
-        """Add jobs; one reply ``[job_id, created, timestamp]`` per job."""
-        return self.call("add_jobs", *self.add_jobs_layout(jobs), pipe)
+    async def add_jobs(
+        self, pipe: Pipeline | None, jobs: Sequence[NewJob], call: str | None = None
+    ) -> Any:
+        """Add jobs; one reply ``[job_id, created, timestamp]`` per job. Safe to
+        send twice (a lost reply): without ``pipe``, a call that generates an id
+        gets a token. On ``pipe``, pass ``call`` (``calls.for_ids``) and tell
+        ``calls.answered(call)`` once the pipeline's reply is in."""
+        if pipe is not None:
+            return await self.call("add_jobs", *self.add_jobs_layout(jobs, call or ""), pipe)
+        call = self.calls.for_ids(job[0] for job in jobs)
+        replies = await self.call("add_jobs", *self.add_jobs_layout(jobs, call))
+        self.calls.answered(call)
+        return replies
 
-    def add_jobs_layout(self, jobs: Sequence[NewJob]) -> tuple[list[str], list[Any]]:
+    def add_jobs_layout(
+        self, jobs: Sequence[NewJob], call: str = ""
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of add_jobs (also used by the blocking client of conveyor.sync)."""
         k = self.keys
         args: list[Any] = [k.base, self.maxlen, len(jobs)]
         for job in jobs:
             args.extend(job)
+        args.extend(self.calls.tail(call))
         keys = [k.wait, k.prioritized, k.priority_counter, k.delayed, k.meta, k.marker,
                 k.events, k.id]
         return keys, args
@@ -116,17 +131,26 @@ class Scripts:
                 k.meta, k.marker, k.events, k.limiter]
 
     async def move_to_active(
-        self, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT
+        self, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT, call: str = ""
     ) -> Any:
-        """Take up to ``n`` jobs; ``limit`` is the worker's limiter (max starts, window ms)."""
+        """Take up to ``n`` jobs; ``limit`` is the worker's limiter (max starts, window
+        ms). With a ``call`` token (``calls.new()``; tell ``calls.answered`` when
+        the reply is in), a resend after a lost reply returns the same jobs."""
         return await self.call(
             "move_to_active",
             self._fetch_keys(),
-            [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit],
+            [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
+             *self.calls.tail(call)],
         )
 
     def queue_move_to_active(
-        self, pipe: Pipeline, n: int, token_prefix: str, lock_ms: int, limit: Limit = NO_LIMIT
+        self,
+        pipe: Pipeline,
+        n: int,
+        token_prefix: str,
+        lock_ms: int,
+        limit: Limit = NO_LIMIT,
+        call: str = "",
     ) -> None:
         """Queue move_to_active on ``pipe`` by its SHA. Unlike a registered script
         in a pipeline, this costs no SCRIPT EXISTS round trip; after a restart of
@@ -135,6 +159,7 @@ class Scripts:
         pipe.evalsha(
             self._scripts["move_to_active"].sha, len(keys), *keys,
             self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
+            *self.calls.tail(call),
         )
 
     async def load(self, name: str) -> None:
@@ -148,9 +173,12 @@ class Scripts:
         lock_ms: int,
         limit: Limit = NO_LIMIT,
         timings: Mapping[str, int] | None = None,
+        call: str = "",
     ) -> Any:
         """Report outcomes and fetch up to ``n`` jobs; ``timings`` is the worker's
-        histogram of the reported attempts (``p<bucket>``/``w<bucket>`` -> count)."""
+        histogram of the reported attempts (``p<bucket>``/``w<bucket>`` -> count).
+        With a ``call`` token, a resend after a lost reply returns the first
+        reply (see :meth:`move_to_active`)."""
         args: list[Any] = [self.keys.base, n, token_prefix, lock_ms, self.maxlen, *limit,
                            len(outcomes)]
         for outcome in outcomes:
@@ -160,6 +188,7 @@ class Scripts:
             for field, count in timings.items():
                 args.append(field)
                 args.append(count)
+        args.extend(self.calls.tail(call))
         keys = self._fetch_keys()
         keys[9:9] = [self.keys.completed, self.keys.failed]  # KEYS 10, 11; limiter is 12
         return await self.call("move_to_finished", keys, args)

@@ -11,10 +11,11 @@ from typing import Any, Self
 import hiredis
 import redis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as SyncRetry
 
@@ -66,17 +67,17 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
 
     ``None`` means ``$CONVEYOR_REDIS_URL``, else ``redis://localhost:6379/0``.
     Clients we create retry a dropped connection a few times with jittered
-    exponential backoff before the error reaches the caller.
+    exponential backoff before the error reaches the caller, and a call that
+    finds all of the pool's connections busy waits for one (see _WaitingPool).
     """
     if isinstance(connection, Redis):
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
-    client = Redis.from_url(
+    pool = _WaitingPool.from_url(
         url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
     )
-    pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
-    return client, True
+    return Redis.from_pool(pool), True
 
 
 def make_sync_client(connection: Connection) -> redis.Redis | None:
@@ -86,9 +87,12 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
     if isinstance(connection, Redis):
         return None
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
-    return redis.Redis.from_url(
-        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
+    # Threads beyond the pool's 100 connections wait for one instead of failing.
+    pool = redis.BlockingConnectionPool.from_url(
+        url, timeout=None,
+        retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(),
     )
+    return redis.Redis.from_pool(pool)
 
 
 def _options() -> dict[str, Any]:
@@ -133,6 +137,42 @@ class ClientOwner(AsyncClosing):
         """Close the connection if this object opened it."""
         if self._owns_client:
             await self.client.aclose()
+
+
+class _WaitingPool(ConnectionPool):
+    """A connection pool whose callers wait for a free connection when all
+    ``max_connections`` (100) are in use, instead of failing with "Too many
+    connections": 4,000 concurrent calls take turns on 100 connections.
+
+    Not redis-py's BlockingConnectionPool, which takes a lock and starts a
+    timeout for every connection it hands out; this one costs nothing until
+    the pool is full.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._freed = asyncio.Condition()
+        self._waiting = 0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        while True:
+            if self.can_get_connection():
+                try:
+                    return await super().get_connection()  # type: ignore[no-untyped-call,no-any-return]
+                except MaxConnectionsError:
+                    pass  # another task took the last one while we were switched out
+            async with self._freed:
+                self._waiting += 1
+                try:
+                    await self._freed.wait_for(self.can_get_connection)
+                finally:
+                    self._waiting -= 1
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        if self._waiting:
+            async with self._freed:
+                self._freed.notify()
 
 
 class _HiredisPacking:

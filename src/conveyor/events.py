@@ -23,7 +23,9 @@ class QueueEvents(ClientOwner):
     deduplicated, waiting-children, active, progress, completed, retrying,
     failed, stalled, removed, paused, resumed), ``job_id``, ``id`` (the
     stream entry id) and the event's own fields (``return_value``,
-    ``failed_reason``, ``attempts_made``, ``progress``, ``delay``, ...).
+    ``failed_reason``, ``attempts_made``, ``progress``, ``delay``, ...). A
+    return value over 4 KiB is left out of its ``completed`` event, which says
+    ``return_value_bytes`` instead: read it with ``Queue.get_job``.
     ``last_id="$"`` starts with events that happen from now on; pass an entry id
     (or ``"0"``) to replay what the capped stream still holds.
     """

@@ -168,10 +168,14 @@ class FlowProducer(ClientOwner):
                          node.data_json, node.opts_json, o.delay, o.priority, int(o.lifo),
                          o.attempts))
         first = flat[0].queue
+        calls = first.scripts.calls
+        call = calls.for_ids(node.opts.job_id or "" for node in flat)
+        args.extend(calls.tail(call))
         for node in flat:
             if not node.queue._registered:
                 await node.queue._register()
         reply = await first.scripts.call("add_flow", [base + "id" for base in queues], args)
+        calls.answered(call)
         if int(reply[0]) == -1:
             index = int(reply[1]) - 1
             raise JobStateError(

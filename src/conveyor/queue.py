@@ -165,10 +165,14 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         if len(chunks) == 1:
             replies = await self.scripts.add_jobs(None, chunks[0])
         else:
+            calls = self.scripts.calls
+            tokens = [calls.for_ids(job[0] for job in chunk) for chunk in chunks]
             async with self.client.pipeline(transaction=True) as pipe:
-                for chunk in chunks:
-                    await self.scripts.add_jobs(pipe, chunk)
+                for chunk, token in zip(chunks, tokens, strict=True):
+                    await self.scripts.add_jobs(pipe, chunk, token)
                 replies = [reply for part in await pipe.execute() for reply in part]
+            for token in tokens:
+                calls.answered(token)
         return [
             await self._job_from_add(reply, prepared, data)
             for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)

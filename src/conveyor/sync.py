@@ -230,7 +230,11 @@ class Queue:
                 raise TypeError(f"add() got an unexpected keyword argument {option!r}")
         prepared = self._queue._prepare(name, data, options)
         self._register()
-        [reply] = self._add_jobs(*self._queue.scripts.add_jobs_layout([_new_job(*prepared)]))
+        calls = self._queue.scripts.calls
+        job = _new_job(*prepared)
+        call = calls.for_ids([job[0]])
+        [reply] = self._add_jobs(*self._queue.scripts.add_jobs_layout([job], call))
+        calls.answered(call)
         return self._added(reply, prepared, data)
 
     def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[SyncJob]:
@@ -242,13 +246,17 @@ class Queue:
         self._register()
         layout = self._queue.scripts.add_jobs_layout
         chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
+        calls = self._queue.scripts.calls
+        tokens = [calls.for_ids(job[0] for job in chunk) for chunk in chunks]
         if len(chunks) == 1:
-            replies = self._add_jobs(*layout(chunks[0]))
+            replies = self._add_jobs(*layout(chunks[0], tokens[0]))
         else:
             with self._client.pipeline(transaction=True) as pipe:
-                for chunk in chunks:
-                    self._add_jobs(*layout(chunk), client=pipe)
+                for chunk, token in zip(chunks, tokens, strict=True):
+                    self._add_jobs(*layout(chunk, token), client=pipe)
                 replies = [reply for part in pipe.execute() for reply in part]
+        for token in tokens:
+            calls.answered(token)
         return [
             self._added(reply, prepared, data)
             for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)

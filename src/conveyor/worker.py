@@ -32,6 +32,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._corrupt import corrupt_failure
+from ._finishing import record_attempt, stalled_failures, strategy_delay
 from ._scripts import NO_LIMIT, Limit, Outcome, outcome
 from ._stream import text
 from .connection import Connection, socket_timeout
@@ -49,7 +50,10 @@ log = logging.getLogger("conveyor.worker")
 
 Processor: TypeAlias = Callable[[Job], Awaitable[Any]] | Callable[[SyncJob], Any]
 #: (attempts_made, error, job) -> delay before the next attempt; None or < 0: don't retry.
-BackoffStrategy: TypeAlias = Callable[[int, BaseException, Job], int | timedelta | None]
+#: An ``async def`` strategy is awaited.
+BackoffStrategy: TypeAlias = Callable[
+    [int, BaseException, Job], int | timedelta | Awaitable[int | timedelta | None] | None
+]
 Listener: TypeAlias = Callable[..., Any]
 
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
@@ -134,6 +138,9 @@ class Worker:
         # Keyed by (job id, lock token): a token alone is only unique per job.
         self._running: dict[tuple[str, str], tuple[Job, asyncio.Task[None]]] = {}
         self._outcomes: list[Outcome] = []
+        # Calls that failed, to send again as they were (same token: if Redis ran
+        # one, the resend returns its reply): outcomes, finished, timings, n, token.
+        self._resends: list[_Call] = []
         self._finished: list[tuple[Job, str, Any]] = []
         # Wait and processing times of the attempts in _outcomes, as the metrics
         # histogram's fields (p<bucket>/w<bucket> -> count): one write per report.
@@ -318,7 +325,8 @@ class Worker:
         idle, leave the waiting to :meth:`_wait_for_work`."""
         while True:
             self._wake.clear()
-            if self._closing and not self._running and not self._outcomes and not self._calls:
+            if (self._closing and not self._running and not self._outcomes and not self._calls
+                    and not self._resends):
                 return
             try:
                 if self._call_error is not None:
@@ -326,6 +334,7 @@ class Worker:
                     raise error
                 if len(self._calls) < _MAX_CALLS and (
                     self._outcomes
+                    or self._resends
                     or (self._free_slots() > 0 and not self._idle and not self._limited())
                 ):
                     self._send()
@@ -355,6 +364,11 @@ class Worker:
         A call fetches for at most half the slots, so two calls alternate: Redis
         runs one while this process runs the jobs the other brought.
         """
+        if self._resends:
+            call = self._resends.pop(0)
+            self._reserved += call[3]
+            self._calls.add(asyncio.create_task(self._exchange(*call, self._wakeups)))
+            return
         outcomes, finished = self._outcomes, self._finished
         self._outcomes, self._finished = [], []
         # The histogram's tally goes with a report at most once a second while
@@ -369,9 +383,9 @@ class Worker:
             self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
-        self._calls.add(asyncio.create_task(
-            self._exchange(outcomes, finished, timings, n, self._wakeups)
-        ))
+        self._calls.add(asyncio.create_task(self._exchange(
+            outcomes, finished, timings, n, self.queue.scripts.calls.new(), self._wakeups
+        )))
 
     async def _exchange(
         self,
@@ -379,35 +393,41 @@ class Worker:
         finished: list[tuple[Job, str, Any]],
         timings: dict[str, int],
         n: int,
+        call: str,
         wakeups: int,
     ) -> None:
         scripts = self.queue.scripts
         try:
             if outcomes:
-                statuses, next_due, jobs, limit_wait = await scripts.move_to_finished(
-                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter, timings
+                statuses, next_due, jobs, limit_wait, now = await scripts.move_to_finished(
+                    outcomes, n, self._token_prefix, self.lock_duration, self.limiter, timings,
+                    call,
                 )
             else:
                 next_due, jobs, limit_wait = await scripts.move_to_active(
-                    n, self._token_prefix, self.lock_duration, self.limiter
+                    n, self._token_prefix, self.lock_duration, self.limiter, call
                 )
-        except BaseException as exc:
-            # Keep the results to report them again (the scripts are idempotent
-            # for a result already recorded: its lock is gone, status 0).
+        except asyncio.CancelledError:
+            # The loop is going: keep the results, run() hands back what it holds.
             self._outcomes[:0] = outcomes
             self._finished[:0] = finished
             for field, count in timings.items():
                 self._timings[field] = self._timings.get(field, 0) + count
-            if not isinstance(exc, asyncio.CancelledError):
-                self._call_error = exc
+            return
+        except BaseException as exc:
+            # Redis may have run it and the reply was lost: send this call again as
+            # it is (the token makes a second run return the first one's reply).
+            self._resends.append((outcomes, finished, timings, n, call))
+            self._call_error = exc
             return
         finally:
             self._reserved -= n
             # Before waking the loop, which checks _calls (a done callback would run after).
             self._calls.discard(asyncio.current_task())
             self._wake.set()
+        scripts.calls.answered(call)
         if outcomes:
-            self._report(finished, statuses)
+            self._report(finished, statuses, int(now))
         self._start(n, next_due, jobs, wakeups, limit_wait)
         self._retry_delay_s = 0.05
         if self._redis_down:
@@ -478,14 +498,19 @@ class Worker:
     def _on_progress(self, job: Job, progress: Any) -> None:
         self._emit("progress", job, progress)
 
-    def _report(self, finished: list[tuple[Job, str, Any]], statuses: list[Any]) -> None:
+    def _report(
+        self, finished: list[tuple[Job, str, Any]], statuses: list[Any], now: int
+    ) -> None:
+        """Tell listeners of reported attempts; ``now`` is when Redis recorded them."""
         for (job, kind, payload), status in zip(finished, statuses, strict=True):
             if not int(status):
                 log.warning("job %s: lock was lost before it finished; result discarded "
                             "(another worker took the job over)", job.id)
             elif kind == "c":
+                job.finished_on = now
                 self._emit("completed", job, payload)
-            elif kind == "f":
+            elif kind == "f" or kind == "F":  # F: no attempt left, so finished
+                job.finished_on = now if kind == "F" else None
                 self._emit("failed", job, payload)
 
     async def _wait_for_work(self) -> None:
@@ -549,13 +574,19 @@ class Worker:
         queue = self.queue
         self._reserved += n
         self._maybe_stranded = True
+        call = queue.scripts.calls.new()
         try:
             async with queue.client.pipeline(transaction=False) as pipe:
                 pipe.bzpopmin(queue.keys.marker, timeout)
                 queue.scripts.queue_move_to_active(
-                    pipe, n, self._token_prefix, self.lock_duration, self.limiter
+                    pipe, n, self._token_prefix, self.lock_duration, self.limiter, call
                 )
                 popped, reply = await pipe.execute(raise_on_error=False)
+        except _REDIS_DOWN:
+            # The fetch may have run and taken jobs: the loop asks again by its token.
+            self._resends.append(([], [], {}, n, call))
+            self._maybe_stranded = False
+            raise
         finally:
             self._reserved -= n
         if isinstance(reply, NoScriptError):  # Redis restarted: load, then fetch
@@ -567,6 +598,7 @@ class Worker:
         if isinstance(reply, Exception):
             raise reply
         self._maybe_stranded = False
+        queue.scripts.calls.answered(call)
         if popped is not None:
             self._wakeups += 1
         self._start(n, reply[0], reply[1], self._wakeups, reply[2])
@@ -620,8 +652,10 @@ class Worker:
             kind, payload = "c", result
             try:
                 value = orjson.dumps(result).decode()
-            except TypeError as exc:
-                raise TypeError(f"return value does not serialize to JSON: {exc}") from None
+            except TypeError as exc:  # a programming error: another attempt changes nothing
+                raise UnrecoverableError(
+                    f"return value does not serialize to JSON: {exc}"
+                ) from None
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if job.cancel_reason is not None and not self._force:
@@ -631,7 +665,7 @@ class Worker:
                 # Raised by the processor itself, not a cancel of ours: a failure.
                 kind, payload, value = "f", exc, "CancelledError: raised by the processor"
                 stack = "".join(traceback.format_exception(exc))
-                retry_delay = self._retry_delay(job, exc)
+                retry_delay = await self._retry_delay(job, exc)
             else:
                 kind, payload, value = "r", None, ""
         except RateLimitError as exc:
@@ -641,7 +675,9 @@ class Worker:
         except Exception as exc:
             kind, payload, value = "f", exc, f"{type(exc).__name__}: {exc}"
             stack = "".join(traceback.format_exception(exc))
-            retry_delay = -1 if isinstance(exc, UnrecoverableError) else self._retry_delay(job, exc)
+            retry_delay = (
+                -1 if isinstance(exc, UnrecoverableError) else await self._retry_delay(job, exc)
+            )
         self._running.pop((job.id, job.token), None)
         if job.moved:  # stepped out with move_to_delayed: nothing to report
             self._wake.set()
@@ -661,9 +697,12 @@ class Worker:
             if job.attempts_started == 1 and job.processed_on is not None:
                 field = _WAIT_FIELDS[time_bucket(job.processed_on - job.timestamp - opts.delay)]
                 timings[field] = timings.get(field, 0) + 1
-        self._finished.append((job, kind, payload))
+        record_attempt(job, kind, payload, value, stack)
         if kind not in ("r", "l"):
             job.attempts_made += 1
+        if kind == "f" and (retry_delay < 0 or job.attempts_made >= opts.attempts):
+            kind = "F"  # failed for good: finished, as far as listeners are concerned
+        self._finished.append((job, kind, payload))
         self._wake.set()
 
     async def _call(self, job: Job) -> Any:
@@ -687,7 +726,7 @@ class Worker:
                 raise JobTimeoutError(f"job {job.id} timed out after {timeout} ms") from None
             raise
 
-    def _retry_delay(self, job: Job, exc: BaseException) -> int:
+    async def _retry_delay(self, job: Job, exc: BaseException) -> int:
         """Delay before the next attempt; -1 means don't retry."""
         made = job.attempts_made + 1
         if made >= job.opts.attempts:
@@ -695,13 +734,8 @@ class Worker:
         backoff = job.opts.backoff
         if (backoff is None or backoff.type == "custom") and self.backoff_strategy is not None:
             try:
-                delay = self.backoff_strategy(made, exc, job)
-                if delay is None:
-                    return -1
-                if isinstance(delay, timedelta):
-                    delay = int(delay.total_seconds() * 1000)
                 # A value to_ms refuses must not escape: the job would stay active forever.
-                ms = delay if type(delay) is int else to_ms("backoff_strategy()", delay)
+                ms = await strategy_delay(self.backoff_strategy, made, exc, job)
             except Exception:
                 log.exception("backoff_strategy failed for job %s; retrying at once", job.id)
                 return 0
@@ -794,6 +828,12 @@ class Worker:
                         log.warning("job %s stalled (its worker stopped renewing the lock)",
                                     text(job_id))
                         self._emit("stalled", text(job_id))
+                    if reply[1] and self._listeners.get("failed"):
+                        ids = [text(i) for i in reply[1]]
+                        with contextlib.suppress(*_REDIS_DOWN):
+                            for failure in await stalled_failures(self.queue, ids,
+                                                                  self.max_stalled_count):
+                                self._emit("failed", *failure)
             if self._stopping:
                 return
             await asyncio.sleep(self.stalled_interval / 1000)
@@ -830,6 +870,8 @@ def _leave_signal_handlers(loop: asyncio.AbstractEventLoop, worker: Worker) -> N
 _PROCESSING_FIELDS = [f"p{b}" for b in range(256)]
 _WAIT_FIELDS = [f"w{b}" for b in range(256)]
 _keep_args: dict[Retention, str] = {}
+#: A report-and-fetch call as Worker._exchange takes it (outcomes, finished, timings, n, token).
+_Call: TypeAlias = tuple[list[Outcome], list[tuple[Job, str, Any]], dict[str, int], int, str]
 
 
 def _keep_arg(retention: Retention) -> str:

@@ -33,6 +33,7 @@ async def add_flow(queues: Sequence[Queue], nodes: Sequence[Node]) -> list[Any]:
     for parent, qi, job_id, name, delay, priority, lifo, opts in nodes:
         args.extend((parent, qi, job_id, name, json.dumps(name), json.dumps(opts), delay,
                      priority, int(lifo), 1))
+    args.extend((0, ""))  # no answered calls, no call token (includes/calls.lua)
     reply: list[Any] = s(await queues[0].scripts.call("add_flow", [b + "id" for b in bases], args))
     return reply
 
@@ -238,3 +239,24 @@ async def test_plain_jobs_pay_nothing_for_flows(queue: Queue, redis: aioredis.Re
     # What a child's outcome costs (includes/flows.lua) is not paid by plain jobs.
     stats = await redis.info("commandstats")
     assert not {"cmdstat_srem", "cmdstat_scard", "cmdstat_exists"} & set(stats)
+
+
+async def test_a_flow_run_again_with_its_token_returns_its_first_reply_and_adds_nothing(
+    queue: Queue, state: QueueState
+) -> None:
+    """What redis-py's resend after a lost reply does (includes/calls.lua)."""
+    bases = [queue.keys.base]
+    args: list[Any] = [10_000, 1, *bases, 2]
+    for parent, qi, job_id, name, delay, priority, lifo, opts in (node(0), node(1)):
+        args.extend((parent, qi, job_id, name, json.dumps(name), json.dumps(opts), delay,
+                     priority, int(lifo), 1))
+    args.extend((0, "c-1"))  # no answered calls; this call's token
+    keys = [b + "id" for b in bases]
+    first = s(await queue.scripts.call("add_flow", keys, args))
+    before = await state.snapshot()
+
+    again = s(await queue.scripts.call("add_flow", keys, args))
+
+    assert again == first
+    assert first[1:] == [["1", "2"], [1, 1]]
+    assert await state.snapshot() == before

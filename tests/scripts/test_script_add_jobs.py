@@ -306,3 +306,32 @@ async def test_a_due_time_past_the_exact_range_is_kept_as_its_last_ms_in_order(
         {"event": "delayed", "job_id": "a", "delay": str(last_ms)},
         {"event": "delayed", "job_id": "b", "delay": str(last_ms)},
     ]
+
+async def test_a_call_run_again_with_its_token_returns_its_first_reply_and_adds_nothing(
+    queue: Queue, state: QueueState
+) -> None:
+    """What redis-py's resend after a lost reply does (includes/calls.lua)."""
+    scripts = queue.scripts
+    keys, args = scripts.add_jobs_layout([_job("", "a"), _job("given", "b")], "tok-1")
+    first = s(await scripts.call("add_jobs", keys, args))
+    before = await state.snapshot()
+    record = queue.keys.base + "call:tok-1"
+    assert 0 < await state.redis.pttl(record) <= 300_000
+
+    again = s(await scripts.call("add_jobs", keys, args))
+
+    assert again == first
+    assert [reply[:2] for reply in first] == [["1", 1], ["given", 1]]
+    assert await state.snapshot() == before
+    # Once 16 calls are answered, the next call names them: their records go.
+    for i in range(1, 17):
+        scripts.calls.answered(f"tok-{i}")
+    await scripts.add_jobs(None, [_job("other", "c")])
+    assert not await state.redis.exists(record)
+
+
+async def test_an_add_of_given_ids_only_records_no_reply(
+    queue: Queue, state: QueueState
+) -> None:
+    await queue.scripts.add_jobs(None, [_job("x", "a")])
+    assert await state.redis.keys(queue.keys.base + "call:*") == []

@@ -242,3 +242,32 @@ async def test_a_due_job_whose_priority_is_not_a_number_is_promoted_as_priority_
 
     assert sorted(job_id for job_id, _ in jobs) == ["a", "b"]
     assert await state.delayed() == []
+
+async def test_a_fetch_run_again_with_its_token_returns_the_same_jobs_and_takes_no_more(
+    queue: Queue, state: QueueState
+) -> None:
+    """What redis-py's resend after a lost reply does (includes/calls.lua)."""
+    for _ in range(3):
+        await add(queue)
+    first = await queue.scripts.move_to_active(2, "w:", 30_000, call="c-1")
+    before = await state.snapshot()
+
+    again = await queue.scripts.move_to_active(2, "w:", 30_000, call="c-1")
+
+    assert s(again) == s(first)
+    assert [job_id for job_id, _ in fetched(again[1])] == ["1", "2"]
+    assert await state.snapshot() == before
+    assert await state.wait() == ["3"]
+
+
+async def test_a_fetch_run_again_leaves_out_a_job_it_no_longer_holds(
+    queue: Queue, state: QueueState
+) -> None:
+    for _ in range(2):
+        await add(queue)
+    await queue.scripts.move_to_active(2, "w:", 30_000, call="c-1")
+    await state.redis.hset(queue.keys.locks, "1", "other-worker:1:0:1")  # taken over
+
+    again = await queue.scripts.move_to_active(2, "w:", 30_000, call="c-1")
+
+    assert [job_id for job_id, _ in fetched(again[1])] == ["2"]

@@ -6,7 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from script_support import KEEP_ALL, QueueState, add, finish, outcome, prio, take, token_parts
+from script_support import (
+    KEEP_ALL,
+    QueueState,
+    add,
+    fetched,
+    finish,
+    outcome,
+    prio,
+    s,
+    take,
+    token_parts,
+)
 
 from conveyor import Queue
 
@@ -470,3 +481,67 @@ async def test_prioritized_retry_without_backoff_goes_after_due_delayed_jobs_of_
     await finish(queue, outcome(job_id, token, "f", "boom", "t", 0))
 
     assert await state.zids(queue.keys.prioritized) == ["due", "retried"]
+
+
+async def test_completed_events_leave_out_return_values_beyond_4_kib(
+    queue: Queue, state: QueueState
+) -> None:
+    """The job hash keeps the value: kept events must not grow with large results."""
+    big = json.dumps("x" * 5000)
+    for job_id in ("small", "big"):
+        await add(queue, job_id)
+    taken = dict((job_id, fields["tok"]) for job_id, fields in await take(queue, 2))
+    await state.clear_events()
+
+    statuses, _, _ = await finish(
+        queue,
+        outcome("small", taken["small"], "c", '"ok"'),
+        outcome("big", taken["big"], "c", big),
+    )
+
+    assert statuses == [1, 1]
+    assert (await state.job("big"))["rv"] == big
+    assert await state.events() == [
+        {"event": "completed", "job_id": "small", "return_value": '"ok"', "attempts_made": "1"},
+        {"event": "completed", "job_id": "big", "return_value_bytes": str(len(big)),
+         "attempts_made": "1"},
+    ]
+
+
+async def test_one_completed_batch_carries_at_most_64_kib_of_return_values(
+    queue: Queue, state: QueueState
+) -> None:
+    value = json.dumps("y" * 3998)  # 4000 bytes: each alone fits
+    for i in range(20):
+        await add(queue, f"j{i}")
+    taken = await take(queue, 20)
+    await state.clear_events()
+
+    await finish(queue, *(outcome(job_id, f["tok"], "c", value) for job_id, f in taken))
+
+    events = await state.events()
+    carried = [e for e in events if "return_value" in e]
+    left_out = [e for e in events if "return_value_bytes" in e]
+    assert len(carried) == 16 and len(left_out) == 4
+    assert all(e["return_value_bytes"] == "4000" for e in left_out)
+    assert [e["job_id"] for e in carried] == [job_id for job_id, _ in taken[:16]]
+
+
+async def test_a_report_run_again_with_its_token_returns_its_first_reply_and_changes_nothing(
+    queue: Queue, state: QueueState
+) -> None:
+    """What redis-py's resend after a lost reply does (includes/calls.lua): the
+    result stays reported once (status 1, not "lock lost"), and the jobs the
+    call took come back."""
+    job_id, token = await _active_job(queue)
+    await add(queue, "next")
+    args = ([outcome(job_id, token, "c", '"done"')], 1, "w:", 60_000)
+    first = await queue.scripts.move_to_finished(*args, call="c-1")
+    before = await state.snapshot()
+
+    again = await queue.scripts.move_to_finished(*args, call="c-1")
+
+    assert s(again) == s(first)
+    assert [int(x) for x in again[0]] == [1]
+    assert [taken for taken, _ in fetched(again[2])] == ["next"]
+    assert await state.snapshot() == before

@@ -13,6 +13,10 @@ ARGV  1 events maxlen  2 number of queues q, then q key bases,
         (1..q), job id ("" to generate one from that queue's id counter),
         name, data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0",
         attempts
+      then the tokens of answered calls and their number, then this call's
+      token ("" none; recorded under the first queue's key base): see
+      includes/calls.lua. Run again with its token, a call returns its first
+      run's reply.
 Returns {timestamp, ids, created}: per node its job id and 1 added / 0 not
 (its root's given id exists: that whole tree is left as it is, and the root's
 id is returned for the root, "" for the others); or {-1, node index} when
@@ -23,6 +27,7 @@ carries `state`, read as its waiting or prioritized event: see add_jobs),
 waiting-children (nodes with children), delayed (delayed leaves).
 ]]
 --@include "common"
+--@include "calls"
 
 local maxlen = ARGV[1]
 local q = tonumber(ARGV[2])
@@ -33,6 +38,11 @@ end
 local n = tonumber(ARGV[3 + q])
 local function field(i, f)
   return ARGV[3 + q + (i - 1) * 10 + f]
+end
+local call = call_token()
+local recorded = recorded_reply(bases[1], call)
+if recorded then
+  return recorded
 end
 
 -- Check every given id before anything is written.
@@ -141,4 +151,5 @@ for i = 1, q do
   emit_many(events, maxlen, 'waiting-children', waiting_children[i])
   emit_many(events, maxlen, 'delayed', delayed_events[i])
 end
+record_reply(bases[1], call, {now, ids, created})
 return {now, ids, created}

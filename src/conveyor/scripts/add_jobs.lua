@@ -8,6 +8,9 @@ ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
         data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0", attempts,
         deduplication "ttl:extend:replace:key" ("" none; ttl 0 = until the
         holding job finishes), group ("" none: see push_grouped in common.lua)
+      then the tokens of answered calls and their number, then this call's
+      token ("" none): see includes/calls.lua. A call that generates an id
+      has a token: run again with it, it returns its first run's reply.
 Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists, or the
 deduplication key is held: job_id is the holder) per job.
 Events: added; delayed (delay > 0). Each is one entry for the whole batch.
@@ -30,10 +33,16 @@ written once for the batch. The hash holds only what differs from a job's
 defaults (priority 0, 1 attempt, none made or started).
 ]]
 --@include "common"
+--@include "calls"
 
 local base = ARGV[1]
 local maxlen = ARGV[2]
 local m = tonumber(ARGV[3])
+local call = call_token()
+local recorded = recorded_reply(base, call)
+if recorded then
+  return recorded
+end
 local now = now_ms()
 local replies = {}
 local added, delayed_events = {}, {}
@@ -189,4 +198,5 @@ emit_many(KEYS[7], maxlen, 'added', added)
 emit_many(KEYS[7], maxlen, 'delayed', delayed_events)
 emit_many(KEYS[7], maxlen, 'duplicated', duplicated)
 emit_many(KEYS[7], maxlen, 'deduplicated', deduplicated)
+record_reply(base, call, replies)
 return replies

@@ -11,6 +11,10 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
           "r"/"l" retry delay
       then the number of timing fields t, and t pairs: field, count (the
       worker's histogram of these attempts' wait and processing times).
+      then the tokens of answered calls, their number, and this call's token
+      ("" none): run again with its token (a resend after a lost reply), the
+      call returns its first reply (statuses as they were, the jobs it took
+      that it still holds) and changes nothing (includes/calls.lua).
       Every argument costs (Redis copies it into Lua): a completed job's
       outcome is 6. extras is "" or "<len parent>:<len dedup>:" followed by
       the parent job's key (a child of a flow), the deduplication key held until
@@ -26,8 +30,9 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
       kind "l" rate limited (RateLimitError): as "r", and the queue backs off:
                no worker fetches for `retry delay` ms (meta limited_until)
       keep = "count:age_ms" retention of the finished set (-1: no limit)
-Returns {{status per outcome}, next_due, jobs, limit_wait} with the last three
-as in move_to_active.
+Returns {{status per outcome}, next_due, jobs, limit_wait, now} with next_due,
+jobs and limit_wait as in move_to_active, and now the time (ms, Redis' clock)
+stored as the finished jobs' finished_on.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
 Metrics: completed/failed counts of this minute, and the timing fields added
 to this minute's histogram (includes/metrics.lua).
@@ -37,6 +42,10 @@ dropped from the failed set by retention no longer holds its parent, as a
 removed child (includes/flows.lua).
 Events: completed (one entry per batch), failed (no attempts left; or a fetched
 job whose key is not a hash, see fetch_jobs), retrying, delayed, waiting, active
+A completed event carries the return value if it is at most 4 KiB and the
+batch's entry holds at most 64 KiB of values; else `return_value_bytes` (its
+size) instead: the job hash has the value, and kept events must not grow
+with large results.
 
 A completed job costs one HSET here: the lock check, lock release, active and
 finished set updates and its event are one command each for the whole batch.
@@ -46,15 +55,24 @@ finished set updates and its event are one command each for the whole batch.
 --@include "metrics"
 --@include "dead_letter"
 --@include "flows"
+--@include "calls"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
 local k = {wait = KEYS[1], prioritized = KEYS[2], pc = KEYS[3], delayed = KEYS[4],
            active = KEYS[5], locks = KEYS[6], meta = KEYS[7], marker = KEYS[8],
            events = KEYS[9], limiter = KEYS[12]}
+local call = call_token()
+local recorded = recorded_reply(base, call)
+if recorded then
+  local r = recorded
+  return {r[1], r[2], taken_again(k, base, r[3]), r[4], r[5]}
+end
 local now = now_ms()
 local statuses = {}
 local STACK_LIMIT = 10
+local EVENT_VALUE_LIMIT, EVENT_BATCH_LIMIT = 4096, 65536
+local event_bytes = 0
 
 -- Finished jobs are added to their set, and the set trimmed, once per batch.
 local to_finish = {}   -- set key -> {score, id, score, id, ...}
@@ -134,7 +152,13 @@ for i = 1, m do
       if dedup ~= '' then
         release_deduplication(base, dedup, id)
       end
-      completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      if #value <= EVENT_VALUE_LIMIT and event_bytes + #value <= EVENT_BATCH_LIMIT then
+        event_bytes = event_bytes + #value
+        completed[#completed + 1] = {id, 'return_value', value, 'attempts_made', tostring(made)}
+      else
+        completed[#completed + 1] = {id, 'return_value_bytes', tostring(#value),
+          'attempts_made', tostring(made)}
+      end
       if parent ~= '' then
         flow_child_completed(parent, job_key, value, now, maxlen)
       end
@@ -216,4 +240,5 @@ end
 
 local fetched = fetch_jobs(k, base, tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), now, maxlen,
   tonumber(ARGV[6]), tonumber(ARGV[7]), true)
-return {statuses, fetched[1], fetched[2], fetched[3]}
+record_reply(base, call, {statuses, fetched[1], fetched[4] or {}, fetched[3], now})
+return {statuses, fetched[1], fetched[2], fetched[3], now}

@@ -18,12 +18,36 @@
 -- worker's limiter (`limit_max` starts per `limit_ms`, all workers together,
 -- over a sliding window: the `limiter` zset holds one member per start).
 --
--- Returns {next_due, jobs, limit_wait} where jobs is a list of {id, HGETALL of
--- job + tok, pon, ats} (a job whose key is not a hash goes to failed instead,
--- with a `failed` event); next_due is the earliest delayed due time (ms) when
--- nothing was taken, also on a paused queue (0 if none is delayed); limit_wait
--- > 0 means a rate limit stopped the fetch: ask again in that many ms (don't
--- block on the marker).
+-- Returns {next_due, jobs, limit_wait, taken} where jobs is a list of {id,
+-- HGETALL of job + tok, pon, ats} (a job whose key is not a hash goes to failed
+-- instead, with a `failed` event); next_due is the earliest delayed due time
+-- (ms) when nothing was taken, also on a paused queue (0 if none is delayed);
+-- limit_wait > 0 means a rate limit stopped the fetch: ask again in that many
+-- ms (don't block on the marker); taken is {id, token, ...} of the jobs (nil
+-- when none), what a call records of its fetch (includes/calls.lua,
+-- taken_again). The scripts reply with the first three.
+
+-- The jobs of a recorded fetch (`taken`: {id, token, ...}) once more, as fetch_jobs returned them: those
+-- whose lock the call still holds (their hashes are unchanged until their
+-- attempt ends, so the reply is the one that was lost).
+local function taken_again(k, base, taken)
+  local jobs = {}
+  for i = 1, #taken, 2 do
+    local id, token = taken[i], taken[i + 1]
+    if redis.call('HGET', k.locks, id) == token then
+      local fields = redis.call('HGETALL', base .. 'job:' .. id)
+      if #fields > 0 then
+        local started, _, pon = parse_token(token)
+        local m = #fields
+        fields[m + 1], fields[m + 2] = 'tok', token
+        fields[m + 3], fields[m + 4] = 'pon', pon
+        fields[m + 5], fields[m + 6] = 'ats', started
+        jobs[#jobs + 1] = {id, fields}
+      end
+    end
+  end
+  return jobs
+end
 
 -- Promote due delayed jobs (at most 1000 per call, in the order they fell
 -- due: see delayed_score in common.lua) to the wait list, the prioritized zset
@@ -280,5 +304,5 @@ local function fetch_jobs(k, base, n, token_prefix, lock_ms, now, maxlen, limit_
       next_due = group_free_at
     end
   end
-  return {next_due, jobs, 0}
+  return {next_due, jobs, 0, locks}
 end
