@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import tempfile
@@ -20,6 +21,7 @@ from conveyor.embedded import free_port
 from examples.support import Services, WorkerProcess, serve_app
 
 from . import store, tasks
+from .events import follow
 from .web import make_app
 
 PRODUCTS = [("TSHIRT", "Cotton t-shirt", 1_000, 50), ("PHONE", "Phone", 30_000, 10),
@@ -54,6 +56,8 @@ async def main(seconds: float | None, port: int) -> int:
         await seed_products()
         workers = start_workers(env, Path(logs))
         server, task = await serve_app(make_app(services.redis_url), port)
+        events = asyncio.create_task(follow(tasks.app.queue_names(), services.redis_url,
+                                            lambda line: print(line, flush=True)))
         print(f"shop:       http://127.0.0.1:{port}/docs", flush=True)
         print(f"dashboard:  http://127.0.0.1:{port}/jobs/", flush=True)
         print(services.describe(), flush=True)
@@ -61,11 +65,12 @@ async def main(seconds: float | None, port: int) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            pass
         print("stopping", flush=True)
+        events.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await events
         server.should_exit = True
         await task
         codes = await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))

@@ -4,6 +4,7 @@ receiver (payment providers, ERP, marketplace) and worker processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -17,11 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor import Job, Queue
+from conveyor import Job
 from conveyor.embedded import free_port
 from conveyor.inspect import Inspector
 from examples.shop import store, tasks
 from examples.shop.__main__ import PRODUCTS, seed_products, start_workers
+from examples.shop.events import follow
 from examples.shop.web import make_app, sign_razorpay, sign_stripe
 from examples.support import Services, WorkerProcess, dashboard_screenshot, serve_app, wait_until
 
@@ -153,6 +155,9 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
     smtp = s.services.smtp
     assert receiver is not None and smtp is not None
     receiver.behave("/erp", delay=0.3, fail_first=1)  # slow, and down once: order's 2 attempts
+    lines: list[str] = []
+    follower = asyncio.create_task(follow(tasks.app.queue_names(),
+                                          s.services.redis_url, lines.append))
     customers = [f"c{i}@example.com" for i in range(8)]
     for i, email in enumerate(customers):
         response = await s.http.post("/customers", json={"email": email, "name": f"C{i}"})
@@ -292,6 +297,14 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
     [failed] = (await s.http.get(f"/admin/failed/{tasks.RETRY}")).json()
     assert (failed["name"], failed["attemptsMade"]) == ("retry-payment-capture", 3)
 
+    invoice = await order_queue.get_job(f"invoice-{o1}")
+    assert invoice is not None and invoice.progress == 100  # the seed's progress tracking
+    concurrency = {tasks.EMAIL: 5, tasks.ORDER: 10, tasks.WEBHOOK: 20, tasks.RETRY: 3,
+                   tasks.INVENTORY: 8, tasks.REVIEW: 1, tasks.DEAD: 1}
+    for name, n in concurrency.items():  # the killed worker may still be listed: same numbers
+        assert {w.concurrency for w in await tasks.app.queue(name).get_workers()} == {n}
+    assert tasks.app.worker(tasks.EMAIL).limiter == (100, 1000)  # 100 jobs a second
+
     # Retention: e-mails leave nothing behind; the nightly cleanup removes the
     # completed jobs of every queue and keeps failed ones younger than 7 days.
     assert (await tasks.app.queue(tasks.EMAIL).get_job_counts())["completed"] == 0
@@ -300,6 +313,14 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
         counts = await tasks.app.queue(name).get_job_counts()
         assert counts["completed"] <= (1 if name == tasks.ORDER else 0), name
     assert (await tasks.app.queue(tasks.RETRY).get_job_counts())["failed"] == 1
+
+    # The seed's completed/failed listeners, from the event streams.
+    follower.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await follower
+    assert f"{tasks.RETRY}: job capture-pay_{o7} failed: HTTPStatusError: Server error " \
+        "'500 Internal Server Error'" in "\n".join(lines)
+    assert f"{tasks.ORDER}: job invoice-{o1} completed" in lines
 
     png = tmp_path / "dashboard.png"
     url = str(s.http.base_url) + "/jobs/"
