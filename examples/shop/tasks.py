@@ -169,7 +169,7 @@ async def settle(order_id: int) -> None:
         # No auto-cancel any more; if it is running, it finds the order not pending.
         with contextlib.suppress(JobStateError):
             await app.queue(ORDER).remove(f"cancel-{oid}")
-    if order.status == "paid":
+    if order.status in ("paid", "shipped"):  # shipped: it was paid (a rerun may come late)
         await send_order_confirmation.with_options(job_id=f"confirmation-{oid}").enqueue(
             order.customer_email, oid)
         await generate_invoice.with_options(job_id=f"invoice-{oid}").enqueue(oid)
