@@ -398,7 +398,7 @@ async def retry_refund(payment_id: str) -> str:
 
 
 @app.task(queue=INVENTORY, name="release-inventory", attempts=3,
-          backoff={"type": "exponential", "delay": 1000}, remove_on_complete=KEEP_A_DAY,
+          backoff={"type": "fixed", "delay": 5000}, remove_on_complete=KEEP_A_DAY,
           dead_letter_queue=DEAD)
 async def release_inventory(order_id: int, reason: str) -> bool:
     """Put back the stock an order reserved (cancelled, or its payment failed): once."""

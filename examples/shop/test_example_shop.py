@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -285,6 +286,12 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
     assert "the payment failed" in smtp.to(customers[6])[-1].body or any(
         "the payment failed" in m.body for m in smtp.to(customers[6]))
 
+    # The reset token is in the mail, only its hash in PostgreSQL, never in a job.
+    [reset] = [m for m in smtp.to(customers[0]) if m.subject == "Reset your password"]
+    token = reset.body.split("token=")[1].split()[0]
+    assert await db.fetchval("SELECT token_hash FROM password_resets") == \
+        hashlib.sha256(token.encode()).hexdigest()
+
     # The cron schedules, run now.
     report = await run_schedule(tasks.ORDER, "daily-report")
     assert report == {"orders": 8, "paid": 4, "cancelled": 4,
@@ -301,6 +308,10 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
     [failed] = (await s.http.get(f"/admin/failed/{tasks.RETRY}")).json()
     assert (failed["name"], failed["attemptsMade"]) == ("retry-payment-capture", 3)
 
+    release = await tasks.app.queue(tasks.INVENTORY).get_job(f"release-{o4}")
+    assert release is not None and release.opts.backoff is not None
+    assert (release.opts.backoff.type, release.opts.backoff.delay) == ("fixed", 5000)
+    assert release.opts.attempts == 3
     invoice = await order_queue.get_job(f"invoice-{o1}")
     assert invoice is not None and invoice.progress == 100  # the seed's progress tracking
     concurrency = {tasks.EMAIL: 5, tasks.ORDER: 10, tasks.WEBHOOK: 20, tasks.RETRY: 3,
