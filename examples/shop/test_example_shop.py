@@ -139,11 +139,12 @@ async def shop(services: Callable[..., Services], monkeypatch: pytest.MonkeyPatc
 
 async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
         shop: tuple[Shop, list[WorkerProcess]], tmp_path: Path) -> None:
-    """Eight orders: three paid by webhook (two of those webhooks delivered
+    """Nine orders: three paid by webhook (two of those webhooks delivered
     twice), one high-value; two authorized and captured by the payment-retry
     queue (one after one failure and the 1-minute custom backoff, one failing
     three times into the dead letters); three left to expire (one with a
-    wrong-amount payment, one paid too late and refunded). The worker of every
+    wrong-amount payment, one paid too late and refunded); one paid only by the
+    payment reconciliation, its webhook lost. The worker of every
     queue but e-mail is SIGKILLed while ERP syncs run and another is started.
 
     Time is not waited for: the 1-hour auto-cancel jobs and the payment
@@ -174,6 +175,7 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
     o6 = await s.order(customers[5], {"TSHIRT": 1})              # capture fails once
     o7 = await s.order(customers[6], {"PHONE": 1})               # capture always fails
     o8 = await s.order(customers[7], {"TSHIRT": 1})              # wrong amount, expires
+    o9 = await s.order(customers[1], {"TSHIRT": 1})              # its webhook never comes
     receiver.behave(f"/razorpay/payments/pay_{o6}/capture", fail_first=1)
     receiver.behave(f"/razorpay/payments/pay_{o7}/capture", fail_first=1_000)
     assert (await s.http.post("/orders", json={"email": customers[0],
@@ -214,7 +216,7 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
 
     # Paid orders have no auto-cancel left; the others expire (promoted: 1 hour).
     order_queue = tasks.app.queue(tasks.ORDER)
-    for order_id in (o1, o2, o3, o6):
+    for order_id in (o1, o2, o3, o6):  # (o9's goes when reconciliation pays it)
         assert await order_queue.get_job(f"cancel-{order_id}") is None
     reviewed = await store.pool()
 
@@ -228,34 +230,46 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
         await cancel.promote()
         await s.wait_status(order_id, "cancelled")
     await s.stripe("evt_o5_late", "payment_intent.succeeded", o5, 60_000)
+    # Reconciliation: Stripe lists a payment the shop knows, Razorpay one whose
+    # webhook was lost: only that one is applied.
+    receiver.behave("/stripe/payments", answer={"data": [
+        {"id": f"pi_{o1}", "order_id": o1, "amount": 2_000}]})
+    receiver.behave("/razorpay/payments", answer={"data": [
+        {"id": f"pay_{o9}", "order_id": o9, "amount": 1_000}]})
+    assert await run_schedule(tasks.WEBHOOK, "payment-reconciliation") == {
+        "stripe": 0, "razorpay": 1}
+    await s.wait_status(o9, "paid")
     await s.wait_status(o1, "shipped")
     # Queues are checked one after the other, so also wait for the last e-mail
     # (a job in one queue may enqueue into another already checked).
     async def settled() -> bool:
-        return len(smtp.messages) >= 8 + 11 and await drained()
+        return len(smtp.messages) >= 8 + 12 and await drained()
     await wait_until(settled, 30, what="every queue drained, every e-mail sent")
 
     db = await store.pool()
     statuses = dict(await db.fetch("SELECT id, status FROM orders"))
     assert statuses == {o1: "shipped", o2: "paid", o3: "paid", o4: "cancelled",
-                        o5: "cancelled", o6: "paid", o7: "payment_failed", o8: "cancelled"}
+                        o5: "cancelled", o6: "paid", o7: "payment_failed", o8: "cancelled",
+                        o9: "paid"}
     stock = dict(await db.fetch("SELECT sku, stock FROM products"))
     start = {sku: n for sku, _, _, n in PRODUCTS}
-    assert stock == {"TSHIRT": start["TSHIRT"] - 2 - 1 - 1, "PHONE": start["PHONE"] - 1,
+    assert stock == {"TSHIRT": start["TSHIRT"] - 2 - 1 - 1 - 1, "PHONE": start["PHONE"] - 1,
                      "LAPTOP": start["LAPTOP"] - 1}
     payments = {(r["order_id"], r["amount"], r["status"]) for r in await db.fetch(
         "SELECT order_id, amount, status FROM payments")}
     assert payments == {(o1, 2_000, "captured"), (o2, 31_000, "captured"),
                         (o3, 60_000, "captured"), (o5, 60_000, "refunded"),
-                        (o6, 1_000, "captured"), (o7, 30_000, "failed")}
-    assert await db.fetchval("SELECT count(*) FROM webhook_events") == 7
+                        (o6, 1_000, "captured"), (o7, 30_000, "failed"),
+                        (o9, 1_000, "captured")}
+    # 7 webhooks (2 delivered twice, stored once) and 2 reconciled payments
+    assert await db.fetchval("SELECT count(*) FROM webhook_events") == 9
     assert len(receiver.received(f"/stripe/payments/pi_{o5}/refund", ok_only=True)) == 1
     # 3 attempts; a capture in flight at the kill ran again (same idempotency key).
     assert len(receiver.received(f"/razorpay/payments/pay_{o7}/capture")) >= 3
     assert sorted(await db.fetchval("SELECT array_agg(order_id) FROM invoices")) == \
-        sorted([o1, o2, o3, o6])
+        sorted([o1, o2, o3, o6, o9])
     assert sorted(await db.fetchval("SELECT array_agg(order_id) FROM erp_synced")) == \
-        sorted([o1, o2, o3, o6])
+        sorted([o1, o2, o3, o6, o9])
     assert {(r["kind"], r["order_id"]) for r in await db.fetch(
         "SELECT kind, order_id FROM reviews")} == {
         ("high_value_order", o3), ("return_request", o2), ("suspicious_payment", None)}
@@ -272,7 +286,7 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
     expected: dict[str, list[str]] = {
         customers[0]: ["Reset your password", f"Order {number(o1)} confirmed",
                        f"Order {number(o1)} has shipped"],
-        customers[1]: [f"Order {number(o2)} confirmed"],
+        customers[1]: [f"Order {number(o2)} confirmed", f"Order {number(o9)} confirmed"],
         customers[2]: [f"Order {number(o3)} confirmed"],
         customers[3]: [f"Order {number(o4)} cancelled"],
         customers[4]: [f"Order {number(o5)} cancelled", f"Refund for order {number(o5)}"],
@@ -294,16 +308,12 @@ async def test_example_shop_pays_expires_refunds_and_mails_each_customer_once(
 
     # The cron schedules, run now.
     report = await run_schedule(tasks.ORDER, "daily-report")
-    assert report == {"orders": 8, "paid": 4, "cancelled": 4,
-                      "revenue": 2_000 + 31_000 + 60_000 + 1_000}
+    assert report == {"orders": 9, "paid": 5, "cancelled": 4,
+                      "revenue": 2_000 + 31_000 + 60_000 + 1_000 + 1_000}
     assert await run_schedule(tasks.INVENTORY, "stock-sync") == 3
     [sync] = receiver.received("/marketplace/stock")
     assert {i["sku"]: i["stock"] for i in sync.json()["items"]} == stock
-    receiver.behave("/stripe/payments", answer={"data": [
-        {"id": f"pi_{o1}", "order_id": o1, "amount": 2_000}]})  # known: nothing changes
-    assert await run_schedule(tasks.WEBHOOK, "payment-reconciliation") == {
-        "stripe": 0, "razorpay": 0}
-    assert await db.fetchval("SELECT count(*) FROM payments") == 6
+    assert await order_queue.get_job(f"cancel-{o9}") is None
     assert (await s.http.get("/admin/queues")).json()[tasks.RETRY]["failed"] == 1
     [failed] = (await s.http.get(f"/admin/failed/{tasks.RETRY}")).json()
     assert (failed["name"], failed["attemptsMade"]) == ("retry-payment-capture", 3)
