@@ -17,7 +17,8 @@ import orjson
 
 __all__ = [
     "HIGH_VALUE", "Order", "OutOfStock", "PaymentEvent", "apply_schema", "cancel_if_pending",
-    "close", "connect", "create_order", "email_sent", "get_order", "new_reset_token",
+    "close", "connect", "create_order", "email_sent", "fail_payment", "get_order",
+    "mark_captured", "mark_refunded", "mark_shipped", "new_reset_token", "payment",
     "payments_of", "pool", "record_email", "record_payment_event", "release_stock",
 ]
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from conveyor import Job, JobStateError
+from conveyor import Job, JobStateError, UnrecoverableError
 from conveyor.app import Conveyor, current_job
 
 from . import store
@@ -230,7 +230,7 @@ async def generate_invoice(order_id: int) -> str:
 async def update_order_status(order_id: int, status: str) -> bool:
     """Move an order on (the warehouse says ``shipped``) and tell the customer."""
     if status != "shipped":
-        raise ValueError(f"unknown status {status!r}")
+        raise UnrecoverableError(f"unknown status {status!r}")  # a retry cannot help
     changed = await store.mark_shipped(order_id)
     order = await store.get_order(order_id)
     if order.status == "shipped":
