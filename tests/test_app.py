@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from conveyor import ValidationError, Worker
 from conveyor.app import Conveyor, TaskArgumentsError, current_job, current_sync_job
+from conveyor.inspect import Inspector
 from helpers import finished, wait_for, workers_running
 from redis_server import RedisServer
 
@@ -458,6 +459,52 @@ async def test_run_serves_every_queue_in_one_loop_and_stops_when_cancelled(
         await runner
     assert await app.queue(email).get_workers() == []
     assert await app.queue(reports).get_workers() == []
+
+
+async def test_configure_worker_gives_a_queue_its_own_worker_settings(
+    app: Conveyor, queue_name: str
+) -> None:
+    email, payments = f"{queue_name}-email", f"{queue_name}-payments"
+    calls: list[int] = []
+
+    @app.task(queue=email)
+    async def send(to: str) -> str:
+        return to
+
+    @app.task(queue=payments, attempts=3, backoff={"type": "custom"})
+    async def capture(order: int) -> None:
+        calls.append(order)
+        raise RuntimeError("declined")
+
+    def by_attempt(attempts_made: int, error: BaseException, job: Any) -> int:
+        return attempts_made * 60_000
+
+    app.configure_worker(email, concurrency=5, limiter={"max": 100, "duration": 1000})
+    app.configure_worker(payments, concurrency=3, backoff_strategy=by_attempt)
+    assert app.worker_options(payments) == {"concurrency": 3, "backoff_strategy": by_attempt}
+    assert app.worker(email).limiter == (100, 1000)
+    assert app.worker(email, concurrency=2).concurrency == 2  # an argument wins
+    with pytest.raises(ValidationError, match="not an option of a worker"):
+        app.configure_worker(email, prefix="other")
+
+    runner = asyncio.create_task(app.run(handle_signals=False))
+    job = await capture.enqueue(7)
+    await wait_for(lambda: has_delay(job), timeout=10)
+    async with Inspector(app.connection) as inspector:  # type: ignore[arg-type]
+        detail = await inspector.job(payments, job.id)
+    assert detail.summary.due is not None and detail.summary.processed_on is not None
+    # The configured strategy: 1 minute after the first failure.
+    assert 60_000 <= detail.summary.due - detail.summary.processed_on < 65_000
+    await wait_for(lambda: app.queue(email).get_workers(), timeout=10)
+    assert [w.concurrency for w in await app.queue(email).get_workers()] == [5]
+    assert [w.concurrency for w in await app.queue(payments).get_workers()] == [3]
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+
+
+async def has_delay(job: Any) -> bool:
+    return await job.get_state() == "delayed"
 
 
 async def test_run_refuses_queues_without_tasks(app: Conveyor) -> None:

@@ -42,6 +42,9 @@ async def slow(key: str) -> str:
 @app.every(3_600_000, queue="reports")
 def hourly() -> None:
     return None
+
+
+app.configure_worker("reports", concurrency=3)
 '''
 
 
@@ -79,7 +82,10 @@ class Spawn:
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         environment = {
-            **os.environ, "PYTHONPATH": str(self.app_dir), "CONVEYOR_REDIS_URL": self.redis_url,
+            # The app's directory first, then the caller's path (a checkout's src/).
+            **os.environ, "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(self.app_dir), os.environ.get("PYTHONPATH")])),
+            "CONVEYOR_REDIS_URL": self.redis_url,
             **(env or {}),
         }
         log = self.app_dir / f"stderr-{len(self.started)}.txt"
@@ -166,6 +172,7 @@ async def test_one_process_serves_every_queue_and_finishes_jobs_on_sigterm(
     await wait_for(lambda: worker_pids(reports), timeout=30)
     assert await worker_pids(email) == await worker_pids(reports) == {proc.pid}
     assert [w.concurrency for w in await email.get_workers()] == [5]
+    assert [w.concurrency for w in await reports.get_workers()] == [5]  # the flag wins
     [scheduler] = await reports.get_job_schedulers()  # upserted as the worker started
     assert (scheduler.id, scheduler.job_name, scheduler.every) == ("hourly", "hourly", 3_600_000)
 
@@ -207,6 +214,19 @@ async def test_sigint_stops_a_worker_using_the_environment_redis(
     job = await email.add("send", {"to": "x"})
     assert (await job.wait_until_finished(timeout=10))["to"] == "x"
     proc.send_signal(signal.SIGINT)
+    assert await exit_code(proc) == 0
+
+
+async def test_without_concurrency_each_queue_runs_with_the_apps_configured_concurrency(
+    spawn: Spawn, email: Queue, reports: Queue
+) -> None:
+    proc = spawn("tasks:app")
+    await wait_for(lambda: worker_pids(email), timeout=30)
+    await wait_for(lambda: worker_pids(reports), timeout=30)
+    assert [w.concurrency for w in await reports.get_workers()] == [3]  # configure_worker
+    assert [w.concurrency for w in await email.get_workers()] == [10]  # the default
+    assert "reports (concurrency 3)" in spawn.stderr(proc)
+    proc.send_signal(signal.SIGTERM)
     assert await exit_code(proc) == 0
 
 

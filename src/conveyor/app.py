@@ -121,6 +121,10 @@ class ScheduleOptions(TypedDict, total=False):
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 TASK_OPTIONS = TaskOptions.__optional_keys__
 SCHEDULE_OPTIONS = ScheduleOptions.__optional_keys__
+#: What configure_worker may set: the Worker's options but those the app owns.
+WORKER_OPTIONS = frozenset(inspect.signature(Worker.__init__).parameters) - {
+    "self", "queue_name", "processor", "connection", "prefix"
+}
 
 
 class TaskArgumentsError(ValidationError, TypeError):
@@ -384,6 +388,7 @@ class Conveyor(AsyncClosing):
         self._sync_queues: dict[str, sync.Queue] = {}
         self._sync_lock = threading.Lock()
         self._workers: list[Worker] = []
+        self._worker_options: dict[str, dict[str, Any]] = {}  # queue -> Worker options
 
     def __repr__(self) -> str:
         return f"<Conveyor tasks={len(self.tasks)} queues={self.queue_names()}>"
@@ -598,13 +603,38 @@ class Conveyor(AsyncClosing):
             if wanted is None or queue in wanted
         ]
 
-    def worker(self, queue: str, *, concurrency: int = 1, **options: Any) -> Worker:
+    def configure_worker(self, queue: str, **options: Any) -> None:
+        """Settings of every worker of ``queue``, wherever it runs (:meth:`worker`,
+        :meth:`run`, ``conveyor worker``): any option of :class:`~conveyor.Worker`
+        but the queue, processor, connection and prefix, e.g. ``concurrency``,
+        ``limiter``, ``backoff_strategy``, ``lock_duration``. Calling it again
+        replaces the queue's settings; arguments of ``worker``/``run`` (and
+        ``conveyor worker --concurrency``) win over them."""
+        queue = _queue_name(queue)
+        unknown = sorted(set(options) - WORKER_OPTIONS)
+        if unknown:
+            raise ValidationError(
+                unknown[0], f"not an option of a worker; they are: "
+                f"{', '.join(sorted(WORKER_OPTIONS))}"
+            )
+        self._worker_options[queue] = dict(options)
+
+    def worker_options(self, queue: str) -> dict[str, Any]:
+        """The settings :meth:`configure_worker` gave ``queue`` (a copy; ``{}`` if none)."""
+        return dict(self._worker_options.get(queue, {}))
+
+    def worker(self, queue: str, *, concurrency: int | None = None, **options: Any) -> Worker:
         """A :class:`~conveyor.Worker` running the tasks of ``queue``; it upserts
         the queue's schedulers when it starts. ``options`` are those of
-        :class:`~conveyor.Worker`; ``sandbox=True`` runs every task of the queue
-        in child processes (else only the tasks registered with ``sandbox=True``)."""
+        :class:`~conveyor.Worker`, over the queue's :meth:`configure_worker`
+        settings; ``concurrency`` defaults to the configured one, else 1.
+        ``sandbox=True`` runs every task of the queue in child processes (else
+        only the tasks registered with ``sandbox=True``)."""
         queue = _queue_name(queue)
         connection = self.connection
+        options = {**self._worker_options.get(queue, {}), **options}
+        configured = options.pop("concurrency", 1)
+        concurrency = configured if concurrency is None else concurrency
         options.setdefault("prefix", self.prefix)
         sandbox_all = options.pop("sandbox", False)
         tasks = self._tasks.get(queue, {}).values()
@@ -618,13 +648,23 @@ class Conveyor(AsyncClosing):
         )
 
     async def run(
-        self, queues: Iterable[str] | None = None, *, concurrency: int = 1, **options: Any
+        self, queues: Iterable[str] | None = None, *, concurrency: int | None = None,
+        default_concurrency: int = 1, **options: Any
     ) -> None:
-        """Run one worker per queue (default: every queue with tasks), each with
-        ``concurrency``, until SIGTERM/SIGINT or cancellation; ``options`` are
-        those of :class:`~conveyor.Worker`."""
+        """Run one worker per queue (default: every queue with tasks) until
+        SIGTERM/SIGINT or cancellation; ``options`` are those of
+        :class:`~conveyor.Worker`, over each queue's :meth:`configure_worker`
+        settings. ``concurrency`` applies to every queue; without it each queue
+        has its configured concurrency, else ``default_concurrency``."""
         names = self.resolve_queues(queues)
-        workers = [self.worker(name, concurrency=concurrency, **options) for name in names]
+        workers = [
+            self.worker(
+                name, concurrency=concurrency if concurrency is not None
+                else self.worker_options(name).get("concurrency", default_concurrency),
+                **options,
+            )
+            for name in names
+        ]
         self._workers.extend(workers)
         runs = [asyncio.create_task(w.run(), name=f"conveyor-{w.name}") for w in workers]
         try:

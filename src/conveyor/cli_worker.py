@@ -38,6 +38,8 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: its restarts back off, up to _MAX_RESTART_DELAY.
 _QUICK_EXIT = 5.0
 _MAX_RESTART_DELAY = 10.0
+#: Jobs at once per queue when neither --concurrency nor the app says.
+DEFAULT_CONCURRENCY = 10
 
 
 def load_app(path: str) -> Conveyor:
@@ -80,8 +82,9 @@ def load_app(path: str) -> Conveyor:
     help="Comma-separated queues to serve (default: every queue the app has tasks on).",
 )
 @click.option(
-    "--concurrency", "-c", type=click.IntRange(min=1), default=10, show_default=True,
-    help="Jobs run at once per queue, per process.",
+    "--concurrency", "-c", type=click.IntRange(min=1), default=None,
+    help="Jobs run at once per queue, per process (default: each queue's concurrency "
+    "from the app's configure_worker, else 10).",
 )
 @click.option(
     "--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
@@ -101,7 +104,7 @@ def load_app(path: str) -> Conveyor:
     default="info", show_default=True,
 )
 def worker(
-    app_path: str, queues: str | None, concurrency: int, processes: int,
+    app_path: str, queues: str | None, concurrency: int | None, processes: int,
     metrics_port: int | None, redis_url: str | None, log_level: str,
 ) -> None:
     """Run the tasks of the Conveyor app MODULE:ATTRIBUTE (e.g. myapp.tasks:app).
@@ -128,8 +131,10 @@ def worker(
     else:
         command = [
             sys.executable, "-m", "conveyor", "worker", app_path, "--queues", ",".join(names),
-            "--concurrency", str(concurrency), "--processes", "1", "--log-level", log_level,
+            "--processes", "1", "--log-level", log_level,
         ]
+        if concurrency is not None:
+            command += ["--concurrency", str(concurrency)]
         if redis_url is not None:
             command += ["--redis", redis_url]
         code = _run(lambda: _supervise(app, command, processes, names, metrics_port))
@@ -172,11 +177,14 @@ def _stop_metrics(server: Any) -> None:
 
 
 async def _serve(
-    app: Conveyor, queues: list[str], concurrency: int, metrics_port: int | None
+    app: Conveyor, queues: list[str], concurrency: int | None, metrics_port: int | None
 ) -> int:
     loop = asyncio.get_running_loop()
     metrics = _start_metrics(app, metrics_port, queues)
-    runner = asyncio.create_task(app.run(queues, concurrency=concurrency, handle_signals=False))
+    runner = asyncio.create_task(app.run(
+        queues, concurrency=concurrency, default_concurrency=DEFAULT_CONCURRENCY,
+        handle_signals=False,
+    ))
     received: list[signal.Signals] = []
     stops: list[asyncio.Task[None]] = []
 
@@ -194,7 +202,11 @@ async def _serve(
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     watcher = asyncio.create_task(_watch_supervisor(on_signal))
-    log.info("worker for queues %s (concurrency %d) started", ", ".join(queues), concurrency)
+    log.info("worker for queues %s started", ", ".join(
+        f"{q} (concurrency "
+        f"{concurrency or app.worker_options(q).get('concurrency', DEFAULT_CONCURRENCY)})"
+        for q in queues
+    ))
     try:
         await runner
     except asyncio.CancelledError:
