@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import asyncpg
 
 from conveyor.embedded import free_port
 from examples.support import Services, WorkerProcess, serve_app
+from examples.support.running import ROOT
 
 from .db import apply_schema
 from .queue import (
@@ -37,18 +39,32 @@ from .queue import (
 from .tasks import app
 from .web import create_web_app
 
-__all__ = ["add_tenant", "main", "workers_process"]
+__all__ = ["PricingWorkers", "add_tenant", "main", "workers_process"]
 
 log = logging.getLogger("examples.pricing")
 
 
-def workers_process(env: dict[str, str], log_file: Path | None = None) -> WorkerProcess:
+class PricingWorkers(WorkerProcess):
     """``python -m examples.pricing.workers`` as a child process that can be
     SIGKILLed and started again. (``conveyor worker`` would give every queue
     the same concurrency; the workers module gives each its own.)"""
-    process = WorkerProcess("examples.pricing.tasks:app", env, log=log_file)
-    process.args = [sys.executable, "-m", "examples.pricing.workers"]
-    return process
+
+    def __init__(self, env: dict[str, str], log_file: Path | None = None) -> None:
+        super().__init__("examples.pricing.tasks:app", env, log=log_file)
+        self.args = [sys.executable, "-m", "examples.pricing.workers"]
+
+    def start(self) -> PricingWorkers:
+        # As WorkerProcess.start, but the log file is closed here once the child has it.
+        with (open(self.log, "ab") if self.log
+              else contextlib.nullcontext(subprocess.DEVNULL)) as out:
+            self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=out,
+                                         stderr=out, stdin=subprocess.DEVNULL)
+        return self
+
+
+def workers_process(env: dict[str, str], log_file: Path | None = None) -> PricingWorkers:
+    """The pricing workers' process (see :class:`PricingWorkers`), not started."""
+    return PricingWorkers(env, log_file)
 
 
 async def add_tenant(database_url: str, tenant_id: str, endpoint: str, secret: str) -> None:

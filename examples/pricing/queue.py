@@ -140,9 +140,10 @@ async def get_all_queue_metrics() -> dict[str, dict[str, int]]:
 
 def queue_depth_warnings(metrics: dict[str, dict[str, int]],
                          threshold: int = 1000) -> list[str]:
-    """The seed's queue-depth check (run each minute by ``__main__``)."""
-    return [f"Queue {name} has {data['waiting']} waiting jobs"
-            for name, data in metrics.items() if data["waiting"] > threshold]
+    """The seed's queue-depth check (run each minute by ``__main__``); jobs
+    held by a paused queue wait too."""
+    depth = {name: data["waiting"] + data.get("paused", 0) for name, data in metrics.items()}
+    return [f"Queue {name} has {n} waiting jobs" for name, n in depth.items() if n > threshold]
 
 
 async def clean_old_jobs(completed_grace_ms: int = WEEK_MS,

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS calc_batches (
     as_of_date    date        NOT NULL,
     status        text        NOT NULL DEFAULT 'pending',
     runs          integer     NOT NULL DEFAULT 0,
+    first_started_at timestamptz,
     completed_at  timestamptz,
     PRIMARY KEY (tenant_id, batch_id)
 );

@@ -100,7 +100,8 @@ async def run_calculation(tenant_id: str, batch_id: str) -> dict[str, Any]:
     pool = await db.pool()
     async with pool.acquire() as conn:
         batch = await conn.fetchrow(
-            "UPDATE calc_batches SET runs = runs + 1, status = 'running' "
+            "UPDATE calc_batches SET runs = runs + 1, status = 'running', "
+            "first_started_at = coalesce(first_started_at, clock_timestamp()) "
             "WHERE tenant_id = $1 AND batch_id = $2 RETURNING series_code, as_of_date",
             tenant_id, batch_id)
         if batch is None:
