@@ -24,7 +24,7 @@ from .tasks import (
 __all__ = [
     "calc_job_id", "clean_old_jobs", "enqueue_calculation", "enqueue_ingestion",
     "enqueue_report", "enqueue_webhook", "get_all_queue_metrics", "get_job_status",
-    "get_queue", "get_queue_metrics", "queue_depth_warnings",
+    "get_queue", "get_queue_metrics", "queue_depth_warnings", "retry_failed_jobs",
 ]
 
 #: The seed's priority scale: 1..1000, higher runs first, 0 (the default) last.
@@ -136,6 +136,12 @@ async def get_queue_metrics(name: str) -> dict[str, int]:
 async def get_all_queue_metrics() -> dict[str, dict[str, int]]:
     """:func:`get_queue_metrics` of every queue, by name."""
     return {name: await get_queue_metrics(name) for name in QUEUES}
+
+
+async def retry_failed_jobs(name: str) -> int:
+    """Send every failed job of a queue back to run again (the seed's "retry all
+    failed jobs"); how many."""
+    return await get_queue(name).retry_jobs("failed")
 
 
 def queue_depth_warnings(metrics: dict[str, dict[str, int]],

@@ -31,7 +31,12 @@ from conveyor import Queue, QueueEvents
 from conveyor.embedded import free_port
 from examples.pricing.__main__ import add_tenant, workers_process
 from examples.pricing.db import apply_schema
-from examples.pricing.queue import clean_old_jobs, get_all_queue_metrics, queue_depth_warnings
+from examples.pricing.queue import (
+    clean_old_jobs,
+    enqueue_report,
+    get_all_queue_metrics,
+    queue_depth_warnings,
+)
 from examples.pricing.tasks import QUEUES, app, backoff
 from examples.pricing.web import create_web_app
 from examples.pricing.webhooks import verify_signature
@@ -42,7 +47,8 @@ ROOT = HERE.parents[1]
 TOKEN = "pricing-test-token"
 SECRETS = {"tenant-a": "secret-a", "tenant-b": "secret-b", "tenant-c": "secret-c"}
 #: tenant -> batch ids; every batch has three contract lines on WTI as of 2024-01-15.
-BATCHES = {"tenant-a": ["b1", "b2", "b3", "b4"], "tenant-b": ["b1", "b2"], "tenant-c": ["b1"]}
+BATCHES = {"tenant-a": ["b1", "b2", "b3", "b4"], "tenant-b": ["b1", "b2"],
+           "tenant-c": ["b1", "b2"]}
 #: WTI as ingested: a preliminary and a final value for the 15th (the final one counts).
 WTI = {"tenant-a": (Decimal("72.68"), Decimal("71.00")),
        "tenant-b": (Decimal("80.10"), Decimal("79.00")),
@@ -109,7 +115,9 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
     log_file = tmp_path / "workers.log"
     workers = workers_process(env, log_file).start()
     events: list[dict[str, Any]] = []
-    listener = asyncio.create_task(_collect_events("calculation", events))
+    webhook_events: list[dict[str, Any]] = []
+    listeners = [asyncio.create_task(_collect_events("calculation", events)),
+                 asyncio.create_task(_collect_events("webhooks", webhook_events))]
     calc = Queue("calculation", os.environ["CONVEYOR_REDIS_URL"])
     webhooks_q = Queue("webhooks", os.environ["CONVEYOR_REDIS_URL"])
     try:
@@ -177,13 +185,13 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
         duplicate = await http.post("/api/calculations",
                                     json={"tenantId": "tenant-a", "batchId": "b1"})
         assert duplicate.json()["jobId"] == "calc-tenant-a-b1" == calc_ids[0]
-        assert len(set(calc_ids)) == 7
-        assert (await calc.get_job_counts("prioritized"))["prioritized"] == 7
+        assert len(set(calc_ids)) == 8
+        assert (await calc.get_job_counts("prioritized"))["prioritized"] == 8
         assert (await status("calculation", "calc-tenant-a-b1"))["state"] == "waiting"
         warnings = queue_depth_warnings(await get_all_queue_metrics(), threshold=5)
-        assert warnings == ["Queue calculation has 7 waiting jobs"]
+        assert warnings == ["Queue calculation has 8 waiting jobs"]
         paused_metrics = (await get_all_queue_metrics())["calculation"]
-        assert (paused_metrics["waiting"], paused_metrics["paused"]) == (0, 7)
+        assert (paused_metrics["waiting"], paused_metrics["paused"]) == (0, 8)
 
         # Resume; SIGKILL the workers while calculations run, start them again.
         await http.post("/api/jobs/calculation/resume")
@@ -198,6 +206,19 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
         stalled = [await calc.get_job(job_id) for job_id in in_flight]
         assert in_flight and any(job is not None and job.stalled_count == 1 for job in stalled)
 
+        # Concurrency: each queue's worker runs its seed's number of jobs at once,
+        # and never more calculations than 2 (their last attempts' run times overlap
+        # at most 2 deep, and do reach 2).
+        for name, concurrency in {"ingestion": 3, "calculation": 2, "webhooks": 5,
+                                  "reports": 2}.items():
+            async with Queue(name, os.environ["CONVEYOR_REDIS_URL"]) as queue:
+                live = await queue.get_workers()
+            assert live and {w.concurrency for w in live} == {concurrency}
+        spans = [(j.processed_on or 0, j.finished_on or 0)
+                 for j in await calc.get_jobs("completed")]
+        assert len(spans) == 8
+        assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) == 2
+
         # Status as the seed's getJobStatus shows it.
         done = await status("calculation", "calc-tenant-a-b1")
         assert done["state"] == "completed" and done["progress"] == 100
@@ -205,27 +226,41 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
         job = await calc.get_job("calc-tenant-a-b1")
         assert job is not None and job.opts.timeout == 300_000 and job.opts.attempts == 3
 
-        # Webhooks: tenant-c's endpoint keeps failing -> failed after 5 attempts.
+        # Webhooks: tenant-c's endpoint keeps failing -> failed after 5 attempts,
+        # retried 20, 100, 500, 2500 ms after each failure.
         messages = {f"msg-calc-{t}-{b}" for t, bs in BATCHES.items() for b in bs}
-        dead = "webhook-msg-calc-tenant-c-b1"
-        await wait_until(lambda: _state_is(status, "webhooks", dead, "failed"), timeout=20,
-                         what="tenant-c's webhook in the failed set")
+        dead, dead_too = "webhook-msg-calc-tenant-c-b1", "webhook-msg-calc-tenant-c-b2"
+        for job_id in (dead, dead_too):
+            await wait_until(partial(_state_is, status, "webhooks", job_id, "failed"),
+                             timeout=20, what=f"{job_id} in the failed set")
         failed = (await http.get("/api/jobs/webhooks/failed")).json()["jobs"]
-        assert [(j["id"], j["attemptsMade"]) for j in failed] == [(dead, 5)]
-        assert "HTTP 500" in failed[0]["failedReason"]
+        assert sorted((j["id"], j["attemptsMade"]) for j in failed) == [(dead, 5), (dead_too, 5)]
+        assert all("HTTP 500" in j["failedReason"] for j in failed)
+        for job_id in (dead, dead_too):
+            assert [int(e["delay"]) for e in webhook_events
+                    if e["event"] == "retrying" and e["job_id"] == job_id] == [20, 100, 500, 2500]
+            assert [int(e["attempts_made"]) for e in webhook_events
+                    if e["event"] == "failed" and e["job_id"] == job_id] == [5]
         receiver.behave("/webhooks/tenant-c")  # the tenant fixed its endpoint
         assert (await http.post(f"/api/jobs/webhooks/{dead}/retry")).status_code == 200
+        retried = (await http.post("/api/jobs/webhooks/retry-failed")).json()["retried"]
+        assert retried == 1  # dead_too; dead was already back in the queue
         for message in messages:
             await wait_until(partial(_state_is, status, "webhooks", f"webhook-{message}",
                                      "completed"), timeout=20, what=f"webhook {message}")
 
         # Reports of one batch, CSV and PDF, with progress to 100.
-        report_ids = []
-        for fmt in ("csv", "pdf"):
-            response = await http.post("/api/reports", json={
-                "tenantId": "tenant-a", "reportType": "price-math", "batchId": "b2",
-                "format": fmt, "userId": "user-789"})
-            report_ids.append(response.json()["jobId"])
+        response = await http.post("/api/reports", json={
+            "tenantId": "tenant-a", "reportType": "price-math", "batchId": "b2",
+            "format": "csv", "userId": "user-789"})
+        report_ids = [response.json()["jobId"]]
+        # The seed's integration test, in Python: enqueue, then wait until finished.
+        pdf_job = await enqueue_report(tenant_id="tenant-a", report_type="price-math",
+                                       batch_id="b2", format="pdf", user_id="user-789")
+        assert pdf_job.id and pdf_job.data["batch_id"] == "b2"
+        result = await pdf_job.wait_until_finished(timeout=20)
+        assert result["status"] == "SUCCESS" and result["rows"] == 3
+        report_ids.append(pdf_job.id)
         for job_id in report_ids:
             await wait_until(partial(_state_is, status, "reports", job_id, "completed"),
                              what=f"report {job_id}")
@@ -242,7 +277,7 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
             rows = await conn.fetch("SELECT * FROM calc_results")
             assert {(r["tenant_id"], r["batch_id"], r["contract_id"]):
                     (r["index_value"], r["adjusted_price"]) for r in rows} == expected
-            assert len(rows) == 21
+            assert len(rows) == 24
             batches = await conn.fetch("SELECT * FROM calc_batches ORDER BY first_started_at")
             assert {r["status"] for r in batches} == {"completed"}
             assert all(r["runs"] >= 1 for r in batches)
@@ -260,6 +295,7 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
                        for r in outbox)
             by_id = {r["message_id"]: r for r in outbox}
             assert by_id["msg-calc-tenant-c-b1"]["attempts"] == 6
+            assert by_id["msg-calc-tenant-c-b2"]["attempts"] == 6
             assert sum(by_id[f"msg-calc-tenant-b-{b}"]["attempts"] for b in ("b1", "b2")) >= 4
             report = {r["format"]: r for r in await conn.fetch("SELECT * FROM reports")}
             lines = list(csv.reader(io.StringIO(bytes(report["csv"]["content"]).decode())))
@@ -289,7 +325,7 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
                                                                              ok_only=True)}
         assert ok == messages
         assert len([r for r in receiver.received("/webhooks/tenant-b") if r.status == 500]) == 2
-        assert len([r for r in receiver.received("/webhooks/tenant-c") if r.status == 500]) == 5
+        assert len([r for r in receiver.received("/webhooks/tenant-c") if r.status == 500]) == 10
         payload = next(r.json() for r in requests if r.status == 200
                        and r.headers["x-pricing-message-id"] == "msg-calc-tenant-a-b1")
         assert payload["type"] == "calc.batch.completed"
@@ -299,7 +335,7 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
         # Rate limit: at most 4 webhook jobs start in any second (processed_on is
         # each job's last start, a subset of all starts, so the bound holds for it).
         starts = sorted(j.processed_on or 0 for j in await webhooks_q.get_jobs("completed"))
-        assert len(starts) == 7
+        assert len(starts) == 8
         assert all(starts[i + 4] - starts[i] >= 1000 for i in range(len(starts) - 4))
 
         # Retry delays are the seed's 5x growth (base 20 ms here instead of 5 s).
@@ -324,8 +360,8 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
         assert all(list(m) == ["waiting", "active", "completed", "failed"]
                    for m in metrics["metrics"].values())
         assert metrics["metrics"]["calculation"] == {"waiting": 0, "active": 0,
-                                                     "completed": 7, "failed": 0}
-        assert metrics["metrics"]["webhooks"] == {"waiting": 0, "active": 0, "completed": 7,
+                                                     "completed": 8, "failed": 0}
+        assert metrics["metrics"]["webhooks"] == {"waiting": 0, "active": 0, "completed": 8,
                                                   "failed": 0}
         assert metrics["metrics"]["ingestion"]["completed"] == 7
         assert (await http.get("/api/jobs/calculation/nope")).status_code == 404
@@ -352,11 +388,16 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
 
         # The seed's cleanup (grace 0 here instead of 7 and 30 days).
         removed = await clean_old_jobs(0, 0)
-        assert removed == {"ingestion": 7, "calculation": 7, "webhooks": 7, "reports": 2}
+        assert removed == {"ingestion": 7, "calculation": 8, "webhooks": 8, "reports": 2}
         assert (await get_all_queue_metrics())["calculation"]["completed"] == 0
+
+        # Graceful shutdown: SIGTERM, running jobs finish, exit 0.
+        assert await asyncio.to_thread(workers.stop) == 0
+        assert "Shutting down workers..." in log_file.read_text()
     finally:
-        listener.cancel()
-        await asyncio.gather(listener, return_exceptions=True)
+        for listener in listeners:
+            listener.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
         await asyncio.to_thread(workers.stop)
         await http.aclose()
         await calc.close()

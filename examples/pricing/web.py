@@ -27,6 +27,7 @@ from .queue import (
     get_all_queue_metrics,
     get_job_status,
     get_queue,
+    retry_failed_jobs,
 )
 from .tasks import QUEUES, app
 from .workers import get_worker_status
@@ -176,6 +177,11 @@ def create_web_app(token: str | None = None, *, redis_url: str | None = None,
         jobs = await queue_or_404(queue).get_dead_letter(0, 99)
         return {"jobs": [{"id": job.id, "name": job.name, "failedReason": job.failed_reason,
                           "attemptsMade": job.attempts_made} for job in jobs]}
+
+    @web.post("/api/jobs/{queue}/retry-failed", dependencies=guarded)
+    async def retry_failed(queue: str) -> dict[str, Any]:
+        queue_or_404(queue)
+        return {"queue": queue, "retried": await retry_failed_jobs(queue)}
 
     @web.post("/api/jobs/{queue}/{job_id}/retry", dependencies=guarded)
     async def retry(queue: str, job_id: str) -> dict[str, Any]:
