@@ -49,14 +49,16 @@ class PricingWorkers(WorkerProcess):
     SIGKILLed and started again. (``conveyor worker`` would give every queue
     the same concurrency; the workers module gives each its own.)"""
 
-    def __init__(self, env: dict[str, str], log_file: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_file: Path | None = None, *,
+                 quiet: bool = True) -> None:
         super().__init__("examples.pricing.tasks:app", env, log=log_file)
         self.args = [sys.executable, "-m", "examples.pricing.workers"]
+        self.quiet = quiet
 
     def start(self) -> PricingWorkers:
         # As WorkerProcess.start, but the log file is closed here once the child has it.
-        with (open(self.log, "ab") if self.log
-              else contextlib.nullcontext(subprocess.DEVNULL)) as out:
+        quiet = subprocess.DEVNULL if self.quiet else None  # None: this terminal
+        with (open(self.log, "ab") if self.log else contextlib.nullcontext(quiet)) as out:
             self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=out,
                                          stderr=out, stdin=subprocess.DEVNULL)
         return self
@@ -122,10 +124,11 @@ async def run(port: int, seconds: float | None) -> int:
         loop.add_signal_handler(sig, stop.set)
     with Services(http=True) as services:
         token = os.environ.get("PRICING_API_TOKEN") or secrets.token_urlsafe(16)
-        env = {**services.env(), "PRICING_API_TOKEN": token}
+        env = {**services.env(), "PRICING_API_TOKEN": token,
+               "PRICING_STEP_MS": os.environ.get("PRICING_STEP_MS", "500")}
         os.environ.update(env)  # this process's app and dashboard read them too
         await apply_schema(services.database_url)
-        workers = workers_process(env).start()
+        workers = PricingWorkers(env, quiet=False).start()
         server, serving = await serve_app(create_web_app(token), port)
         monitor = asyncio.create_task(_monitor())
         try:
