@@ -145,7 +145,7 @@ async def run_calculation(tenant_id: str, batch_id: str) -> dict[str, Any]:
                 message_id, tenant_id, "calc.batch.completed", json.dumps(payload))
     await _step()
     # After the commit; a job id per message, so a rerun of this job queues it once.
-    from .queue import enqueue_webhook
+    from .queue import enqueue_webhook  # here: queue.py imports this module's tasks
 
     await enqueue_webhook(tenant_id=tenant_id, message_id=message_id,
                           event_type="calc.batch.completed")
