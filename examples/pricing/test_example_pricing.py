@@ -80,8 +80,9 @@ async def _seed(database_url: str, receiver: str) -> None:
 
 
 async def _collect_events(queue: str, into: list[dict[str, Any]]) -> None:
-    async for event in QueueEvents(queue, connection=os.environ["CONVEYOR_REDIS_URL"]):
-        into.append(event)
+    async with QueueEvents(queue, connection=os.environ["CONVEYOR_REDIS_URL"]) as stream:
+        async for event in stream:
+            into.append(event)
 
 
 async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp_path: Path,
@@ -99,7 +100,7 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
     assert svc.http is not None
     receiver = svc.http
     env = {**svc.env(), "PRICING_API_TOKEN": TOKEN, "PRICING_BACKOFF_MS": "20",
-           "PRICING_LOCK_MS": "1000", "PRICING_STALLED_MS": "500", "PRICING_STEP_MS": "150",
+           "PRICING_LOCK_MS": "2000", "PRICING_STALLED_MS": "1000", "PRICING_STEP_MS": "150",
            "PRICING_WEBHOOK_LIMIT": "4/1000", "PRICING_METRICS_PORT": str(free_port())}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
