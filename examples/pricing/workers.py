@@ -103,8 +103,9 @@ async def stop_workers(timeout: float | None = None) -> None:
 
 async def get_worker_status() -> list[dict[str, Any]]:
     """``[{"name", "isRunning", "isPaused"}, ...]`` per queue, from Redis, so
-    any process can ask: running while a live worker of the queue has a
-    heartbeat, paused while the queue is paused."""
+    any process can ask: running while a worker of the queue has a live
+    heartbeat (one that was killed drops out within 45 s), paused while the
+    queue is paused."""
     status = []
     for queue in QUEUES:
         q = app.queue(queue)
