@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# The dashboard's browser tests drive Debian's chromium (root on these machines).
 	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
 		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
+	# examples/pricing tests its Prometheus alerting rules with promtool (Debian's prometheus).
+	command -v promtool >/dev/null || apt-get install -y --no-install-recommends prometheus \
+		|| (apt-get update && apt-get install -y --no-install-recommends prometheus)
 	touch $@
 
 test: venv
