@@ -16,10 +16,10 @@ __all__ = [
     "award_biddings",
     "daily_report",
     "expire_order",
+    "overdue_reminders",
     "reassign_vendor",
     "reconcile_credit",
     "time_out_confirmations",
-    "overdue_reminders",
 ]
 
 # asyncpg has no type stubs: a connection is Any.

@@ -212,8 +212,8 @@ async def record_dead_letter(**data: Any) -> dict[str, Any]:
             "attempts_made, failed_on) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7) "
             "ON CONFLICT DO NOTHING",
             origin.get("queue", ""), str(origin.get("id", job.id)), job.name,
-            json.dumps(data), origin.get("failed_reason") or "", int(origin.get("attempts_made", 0)),
-            int(origin.get("failed_on", 0)))
+            json.dumps(data), origin.get("failed_reason") or "",
+            int(origin.get("attempts_made", 0)), int(origin.get("failed_on", 0)))
     return {"recorded": origin.get("id")}
 
 
@@ -247,9 +247,9 @@ async def add_job(job_type: JobType, data: Mapping[str, Any],
 
 
 async def add_delayed_job(job_type: JobType, data: Mapping[str, Any],
-                          delay: int | timedelta, **options: Unpack[TaskOptions]) -> Job:
-    """Add a job that runs ``delay`` (ms or timedelta) from now (``addDelayedJob``)."""
-    options["delay"] = delay
+                          delay_ms: int | timedelta, **options: Unpack[TaskOptions]) -> Job:
+    """Add a job that runs ``delay_ms`` (or a timedelta) from now (``addDelayedJob``)."""
+    options["delay"] = delay_ms
     return await add_job(job_type, data, **options)
 
 
