@@ -240,6 +240,13 @@ async def check_whatsapp(db: Any, receiver: Any, messages: list[str],
                     + counts["delayed"] == 0)
 
         await wait_until(done, what="messages sent")
+        # WORKER_CONFIG: 5 at once per worker, and at most 10 starts a second per queue
+        # (sliding window; started_on is Redis' clock, as the limiter's).
+        assert {w.concurrency for w in await queue.get_workers()} == {5}
+        starts = sorted([j.processed_on for j in await asyncio.gather(
+            *(queue.get_job(i) for i in messages)) if j and j.processed_on])
+        assert len(starts) == len(messages)
+        assert all(later - first >= 1000 for first, later in zip(starts, starts[10:]))
     report = await run_schedule_now(JobType.DAILY_REPORTS)
     today = await db.fetchval("SELECT ((now() - interval '1 day') AT TIME ZONE $1)::date", TZ)
     assert report == {"report_type": "all", "report_date": today.isoformat(), "orders": 6,
@@ -390,13 +397,13 @@ async def take_screenshot(base: str, tmp_path: Path) -> None:
 
 
 async def test_example_ordering_command_runs_and_stops(database_url: str) -> None:
-    """``python -m examples.ordering --seconds 3`` starts everything, prints its
+    """``python -m examples.ordering --seconds 2`` starts everything, prints its
     URLs, serves the seed's metrics endpoint, and exits 0 by itself."""
     env = {**os.environ, "DATABASE_URL": database_url,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parents[1]),
                                                        os.environ.get("PYTHONPATH")]))}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "examples.ordering", "--seconds", "3", cwd=HERE.parents[1],
+        sys.executable, "-m", "examples.ordering", "--seconds", "2", cwd=HERE.parents[1],
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdout is not None
     lines: list[str] = []
