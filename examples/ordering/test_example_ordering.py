@@ -246,7 +246,7 @@ async def check_whatsapp(db: Any, receiver: Any, messages: list[str],
         starts = sorted([j.processed_on for j in await asyncio.gather(
             *(queue.get_job(i) for i in messages)) if j and j.processed_on])
         assert len(starts) == len(messages)
-        assert all(later - first >= 1000 for first, later in zip(starts, starts[10:]))
+        assert all(starts[i + 10] - starts[i] >= 1000 for i in range(len(starts) - 10))
     report = await run_schedule_now(JobType.DAILY_REPORTS)
     today = await db.fetchval("SELECT ((now() - interval '1 day') AT TIME ZONE $1)::date", TZ)
     assert report == {"report_type": "all", "report_date": today.isoformat(), "orders": 6,
