@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 import asyncpg
 
@@ -32,8 +33,11 @@ VENDORS = [("vendor-ktm-1", "kathmandu", "+9779800000101"),
            ("vendor-pkr-1", "pokhara", "+9779800000201")]
 
 
-def worker_process(env: dict[str, str]) -> WorkerProcess:
-    """The worker (``python -m examples.ordering.worker``) as a child process."""
+def worker_process(env: dict[str, str], log: Path | None = None) -> WorkerProcess:
+    """The worker (``python -m examples.ordering.worker``) as a child process,
+    its log lines appended to ``log`` if given (else to its stderr)."""
+    if log is not None:
+        env = {**env, "ORDERING_LOG_FILE": str(log)}
     proc = WorkerProcess("examples.ordering.tasks:app", env)
     proc.args = [sys.executable, "-m", "examples.ordering.worker"]
     return proc

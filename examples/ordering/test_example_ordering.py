@@ -98,7 +98,8 @@ async def test_example_ordering_end_to_end(services: Callable[..., Services],
     receiver = s.http
     await apply_schema(s.database_url)
     db = await asyncpg.connect(s.database_url)
-    workers = [worker_process(s.env()).start()]
+    log = tmp_path / "worker.log"
+    workers = [worker_process(s.env(), log).start()]
     port = free_port()
     server, serving = await serve_app(create_web(s.redis_url), port)
     base = f"http://127.0.0.1:{port}"
@@ -106,11 +107,19 @@ async def test_example_ordering_end_to_end(services: Callable[..., Services],
         await seed_rows(db)
         async with httpx.AsyncClient(base_url=base, timeout=20) as api:
             await check_schedules()
-            messages = await send_messages_and_kill_a_worker(db, receiver, workers, s.env())
+            messages = await send_messages_and_kill_a_worker(db, receiver, workers, s.env(), log)
             orders = await place_orders(api, db)
             await check_scheduled_jobs(db)
             await check_whatsapp(db, receiver, messages, orders)
             await check_endpoints(api, db, orders, base, tmp_path)
+        # worker.js's event logging: each outcome is a log line of the worker process
+        lines = log.read_text()
+        flaky = f"job {messages[-2]} (send_whatsapp_message) of whatsapp-message-send"
+        assert f"{flaky} failed (attempt 1, 2 left)" in lines
+        assert f"{flaky} completed" in lines
+        assert (f"job {messages[-1]} (send_whatsapp_message) of whatsapp-message-send failed "
+                "(attempt 3, to the dead-letter queue)") in lines
+        assert "of vendor-fallback failed (attempt 1, 1 left)" in lines
     finally:
         server.should_exit = True
         await serving
@@ -146,7 +155,7 @@ async def check_schedules() -> None:
 
 
 async def send_messages_and_kill_a_worker(db: Any, receiver: Any, workers: list[Any],
-                                          env: dict[str, str]) -> list[str]:
+                                          env: dict[str, str], log: Path) -> list[str]:
     """20 messages through a slow provider; SIGKILL the worker mid-way and start
     another; then a message the provider fails once and one it always fails."""
     receiver.behave(PROVIDER, delay=0.2)
@@ -163,7 +172,7 @@ async def send_messages_and_kill_a_worker(db: Any, receiver: Any, workers: list[
         await wait_until(in_flight, what="messages in flight")
         workers[0].kill()
         assert (await queue.get_job_counts())["active"] > 0  # their worker is gone
-    workers.append(worker_process(env).start())
+    workers.append(worker_process(env, log).start())
     flaky = await add_job(JobType.WHATSAPP_MESSAGE_SEND,
                           {"phone_number": FLAKY, "message": "Your order is on its way."})
     doomed = await add_job(JobType.WHATSAPP_MESSAGE_SEND,
@@ -246,6 +255,11 @@ async def check_whatsapp(db: Any, receiver: Any, messages: list[str],
         starts = sorted([j.processed_on for j in await asyncio.gather(
             *(queue.get_job(i) for i in messages)) if j and j.processed_on])
         assert len(starts) == len(messages)
+        # the seed's "clean up old jobs": a day of completed jobs, a week of failed ones
+        job = await queue.get_job(messages[0])
+        assert job is not None
+        assert job.opts.remove_on_complete.to_json() == {"count": 1000, "age": 86_400}
+        assert job.opts.remove_on_fail.to_json() == {"count": 5000, "age": 604_800}
         assert all(starts[i + 10] - starts[i] >= 1000 for i in range(len(starts) - 10))
     report = await run_schedule_now(JobType.DAILY_REPORTS)
     today = await db.fetchval("SELECT ((now() - interval '1 day') AT TIME ZONE $1)::date", TZ)

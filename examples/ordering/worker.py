@@ -62,7 +62,8 @@ async def run_workers() -> None:
 
 def main() -> None:
     """The worker process's entry point."""
-    logging.basicConfig(level=os.environ.get("ORDERING_LOG_LEVEL", "INFO"),
+    logging.basicConfig(filename=os.environ.get("ORDERING_LOG_FILE"),
+                        level=os.environ.get("ORDERING_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_workers())
 
