@@ -474,3 +474,17 @@ async def test_through_a_real_uvicorn(redis_url: str, queue: Queue,
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
             await server
+
+
+async def test_seed_queue_entries_name_the_queue_first_as_the_seed_shows(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    await queue.add("x")
+    counts = ["waiting", "active", "completed", "failed", "delayed", "total"]
+    metrics = await data(await client.get(f"{API}/queue/metrics"))
+    assert [list(q) for q in metrics["queues"]] == [["queueName", *counts]]
+    assert list(metrics["totals"]) == counts
+    one = await data(await client.get(f"{API}/queue/metrics/{queue.name}"))
+    assert list(one)[:7] == ["queueName", *counts]
+    board = await data(await client.get(f"{API}/queue/dashboard"))
+    assert list(board["statistics"]["queues"][0])[:7] == ["queueName", *counts]

@@ -223,8 +223,15 @@ class StateCounts(BaseModel):
     total: int
 
 
-class QueueCounts(StateCounts):
+class QueueCounts(BaseModel):
+    # The seed's response names the queue first (a subclass's fields come last).
     queueName: str
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    total: int
 
 
 class QueuesMetrics(BaseModel):
@@ -292,8 +299,7 @@ class QueueHealth(BaseModel):
     reasons: list[str]
 
 
-class QueueStatistics(StateCounts):
-    queueName: str
+class QueueStatistics(QueueCounts):
     prioritized: int
     waitingChildren: int
 
