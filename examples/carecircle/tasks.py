@@ -157,18 +157,26 @@ async def process_document(document_id: int) -> dict[str, Any]:
             "UPDATE documents SET status = 'processing', runs = runs + 1, started_at = now()"
             " WHERE id = $1 AND status <> 'processed' RETURNING user_id, content", document_id,
         )
+        result: dict[str, Any]
         if row is None:
-            return {"skipped": "not_found_or_processed"}
-        result = analyse(row["content"])
-        await conn.execute(
-            "UPDATE documents SET status = 'processed', sha256 = $2, words = $3,"
-            " fingerprint = $4, processed_at = clock_timestamp() WHERE id = $1",
-            document_id, result["sha256"], result["words"], result["fingerprint"],
-        )
-        user_id = row["user_id"]
+            # Processed by a run that died before it finished: only the e-mail may be owed.
+            user_id = await conn.fetchval(
+                "SELECT user_id FROM documents WHERE id = $1 AND status = 'processed'",
+                document_id)
+            if user_id is None:
+                return {"skipped": "not_found"}
+            result = {"skipped": "already_processed"}
+        else:
+            user_id = row["user_id"]
+            result = analyse(row["content"])
+            await conn.execute(
+                "UPDATE documents SET status = 'processed', sha256 = $2, words = $3,"
+                " fingerprint = $4, processed_at = clock_timestamp() WHERE id = $1",
+                document_id, result["sha256"], result["words"], result["fingerprint"],
+            )
     finally:
         await conn.close()
-    # The job id makes a re-run of this job enqueue the e-mail once.
+    # Its job id makes the e-mail one, however often this job runs.
     await send_email.with_options(job_id=f"document-ready-{document_id}").enqueue(
         user_id=user_id, kind="document-ready", ref=document_id)
     return {"document_id": document_id, **result}

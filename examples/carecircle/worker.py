@@ -10,7 +10,7 @@ shutdown" mistake, avoided: conveyor's ``Worker.run`` installs the handlers).
 
 ``CARECIRCLE_LOCK_MS`` and ``CARECIRCLE_STALLED_MS`` shorten the lock and the
 stalled check (default 30 s each), so a test's killed worker's jobs come back
-in about a second.
+in about a second; ``CARECIRCLE_WORKER_LOG`` names a log file (default: stderr).
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(queues) - set(QUEUES)
     if unknown:
         parser.error(f"unknown queues {sorted(unknown)}; CareCircle's: {', '.join(QUEUES)}")
-    logging.basicConfig(level=logging.INFO,
+    logging.basicConfig(level=logging.INFO, filename=os.environ.get("CARECIRCLE_WORKER_LOG"),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per push is noise
     asyncio.run(run(queues))
 
 
