@@ -290,3 +290,138 @@ async def test_example_carecircle_reminders_at_local_time_urgent_lane_retries_an
     counts = await reminders.get_job_counts()
     assert counts["completed"] == 100 and counts["failed"] == 1
     assert counts["active"] == counts["waiting"] == counts["prioritized"] == 0
+
+
+def letter(seed: int, size: int = 1_500_000) -> bytes:
+    """A document's bytes: text, different per seed."""
+    words = [f"dose{seed}", "tablet", "morning", "evening", "kidney", "review", "mg", "daily"]
+    out = bytearray()
+    i = seed
+    while len(out) < size:
+        out += words[i % len(words)].encode() + (b"\n" if i % 11 == 0 else b" ")
+        i = (i * 7 + 3) % 1_000_003
+    return bytes(out[:size])
+
+
+async def document_status(care: Care, doc_id: int, wanted: str) -> bool:
+    """Whether a document reached status ``wanted``."""
+    return await care.db.fetchval("SELECT status FROM documents WHERE id = $1", doc_id) == wanted
+
+
+async def upload(care: Care, user_id: int, name: str, content: bytes) -> tuple[int, str]:
+    response = await care.http.post(
+        "/documents", params={"user_id": user_id, "filename": name}, content=content,
+        headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return body["id"], body["job_id"]
+
+
+async def test_example_carecircle_documents_off_the_loop_graceful_shutdown_and_kill(
+        care: Care, tmp_path: Path) -> None:
+    """An uploaded document stays in PostgreSQL and its job carries the id;
+    the CPU-heavy analysis runs in a sandboxed child while the same worker's
+    event loop keeps sending reminders (and renewing the job's 1 s lock); a
+    SIGTERM lets a running analysis finish and exits 0; a SIGKILL mid-analysis
+    makes it run again in the next worker; each owner gets one e-mail per
+    document. Ends with the dashboard screenshot."""
+    documents = app.queue(DOCUMENTS)
+    ada = await care.user("Ada", "Europe/Berlin", "token-ada")
+    metformin = await care.medication(ada, "Metformin", ["08:00"])
+    contents = {name: letter(seed) for seed, name in enumerate(("a.txt", "b.txt", "c.txt"))}
+
+    # Large payloads stay out of jobs: the job has the id; the bytes cannot go in.
+    doc_a, job_a = await upload(care, ada, "a.txt", contents["a.txt"])
+    job = await documents.get_job(job_a)
+    assert job is not None and job.data == {"document_id": doc_a}
+    with pytest.raises(ValidationError):
+        await documents.add("process_document", {"file": contents["a.txt"].decode()})
+
+    # CPU-heavy work off the event loop: reminders keep flowing during the analysis.
+    worker = care.start_worker()
+    await wait_until(lambda: document_status(care, doc_a, "processing"), what="analysis of a")
+    await app.queue(REMINDERS).add_bulk([
+        {"name": tasks.send_reminder.name, "data": {"medication_id": metformin, "user_id": ada},
+         **tasks.REMINDER_OPTIONS} for _ in range(20)])
+    await wait_until(lambda: document_status(care, doc_a, "processed"), what="a processed")
+    during = await care.count(
+        "SELECT count(*) FROM notification_log n, documents d WHERE d.id = $1"
+        " AND n.sent_at BETWEEN d.started_at AND d.processed_at", doc_a)
+    assert during > 0, "the worker's loop sent reminders while the analysis ran"
+    assert await care.count("SELECT runs FROM documents WHERE id = $1", doc_a) == 1
+
+    # Graceful shutdown: SIGTERM while b is being analysed; it finishes, exit 0.
+    doc_b, job_b = await upload(care, ada, "b.txt", contents["b.txt"])
+    await wait_until(lambda: document_status(care, doc_b, "processing"), what="analysis of b")
+    assert await asyncio.to_thread(worker.stop) == 0
+    assert await document_status(care, doc_b, "processed")
+    finished = await documents.get_job(job_b)
+    assert finished is not None and await finished.get_state() == "completed"
+    assert finished.attempts_made == 1
+
+    # SIGKILL while c is being analysed: the next worker runs it again.
+    care.start_worker()
+    doc_c, job_c = await upload(care, ada, "c.txt", contents["c.txt"])
+    await wait_until(lambda: document_status(care, doc_c, "processing"), what="analysis of c")
+    care.workers[-1].kill()
+    assert await document_status(care, doc_c, "processing")
+    care.start_worker()
+    await wait_until(lambda: document_status(care, doc_c, "processed"), what="c re-run")
+
+    # The end state: each document analysed right, c twice (the kill), one e-mail each.
+    rows = {r["filename"]: r for r in await care.db.fetch("SELECT * FROM documents")}
+    for name, content in contents.items():
+        assert rows[name]["sha256"] == hashlib.sha256(content).hexdigest()
+        assert rows[name]["words"] == len(content.split())
+    assert [rows[n]["runs"] for n in ("a.txt", "b.txt", "c.txt")] == [1, 1, 2]
+    smtp = care.services.smtp
+    assert smtp is not None
+    await wait_until(lambda: len(smtp.to("ada@example.com")) == 3, what="three e-mails")
+    assert sorted(m.subject for m in smtp.to("ada@example.com")) == [
+        f"Your document {n} is ready" for n in ("a.txt", "b.txt", "c.txt")]
+    assert await care.count("SELECT count(*) FROM email_log") == 3
+    assert await care.count("SELECT count(*) FROM notification_log") == 20
+    await wait_until(all_done, what="every queue drained")
+    assert len(smtp.messages) == 3
+
+    await screenshot(care, tmp_path)
+
+
+async def all_done() -> bool:
+    """Whether no job of CareCircle waits or runs (a scheduler's next job is delayed)."""
+    for name in QUEUES:
+        counts = await app.queue(name).get_job_counts()
+        if any(counts[s] for s in ("waiting", "active", "prioritized")):
+            return False
+    return True
+
+
+async def screenshot(care: Care, tmp_path: Path) -> None:
+    """The dashboard, with CareCircle's queues on it (copied into the example's
+    folder with CONVEYOR_UPDATE_SCREENSHOTS=1)."""
+    server, task = await serve_app(
+        create_app(care.services.redis_url, queues=list(QUEUES)), port := free_port())
+    try:
+        png = tmp_path / "dashboard.png"
+        names = "".join(f':has-text("{name}")' for name in QUEUES)
+        await asyncio.to_thread(dashboard_screenshot, f"http://127.0.0.1:{port}/", png,
+                                wait_for=f"body{names}")
+        assert png.stat().st_size > 10_000
+    finally:
+        server.should_exit = True
+        await task
+    if os.environ.get("CONVEYOR_UPDATE_SCREENSHOTS") == "1":
+        (HERE / "dashboard.png").write_bytes(png.read_bytes())
+
+
+def test_example_carecircle_command_starts_prints_urls_and_stops() -> None:
+    """``python -m examples.carecircle --seconds N`` runs everything, prints its
+    URLs and exits 0 (its worker stopped by SIGTERM)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    done = subprocess.run([sys.executable, "-m", "examples.carecircle", "--seconds", "3"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "carecircle: http://127.0.0.1:" in done.stdout
+    assert "dashboard:  http://127.0.0.1:" in done.stdout
+    assert "stopped (worker exit code 0)" in done.stdout
