@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -16,7 +17,6 @@ from pathlib import Path
 
 from conveyor.embedded import free_port
 from conveyor.web.app import create_app
-
 from examples.support import Services, WorkerProcess, serve_app
 
 from . import db
@@ -74,10 +74,8 @@ async def run(seconds: float | None, port: int, dashboard_port: int) -> int:
             print(services.describe())
             print(f"carecircle: http://127.0.0.1:{port}/docs")
             print(f"dashboard:  http://127.0.0.1:{dashboard_port}/", flush=True)
-            try:
+            with contextlib.suppress(TimeoutError):  # --seconds passed
                 await asyncio.wait_for(stop.wait(), seconds)
-            except TimeoutError:
-                pass
         finally:
             code = await asyncio.to_thread(worker.stop)
             front.should_exit = dash.should_exit = True

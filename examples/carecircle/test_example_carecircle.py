@@ -28,12 +28,18 @@ import pytest
 from conveyor import Job, ValidationError
 from conveyor.embedded import free_port
 from conveyor.web.app import create_app
-
 from examples.carecircle import tasks
 from examples.carecircle.launch import worker_process
 from examples.carecircle.tasks import DOCUMENTS, EMAIL, QUEUES, REMINDERS, app
 from examples.carecircle.web import create_web_app
-from examples.support import Services, WorkerProcess, dashboard_screenshot, serve_app, wait_until
+from examples.support import (
+    HttpReceiver,
+    Services,
+    WorkerProcess,
+    dashboard_screenshot,
+    serve_app,
+    wait_until,
+)
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -56,7 +62,7 @@ class Care:
         return worker
 
     @property
-    def receiver(self):  # type: ignore[no-untyped-def]
+    def receiver(self) -> HttpReceiver:
         assert self.services.http is not None
         return self.services.http
 
@@ -233,14 +239,14 @@ async def test_example_carecircle_reminders_at_local_time_urgent_lane_retries_an
     # A flaky provider: two failed attempts, each waiting its backoff (promoted here).
     flaky_id = fired[(statin, "21:15")]
     for attempt in (1, 2):
-        await wait_until(lambda: care.counts(
-            attempt, "SELECT count(*) FROM job_failures WHERE job_id = $1", flaky_id),
+        await wait_until(lambda n=attempt: care.counts(  # type: ignore[misc]
+            n, "SELECT count(*) FROM job_failures WHERE job_id = $1", flaky_id),
             what=f"failed attempt {attempt}")
         await wait_until(lambda: in_state(flaky_id, "delayed"),
                          what="the retry to wait its backoff")
-        job = await reminders.get_job(flaky_id)
-        assert job is not None
-        await job.promote()
+        retry = await reminders.get_job(flaky_id)
+        assert retry is not None
+        await retry.promote()
     await wait_until(lambda: in_state(flaky_id, "completed"), what="the third attempt")
     failures = await care.db.fetch(
         "SELECT job_id, attempt, final FROM job_failures ORDER BY id")
@@ -306,7 +312,9 @@ def letter(seed: int, size: int = 600_000) -> bytes:
 
 async def document_status(care: Care, doc_id: int, wanted: str) -> bool:
     """Whether a document reached status ``wanted``."""
-    return await care.db.fetchval("SELECT status FROM documents WHERE id = $1", doc_id) == wanted
+    status: str | None = await care.db.fetchval(
+        "SELECT status FROM documents WHERE id = $1", doc_id)
+    return status == wanted
 
 
 async def upload(care: Care, user_id: int, name: str, content: bytes) -> tuple[int, str]:
@@ -370,6 +378,8 @@ async def test_example_carecircle_documents_off_the_loop_graceful_shutdown_and_k
     assert await document_status(care, doc_c, "processing")
     care.start_worker()
     await wait_until(lambda: document_status(care, doc_c, "processed"), what="c re-run")
+    rerun = await documents.get_job(job_c)
+    assert rerun is not None and rerun.stalled_count == 1
 
     # The end state: each document analysed right, c twice (the kill), one e-mail each.
     rows = {r["filename"]: r for r in await care.db.fetch("SELECT * FROM documents")}
