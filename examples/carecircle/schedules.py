@@ -88,9 +88,10 @@ async def unschedule_medication(queue: Queue, medication_id: int) -> int:
 
 def scheduled_slot(job: Job) -> datetime:
     """When a reminder was due: the slot of a scheduler's job (its id is
-    ``sched-<scheduler id>-<slot ms>``), else when the job was added."""
+    ``sched-<scheduler id>-<slot ms>``), else when the job was added plus its
+    delay (a snoozed reminder)."""
     if job.id.startswith("sched-"):
         slot = job.id.rsplit("-", 1)[1]
         if slot.isdigit():
             return datetime.fromtimestamp(int(slot) / 1000, UTC)
-    return datetime.fromtimestamp(job.timestamp / 1000, UTC)
+    return datetime.fromtimestamp((job.timestamp + job.opts.delay) / 1000, UTC)

@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     id          bigserial PRIMARY KEY,
     user_id     bigint NOT NULL REFERENCES users(id),
     message     text NOT NULL,
+    reminder_job_id text UNIQUE,             -- the missed reminder it escalates, if any
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS notification_log (
     alert_id      bigint REFERENCES alerts(id),
     scheduled_for timestamptz,
     local_time    text,
-    sent_at       timestamptz NOT NULL DEFAULT clock_timestamp()
+    sent_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    taken_at      timestamptz               -- the user confirmed the dose
 );
 
 CREATE TABLE IF NOT EXISTS documents (

@@ -17,7 +17,7 @@ import asyncio
 import os
 import smtplib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,8 +34,8 @@ from .analysis import analyse
 
 __all__ = [
     "CONCURRENCY", "DOCUMENTS", "EMAIL", "PRIORITY_ROUTINE", "PRIORITY_URGENT", "QUEUES",
-    "REMINDERS", "REMINDER_OPTIONS", "app", "process_document", "schedule_medication",
-    "send_email", "send_reminder", "send_urgent_alert",
+    "REMINDERS", "REMINDER_OPTIONS", "app", "escalate_missed_doses", "process_document",
+    "schedule_medication", "send_email", "send_reminder", "send_urgent_alert",
 ]
 
 REMINDERS = "reminders"
@@ -142,6 +142,34 @@ async def send_urgent_alert(alert_id: int) -> dict[str, Any]:
     return {"success": True}
 
 
+#: A reminder not confirmed within this long becomes an urgent alert.
+MISSED_AFTER = timedelta(minutes=30)
+
+
+@app.every(timedelta(minutes=5), scheduler_id="missed-doses")
+@app.task(queue=REMINDERS, priority=PRIORITY_URGENT, attempts=3,
+          backoff={"type": "fixed", "delay": 10_000}, remove_on_complete=100,
+          remove_on_fail=False)
+async def escalate_missed_doses() -> dict[str, int]:
+    """Every 5 minutes: each reminder not confirmed within MISSED_AFTER gets
+    one urgent alert (the unique reminder_job_id makes a re-run add none)."""
+    async with (await db.pool()).acquire() as conn:
+        await conn.execute(
+            "INSERT INTO alerts (user_id, message, reminder_job_id)"
+            " SELECT n.user_id, 'Missed dose: ' || m.name || ' at ' || n.local_time, n.job_id"
+            " FROM notification_log n JOIN medications m ON m.id = n.medication_id"
+            " WHERE n.kind = 'reminder' AND n.taken_at IS NULL AND n.sent_at < now() - $1::interval"
+            " ON CONFLICT (reminder_job_id) DO NOTHING", MISSED_AFTER)
+        # Alerts not sent yet, including those of a run that died before enqueueing.
+        pending = await conn.fetch(
+            "SELECT a.id FROM alerts a WHERE a.reminder_job_id IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM notification_log n WHERE n.alert_id = a.id)")
+    for row in pending:  # the job id makes an alert enqueued twice one job
+        await send_urgent_alert.with_options(job_id=f"alert-{row['id']}").enqueue(
+            alert_id=row["id"])
+    return {"alerts": len(pending)}
+
+
 # sandbox=True: the analysis is pure-Python CPU work; in a child process it
 # cannot stall the worker's event loop (other jobs, lock renewals), as it would
 # in an `async def`, nor hold the worker's GIL, as it would in a thread.
@@ -158,6 +186,8 @@ async def process_document(document_id: int) -> dict[str, Any]:
             " WHERE id = $1 AND status <> 'processed' RETURNING user_id, content", document_id,
         )
         result: dict[str, Any]
+        if row is not None:
+            await current_job().update_progress(10)  # over the sandbox's socket
         if row is None:
             # Processed by a run that died before it finished: only the e-mail may be owed.
             user_id = await conn.fetchval(
@@ -174,6 +204,7 @@ async def process_document(document_id: int) -> dict[str, Any]:
                 " fingerprint = $4, processed_at = clock_timestamp() WHERE id = $1",
                 document_id, result["sha256"], result["words"], result["fingerprint"],
             )
+            await current_job().update_progress(100)
     finally:
         await conn.close()
     # Its job id makes the e-mail one, however often this job runs.

@@ -13,7 +13,14 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from . import db, schedules
-from .tasks import REMINDERS, app, process_document, schedule_medication, send_urgent_alert
+from .tasks import (
+    REMINDERS,
+    app,
+    process_document,
+    schedule_medication,
+    send_reminder,
+    send_urgent_alert,
+)
 
 __all__ = ["create_web_app"]
 
@@ -37,6 +44,10 @@ class NewMedication(BaseModel):
 
 class MedicationStatus(BaseModel):
     status: Literal["active", "paused"]
+
+
+class Snooze(BaseModel):
+    minutes: int = Field(15, ge=1, le=240)
 
 
 class NewAlert(BaseModel):
@@ -144,8 +155,31 @@ def create_web_app() -> FastAPI:
             " RETURNING id", body.user_id, body.message)
         if alert_id is None:
             raise HTTPException(404, "no such user")
-        job = await send_urgent_alert.enqueue(alert_id=alert_id)
+        job = await send_urgent_alert.with_options(job_id=f"alert-{alert_id}").enqueue(
+            alert_id=alert_id)
         return {"id": alert_id, "job_id": job.id}
+
+    @web.post("/reminders/{job_id}/taken")
+    async def taken(job_id: str) -> dict[str, Any]:
+        """The user took the dose: no missed-dose alert for this reminder."""
+        if await (await db.pool()).execute(
+                "UPDATE notification_log SET taken_at = coalesce(taken_at, now())"
+                " WHERE job_id = $1 AND kind = 'reminder'", job_id) == "UPDATE 0":
+            raise HTTPException(404, "no such reminder")
+        return {"job_id": job_id, "taken": True}
+
+    @web.post("/reminders/{job_id}/snooze", status_code=201)
+    async def snooze(job_id: str, body: Snooze) -> dict[str, Any]:
+        """Remind me again in N minutes: a delayed job, one per reminder."""
+        row = await (await db.pool()).fetchrow(
+            "SELECT user_id, medication_id FROM notification_log"
+            " WHERE job_id = $1 AND kind = 'reminder'", job_id)
+        if row is None:
+            raise HTTPException(404, "no such reminder")
+        job = await send_reminder.with_options(
+            job_id=f"snooze-{job_id}", delay=body.minutes * 60_000,
+        ).enqueue(medication_id=row["medication_id"], user_id=row["user_id"])
+        return {"job_id": job.id, "minutes": body.minutes}
 
     @web.post("/documents", status_code=201)
     async def upload(request: Request, user_id: int = Query(),
