@@ -30,8 +30,9 @@ def worker_process(env: dict[str, str], queues: Sequence[str] = QUEUES,
                    log: Path | None = None) -> WorkerProcess:
     """A child process running ``python -m examples.carecircle.worker`` (per-queue
     concurrency and a failure listener, which ``conveyor worker`` cannot set)."""
+    env = {**env, "CARECIRCLE_OWN_SESSION": "1"}
     if log is not None:  # the worker writes it (and closes it) itself
-        env = {**env, "CARECIRCLE_WORKER_LOG": str(log)}
+        env["CARECIRCLE_WORKER_LOG"] = str(log)
     process = WorkerProcess("examples.carecircle.tasks:app", env)
     process.args = [sys.executable, "-m", "examples.carecircle.worker",
                     "--queues", ",".join(queues)]

@@ -394,7 +394,7 @@ async def test_example_carecircle_documents_off_the_loop_graceful_shutdown_and_k
     await app.queue(REMINDERS).add_bulk([
         {"name": tasks.send_reminder.name, "data": {"medication_id": metformin, "user_id": ada},
          **tasks.REMINDER_OPTIONS} for _ in range(20)])
-    await wait_until(lambda: document_status(care, doc_a, "processed"), what="a processed")
+    await wait_until(lambda: in_state(job_a, "completed", DOCUMENTS), what="a processed")
     job = await documents.get_job(job_a)
     assert job is not None and job.progress == 100
     during = await care.count(

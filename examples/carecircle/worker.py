@@ -86,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(queues) - set(QUEUES)
     if unknown:
         parser.error(f"unknown queues {sorted(unknown)}; CareCircle's: {', '.join(QUEUES)}")
+    if os.environ.get("CARECIRCLE_OWN_SESSION") == "1":
+        # Started by launch.py: Ctrl-C reaches the launcher only, which sends one
+        # SIGTERM (a second signal would hand running jobs back instead).
+        os.setsid()
     logging.basicConfig(level=logging.INFO, filename=os.environ.get("CARECIRCLE_WORKER_LOG"),
                         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per push is noise
