@@ -186,8 +186,6 @@ async def process_document(document_id: int) -> dict[str, Any]:
             " WHERE id = $1 AND status <> 'processed' RETURNING user_id, content", document_id,
         )
         result: dict[str, Any]
-        if row is not None:
-            await current_job().update_progress(10)  # over the sandbox's socket
         if row is None:
             # Processed by a run that died before it finished: only the e-mail may be owed.
             user_id = await conn.fetchval(
@@ -198,6 +196,7 @@ async def process_document(document_id: int) -> dict[str, Any]:
             result = {"skipped": "already_processed"}
         else:
             user_id = row["user_id"]
+            await current_job().update_progress(10)  # the worker writes it (sandbox)
             result = analyse(row["content"])
             await conn.execute(
                 "UPDATE documents SET status = 'processed', sha256 = $2, words = $3,"

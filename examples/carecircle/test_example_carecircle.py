@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -303,9 +304,9 @@ async def test_example_carecircle_reminders_at_local_time_urgent_lane_retries_an
          **tasks.REMINDER_OPTIONS} for _ in range(110)])]
     routine = "SELECT count(*) FROM notification_log WHERE user_id = $1 AND kind = 'reminder'"
     await wait_until(lambda: care.at_least(10, routine, bulk), what="the backlog to start")
-    before_alert = await care.count(routine, bulk)
     alert = await care.http.post("/alerts", json={"user_id": bulk, "message": "Bea fell"})
     assert alert.status_code == 201
+    before_alert = await care.count(routine, bulk)  # the alert's job exists by now
     alert_job = alert.json()["job_id"]
     await wait_until(lambda: care.counts(
         1, "SELECT count(*) FROM notification_log WHERE job_id = $1", alert_job),
@@ -475,15 +476,26 @@ async def screenshot(care: Care, tmp_path: Path) -> None:
         (HERE / "dashboard.png").write_bytes(png.read_bytes())
 
 
-def test_example_carecircle_command_starts_prints_urls_and_stops(database_url: str) -> None:
+def test_example_carecircle_command_starts_prints_urls_and_stops(
+        database_url: str, tmp_path: Path) -> None:
     """``python -m examples.carecircle --seconds N`` runs everything, prints its
     URLs and exits 0 (its worker stopped by SIGTERM). It uses the session's
     PostgreSQL through DATABASE_URL (without it, it starts a server of its own)."""
-    env = {**os.environ, "DATABASE_URL": database_url}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
-    done = subprocess.run([sys.executable, "-m", "examples.carecircle", "--seconds", "3"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "carecircle: http://127.0.0.1:" in done.stdout
-    assert "dashboard:  http://127.0.0.1:" in done.stdout
-    assert "stopped (worker exit code 0)" in done.stdout
+    env = {**os.environ, "DATABASE_URL": database_url,
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        command = subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-m", "examples.carecircle", "--seconds", "3"],
+            cwd=ROOT, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+        try:
+            code = command.wait(60)
+        except subprocess.TimeoutExpired:
+            command.send_signal(signal.SIGABRT)  # faulthandler prints where it hangs
+            command.wait()
+            pytest.fail(f"the command did not stop:\n{out.read_text()}\n{err.read_text()}")
+    printed = out.read_text()
+    assert code == 0, err.read_text()
+    assert "carecircle: http://127.0.0.1:" in printed
+    assert "dashboard:  http://127.0.0.1:" in printed
+    assert "stopped (worker exit code 0)" in printed
