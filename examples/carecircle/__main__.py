@@ -1,0 +1,5 @@
+"""``python -m examples.carecircle``: see launch.py."""
+
+from .launch import main
+
+main()
