@@ -112,8 +112,12 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=out, stderr=out,
-                                     stdin=subprocess.DEVNULL)
+        try:
+            self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=out,
+                                         stderr=out, stdin=subprocess.DEVNULL)
+        finally:
+            if not isinstance(out, int):  # the child has its own descriptor
+                out.close()
         return self
 
     @property
