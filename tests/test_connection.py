@@ -3,6 +3,8 @@ wire and the same errors for bad arguments as redis-py's own packer."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.exceptions import DataError
 
@@ -36,3 +38,16 @@ async def test_bad_argument_types_raise_data_error(redis_url: str, bad: object) 
         assert await client.exists("k") == 0
     finally:
         await client.aclose()
+
+
+async def test_a_burst_beyond_the_pool_waits_for_a_connection(redis_url: str,
+                                                              queue_name: str) -> None:
+    """A web server under a burst (the auction's 200 bidders) adds more jobs at
+    once than the client has connections: each add waits for a free one
+    instead of failing with redis-py's "Too many connections"."""
+    from conveyor import Queue
+
+    async with Queue(queue_name, redis_url) as queue:
+        jobs = await asyncio.gather(*(queue.add("bid", {"n": n}) for n in range(300)))
+        assert len({job.id for job in jobs}) == 300
+        assert (await queue.get_job_counts("waiting"))["waiting"] == 300

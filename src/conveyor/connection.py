@@ -10,7 +10,7 @@ from typing import Any, Self
 
 import hiredis
 import redis
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -40,6 +40,9 @@ KEEPALIVE_OPTIONS: dict[int, int] = {
     if (option := getattr(socket, name, None)) is not None
 }
 Connection = str | Redis | None
+#: Connections of one client conveyor creates (redis-py's default); more
+#: concurrent calls wait their turn.
+MAX_CONNECTIONS = 100
 
 
 def socket_timeout(client: Redis) -> float | None:
@@ -71,12 +74,15 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
     if isinstance(connection, Redis):
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
-    client = Redis.from_url(
-        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
+    # A blocking pool: when more calls are in flight than it has connections
+    # (a web server's burst of adds), a call waits for a free one, where
+    # redis-py's default pool fails it with "Too many connections".
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(),
     )
-    pool = client.connection_pool
     pool.connection_class = _hiredis_packing(pool.connection_class)
-    return client, True
+    return Redis.from_pool(pool), True
 
 
 def make_sync_client(connection: Connection) -> redis.Redis | None:
