@@ -17,10 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from examples.support import Services, serve_app
-
 from conveyor.embedded import free_port
 from conveyor.web.app import create_app
+from examples.support import Services, serve_app
 
 from . import db
 from .tasks import QUEUES

@@ -15,7 +15,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 __all__ = [
     "ACTIVE_INDEX",
@@ -29,10 +29,18 @@ __all__ = [
     "channel",
     "iso",
     "money",
+    "redis_client",
 ]
 
 ACTIVE_INDEX = "auctions:active"
 _LUA = Path(__file__).parent / "lua"
+
+
+def redis_client(url: str, max_connections: int = 50) -> Redis:
+    """A client whose callers wait for a free connection: a burst of bids
+    larger than the pool queues up instead of failing ("Too many connections")."""
+    return Redis.from_pool(BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=30))
 
 
 def auction_key(auction_id: str) -> str:

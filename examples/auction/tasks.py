@@ -26,13 +26,12 @@ from typing import Any
 
 import asyncpg
 import orjson
-from redis.asyncio import Redis
 
 from conveyor import Job, UnrecoverableError, Worker
 from conveyor.app import Conveyor, TaskOptions, current_job
 
 from . import db
-from .bidding import AuctionStore, channel
+from .bidding import AuctionStore, channel, redis_client
 
 __all__ = [
     "QUEUES",
@@ -102,7 +101,7 @@ class Resources:
         """The auctions in the Redis of ``$CONVEYOR_REDIS_URL``."""
         if self._store is None:
             url = os.environ.get("CONVEYOR_REDIS_URL", "redis://localhost:6379/0")
-            self._store = AuctionStore(Redis.from_url(url))
+            self._store = AuctionStore(redis_client(url))
         return self._store
 
     async def close(self) -> None:

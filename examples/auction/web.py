@@ -29,7 +29,7 @@ from redis.asyncio.client import PubSub
 from conveyor import JobStateError
 
 from . import db
-from .bidding import AuctionStore, BidAccepted, BidRejected, cents, channel, iso
+from .bidding import AuctionStore, BidAccepted, BidRejected, cents, channel, iso, redis_client
 from .tasks import (
     AUCTION_FINALIZATION,
     finalize_auction,
@@ -217,7 +217,7 @@ def create_web_app(redis_url: str, database_url: str) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         jobs.connection = redis_url
-        redis = Redis.from_url(redis_url)
+        redis = redis_client(redis_url)
         pool = await db.connect(database_url)
         hub = Hub(redis)
         await hub.start()
