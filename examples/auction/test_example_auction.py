@@ -362,7 +362,7 @@ async def test_example_auction_bid_rules_snipes_retries_and_reruns(
         assert due is not None and due >= extended.end_ms
 
         async def persisted(n: int) -> bool:
-            return await run.pool.fetchval("SELECT count(*) FROM bids") == n
+            return bool(await run.pool.fetchval("SELECT count(*) FROM bids") == n)
         await wait_until(lambda: persisted(2), what="the first bids persisted")
 
         # A locked row: the bid's jobs wait on it while their worker is killed,
