@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = [
     "ACTIVE_INDEX",
@@ -37,10 +41,14 @@ _LUA = Path(__file__).parent / "lua"
 
 
 def redis_client(url: str, max_connections: int = 50) -> Redis:
-    """A client whose callers wait for a free connection: a burst of bids
-    larger than the pool queues up instead of failing ("Too many connections")."""
+    """A client whose callers wait for a free connection (a burst of bids
+    larger than the pool queues up instead of failing with "Too many
+    connections") and that retries a call on a dropped connection (a bid
+    retried this way is answered as the first time: see place_bid.lua)."""
     return Redis.from_pool(BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=30))
+        url, max_connections=max_connections, timeout=30,
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError]))
 
 
 def auction_key(auction_id: str) -> str:

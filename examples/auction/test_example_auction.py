@@ -34,7 +34,7 @@ from conveyor.embedded import free_port
 from conveyor.inspect import Inspector
 from conveyor.web.app import create_app
 from examples.auction import db
-from examples.auction.bidding import AuctionStore, redis_client
+from examples.auction.bidding import AuctionStore, BidAccepted, iso, redis_client
 from examples.auction.tasks import (
     AUCTION_FINALIZATION,
     AUCTION_UPDATE,
@@ -199,21 +199,28 @@ async def test_example_auction_200_concurrent_bidders_leave_exact_state(
         orphaned: list[int] = []
 
         async def kill_in_flight() -> None:
+            """Once bids are being persisted, hold inserts into ``bids`` back (a
+            table lock) so that jobs are surely running, and SIGKILL the worker."""
             async def in_flight() -> bool:
-                return (await run.counts(BID_PERSISTENCE)).get("active", 0) > 0 and (
-                    await run.pool.fetchval("SELECT count(*) FROM bids")) >= 10
-            await wait_until(in_flight, timeout=30, interval=0.01, what="jobs in flight")
-            run.worker.kill()
-            # No worker runs now: jobs still active were the dead worker's.
-            counts = [await run.counts(q) for q in (BID_PERSISTENCE, AUCTION_UPDATE)]
-            orphaned.append(sum(c.get("active", 0) for c in counts))
+                return (await run.counts(BID_PERSISTENCE)).get("active", 0) > 0
+
+            async def persisted() -> bool:
+                return bool(await run.pool.fetchval("SELECT count(*) FROM bids") >= 10)
+            await wait_until(persisted, timeout=30, what="bids persisted")
+            async with run.pool.acquire() as conn, conn.transaction():
+                await conn.execute("LOCK TABLE bids IN SHARE MODE")
+                await wait_until(in_flight, timeout=30, interval=0.005, what="jobs in flight")
+                run.worker.kill()
+                # No worker runs now: jobs still active were the dead worker's.
+                counts = [await run.counts(q) for q in (BID_PERSISTENCE, AUCTION_UPDATE)]
+                orphaned.append(sum(c.get("active", 0) for c in counts))
             run.worker = worker_process(run.services.env(), log=run.log).start()
 
         await asyncio.gather(
             kill_in_flight(),
             *(_bidder(run, ids[i % 4], 3, i, accepted, rejected) for i in range(200)),
         )
-        assert orphaned and orphaned[0] > 0
+        assert orphaned[0] > 0
         assert len(accepted) > 40 and len(rejected) > 40
         assert {r["code"] for r in rejected} >= {"BID_TOO_LOW"}
 
@@ -343,6 +350,10 @@ async def test_example_auction_bid_rules_snipes_retries_and_reruns(
         assert (under.json()["code"], under.json()["minimum"]) == ("BID_TOO_LOW", "105.00")
         again = await run.bid(a, x, "110.00")
         assert (again.status_code, again.json()["code"]) == (409, "ALREADY_HIGHEST_BIDDER")
+        # A client retrying a call whose reply it lost gets the same answer, once.
+        replay = await run.store.place_bid(a, x, "100.00", first.json()["bidId"])
+        assert isinstance(replay, BidAccepted) and replay.total_bids == 1
+        assert iso(replay.bid_ms) == first.json()["bidTime"]
         lost = await run.bid(str(uuid.uuid4()), x, "100.00")
         assert (lost.status_code, lost.json()["code"]) == (404, "AUCTION_NOT_FOUND")
         assert sum((await persistence.get_job_counts()).values()) == 1  # the accepted bid's
@@ -438,6 +449,17 @@ async def test_example_auction_bid_rules_snipes_retries_and_reruns(
         bids = await run.pool.fetch("SELECT id, is_winning FROM bids ORDER BY bid_time")
         assert [(str(b["id"]), b["is_winning"]) for b in bids] == [
             (bid_a, True), (snipe["bidId"], True), (bid_t, True)]
+
+        # Redis crashes (SIGKILL) and comes back with its AOF: the workers' `error`
+        # event is logged, and they carry on.
+        await asyncio.to_thread(run.services.redis.kill)
+        await wait_until(lambda: "Worker error: " in run.log.read_text(), timeout=15,
+                         what="a worker error logged")
+        await asyncio.to_thread(run.services.redis.start)
+        late = await run.open_auction(durationSeconds=60, antiSnipeSeconds=0)
+        late_bid = (await run.bid(late, x, "100.00")).json()["bidId"]
+        await wait_until(lambda: persisted(4), what="a bid persisted after the outage")
+        assert await run.pool.fetchval("SELECT 1 FROM bids WHERE id = $1", late_bid)
 
 
 # -- the one command ------------------------------------------------------------------

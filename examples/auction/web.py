@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from conveyor import JobStateError
 
@@ -100,9 +101,16 @@ class Hub:
         self._task = asyncio.create_task(self._forward(), name="auction-hub")
 
     async def _forward(self) -> None:
-        async for message in self._pubsub.listen():
-            if message.get("type") != "pmessage":
-                continue
+        while True:
+            try:
+                async for message in self._pubsub.listen():
+                    self._dispatch(message)
+            except RedisConnectionError as exc:  # the subscription is renewed on reconnect
+                log.warning("pub/sub connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "pmessage":
             auction_id = message["channel"].decode().partition(":")[2]
             data = message["data"].decode()
             for outbox in list(self._watchers.get(auction_id, ())):
@@ -110,9 +118,8 @@ class Hub:
                     outbox.put_nowait(data)
                 except asyncio.QueueFull:  # a watcher this far behind is dropped
                     self.leave(auction_id, outbox)
-                    with contextlib.suppress(asyncio.QueueFull):
-                        outbox.get_nowait()
-                        outbox.put_nowait(None)
+                    outbox.get_nowait()
+                    outbox.put_nowait(None)
 
     def join(self, auction_id: str) -> asyncio.Queue[str | None]:
         """A watcher's outbox of the auction's messages (None: it must close)."""
