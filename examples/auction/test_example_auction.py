@@ -228,7 +228,7 @@ async def test_example_auction_200_concurrent_bidders_leave_exact_state(
         async def settled() -> bool:
             ended = await run.pool.fetchval(
                 "SELECT count(*) FROM auctions WHERE status = 'ended'")
-            return ended == 4 and await run.idle(BID_PERSISTENCE, AUCTION_UPDATE)
+            return ended == 4 and await run.idle(*QUEUES)
         await wait_until(settled, timeout=40, what="auctions ended and jobs done")
 
         # Exactly the accepted bids, each once.
@@ -280,14 +280,29 @@ async def test_example_auction_200_concurrent_bidders_leave_exact_state(
             failed = await run.queues[queue].get_metrics("failed")
             assert (completed.total, failed.total) == (len(accepted), 0)
 
+        # The seed's options, as the jobs and the live workers carry them.
+        seed = {BID_PERSISTENCE: (3, 2000, 5), AUCTION_UPDATE: (3, 2000, 3),
+                AUCTION_FINALIZATION: (5, 5000, 2)}
+        for queue, (attempts, delay, concurrency) in seed.items():
+            [job] = await run.queues[queue].get_jobs(["completed"], 0, 0)
+            assert job.opts.backoff is not None
+            assert (job.opts.attempts, job.opts.backoff.type, job.opts.backoff.delay) == (
+                attempts, "exponential", delay)
+            keep, drop = job.opts.remove_on_complete, job.opts.remove_on_fail
+            assert (keep.count, keep.age_ms, drop.count, drop.age_ms) == (
+                100, 3_600_000, 500, 86_400_000)
+            workers = await run.queues[queue].get_workers()
+            assert [w.concurrency for w in workers if w.pid == run.worker.pid] == [concurrency]
+
         # The seed's monitoring numbers; retention keeps the newest 100 completed.
         metrics = (await run.http.get("/api/queues/metrics")).json()
         assert metrics[BID_PERSISTENCE] == {"waiting": 0, "active": 0, "completed": 100,
                                             "failed": 0}
         assert metrics[AUCTION_FINALIZATION]["completed"] == 4
-        log = run.log.read_text()
-        assert "completed: {'status': 'persisted'" in log
-        assert "completed: {'status': 'finalized'" in log
+        # The worker logs an event just after it recorded the job's outcome.
+        await wait_until(lambda: "completed: {'status': 'finalized'" in run.log.read_text(),
+                         what="the completed events logged")
+        assert "completed: {'status': 'persisted'" in run.log.read_text()
 
         await _screenshot(run, tmp_path)
 
@@ -403,6 +418,8 @@ async def test_example_auction_bid_rules_snipes_retries_and_reruns(
         retried = await _finished(persistence, job_id)
         assert retried.return_value == {"status": "persisted", "bidId": bid_t}
         assert (retried.attempts_made, retried.stalled_count) == (2, 1)
+        updated = await _finished(run.queues[AUCTION_UPDATE], f"update-{t}-1")
+        assert updated.return_value == {"status": "updated"}
         assert f"Job {job_id} failed: " in run.log.read_text()
         assert "lock timeout" in run.log.read_text()
 
