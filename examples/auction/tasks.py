@@ -22,7 +22,8 @@ import asyncio
 import logging
 import os
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("examples.auction")
+T = TypeVar("T")
 
 BID_PERSISTENCE = "bid-persistence"
 AUCTION_UPDATE = "auction-update"
@@ -117,7 +119,7 @@ class Resources:
 resources = Resources()
 
 
-async def _permanent(call: Any) -> Any:
+async def _permanent(call: Awaitable[T]) -> T:
     """Run a write; bad data is a permanent error (no retries, the job fails),
     anything else (a lost connection, a lock timeout) is retried with backoff."""
     try:
@@ -179,7 +181,8 @@ async def finalize_auction(auctionId: str) -> dict[str, Any]:
         await current_job().move_to_delayed(result.remaining_ms)
         return {"status": "rescheduled"}
     state = await store.state(auctionId)
-    assert state is not None and state.ended_ms is not None
+    if state is None or state.ended_ms is None:  # only if someone deleted or rewrote it
+        raise UnrecoverableError(f"auction {auctionId}: no final state in Redis")
     final = db.FinalState(state.current_bid, state.highest_bidder_id, state.highest_bid_id,
                           state.total_bids, state.end_ms, state.ended_ms)
     recorded = await db.finish_auction(await resources.pool(), auctionId, final)

@@ -366,6 +366,10 @@ async def test_example_auction_bid_rules_snipes_retries_and_reruns(
         assert (under.json()["code"], under.json()["minimum"]) == ("BID_TOO_LOW", "105.00")
         again = await run.bid(a, x, "110.00")
         assert (again.status_code, again.json()["code"]) == (409, "ALREADY_HIGHEST_BIDDER")
+        bad_price = await run.http.post("/api/auctions", json={
+            "title": "lot", "startingPrice": "1.005", "minIncrement": "5.00",
+            "durationSeconds": 3})
+        assert bad_price.status_code == 422
         # A client retrying a call whose reply it lost gets the same answer, once.
         replay = await run.store.place_bid(a, x, "100.00", first.json()["bidId"])
         assert isinstance(replay, BidAccepted) and replay.total_bids == 1
@@ -506,6 +510,8 @@ async def test_example_auction_command_serves_and_stops(database_url: str) -> No
     async with httpx.AsyncClient() as client:
         auctions = (await client.get(urls["auction app"] + "api/auctions")).json()
         assert len(auctions) == 2
+        page = await client.get(urls["auction app"] + f"auctions/{auctions[0]['auctionId']}")
+        assert "new WebSocket" in page.text
         assert (await client.get(urls["dashboard"])).status_code == 200
     rest = (await proc.stdout.read()).decode()
     assert await proc.wait() == 0, rest

@@ -153,7 +153,8 @@ class AuctionService:
 
     async def create_auction(self, spec: CreateAuction) -> dict[str, Any]:
         """Write the auction's row, open it in Redis, schedule its finalization."""
-        cents(spec.startingPrice), cents(spec.minIncrement)  # ValueError before any write
+        for amount in (spec.startingPrice, spec.minIncrement):
+            cents(amount)  # a malformed amount is a ValueError before anything is written
         auction_id = str(uuid.uuid4())
         now = await self.store.now_ms()
         end = now + int(spec.durationSeconds * 1000)
