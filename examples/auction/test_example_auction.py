@@ -183,7 +183,9 @@ async def test_example_auction_200_concurrent_bidders_leave_exact_state(
     process is killed (SIGKILL) with jobs in flight and replaced. Afterwards
     PostgreSQL holds exactly the accepted bids, each auction's price, winner,
     bid count and end equal Redis', each auction ended once, watchers saw every
-    accepted bid over pub/sub, and rejected bids enqueued nothing."""
+    accepted bid over pub/sub, and rejected bids enqueued nothing. The
+    finalization jobs fire at the auctions' real end times (auctions of 7 s):
+    no schedule is triggered by hand."""
     async with running(services, tmp_path) as run:
         ids = [await run.open_auction(title=f"lot {i}", durationSeconds=7,
                                       antiSnipeSeconds=1, extensionSeconds=1)

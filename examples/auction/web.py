@@ -48,7 +48,7 @@ log = logging.getLogger("examples.auction.web")
 
 _PAGE = """<!doctype html><meta charset="utf-8"><title>Auction</title>
 <style>body{font:16px system-ui;margin:2em;max-width:40em}li{margin:.2em 0}</style>
-<h1 id="title">Auctions</h1><div id="state"></div><ul id="bids"></ul>
+<h1 id="title">Auction</h1><div id="state"></div><ul id="bids"></ul>
 <script>
 const id = location.pathname.split('/')[2];
 const $ = (s) => document.querySelector(s);
@@ -61,8 +61,8 @@ if (!id) {
   ws.onmessage = (e) => { const m = JSON.parse(e.data);
     if (m.type === 'BID_ACCEPTED') $('#bids').insertAdjacentHTML('afterbegin',
       `<li>${m.amount} by ${m.bidderId.slice(0, 8)} at ${m.bidTime}</li>`);
-    if (m.currentBid !== undefined || m.amount) $('#state').textContent =
-      `${m.type}: current ${m.currentBid ?? m.amount}, ends ${m.endTime}`; };
+    $('#state').textContent = `${m.type}: current bid ${m.amount ?? m.currentBid ?? 'none'}`
+      + `, ends ${m.endTime}`; };
 }
 </script>"""
 
