@@ -10,6 +10,7 @@ few seconds and wait for them to end (no waiting on a real-world time of day).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -96,31 +97,37 @@ class Running:
 
 @asynccontextmanager
 async def running(services: Callable[..., Services], tmp_path: Path) -> AsyncIterator[Running]:
-    """Services, schema, one worker process and the front on a free port."""
+    """Services, schema, one worker process and the front on a free port; all
+    stopped again whatever happens (the worker by SIGTERM: it must exit 0)."""
     svc = services()
     jobs.connection = svc.redis_url  # the test's own enqueues (the front sets it too)
-    pool = await db.connect(svc.database_url)
-    await db.apply_schema(pool)
-    log = tmp_path / "worker.log"
-    worker = worker_process(svc.env(), log=log).start()
-    port = free_port()
-    server, task = await serve_app(create_web_app(svc.redis_url, svc.database_url), port)
-    store = AuctionStore(redis_client(svc.redis_url))
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        run = Running(svc, base, http, pool, store, worker, log,
-                      {name: Queue(name, svc.redis_url) for name in QUEUES})
-        try:
-            yield run
-        finally:
-            assert run.worker.stop() == 0
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await db.connect(svc.database_url)
+        stack.push_async_callback(pool.close)
+        await db.apply_schema(pool)
+        stack.push_async_callback(jobs.close)
+        store = AuctionStore(redis_client(svc.redis_url))
+        stack.push_async_callback(store.redis.aclose)
+        queues = {name: Queue(name, svc.redis_url) for name in QUEUES}
+        for queue in queues.values():
+            stack.push_async_callback(queue.close)
+        port = free_port()
+        server, task = await serve_app(create_web_app(svc.redis_url, svc.database_url), port)
+
+        async def stop_server() -> None:
             server.should_exit = True
             await task
-            for queue in run.queues.values():
-                await queue.close()
-            await store.redis.aclose()
-            await pool.close()
-            await jobs.close()
+        stack.push_async_callback(stop_server)
+        log = tmp_path / "worker.log"
+        run = Running(svc, f"http://127.0.0.1:{port}", await stack.enter_async_context(
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)), pool, store,
+            worker_process(svc.env(), log=log).start(), log, queues)
+        try:
+            yield run
+        except BaseException:
+            run.worker.stop()
+            raise
+        assert run.worker.stop() == 0
 
 
 def _ms(value: datetime) -> int:
@@ -501,20 +508,25 @@ async def test_example_auction_command_serves_and_stops(database_url: str) -> No
         "--workers", "2",
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
-    lines: list[str] = []
-    while not lines or lines[-1] != "Ctrl-C stops.":
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        assert line, "".join(lines)
-        lines.append(line.decode().rstrip())
-    urls = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines
-            if ": " in line}
-    assert urls["dashboard"].startswith("http://127.0.0.1:")
-    async with httpx.AsyncClient() as client:
-        auctions = (await client.get(urls["auction app"] + "api/auctions")).json()
-        assert len(auctions) == 2
-        page = await client.get(urls["auction app"] + f"auctions/{auctions[0]['auctionId']}")
-        assert "new WebSocket" in page.text
-        assert (await client.get(urls["dashboard"])).status_code == 200
-    rest = (await proc.stdout.read()).decode()
-    assert await proc.wait() == 0, rest
-    assert "stopped (workers exited with [0, 0])" in rest
+    try:
+        lines: list[str] = []
+        while not lines or lines[-1] != "Ctrl-C stops.":
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, "".join(lines)
+            lines.append(line.decode().rstrip())
+        urls = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines
+                if ": " in line}
+        assert urls["dashboard"].startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient() as client:
+            auctions = (await client.get(urls["auction app"] + "api/auctions")).json()
+            assert len(auctions) == 2
+            page = await client.get(urls["auction app"] + f"auctions/{auctions[0]['auctionId']}")
+            assert "new WebSocket" in page.text
+            assert (await client.get(urls["dashboard"])).status_code == 200
+        rest = (await proc.stdout.read()).decode()
+        assert await proc.wait() == 0, rest
+        assert "stopped (workers exited with [0, 0])" in rest
+    finally:
+        if proc.returncode is None:  # failed half-way: SIGTERM stops its workers too
+            proc.terminate()
+            await proc.wait()
