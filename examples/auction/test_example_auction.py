@@ -488,7 +488,19 @@ async def test_example_auction_bid_rules_snipes_retries_and_reruns(
                          what="a worker error logged")
         await asyncio.to_thread(run.services.redis.start)
         late = await run.open_auction(durationSeconds=60, antiSnipeSeconds=0)
+        watcher = Watcher(late, await connect(run.ws_url(late)))
+        reader = asyncio.create_task(watcher.read())
+        await wait_until(lambda: bool(watcher.messages), what="watcher connected")
+        # The front subscribes again once Redis is back (pub/sub keeps nothing).
+        async def subscribed() -> bool:
+            return bool(await run.store.redis.pubsub_numpat())
+        await wait_until(subscribed, timeout=15, what="the front subscribed again")
         late_bid = (await run.bid(late, x, "100.00")).json()["bidId"]
+        await wait_until(lambda: bool(watcher.of("BID_ACCEPTED")), timeout=15,
+                         what="a broadcast after the outage")
+        assert watcher.of("BID_ACCEPTED")[0]["bidId"] == late_bid
+        await watcher.ws.close()
+        await reader
         await wait_until(lambda: persisted(4), what="a bid persisted after the outage")
         assert await run.pool.fetchval("SELECT 1 FROM bids WHERE id = $1", late_bid)
 

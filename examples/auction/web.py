@@ -89,25 +89,35 @@ class Hub:
     """Fans the auctions' pub/sub messages out to this instance's WebSockets."""
 
     def __init__(self, redis: Redis) -> None:
+        self._redis = redis
         self._pubsub: PubSub = redis.pubsub()
         self._watchers: dict[str, set[asyncio.Queue[str | None]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Subscribe, and return once Redis confirmed it (no message is missed after)."""
+        await self._subscribe()
+        self._task = asyncio.create_task(self._forward(), name="auction-hub")
+
+    async def _subscribe(self) -> None:
         await self._pubsub.psubscribe("auction-events:*")
         while (await self._pubsub.get_message(timeout=5.0) or {}).get("type") != "psubscribe":
             pass
-        self._task = asyncio.create_task(self._forward(), name="auction-hub")
 
     async def _forward(self) -> None:
         while True:
             try:
                 async for message in self._pubsub.listen():
                     self._dispatch(message)
-            except RedisConnectionError as exc:  # the subscription is renewed on reconnect
-                log.warning("pub/sub connection lost (%s); reconnecting", exc)
-                await asyncio.sleep(1.0)
+            except RedisConnectionError as exc:
+                log.warning("pub/sub connection lost (%s); subscribing again", exc)
+            # Messages published while Redis was away are gone (pub/sub keeps
+            # none): a watcher that reconnects gets the auction's state anew.
+            await asyncio.sleep(1.0)
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._pubsub = self._redis.pubsub()
+            with contextlib.suppress(RedisConnectionError):
+                await self._subscribe()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") == "pmessage":
