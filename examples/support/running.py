@@ -116,8 +116,8 @@ class WorkerProcess:
             self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=out,
                                          stderr=out, stdin=subprocess.DEVNULL)
         finally:
-            if self.log:  # the child has its own copy
-                out.close()  # type: ignore[union-attr]
+            if not isinstance(out, int):  # the child has its own descriptor
+                out.close()
         return self
 
     @property
