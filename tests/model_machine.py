@@ -38,6 +38,7 @@ class MJob:
     remove_on_fail: bool = False
     dedup: str = ""
     token: str = ""
+    cancel: str = ""  # "marked": cancelled while running; "either": and handed back since
     pending: set[Ref] = field(default_factory=set)
 
 
@@ -103,6 +104,8 @@ class Model:
         front = front or handed_back
         q = self.queues[job.ref[0]]
         job.ripe = False
+        if job.cancel:  # whether a cancel still applies to a job back in line is open
+            job.cancel = "either"
         if job.priority == 0:
             job.state = "waiting"
             if front:
@@ -156,7 +159,7 @@ class Model:
 
     def completed(self, job: MJob) -> None:
         job.made += 1
-        job.state, job.token = "completed", ""
+        job.state, job.token, job.cancel = "completed", "", ""
         self.release_dedup(job)
         if job.parent and job.parent in self.jobs:
             self.dependency_done(job.parent, job.ref)
@@ -164,7 +167,7 @@ class Model:
             self.delete(job)
 
     def failed_for_good(self, job: MJob) -> None:
-        job.state, job.token = "failed", ""
+        job.state, job.token, job.cancel = "failed", "", ""
         self.release_dedup(job)
         parent = self.jobs.get(job.parent) if job.parent else None
         if parent is not None:

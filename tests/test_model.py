@@ -61,8 +61,9 @@ from model_machine import READY, MJob, Model, Ref
 #:  23  retrying a failed child with ignore_dependency_on_failure makes it pending again
 #: and bugs the machine found that issue 11 does not list (numbered from 101):
 #: 101  a job failed by the stalled check lets go of its deduplication key
+#: 102  a job's cancel mark goes when the job completes, fails by stalling or is removed
 KNOWN_DIVERGENCES: set[int] = {
-    int(i) for i in os.environ.get("MODEL_KNOWN", "1,2,3,4,5,7,9,19,22,23,101").split(",") if i}
+    int(i) for i in os.environ.get("MODEL_KNOWN", "1,2,3,4,5,7,9,19,22,23,101,102").split(",") if i}
 
 EXAMPLES = int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "60"))
 STEPS = int(os.environ.get("CONVEYOR_MODEL_STEPS", "30"))
@@ -75,7 +76,7 @@ CUSTOM_IDS = ("x1", "x2", "x3")
 DEDUP_KEYS = ("d1", "d2")
 FIXED_PARTS = frozenset({
     "id", "wait", "prioritized", "pc", "delayed", "active", "locks", "completed", "failed",
-    "meta", "marker", "events", "stalled-check", "waiting-children", "limiter",
+    "meta", "marker", "events", "stalled-check", "waiting-children", "limiter", "cancels",
 })
 JOB_SUFFIXES = ("", ":logs", ":dependencies", ":processed", ":failed")
 
@@ -309,6 +310,8 @@ class QueueMachine(RuleBasedStateMachine):
         if (kind == "fail" and 3 in self.known and job.parent and job.remove_on_fail
                 and not job.on_failure):
             kind = "complete"  # item 3: the parent would wait for a deleted child forever
+        if kind == "complete" and 102 in self.known and job.cancel:
+            kind = "fail"  # 102: the cancel mark would outlive the attempt
         delay = {"fail": -1, "fail-retry": 0, "fail-backoff": self.far()}.get(kind, 0)
         code = {"complete": "c", "release": "r"}.get(kind, "f")
         keep = "0:-1" if (job.remove_on_complete if code == "c" else job.remove_on_fail) else (
@@ -334,6 +337,7 @@ class QueueMachine(RuleBasedStateMachine):
                 self.model.push_ready(job, front=False)
             else:
                 job.state = "delayed"
+                job.cancel = "either" if job.cancel else ""
                 job.due = int(self.run(self.client.zscore(self.queues[q].keys.delayed,
                                                           job.ref[1])) or 0)
                 assert before + delay <= job.due <= after + delay, "backoff due time"
@@ -351,6 +355,8 @@ class QueueMachine(RuleBasedStateMachine):
                 continue
             if 101 in self.known and job.dedup and job.stalls >= MAX_STALLED:
                 continue  # 101: the stalled check keeps the key of the job it fails
+            if 102 in self.known and job.cancel and job.stalls >= MAX_STALLED:
+                continue  # 102: the stalled check keeps the cancel mark of the job it fails
             out.append(job)
         return out
 
@@ -390,6 +396,8 @@ class QueueMachine(RuleBasedStateMachine):
             [k.base, job.ref[1], job.token, self.far(), queue.scripts.maxlen])))
         assert due > 0
         job.state, job.due, job.token = "delayed", due, ""
+        if job.cancel:
+            job.cancel = "either"
 
     # -- administering ------------------------------------------------------------------------
 
@@ -424,6 +432,8 @@ class QueueMachine(RuleBasedStateMachine):
         if 4 in self.known and job.dedup and (
                 self.model.queues[job.ref[0]].dedup.get(job.dedup) == job.ref[1]):
             return False
+        if 102 in self.known and job.cancel:
+            return False  # 102: the cancel mark outlives the job
         return not (22 in self.known and job.pending)
 
     def removable(self) -> list[MJob]:
@@ -442,6 +452,24 @@ class QueueMachine(RuleBasedStateMachine):
             return
         assert self.run(self.queues[job.ref[0]].remove(job.ref[1]))
         self.model.remove(job)
+
+    def cancellable(self) -> list[MJob]:
+        return [j for j in self.jobs("waiting", "prioritized", "delayed", "waiting-children",
+                                     "active")
+                if j.state == "active" or self.frees_nothing_known(j)]
+
+    @precondition(lambda self: self.cancellable())
+    @rule(which=pick)
+    def cancel(self, which: int) -> None:
+        """Queue.cancel: a job not running is removed; a running one is marked for
+        its worker (which then fails it, or finishes first)."""
+        candidates = self.cancellable()
+        job = candidates[which % len(candidates)]
+        assert self.run(self.queues[job.ref[0]].cancel(job.ref[1], "model"))
+        if job.state == "active":
+            job.cancel = "marked"
+        else:
+            self.model.remove(job)
 
     @precondition(lambda self: self.jobs("delayed"))
     @rule(which=pick)
@@ -617,6 +645,14 @@ async def check_keys(m: QueueMachine, q: int) -> None:
         assert (":" + suffix if suffix else "") in JOB_SUFFIXES, f"queue {q}: key {part}"
     assert dedup == m.model.queues[q].dedup, (
         f"queue {q} deduplication keys {dedup}, model {m.model.queues[q].dedup}")
+    cancels = {_s(i) for i in await m.client.hkeys(k.cancels)}
+    for job_id in cancels:
+        job = m.model.jobs.get((q, job_id))
+        assert job is not None and job.cancel, (
+            f"queue {q}: job {job_id} is marked cancelled, but it "
+            + ("is gone" if job is None else f"is {job.state} and was not cancelled since"))
+    marked = {j.ref[1] for j in m.model.jobs.values() if j.ref[0] == q and j.cancel == "marked"}
+    assert marked <= cancels, f"queue {q}: cancels {cancels} lack {marked - cancels}"
     live = {j.ref[1] for j in m.model.jobs.values() if j.ref[0] == q}
     missing = [i for i in live if not await m.client.exists(k.job(i))]
     assert not missing, f"queue {q}: jobs without a hash {missing}"

@@ -181,11 +181,43 @@ async def test_a_job_failed_by_stalling_and_retried_does_not_take_its_key_back(
     """What 101 costs a user: the failed job, retried, holds its key again, so an add
     with that key is deduplicated into it (after any other failure it is not)."""
     first = await queue.add("j", 1, deduplication={"id": "k"})
-    [[_, fields]] = (await queue.scripts.move_to_active(1, "w:", 60_000))[1]
-    token = dict(zip(fields[::2], fields[1::2], strict=True))[b"tok"].decode()
+    token = await take_one(queue)
     await queue.scripts.extend_locks([(first.id, token)], -1)
     await queue.scripts.move_stalled_jobs(30_000, 0, "1000:-1")
     assert await queue.get_job_state(first.id) == "failed"
     await queue.retry_job(first.id)
     second = await queue.add("j", 2, deduplication={"id": "k"})
     assert second.id != first.id
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="new (102): a cancel mark outlives the job it was for")
+def test_a_cancelled_job_removed_after_a_stall_leaves_no_cancel_mark(redis_url: str) -> None:
+    with machine(redis_url) as m:
+        steps(m, ("add", {"q": 0, "spec": job()}),
+              ("fetch", {"q": 0, "n": 1}), ("cancel", {"which": 0}),
+              ("stall", {"which": 0}), ("cancel", {"which": 0}))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="new (102): a cancel mark outlives the job it was for")
+async def test_a_new_job_with_the_id_of_a_cancelled_one_is_not_cancelled(queue: Queue) -> None:
+    """What 102 costs a user: a job cancelled while running, requeued by the stalled
+    check and cancelled again leaves its mark; the next job with its id is
+    cancelled by its worker's first lock renewal."""
+    await queue.add("j", 1, job_id="order-7")
+    token = await take_one(queue)
+    await queue.cancel("order-7")
+    await queue.scripts.extend_locks([("order-7", token)], -1)
+    await queue.scripts.move_stalled_jobs(30_000, 1, "1000:-1")
+    await queue.cancel("order-7")
+    await queue.add("j", 2, job_id="order-7")
+    token = await take_one(queue)
+    _, cancelled = await queue.scripts.extend_locks([("order-7", token)], 60_000)
+    assert cancelled == {}
+
+
+async def take_one(queue: Queue) -> str:
+    """Fetch one job as a worker would; its lock token."""
+    [[_, fields]] = (await queue.scripts.move_to_active(1, "w:", 60_000))[1]
+    return str(dict(zip(fields[::2], fields[1::2], strict=True))[b"tok"].decode())
