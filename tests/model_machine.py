@@ -37,6 +37,7 @@ class MJob:
     remove_on_complete: bool = False
     remove_on_fail: bool = False
     dedup: str = ""
+    dedup_ttl: bool = False  # a ttl key is held for its ttl, finished or not
     token: str = ""
     cancel: str = ""  # "marked": cancelled while running; "either": and handed back since
     pending: set[Ref] = field(default_factory=set)
@@ -153,8 +154,9 @@ class Model:
             del q.dedup[job.dedup]
 
     def release_dedup(self, job: MJob) -> None:
+        """A job that finished lets go of its key (not of a ttl key)."""
         q = self.queues[job.ref[0]]
-        if job.dedup and q.dedup.get(job.dedup) == job.ref[1]:
+        if job.dedup and not job.dedup_ttl and q.dedup.get(job.dedup) == job.ref[1]:
             del q.dedup[job.dedup]
 
     def completed(self, job: MJob) -> None:
