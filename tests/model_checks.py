@@ -99,6 +99,9 @@ async def check_keys(m: QueueMachine, q: int) -> None:
         assert (":" + suffix if suffix else "") in JOB_SUFFIXES, f"queue {q}: key {part}"
     assert dedup == m.model.queues[q].dedup, (
         f"queue {q} deduplication keys {dedup}, model {m.model.queues[q].dedup}")
+    locks = {text(i): text(t) for i, t in (await m.client.hgetall(k.locks)).items()}
+    tokens = {j.ref[1]: j.token for j in m.model.in_state(q, "active")}
+    assert locks == tokens, f"queue {q} locks {locks}, model {tokens}"
     cancels = {text(i) for i in await m.client.hkeys(k.cancels)}
     for job_id in cancels:
         job = m.model.jobs.get((q, job_id))

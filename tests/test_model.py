@@ -383,6 +383,24 @@ class QueueMachine(RuleBasedStateMachine):
             expected = ([job.ref[1]], [])
         assert ([text(i) for i in requeued], [text(i) for i in failed]) == expected
 
+    def lapsable(self) -> list[MJob]:
+        return [j for j in self.jobs("active")
+                if self.frees_nothing_known(j) and not (2 in self.known
+                                                        and self.is_pending_child(j))]
+
+    @precondition(lambda self: self.lapsable())
+    @rule(which=pick)
+    def clean_lapsed(self, which: int) -> None:
+        """A job's worker is gone (its lock lapsed): clean(state="active") removes it."""
+        candidates = self.lapsable()
+        job = candidates[which % len(candidates)]
+        queue = self.queues[job.ref[0]]
+        lost, _ = self.run(queue.scripts.extend_locks([(job.ref[1], job.token)], -1))
+        assert not lost
+        assert self.run(queue.clean(0, 0, "active")) == [job.ref[1]]
+        job.cancel = ""  # clean lets go of the mark
+        self.model.remove(job)
+
     @precondition(lambda self: self.jobs("active"))
     @rule(which=pick)
     def step_out(self, which: int) -> None:
