@@ -7,14 +7,14 @@ and resumes, plays a worker step by step through conveyor's own script layer
 (fetch, complete, fail with or without retries, hand back, step out to
 delayed, stall: the lock's deadline is renewed into the past with the worker's
 ``extend_locks`` and the stalled check run at once), retries, removes,
-promotes, changes delays and priorities, cleans and drains. After every step
+promotes, changes delays and priorities, cancels, cleans and drains. After every step
 it checks: each job in exactly one state, the order of the wait list, the
 prioritized and the delayed jobs, the counts, every parent's pending children,
-attempts and stall counters, deduplication keys, and that every key of a job
-belongs to a live job (SCAN of the queues' keys).
+attempts and stall counters, locks, cancel marks, deduplication keys, and that
+every key of a job belongs to a live job (SCAN of the queues' keys).
 
-It runs in ``make test`` with a bounded number of examples (60 of up to 30
-steps: seconds). A long run (``CONVEYOR_MODEL_STEPS`` sets the steps too)::
+It runs in ``make test`` with a bounded number of examples (100 of up to 30
+steps: well under a minute). A long run (``CONVEYOR_MODEL_STEPS`` sets the steps too)::
 
     CONVEYOR_MODEL_EXAMPLES=2000 PYTHONPATH=$PWD/src python -m pytest -q tests/test_model.py
 
@@ -70,7 +70,7 @@ KNOWN_DIVERGENCES: set[int] = {1, 2, 3, 4, 5, 7, 9, 19, 22, 23, 101, 102}
 if "CONVEYOR_MODEL_KNOWN" in os.environ:  # one run's override, e.g. "" for none
     KNOWN_DIVERGENCES = {int(i) for i in os.environ["CONVEYOR_MODEL_KNOWN"].split(",") if i}
 
-EXAMPLES = int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "100"))
 STEPS = int(os.environ.get("CONVEYOR_MODEL_STEPS", "30"))
 
 DAY = 86_400_000
