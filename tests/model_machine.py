@@ -147,7 +147,7 @@ class Model:
     # -- finishing --------------------------------------------------------------------
 
     def delete(self, job: MJob) -> None:
-        """A job gone for good: its deduplication key is let go (issue 11 item 4)."""
+        """A job removed: its deduplication key is let go, a ttl key too (issue 11 item 4)."""
         del self.jobs[job.ref]
         q = self.queues[job.ref[0]]
         if job.dedup and q.dedup.get(job.dedup) == job.ref[1]:
@@ -166,7 +166,7 @@ class Model:
         if job.parent and job.parent in self.jobs:
             self.dependency_done(job.parent, job.ref)
         if job.remove_on_complete:
-            self.delete(job)
+            del self.jobs[job.ref]  # a ttl key stays: it throttles, finished or not
 
     def failed_for_good(self, job: MJob) -> None:
         job.state, job.token, job.cancel = "failed", "", ""
@@ -179,7 +179,7 @@ class Model:
                 # a child deleted as it fails is gone: as if removed (issue 11 item 3)
                 self.dependency_done(parent.ref, job.ref)
         if job.remove_on_fail:
-            self.delete(job)
+            del self.jobs[job.ref]
 
     def fail_parent(self, parent: MJob) -> None:
         if parent.state != "waiting-children":
