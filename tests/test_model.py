@@ -13,7 +13,7 @@ prioritized and the delayed jobs, the counts, every parent's pending children,
 attempts and stall counters, locks, cancel marks, deduplication keys, and that
 every key of a job belongs to a live job (SCAN of the queues' keys).
 
-It runs in ``make test`` with a bounded number of examples (100 of up to 30
+It runs in ``make test`` with a bounded number of examples (200 of up to 30
 steps: well under a minute). A long run (``CONVEYOR_MODEL_STEPS`` sets the steps too)::
 
     CONVEYOR_MODEL_EXAMPLES=2000 PYTHONPATH=$PWD/src python -m pytest -q tests/test_model.py
@@ -70,7 +70,7 @@ KNOWN_DIVERGENCES: set[int] = {1, 2, 3, 4, 5, 7, 9, 19, 22, 23, 101, 102}
 if "CONVEYOR_MODEL_KNOWN" in os.environ:  # one run's override, e.g. "" for none
     KNOWN_DIVERGENCES = {int(i) for i in os.environ["CONVEYOR_MODEL_KNOWN"].split(",") if i}
 
-EXAMPLES = int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("CONVEYOR_MODEL_EXAMPLES", "200"))
 STEPS = int(os.environ.get("CONVEYOR_MODEL_STEPS", "30"))
 
 DAY = 86_400_000
