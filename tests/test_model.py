@@ -66,7 +66,7 @@ from model_machine import READY, MJob, Model, Ref
 #: and bugs the machine found that issue 11 does not list (numbered from 101):
 #: 101  a job failed by the stalled check lets go of its deduplication key
 #: 102  a job's cancel mark goes when the job completes, fails by stalling or is removed
-KNOWN_DIVERGENCES: set[int] = {1, 2, 3, 4, 5, 7, 9, 19, 22, 23, 101, 102}
+KNOWN_DIVERGENCES: set[int] = set()
 if "CONVEYOR_MODEL_KNOWN" in os.environ:  # one run's override, e.g. "" for none
     KNOWN_DIVERGENCES = {int(i) for i in os.environ["CONVEYOR_MODEL_KNOWN"].split(",") if i}
 

@@ -1,9 +1,9 @@
-"""Failures the model-based test (tests/test_model.py) finds on today's code, each
-as its shrunk sequence of the state machine's steps, checked against the model
-after every step as the machine does. Each is a known item of issue 11 (or a
-bug the machine found that the issue does not list, numbered from 101) and is
-expected to fail until its fix is merged: then flip it (drop the xfail) and
-drop the item from ``KNOWN_DIVERGENCES`` in tests/test_model.py.
+"""Failures the model-based test (tests/test_model.py) found, each as its shrunk
+sequence of the state machine's steps, checked against the model after every
+step as the machine does: items of issue 11, and two bugs the issue did not
+list (101: the stalled check kept a failed job's deduplication key; 102: a
+cancel mark outlived its attempt and cancelled a later job with the same id).
+All failed before their fixes; they stay as regular tests.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import pytest
 
 from conveyor import Queue
 from test_model import QueueMachine
@@ -49,7 +47,6 @@ def steps(m: QueueMachine, *calls: tuple[str, dict[str, Any]]) -> None:
         m.matches_the_model()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 1")
 async def test_delayed_jobs_due_in_the_same_ms_are_promoted_in_the_order_they_were_added(
     queue: Queue,
 ) -> None:
@@ -59,14 +56,12 @@ async def test_delayed_jobs_due_in_the_same_ms_are_promoted_in_the_order_they_we
     assert waiting == [j.id for j in jobs]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 2")
 def test_draining_a_flow_child_lets_its_parent_run(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add_flow", {"q": 1, "priority": 0, "children": [child(0)]}),
               ("drain", {"q": 0, "delayed": False}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 2")
 def test_cleaning_a_failed_flow_child_lets_its_parent_run(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add_flow", {"q": 1, "priority": 0, "children": [child(0)]}),
@@ -75,7 +70,6 @@ def test_cleaning_a_failed_flow_child_lets_its_parent_run(redis_url: str) -> Non
               ("clean", {"q": 0, "state": "failed"}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 3")
 def test_a_flow_child_removed_as_it_fails_does_not_leave_its_parent_waiting(
     redis_url: str,
 ) -> None:
@@ -86,14 +80,12 @@ def test_a_flow_child_removed_as_it_fails_does_not_leave_its_parent_waiting(
               ("finish", {"which": 0, "kind": "fail", "then_fetch": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 4")
 def test_removing_the_job_holding_a_deduplication_key_frees_the_key(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add", {"q": 0, "spec": job(dedup="d1")}),
               ("remove", {"which": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 5")
 def test_a_job_failed_by_stalling_honours_its_remove_on_fail(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add", {"q": 0, "spec": job(remove_on_fail=True)}),
@@ -101,7 +93,6 @@ def test_a_job_failed_by_stalling_honours_its_remove_on_fail(redis_url: str) -> 
               ("fetch", {"q": 0, "n": 1}), ("stall", {"which": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 7")
 def test_a_stalled_prioritized_job_goes_back_to_the_head_of_its_priority(
     redis_url: str,
 ) -> None:
@@ -112,7 +103,6 @@ def test_a_stalled_prioritized_job_goes_back_to_the_head_of_its_priority(
               ("stall", {"which": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 7")
 def test_a_prioritized_job_handed_back_goes_to_the_head_of_its_priority(
     redis_url: str,
 ) -> None:
@@ -123,7 +113,6 @@ def test_a_prioritized_job_handed_back_goes_to_the_head_of_its_priority(
               ("finish", {"which": 0, "kind": "release", "then_fetch": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 9")
 def test_a_job_retried_without_backoff_does_not_overtake_a_due_delayed_job(
     redis_url: str,
 ) -> None:
@@ -135,7 +124,6 @@ def test_a_job_retried_without_backoff_does_not_overtake_a_due_delayed_job(
               ("finish", {"which": 0, "kind": "fail-retry", "then_fetch": 1}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 19")
 def test_retry_keeps_the_stalled_counter(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add", {"q": 0, "spec": job()}),
@@ -145,14 +133,12 @@ def test_retry_keeps_the_stalled_counter(redis_url: str) -> None:
               ("retry", {"which": 0, "reset": False}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 22")
 def test_removing_a_flow_parent_removes_its_pending_children(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add_flow", {"q": 1, "priority": 0, "children": [child(0)]}),
               ("remove", {"which": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11 item 23")
 def test_retrying_an_ignored_failed_child_makes_it_pending_again(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add_flow", {"q": 1, "priority": 0,
@@ -162,9 +148,6 @@ def test_retrying_an_ignored_failed_child_makes_it_pending_again(redis_url: str)
               ("retry", {"which": 0, "reset": False}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="new (101): the stalled check keeps the deduplication key of a "
-                          "job it fails")
 def test_a_job_failed_by_stalling_lets_go_of_its_deduplication_key(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add", {"q": 0, "spec": job(dedup="d1")}),
@@ -172,9 +155,6 @@ def test_a_job_failed_by_stalling_lets_go_of_its_deduplication_key(redis_url: st
               ("fetch", {"q": 0, "n": 1}), ("stall", {"which": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="new (101): the stalled check keeps the deduplication key of a "
-                          "job it fails")
 async def test_a_job_failed_by_stalling_and_retried_does_not_take_its_key_back(
     queue: Queue,
 ) -> None:
@@ -190,8 +170,6 @@ async def test_a_job_failed_by_stalling_and_retried_does_not_take_its_key_back(
     assert second.id != first.id
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="new (102): a cancel mark outlives the job it was for")
 def test_a_cancelled_job_removed_after_a_stall_leaves_no_cancel_mark(redis_url: str) -> None:
     with machine(redis_url) as m:
         steps(m, ("add", {"q": 0, "spec": job()}),
@@ -199,8 +177,6 @@ def test_a_cancelled_job_removed_after_a_stall_leaves_no_cancel_mark(redis_url: 
               ("stall", {"which": 0}), ("cancel", {"which": 0}))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="new (102): a cancel mark outlives the job it was for")
 async def test_a_new_job_with_the_id_of_a_cancelled_one_is_not_cancelled(queue: Queue) -> None:
     """What 102 costs a user: a job cancelled while running, requeued by the stalled
     check and cancelled again leaves its mark; the next job with its id is

@@ -14,6 +14,7 @@ its parent (a child of a flow), and is kept or deleted by its own
 remove_on_fail and lets go of the deduplication key it holds, as a job failing
 for good in move_to_finished would. A job whose key is no longer a hash fails
 at once (with a failed event), alone.
+A stalled job's cancel mark goes with its attempt (forget_cancels).
 Events: stalled, failed
 ]]
 --@include "common"
@@ -113,6 +114,7 @@ for _, id in ipairs(ids) do
     end
   end
 end
+forget_cancels(base, ids)
 if #to_delete > 0 then
   delete_jobs(base, to_delete)
 end

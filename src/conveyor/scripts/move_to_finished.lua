@@ -47,6 +47,8 @@ batch's entry holds at most 64 KiB of values; else `return_value_bytes` (its
 size) instead: the job hash has the value, and kept events must not grow
 with large results.
 
+The cancel marks of the attempts that ended go (forget_cancels in common.lua).
+
 A completed job costs one HSET here: the lock check, lock release, active and
 finished set updates and its event are one command each for the whole batch.
 ]]
@@ -190,7 +192,6 @@ for i = 1, m do
         redis.call('HSET', job_key, 'fon', now)
         metrics.f = metrics.f + 1
         release_deduplication(base, dedup, id)
-        redis.call('HDEL', base .. 'cancels', id)
         emit(k.events, maxlen, 'failed', id, {'failed_reason', value, 'attempts_made', made})
         forward_to_dead_letter(base, job_key, id, job[4], value, made, now, maxlen)
         if parent ~= '' then
@@ -220,6 +221,7 @@ end
 save_metrics(metrics, base, now, timings_at)
 call_chunked({'ZREM', k.active}, released)
 call_chunked({'HDEL', k.locks}, released)
+forget_cancels(base, released)
 emit_many(k.events, maxlen, 'completed', completed)
 if #to_delete > 0 then
   delete_jobs(base, to_delete)

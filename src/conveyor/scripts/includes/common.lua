@@ -244,6 +244,14 @@ local function push_ready_many(k, base, ids)
   end
 end
 
+-- Running attempts `ids` ended (finished, handed back, stalled) or their jobs
+-- are deleted: a cancel mark is for the attempt it was made for, and a later
+-- job or attempt with the same id must not inherit it. One HDEL per batch (as
+-- cheap as asking whether the hash exists).
+local function forget_cancels(base, ids)
+  call_chunked({'HDEL', base .. 'cancels'}, ids)
+end
+
 -- Delete jobs: hash and logs, and a flow parent's children bookkeeping in a
 -- queue that ever had flow parents (meta `parents`, set by add_flow): a DEL of
 -- keys that don't exist costs, and trimming runs for every finished batch.
@@ -261,6 +269,7 @@ local function delete_jobs(base, ids)
     end
   end
   call_chunked({'DEL'}, keys)
+  forget_cancels(base, ids)
 end
 
 -- Keep a finished set within its retention: younger than age_ms (-1: any age)
