@@ -57,12 +57,13 @@ part               type    contents
                            ``groups:active`` (hash: group -> running jobs)
 ``de:<key>``       string  id of the job holding deduplication key <key>
                            (expires with the key's ttl, if it has one)
-``call:<token>``   string  the recorded reply of a call that is safe to send
-                           twice (an add that generates ids, a worker's report
-                           and fetch): a resend after a lost reply returns it
-                           instead of running again. The caller's next call
-                           deletes it; else it expires after 5 minutes
-                           (scripts/includes/calls.lua, :mod:`conveyor._calls`)
+``call:<client>``  hash    field <n> -> the recorded reply of call ``<client>:<n>``,
+                           one safe to send twice (an add that generates ids, a
+                           worker's report and fetch): a resend after a lost
+                           reply returns it instead of running again. The
+                           client's later calls delete answered fields; the
+                           hash expires 5 minutes after it was made or last
+                           trimmed (scripts/includes/calls.lua, :mod:`conveyor._calls`)
 ``job:<id>``       hash    one job: see :mod:`conveyor.job`
 ``job:<id>:logs``  list    the job's log lines
 ``waiting-children`` zset  ids of flow parents waiting for their children;

@@ -198,7 +198,7 @@ class QueueState:
 
     async def snapshot(self) -> dict[str, Any]:
         """Every key of the queue with its type and contents, to compare before/after;
-        but the records of calls (``call:<token>``, includes/calls.lua), which
+        but the records of calls (``call:<client>``, includes/calls.lua), which
         belong to the calls, not to the queue's state."""
         out: dict[str, Any] = {}
         calls = self.keys.base + "call:"

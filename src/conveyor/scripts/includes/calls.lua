@@ -1,12 +1,16 @@
 -- Calls that are safe to send twice. redis-py sends a command again when the
 -- connection drops before its reply arrives, and Redis may have run it: a
 -- second run must not add a second job or take a second batch of jobs. The
--- caller gives such a call a token (the last ARGV, "" for none); the script
--- records its reply under `call:<token>` and a second run returns that
--- record instead of doing the work again. Before the token, the caller lists
--- tokens whose replies it has received (ARGV: tok 1, ..., tok f, f, token),
--- 16 at a time: their records go, so a caller keeps at most 16 besides its
--- calls in flight; the ttl only bounds what a caller that died leaves behind.
+-- caller gives such a call a token (the last ARGV, "" for none),
+-- `<client>:<n>`; the script records its reply as field `n` of the client's
+-- hash `call:<client>`, and a second run returns that record instead of doing
+-- the work again. Before the token, the caller lists tokens whose replies it
+-- has received (ARGV: tok 1, ..., tok f, f, token), 16 at a time: their
+-- fields go, so a client's hash keeps at most 16 besides its calls in flight.
+-- The hash expires CALL_TTL_MS after it was made or last trimmed: that only
+-- bounds what a client that died leaves behind. (One small hash per client,
+-- not a key per call: an HSET into it costs a third of a SET with an expiry,
+-- and this runs for every add.)
 
 local CALL_TTL_MS = 300000
 
@@ -15,12 +19,22 @@ local function call_token()
   return ARGV[#ARGV]
 end
 
+-- The hash and field that record the call with `token`.
+local function call_record(base, token)
+  local client, n = string.match(token, '^(.*):([^:]*)$')
+  if not client then
+    client, n = token, '0'
+  end
+  return base .. 'call:' .. client, n
+end
+
 -- The reply recorded by a previous run of this call (decoded), or nil.
 local function recorded_reply(base, token)
   if token == '' then
     return nil
   end
-  local raw = redis.call('GET', base .. 'call:' .. token)
+  local key, field = call_record(base, token)
+  local raw = redis.call('HGET', key, field)
   return raw and cjson.decode(raw) or nil
 end
 
@@ -29,14 +43,24 @@ end
 local function record_reply(base, token, reply)
   local n = #ARGV
   local forget = tonumber(ARGV[n - 1])
+  local trimmed = {}
   if forget > 0 then
-    local keys = {}
+    local fields = {}  -- hash -> its fields to drop (one client's, in practice)
     for i = n - 1 - forget, n - 2 do
-      keys[#keys + 1] = base .. 'call:' .. ARGV[i]
+      local key, field = call_record(base, ARGV[i])
+      fields[key] = fields[key] or {}
+      table.insert(fields[key], field)
     end
-    redis.call('DEL', unpack(keys))
+    for key, list in pairs(fields) do
+      redis.call('HDEL', key, unpack(list))
+      trimmed[key] = true
+    end
   end
   if token ~= '' then
-    redis.call('SET', base .. 'call:' .. token, cjson.encode(reply), 'PX', CALL_TTL_MS)
+    local key, field = call_record(base, token)
+    redis.call('HSET', key, field, cjson.encode(reply))
+    if trimmed[key] or redis.call('HLEN', key) == 1 then
+      redis.call('PEXPIRE', key, CALL_TTL_MS)
+    end
   end
 end
