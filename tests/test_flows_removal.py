@@ -192,6 +192,34 @@ async def test_a_parent_with_a_running_child_is_not_removed(
     assert await children.get_job_state("b") == "delayed"
 
 
+async def test_cancelling_a_waiting_parent_removes_its_pending_children_as_remove_does(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    children = flow.queue(_other_queue())
+    await _tree(flow, queue, children)
+
+    assert await queue.cancel("parent")
+
+    assert await queue.get_job("parent") is None
+    for gone in ("a", "a1", "b"):
+        assert await children.get_job(gone) is None
+    assert await queue.get_job("c") is None
+
+
+async def test_cancelling_a_parent_with_a_running_child_is_refused_as_remove_is(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    children = flow.queue(_other_queue())
+    await _tree(flow, queue, children)
+    await children.scripts.move_to_active(1, "w:", 60_000)  # a1 is running
+
+    with pytest.raises(JobStateError, match="child"):
+        await queue.cancel("parent")
+
+    assert await queue.get_job_state("parent") == "waiting-children"
+    assert await children.get_job_state("b") == "delayed"
+
+
 @pytest.mark.parametrize("bulk", [False, True])
 async def test_retrying_an_ignored_failed_child_makes_its_parent_wait_for_it_again(
     flow: FlowProducer, queue_name: str, start_worker: StartWorker, queue: Queue, bulk: bool
