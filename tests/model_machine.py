@@ -175,8 +175,9 @@ class Model:
         if parent is not None:
             if job.on_failure == "fail":
                 self.fail_parent(parent)
-            elif job.on_failure == "ignore" or job.remove_on_fail:
-                # a child deleted as it fails is gone: as if removed (issue 11 item 3)
+            if job.on_failure == "ignore" or job.remove_on_fail:
+                # a child deleted as it fails is gone: as if removed (issue 11 item 3),
+                # from a parent it failed too (README: deleted counts as done)
                 self.dependency_done(parent.ref, job.ref)
         if job.remove_on_fail:
             del self.jobs[job.ref]
