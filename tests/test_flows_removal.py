@@ -61,6 +61,19 @@ async def test_draining_children_of_the_same_queue_releases_their_parent(
     assert await queue.get_job_counts("waiting-children") == {"waiting-children": 0}
 
 
+async def test_draining_children_of_the_same_queue_releases_a_prioritized_parent_too(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    root = await flow.add({
+        "name": "parent", "queue_name": queue.name, "opts": {"job_id": "parent", "priority": 2},
+        "children": [{"name": "a", "queue_name": queue.name, "opts": {"job_id": "a"}}],
+    })
+
+    assert await queue.drain() == 1  # the child; its parent is released, not drained
+
+    assert await root.job.get_state() == "prioritized"
+
+
 @pytest.mark.parametrize("state", ["waiting", "delayed"])
 async def test_cleaning_the_children_releases_their_parent(
     flow: FlowProducer, queue: Queue, state: str

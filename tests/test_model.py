@@ -566,7 +566,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert sorted(removed) == sorted(j.ref[1] for j in doomed)
         for job in doomed:
             if job.ref in self.model.jobs:
-                self.model.remove(job)
+                self.model.remove(job, children=False)
 
     @rule(q=queue_index, delayed=st.booleans())
     def drain(self, q: int, delayed: bool) -> None:
@@ -576,7 +576,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert self.run(self.queues[q].drain(delayed)) == len(doomed)
         for job in doomed:
             if job.ref in self.model.jobs:
-                self.model.remove(job)
+                self.model.remove(job, children=False)
 
     # -- the check after every step ---------------------------------------------------------
 
