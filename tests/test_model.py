@@ -564,6 +564,8 @@ class QueueMachine(RuleBasedStateMachine):
             return
         removed = self.run(self.queues[q].clean(0, 0, state))
         assert sorted(removed) == sorted(j.ref[1] for j in doomed)
+        # parents are released in the order clean removed their children (its reply)
+        doomed.sort(key=lambda j: removed.index(j.ref[1]))
         for job in doomed:
             if job.ref in self.model.jobs:
                 self.model.remove(job, children=False)
