@@ -572,7 +572,9 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(q=queue_index, delayed=st.booleans())
     def drain(self, q: int, delayed: bool) -> None:
-        doomed = self.jobs("waiting", "prioritized", *(["delayed"] if delayed else []), q=q)
+        mq = self.model.queues[q]  # in the order drain takes them (it releases parents so)
+        doomed = [self.model.jobs[(q, i)] for i in mq.wait + mq.prioritized] + (
+            self.model.delayed_order(q) if delayed else [])
         if not self.removal_allowed(doomed):
             return
         assert self.run(self.queues[q].drain(delayed)) == len(doomed)
