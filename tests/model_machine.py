@@ -175,8 +175,9 @@ class Model:
         if parent is not None:
             if job.on_failure == "fail":
                 self.fail_parent(parent)
-            elif job.on_failure == "ignore" or job.remove_on_fail:
-                # a child deleted as it fails is gone: as if removed (issue 11 item 3)
+            if job.on_failure == "ignore" or job.remove_on_fail:
+                # a child deleted as it fails is gone: as if removed (issue 11 item 3),
+                # from a parent it failed too (README: deleted counts as done)
                 self.dependency_done(parent.ref, job.ref)
         if job.remove_on_fail:
             del self.jobs[job.ref]
@@ -199,12 +200,13 @@ class Model:
             if not parent.pending and parent.state == "waiting-children":
                 self.push_ready(parent, front=parent.lifo)
 
-    def remove(self, job: MJob) -> None:
+    def remove(self, job: MJob, children: bool = True) -> None:
         """Queue.remove (and drain, clean): a child lets its parent go; a parent's
-        pending children go with it (issue 11 item 22)."""
+        pending children go with it (issue 11 item 22), not with drain and clean
+        (``children=False``: the README names remove() only)."""
         self.leave_ready(job)
         job.state = "removed"  # its children going must not release it
-        for child in sorted(job.pending):
+        for child in sorted(job.pending) if children else []:
             if child in self.jobs:
                 self.remove(self.jobs[child])
         if job.ref not in self.jobs:

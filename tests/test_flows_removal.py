@@ -61,6 +61,19 @@ async def test_draining_children_of_the_same_queue_releases_their_parent(
     assert await queue.get_job_counts("waiting-children") == {"waiting-children": 0}
 
 
+async def test_draining_children_of_the_same_queue_releases_a_prioritized_parent_too(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    root = await flow.add({
+        "name": "parent", "queue_name": queue.name, "opts": {"job_id": "parent", "priority": 2},
+        "children": [{"name": "a", "queue_name": queue.name, "opts": {"job_id": "a"}}],
+    })
+
+    assert await queue.drain() == 1  # the child; its parent is released, not drained
+
+    assert await root.job.get_state() == "prioritized"
+
+
 @pytest.mark.parametrize("state", ["waiting", "delayed"])
 async def test_cleaning_the_children_releases_their_parent(
     flow: FlowProducer, queue: Queue, state: str
@@ -187,6 +200,34 @@ async def test_a_parent_with_a_running_child_is_not_removed(
 
     with pytest.raises(JobStateError, match="child"):
         await queue.remove("parent")
+
+    assert await queue.get_job_state("parent") == "waiting-children"
+    assert await children.get_job_state("b") == "delayed"
+
+
+async def test_cancelling_a_waiting_parent_removes_its_pending_children_as_remove_does(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    children = flow.queue(_other_queue())
+    await _tree(flow, queue, children)
+
+    assert await queue.cancel("parent")
+
+    assert await queue.get_job("parent") is None
+    for gone in ("a", "a1", "b"):
+        assert await children.get_job(gone) is None
+    assert await queue.get_job("c") is None
+
+
+async def test_cancelling_a_parent_with_a_running_child_is_refused_as_remove_is(
+    flow: FlowProducer, queue: Queue
+) -> None:
+    children = flow.queue(_other_queue())
+    await _tree(flow, queue, children)
+    await children.scripts.move_to_active(1, "w:", 60_000)  # a1 is running
+
+    with pytest.raises(JobStateError, match="child"):
+        await queue.cancel("parent")
 
     assert await queue.get_job_state("parent") == "waiting-children"
     assert await children.get_job_state("b") == "delayed"

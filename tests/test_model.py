@@ -48,6 +48,7 @@ from hypothesis.stateful import (
 from conveyor import FlowProducer, Queue
 from conveyor._scripts import outcome
 from conveyor.errors import JobStateError
+from conveyor.keys import delayed_due
 from model_checks import check, text
 from model_machine import READY, MJob, Model, Ref
 
@@ -337,8 +338,8 @@ class QueueMachine(RuleBasedStateMachine):
             else:
                 job.state = "delayed"
                 job.cancel = "either" if job.cancel else ""
-                job.due = int(self.run(self.client.zscore(self.queues[q].keys.delayed,
-                                                          job.ref[1])) or 0)
+                job.due = delayed_due(self.run(self.client.zscore(
+                    self.queues[q].keys.delayed, job.ref[1])) or 0)
                 assert before + delay <= job.due <= after + delay, "backoff due time"
         self.took(q, reply[2], self.model.fetch(q, then_fetch))
 
@@ -454,6 +455,13 @@ class QueueMachine(RuleBasedStateMachine):
             return False  # 102: the cancel mark outlives the job
         return not (22 in self.known and job.pending)
 
+    def child_running(self, job: MJob) -> bool:
+        """Whether a pending child of ``job`` (or theirs) is active: every active
+        job of the model is under its lock."""
+        return any(c in self.model.jobs and (self.model.jobs[c].state == "active"
+                                             or self.child_running(self.model.jobs[c]))
+                   for c in job.pending)
+
     def removable(self) -> list[MJob]:
         return [j for j in self.jobs("waiting", "prioritized", "delayed", "completed", "failed",
                                      "waiting-children", "active")
@@ -464,8 +472,8 @@ class QueueMachine(RuleBasedStateMachine):
     def remove(self, which: int) -> None:
         candidates = self.removable()
         job = candidates[which % len(candidates)]
-        if job.state == "active":
-            with pytest.raises(JobStateError):
+        if job.state == "active" or self.child_running(job):
+            with pytest.raises(JobStateError):  # a pending child runs: refused (item 22)
                 self.run(self.queues[job.ref[0]].remove(job.ref[1]))
             return
         assert self.run(self.queues[job.ref[0]].remove(job.ref[1]))
@@ -483,6 +491,10 @@ class QueueMachine(RuleBasedStateMachine):
         its worker (which then fails it, or finishes first)."""
         candidates = self.cancellable()
         job = candidates[which % len(candidates)]
+        if job.state != "active" and self.child_running(job):
+            with pytest.raises(JobStateError):  # removed as remove() does: refused
+                self.run(self.queues[job.ref[0]].cancel(job.ref[1], "model"))
+            return
         assert self.run(self.queues[job.ref[0]].cancel(job.ref[1], "model"))
         if job.state == "active":
             job.cancel = "marked"
@@ -552,19 +564,23 @@ class QueueMachine(RuleBasedStateMachine):
             return
         removed = self.run(self.queues[q].clean(0, 0, state))
         assert sorted(removed) == sorted(j.ref[1] for j in doomed)
+        # parents are released in the order clean removed their children (its reply)
+        doomed.sort(key=lambda j: removed.index(j.ref[1]))
         for job in doomed:
             if job.ref in self.model.jobs:
-                self.model.remove(job)
+                self.model.remove(job, children=False)
 
     @rule(q=queue_index, delayed=st.booleans())
     def drain(self, q: int, delayed: bool) -> None:
-        doomed = self.jobs("waiting", "prioritized", *(["delayed"] if delayed else []), q=q)
+        mq = self.model.queues[q]  # in the order drain takes them (it releases parents so)
+        doomed = [self.model.jobs[(q, i)] for i in mq.wait + mq.prioritized] + (
+            self.model.delayed_order(q) if delayed else [])
         if not self.removal_allowed(doomed):
             return
         assert self.run(self.queues[q].drain(delayed)) == len(doomed)
         for job in doomed:
             if job.ref in self.model.jobs:
-                self.model.remove(job)
+                self.model.remove(job, children=False)
 
     # -- the check after every step ---------------------------------------------------------
 

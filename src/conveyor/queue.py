@@ -324,8 +324,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         await self.scripts.set_paused(False)
 
     async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a job from anywhere. A waiting, prioritized or delayed job is
-        removed; a running one is cancelled by its worker within moments (its
+        """Cancel a job from anywhere. A waiting, prioritized or delayed job (or
+        a flow parent waiting for children) is removed as :meth:`remove` removes
+        it: its pending children too, :class:`JobStateError` while one of them
+        runs. A running one is cancelled by its worker within moments (its
         task gets ``CancelledError``, ``job.cancel_reason`` says why) and fails
         for good with the reason. ``False`` if the job had already finished;
         :class:`JobNotFoundError` if there is no such job."""
@@ -340,6 +342,11 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         ))
         if result == 0:
             raise JobNotFoundError(self.name, str(job_id))
+        if result == -2:
+            raise JobStateError(
+                f"job {job_id!r} has a pending child active and locked by a worker; "
+                "cancel that child first"
+            )
         return result > 0
 
     async def set_global_concurrency(self, n: int | None) -> None:
