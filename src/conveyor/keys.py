@@ -62,7 +62,7 @@ part               type    contents
                            worker's report and fetch): a resend after a lost
                            reply returns it instead of running again. The
                            client's later calls delete answered fields; the
-                           hash expires 5 minutes after it was made or last
+                           hash expires 5 minutes after the client's first call or last
                            trimmed (scripts/includes/calls.lua, :mod:`conveyor._calls`)
 ``job:<id>``       hash    one job: see :mod:`conveyor.job`
 ``job:<id>:logs``  list    the job's log lines

@@ -7,7 +7,7 @@
 -- the work again. Before the token, the caller lists tokens whose replies it
 -- has received (ARGV: tok 1, ..., tok f, f, token), 16 at a time: their
 -- fields go, so a client's hash keeps at most 16 besides its calls in flight.
--- The hash expires CALL_TTL_MS after it was made or last trimmed: that only
+-- The hash expires CALL_TTL_MS after the client's first call or its last trim: that only
 -- bounds what a client that died leaves behind. (One small hash per client,
 -- not a key per call: an HSET into it costs a third of a SET with an expiry,
 -- and this runs for every add.)
@@ -59,7 +59,9 @@ local function record_reply(base, token, reply)
   if token ~= '' then
     local key, field = call_record(base, token)
     redis.call('HSET', key, field, cjson.encode(reply))
-    if trimmed[key] or redis.call('HLEN', key) == 1 then
+    -- The ttl is set by a client's first call and renewed by each trim (every
+    -- 16 answered calls): no extra command per call.
+    if trimmed[key] or field == '0' then
       redis.call('PEXPIRE', key, CALL_TTL_MS)
     end
   end
