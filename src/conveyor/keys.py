@@ -63,7 +63,7 @@ part               type    contents
                            reply returns it instead of running again. The
                            client's later calls delete answered fields; the
                            hash expires 5 minutes after the client's first call or last
-                           trimmed (scripts/includes/calls.lua, :mod:`conveyor._calls`)
+                           trim (scripts/includes/calls.lua, :mod:`conveyor._calls`)
 ``job:<id>``       hash    one job: see :mod:`conveyor.job`
 ``job:<id>:logs``  list    the job's log lines
 ``waiting-children`` zset  ids of flow parents waiting for their children;
