@@ -241,9 +241,8 @@ def test_cli_lists_read_little(redis_url: str, queue_name: str) -> None:
         out, sent = sent_by("jobs", "list", queue_name, "--count", str(WAITING), "--json")
         assert sent < MOST_SENT, sent
         assert len(orjson.loads(out)["jobs"]) == WAITING
-        shown, sent = sent_by("jobs", "list", queue_name, "--state", "failed")
+        _, sent = sent_by("jobs", "list", queue_name, "--state", "failed")
         assert sent < MOST_SENT, sent
-        assert "…" in shown
         _, sent = sent_by("stats")
         assert sent < MOST_SENT, sent
     finally:

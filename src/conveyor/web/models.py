@@ -16,6 +16,10 @@ JobState = Literal["waiting", "active", "delayed", "prioritized", "completed", "
                    "waiting-children"]
 
 
+_CUT = ("In a list, {} is a preview of at most 1,024 bytes (UTF-8); true when it was cut. "
+        "The job's own page has it whole.")
+
+
 class Ok(BaseModel, Generic[T]):
     """A successful answer."""
 
@@ -98,6 +102,11 @@ class JobSummary(BaseModel):
     corrupt: str | None = Field(
         default=None, description="What is wrong with the job's hash (a field that does not "
         "parse, or a key that is not a hash); a worker fails such a job without running it.")
+    name_truncated: bool = Field(default=False, description=_CUT.format("name"))
+    progress_truncated: bool = Field(
+        default=False, description=_CUT.format("progress") + " A cut progress is its JSON "
+        "text's first bytes, a string.")
+    failed_reason_truncated: bool = Field(default=False, description=_CUT.format("failed_reason"))
 
 
 class JobPage(BaseModel):
@@ -266,6 +275,10 @@ class CamelJob(BaseModel):
     failedReason: str | None
     delay: int
     priority: int
+    nameTruncated: bool = Field(default=False, description=_CUT.format("name"))
+    progressTruncated: bool = Field(default=False, description=_CUT.format("progress"))
+    failedReasonTruncated: bool = Field(default=False,
+                                        description=_CUT.format("failedReason"))
 
 
 class DeadLetterPage(BaseModel):
@@ -314,6 +327,7 @@ class Alert(BaseModel):
     jobId: str
     name: str | None
     reason: str | None
+    reasonTruncated: bool = Field(default=False, description=_CUT.format("reason"))
     failedOn: str | None
     failedOnMs: int
 
