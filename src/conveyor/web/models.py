@@ -8,6 +8,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..options import MAX_JOB_NAME
+
 T = TypeVar("T")
 
 Health = Literal["ok", "warning", "critical"]
@@ -144,7 +146,8 @@ class JobAction(BaseModel):
 
 
 class NewJob(Body):
-    name: str = Field(min_length=1, description="The job's name.")
+    name: str = Field(min_length=1, max_length=MAX_JOB_NAME,
+                      description=f"The job's name (at most {MAX_JOB_NAME} characters).")
     data: Any = None
     options: dict[str, Any] = Field(
         default_factory=dict,
