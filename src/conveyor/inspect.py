@@ -11,7 +11,8 @@ and the admin actions, as JSON-ready frozen dataclasses.
         await inspector.retry_all("email", progress=lambda done, total: ...)
 
 Every read costs a bounded number of Redis commands, pipelined: counts come from
-the state sets' cardinalities, never from reading jobs. Queues are found in the
+the state sets' cardinalities, never from reading jobs, and lists read only
+what their rows show (``_summaries.py``). Queues are found in the
 registry ``<prefix>:queues`` (plus any named explicitly); :meth:`Inspector.discover`
 finds older queues with one SCAN and adds them to it.
 """
@@ -430,7 +431,8 @@ class Inspector(ClientOwner):
 
     async def jobs(self, name: str, state: str, *, start: int = 0, count: int = 20) -> JobPage:
         """``count`` jobs in ``state`` from ``start``, newest first ("waiting":
-        the wait list, in reverse order of running), and the state's total."""
+        the wait list, in reverse order of running), and the state's total. Rows
+        carry previews: see :class:`JobSummary`'s ``*_truncated``."""
         state = _state(state)
         _check_int("start", start, 0)
         _check_int("count", count, 1, 1000)
