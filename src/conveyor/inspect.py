@@ -234,7 +234,7 @@ class SchedulerInfo:
         out = {k: v for k, v in asdict(self).items() if not k.endswith("_ms")}
         out["every_ms"] = self.every_ms
         return with_times(out, next_run=self.next_run_ms, start_date=self.start_date_ms,
-                           end_date=self.end_date_ms)
+                          end_date=self.end_date_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +257,7 @@ class WorkerInfo:
             "running": len(self.running_job_ids),
         }
         return with_times(out, started_at=self.started_at_ms,
-                           last_heartbeat=self.last_heartbeat_ms)
+                          last_heartbeat=self.last_heartbeat_ms)
 
 
 @dataclass(frozen=True, slots=True)
