@@ -143,7 +143,8 @@ def test_token_file_mistakes_are_one_line(tmp_path: Path) -> None:
     redis = ["--redis", f"redis://127.0.0.1:{free_port()}/0"]
     missing = tmp_path / "missing"
     line = one_line(dashboard("--token-file", str(missing), *redis))
-    assert line == f"Error: cannot read the token: --token-file {missing}: No such file or directory"
+    assert line == (f"Error: cannot read the token: --token-file {missing}: "
+                    "No such file or directory")
     binary = tmp_path / "binary"
     binary.write_bytes(b"\xff\xfe-not-text")
     assert "not UTF-8 text" in one_line(dashboard("--token-file", str(binary), *redis))
