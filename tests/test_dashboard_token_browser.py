@@ -167,6 +167,10 @@ def test_log_out_forgets_the_token_and_asks_again(make_server: MakeServer, page:
     assert stored(page) == {"conveyor.token:/": TOKEN}
     expect(logout).to_be_visible()
     page.screenshot(path="/tmp/dash-logout-1280.png")
+    page.set_viewport_size({"width": 360, "height": 800})  # a phone: the top bar still fits
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path="/tmp/dash-logout-360.png")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     logout.click()
     expect(page.locator("#token-dialog")).to_be_visible()
