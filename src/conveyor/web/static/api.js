@@ -36,7 +36,7 @@ export function tokenProblem(token) {
     return "The token starts or ends with a space or a line break: enter it without them.";
   }
   if (!/^[\x20-\x7e]*$/.test(token)) {
-    return "The token holds characters no token can have: only printable ASCII (letters, digits, punctuation, inner spaces).";
+    return "A token holds only printable ASCII (letters, digits, punctuation, inner spaces): this one has other characters.";
   }
   return "";
 }
@@ -150,7 +150,8 @@ function askForToken(refused) {
       () => {
         dialog.removeEventListener("cancel", onCancel);
         form.removeEventListener("submit", onSubmit);
-        storeToken(input.value);
+        // A dialog closed another way (a second Escape) leaves nothing to keep.
+        if (!tokenProblem(input.value)) storeToken(input.value);
         tokenPrompt = null;
         resolve();
       },
