@@ -595,7 +595,7 @@ def test_token_is_asked_for_when_the_api_refuses(
     page.locator("#token-save").click()
     expect(dialog).to_be_hidden()
     expect(page.locator(f'article[data-queue="{queue}"]')).to_be_visible()
-    assert page.evaluate("localStorage.getItem('conveyor.token')") == "s3cret-token"
+    assert page.evaluate("localStorage.getItem('conveyor.token:/')") == "s3cret-token"
 
 
 def test_works_when_mounted_under_a_prefix(make_dashboard: MakeDashboard, page: Page) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import ipaddress
 import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -38,7 +37,9 @@ from ..inspect import HealthThresholds, Inspector, QueueNotFoundError
 from ..options import validate_queue_name
 from . import models
 from .api import build_router
+from .docs import add_docs
 from .prometheus import render_metrics
+from .tokens import check_token, is_loopback
 
 __all__ = ["check_listen", "create_app", "serve", "serve_async"]
 
@@ -128,8 +129,8 @@ def create_app(
     the dashboard at ``/``. With a ``token``, every API and metrics request
     needs ``Authorization: Bearer <token>``; the schema, the docs and the
     dashboard's page load without it (the page asks for the token)."""
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ValueError("token must be a non-empty string (or None for no token)")
+    if token is not None:
+        check_token(token)
     names = [validate_queue_name(name) for name in queues or ()]
     state = WebState(connection, prefix, names, thresholds, token)
 
@@ -141,8 +142,9 @@ def create_app(
     app = FastAPI(
         title="conveyor", version="1", lifespan=lifespan,
         description="Inspect and administer conveyor job queues.",
-        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+        openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None,
     )
+    add_docs(app, "/api/v1/docs", "/api/v1/openapi.json")
     app.state.conveyor = state
     auth = [Depends(require_token)]
     app.include_router(build_router(), prefix="/api/v1", dependencies=auth,
@@ -229,17 +231,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def check_listen(host: str, token: str | None) -> None:
-    """Refuse (ValueError) to listen beyond loopback without a token: the API can
-    retry, remove and add jobs."""
-    if token:
+    """Refuse (ValueError) to listen beyond loopback without a token, or with one
+    shorter than 16 characters: the API can retry, remove and add jobs. A token
+    clients cannot send is refused on any host (see :mod:`conveyor.web.tokens`)."""
+    if token is not None:
+        check_token(token, host=host)
         return
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise ValueError(
             f"refusing to listen on {host!r} without a token: anyone who can reach it could "
             "retry, remove and add jobs; pass a token (--token) or listen on 127.0.0.1"
