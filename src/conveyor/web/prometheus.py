@@ -251,11 +251,14 @@ def start_metrics_server(
     queues: Sequence[str] | None = None,
     *,
     prefix: str = "conveyor",
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
 ) -> MetricsServer:
     """Serve the queues' metrics on ``host:port`` (``port`` 0: any free port) from a
     thread, for Prometheus to scrape; for a worker process (``conveyor worker
-    --metrics-port``). Only counts and timings are exposed, no action. Queues
+    --metrics-port``). Only counts and timings are exposed, no action, and
+    without a token: the default ``host`` is loopback, so only this machine can
+    scrape; ``host="0.0.0.0"`` (or an interface's address) widens that, for a
+    network where a firewall or a proxy decides who may connect. Queues
     are those of the registry plus ``queues``. Called from inside a running
     event loop with a ``redis.asyncio.Redis`` connection, scrapes run on that
     loop; otherwise on a private one. ``close()`` the result to stop."""
