@@ -34,8 +34,8 @@ from redis.asyncio import Redis
 
 from .._stream import text
 from ..connection import Connection
-from ..inspect import Inspector, QueueNotFoundError
-from ..keys import STATES
+from ..inspect import Inspector
+from ..keys import STATES, QueueKeys
 from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS
 from ..options import validate_queue_name
 
@@ -63,21 +63,49 @@ class _QueueSample:
     paused: bool
 
 
-async def _sample(inspector: Inspector, name: str) -> _QueueSample:
-    queue = inspector.queue(name)
-    k = queue.keys
-    async with inspector.client.pipeline(transaction=False) as pipe:
-        pipe.time()
-        pipe.hvals(k.metrics("completed"))
-        pipe.hvals(k.metrics("failed"))
-        pipe.hexists(k.meta, "paused")
-        (seconds, micros), completed, failed, paused = await pipe.execute()
-    now = (int(seconds) * 1000 + int(micros) // 1000) // MINUTE_MS
-    async with inspector.client.pipeline(transaction=False) as pipe:
-        for minute in range(now - KEPT_TIME_MINUTES + 1, now + 1):
-            pipe.hgetall(k.metrics_times(minute))
-        minutes = await pipe.execute()
-    counts, workers = await asyncio.gather(queue.get_job_counts(), queue.get_workers())
+#: The commands of :func:`_read_queue`'s first pipeline: 7 counts, 2 totals,
+#: paused, the workers' ids, 4 reads of the groups, a histogram per minute.
+QUEUE_COMMANDS = len(STATES) + 2 + 1 + 1 + 4 + KEPT_TIME_MINUTES
+
+
+async def _read_queue(client: Redis, keys: QueueKeys, minute: int) -> _QueueSample:
+    """One queue's sample: one pipeline of QUEUE_COMMANDS commands, then one
+    more with an EXISTS of the workers' heartbeats (if the queue has workers)
+    and an LLEN per group holding jobs (no total of grouped jobs is kept)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for state in STATES:
+            key = keys.state_key(state)
+            if state == "waiting":
+                pipe.llen(key)
+            else:
+                pipe.zcard(key)
+        pipe.hvals(keys.metrics("completed"))
+        pipe.hvals(keys.metrics("failed"))
+        pipe.hexists(keys.meta, "paused")
+        pipe.zrange(keys.workers, 0, -1)
+        pipe.zrange(keys.key("groups"), 0, -1)
+        pipe.smembers(keys.key("groups:busy"))
+        pipe.zrange(keys.key("groups:limited"), 0, -1)
+        pipe.hkeys(keys.key("groups:active"))
+        for m in range(minute - KEPT_TIME_MINUTES + 1, minute + 1):
+            pipe.hgetall(keys.metrics_times(m))
+        replies = await pipe.execute()
+    at = len(STATES)
+    counts = dict(zip(STATES, (int(n) for n in replies[:at]), strict=True))
+    completed, failed, paused, worker_ids = replies[at:at + 4]
+    groups = sorted({text(g) for reply in replies[at + 4:at + 8] for g in reply})
+    minutes = replies[at + 8:]
+    live = 0
+    if worker_ids or groups:
+        async with client.pipeline(transaction=False) as pipe:
+            if worker_ids:
+                pipe.exists(*(keys.worker(text(i)) for i in worker_ids))
+            for group in groups:
+                pipe.llen(keys.group(group))
+            more = await pipe.execute()
+        if worker_ids:
+            live, more = int(more[0]), more[1:]
+        counts["waiting"] += sum(int(n) for n in more)
     wait: dict[int, int] = {}
     processing: dict[int, int] = {}
     for reply in minutes:
@@ -86,8 +114,8 @@ async def _sample(inspector: Inspector, name: str) -> _QueueSample:
             target = wait if field[0] == "w" else processing
             target[int(field[1:])] = target.get(int(field[1:]), 0) + int(raw_count)
     return _QueueSample(
-        name, counts, sum(int(v) for v in completed), sum(int(v) for v in failed),
-        wait, processing, len(workers), bool(paused),
+        keys.queue, counts, sum(int(v) for v in completed), sum(int(v) for v in failed),
+        wait, processing, live, bool(paused),
     )
 
 
@@ -111,16 +139,16 @@ def _bucket_middle(bucket: int) -> float:
 async def collect_metrics(inspector: Inspector) -> list[Metric]:
     """The metric families of every queue the inspector knows."""
     limit = asyncio.Semaphore(_PARALLEL_QUEUES)
+    client = inspector.client
+    names = await inspector.queue_names()
+    seconds, micros = await client.time()
+    minute = (int(seconds) * 1000 + int(micros) // 1000) // MINUTE_MS
 
-    async def one(name: str) -> _QueueSample | None:
+    async def one(name: str) -> _QueueSample:
         async with limit:
-            try:
-                return await _sample(inspector, name)
-            except QueueNotFoundError:
-                return None
+            return await _read_queue(client, QueueKeys(inspector.prefix, name), minute)
 
-    samples = [s for s in await asyncio.gather(*(one(n) for n in await inspector.queue_names()))
-               if s is not None]
+    samples = await asyncio.gather(*(one(n) for n in names))
     jobs = GaugeMetricFamily("conveyor_jobs", "Jobs of the queue in each state now.",
                              labels=["queue", "state"])
     completed = CounterMetricFamily(
