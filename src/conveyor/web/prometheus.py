@@ -11,7 +11,12 @@ own by :func:`start_metrics_server` (say, in a worker process)::
     conveyor_workers{queue}                    gauge: live workers
     conveyor_queue_paused{queue}               gauge: 1 while paused
 
-A scrape costs a bounded number of pipelined commands per queue; no job is read.
+One scrape costs Redis 2 commands, then per queue one pipeline of 16 + r
+commands, where r is the number of minutes of timings not read before (180 at
+the first scrape, then 1 within a minute of the previous scrape, 2 a minute
+apart), plus one more pipeline for a queue with workers (1 EXISTS) or groups
+(1 LLEN per group holding jobs). No job, worker or schedule is read one by one:
+the cost does not grow with them (see :mod:`conveyor.web._scrape`).
 """
 
 from __future__ import annotations
@@ -32,12 +37,11 @@ from prometheus_client.core import (
 )
 from redis.asyncio import Redis
 
-from .._stream import text
 from ..connection import Connection
 from ..inspect import Inspector
-from ..keys import STATES, QueueKeys
-from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS
+from ..keys import STATES
 from ..options import validate_queue_name
+from ._scrape import read_queues
 
 __all__ = ["ConveyorCollector", "MetricsServer", "collect_metrics", "render_metrics",
            "start_metrics_server"]
@@ -48,75 +52,6 @@ T = TypeVar("T")
 #: Each is a bucket boundary of metrics:times, so the counts are exact.
 _DOUBLINGS = range(1, 25)
 _BUCKETS_PER_DOUBLING = 4
-_PARALLEL_QUEUES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class _QueueSample:
-    name: str
-    counts: dict[str, int]
-    completed: int
-    failed: int
-    wait: dict[int, int]
-    processing: dict[int, int]
-    workers: int
-    paused: bool
-
-
-#: The commands of :func:`_read_queue`'s first pipeline: 7 counts, 2 totals,
-#: paused, the workers' ids, 4 reads of the groups, a histogram per minute.
-QUEUE_COMMANDS = len(STATES) + 2 + 1 + 1 + 4 + KEPT_TIME_MINUTES
-
-
-async def _read_queue(client: Redis, keys: QueueKeys, minute: int) -> _QueueSample:
-    """One queue's sample: one pipeline of QUEUE_COMMANDS commands, then one
-    more with an EXISTS of the workers' heartbeats (if the queue has workers)
-    and an LLEN per group holding jobs (no total of grouped jobs is kept)."""
-    async with client.pipeline(transaction=False) as pipe:
-        for state in STATES:
-            key = keys.state_key(state)
-            if state == "waiting":
-                pipe.llen(key)
-            else:
-                pipe.zcard(key)
-        pipe.hvals(keys.metrics("completed"))
-        pipe.hvals(keys.metrics("failed"))
-        pipe.hexists(keys.meta, "paused")
-        pipe.zrange(keys.workers, 0, -1)
-        pipe.zrange(keys.key("groups"), 0, -1)
-        pipe.smembers(keys.key("groups:busy"))
-        pipe.zrange(keys.key("groups:limited"), 0, -1)
-        pipe.hkeys(keys.key("groups:active"))
-        for m in range(minute - KEPT_TIME_MINUTES + 1, minute + 1):
-            pipe.hgetall(keys.metrics_times(m))
-        replies = await pipe.execute()
-    at = len(STATES)
-    counts = dict(zip(STATES, (int(n) for n in replies[:at]), strict=True))
-    completed, failed, paused, worker_ids = replies[at:at + 4]
-    groups = sorted({text(g) for reply in replies[at + 4:at + 8] for g in reply})
-    minutes = replies[at + 8:]
-    live = 0
-    if worker_ids or groups:
-        async with client.pipeline(transaction=False) as pipe:
-            if worker_ids:
-                pipe.exists(*(keys.worker(text(i)) for i in worker_ids))
-            for group in groups:
-                pipe.llen(keys.group(group))
-            more = await pipe.execute()
-        if worker_ids:
-            live, more = int(more[0]), more[1:]
-        counts["waiting"] += sum(int(n) for n in more)
-    wait: dict[int, int] = {}
-    processing: dict[int, int] = {}
-    for reply in minutes:
-        for raw_field, raw_count in reply.items():
-            field = text(raw_field)
-            target = wait if field[0] == "w" else processing
-            target[int(field[1:])] = target.get(int(field[1:]), 0) + int(raw_count)
-    return _QueueSample(
-        keys.queue, counts, sum(int(v) for v in completed), sum(int(v) for v in failed),
-        wait, processing, live, bool(paused),
-    )
 
 
 def _histogram(buckets: dict[int, int]) -> tuple[list[tuple[str, float]], float]:
@@ -138,17 +73,7 @@ def _bucket_middle(bucket: int) -> float:
 
 async def collect_metrics(inspector: Inspector) -> list[Metric]:
     """The metric families of every queue the inspector knows."""
-    limit = asyncio.Semaphore(_PARALLEL_QUEUES)
-    client = inspector.client
-    names = await inspector.queue_names()
-    seconds, micros = await client.time()
-    minute = (int(seconds) * 1000 + int(micros) // 1000) // MINUTE_MS
-
-    async def one(name: str) -> _QueueSample:
-        async with limit:
-            return await _read_queue(client, QueueKeys(inspector.prefix, name), minute)
-
-    samples = await asyncio.gather(*(one(n) for n in names))
+    samples = await read_queues(inspector)
     jobs = GaugeMetricFamily("conveyor_jobs", "Jobs of the queue in each state now.",
                              labels=["queue", "state"])
     completed = CounterMetricFamily(
