@@ -12,11 +12,16 @@ own by :func:`start_metrics_server` (say, in a worker process)::
     conveyor_queue_paused{queue}               gauge: 1 while paused
 
 One scrape costs Redis 2 commands, then per queue one pipeline of 16 + r
-commands, where r is the number of minutes of timings not read before (180 at
-the first scrape, then 1 within a minute of the previous scrape, 2 a minute
-apart), plus one more pipeline for a queue with workers (1 EXISTS) or groups
-(1 LLEN per group holding jobs). No job, worker or schedule is read one by one:
-the cost does not grow with them (see :mod:`conveyor.web._scrape`).
+commands, where r is the number of minutes of timings this inspector has not
+read before (180 at its first scrape, then 1 within a minute of the previous
+scrape, 2 a minute apart), plus one more pipeline for a queue with workers (1
+EXISTS) or groups (1 LLEN per group holding jobs). No job, worker or schedule
+is read one by one: the cost does not grow with them (see
+:mod:`conveyor.web._scrape`; tests/test_prometheus_cost.py counts it).
+
+The port of :func:`start_metrics_server` has no authentication: it listens on
+127.0.0.1 unless ``host`` says otherwise (README.md, "Prometheus", shows how
+to let a Prometheus on another host in).
 """
 
 from __future__ import annotations
