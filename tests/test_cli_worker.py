@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from addresses import accepts, non_loopback_ipv4
 from conveyor import Queue
 from helpers import wait_for
 from redis_server import free_port
@@ -298,6 +299,32 @@ async def test_metrics_port_serves_prometheus_metrics(
     assert f"conveyor_workers{{queue=\"email\"}} {processes}.0" in body, body
     proc.send_signal(signal.SIGTERM)
     assert await exit_code(proc) == 0, spawn.stderr(proc)
+
+
+@pytest.mark.parametrize("host", [None, "0.0.0.0"])
+async def test_metrics_port_is_loopback_unless_metrics_host_widens_it(
+    spawn: Spawn, email: Queue, host: str | None
+) -> None:
+    port = free_port()
+    widen = [] if host is None else ["--metrics-host", host]
+    proc = spawn("tasks:app", "--queues", "email", "--metrics-port", str(port), *widen)
+    await wait_for(lambda: pids_at_least(email, 1), timeout=30)
+    await wait_for(lambda: asyncio.to_thread(accepts, "127.0.0.1", port), timeout=10,
+                   message="the metrics port on 127.0.0.1")
+    try:
+        outside = non_loopback_ipv4()
+        if outside is None:
+            pytest.skip("this machine has no non-loopback IPv4 address to try the port from")
+        assert await asyncio.to_thread(accepts, outside, port) == (host == "0.0.0.0")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await exit_code(proc) == 0, spawn.stderr(proc)
+
+
+def test_metrics_host_without_a_port_is_one_line(spawn: Spawn) -> None:
+    proc = spawn("tasks:app", "--metrics-host", "0.0.0.0")
+    assert proc.wait(timeout=60) == 1
+    assert spawn.stderr(proc).strip() == "Error: --metrics-host needs --metrics-port"
 
 
 # -- helpers ----------------------------------------------------------------------

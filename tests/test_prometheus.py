@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
+from addresses import accepts, non_loopback_ipv4
 from conveyor import Job, Queue
 from conveyor.web import create_app, start_metrics_server
 from helpers import StartWorker, finished, wait_for
@@ -114,3 +115,30 @@ def test_metrics_server_with_a_client_needs_its_loop(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     with pytest.raises(ValueError, match="event loop"):
         start_metrics_server(0, client, host="127.0.0.1")
+
+
+async def test_metrics_server_listens_on_loopback_only_by_default(redis_url: str) -> None:
+    server = start_metrics_server(0, redis_url)
+    try:
+        assert server.host == "127.0.0.1"
+        response = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{server.port}/metrics")
+        assert response.status_code == 200
+        outside = non_loopback_ipv4()
+        if outside is None:
+            pytest.skip("this machine has no non-loopback IPv4 address to try the port from")
+        assert not await asyncio.to_thread(accepts, outside, server.port)
+    finally:
+        await asyncio.to_thread(server.close)
+
+
+async def test_metrics_server_on_every_interface_when_asked(redis_url: str) -> None:
+    outside = non_loopback_ipv4()
+    if outside is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to try the port from")
+    server = start_metrics_server(0, redis_url, host="0.0.0.0")
+    try:
+        response = await asyncio.to_thread(httpx.get, f"http://{outside}:{server.port}/metrics")
+        assert response.status_code == 200
+        assert "conveyor_jobs" in response.text
+    finally:
+        await asyncio.to_thread(server.close)

@@ -95,6 +95,11 @@ def load_app(path: str) -> Conveyor:
     help="Serve Prometheus metrics of the queues on this port (/metrics).",
 )
 @click.option(
+    "--metrics-host", default=None, metavar="HOST",
+    help="Address the metrics port listens on (default: 127.0.0.1, this machine only; "
+    "0.0.0.0: every interface). The port has no authentication.",
+)
+@click.option(
     "--redis", "redis_url", default=None, metavar="URL",
     help="Redis to use instead of the app's own connection "
     "(an app made with Conveyor() uses $CONVEYOR_REDIS_URL).",
@@ -105,7 +110,7 @@ def load_app(path: str) -> Conveyor:
 )
 def worker(
     app_path: str, queues: str | None, concurrency: int | None, processes: int,
-    metrics_port: int | None, redis_url: str | None, log_level: str,
+    metrics_port: int | None, metrics_host: str | None, redis_url: str | None, log_level: str,
 ) -> None:
     """Run the tasks of the Conveyor app MODULE:ATTRIBUTE (e.g. myapp.tasks:app).
 
@@ -118,6 +123,9 @@ def worker(
         level=log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
+    if metrics_port is None and metrics_host is not None:
+        raise click.ClickException("--metrics-host needs --metrics-port")
+    metrics = None if metrics_port is None else (metrics_host or "127.0.0.1", metrics_port)
     app = load_app(app_path)
     if redis_url is not None:
         app.connection = redis_url
@@ -127,7 +135,7 @@ def worker(
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     if processes == 1:
-        code = _run(lambda: _serve(app, names, concurrency, metrics_port))
+        code = _run(lambda: _serve(app, names, concurrency, metrics))
     else:
         command = [
             sys.executable, "-m", "conveyor", "worker", app_path, "--queues", ",".join(names),
@@ -137,7 +145,7 @@ def worker(
             command += ["--concurrency", str(concurrency)]
         if redis_url is not None:
             command += ["--redis", redis_url]
-        code = _run(lambda: _supervise(app, command, processes, names, metrics_port))
+        code = _run(lambda: _supervise(app, command, processes, names, metrics))
     sys.exit(code)
 
 
@@ -152,20 +160,29 @@ def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
         raise click.ClickException(str(exc)) from None
 
 
-def _start_metrics(app: Conveyor, port: int | None, queues: Sequence[str]) -> Any:
-    """The Prometheus server of ``--metrics-port`` (``None`` without one)."""
-    if port is None:
+def _start_metrics(
+    app: Conveyor, address: tuple[str, int] | None, queues: Sequence[str]
+) -> Any:
+    """The Prometheus server of ``--metrics-host``/``--metrics-port`` (``None``
+    without a port)."""
+    if address is None:
         return None
+    host, port = address
     try:
         from .web.prometheus import start_metrics_server
     except ImportError as exc:
         raise click.ClickException(f"--metrics-port: conveyor.web.prometheus: {exc}") from None
     try:
-        server = start_metrics_server(port, app.connection, list(queues), prefix=app.prefix)
+        server = start_metrics_server(port, app.connection, list(queues), prefix=app.prefix,
+                                      host=host)
     except OSError as exc:
-        raise click.ClickException(f"--metrics-port {port}: {exc}") from None
-    log.info("Prometheus metrics on port %d (/metrics)", port)
+        raise click.ClickException(f"--metrics-host {host} --metrics-port {port}: {exc}") from None
+    log.info("Prometheus metrics on %s (/metrics)", _url(host, port))
     return server
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _stop_metrics(server: Any) -> None:
@@ -177,10 +194,11 @@ def _stop_metrics(server: Any) -> None:
 
 
 async def _serve(
-    app: Conveyor, queues: list[str], concurrency: int | None, metrics_port: int | None
+    app: Conveyor, queues: list[str], concurrency: int | None,
+    metrics_address: tuple[str, int] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
-    metrics = _start_metrics(app, metrics_port, queues)
+    metrics = _start_metrics(app, metrics_address, queues)
     runner = asyncio.create_task(app.run(
         queues, concurrency=concurrency, default_concurrency=DEFAULT_CONCURRENCY,
         handle_signals=False,
@@ -237,7 +255,7 @@ async def _watch_supervisor(stop: Any) -> None:
 
 async def _supervise(
     app: Conveyor, command: list[str], processes: int, queues: list[str],
-    metrics_port: int | None,
+    metrics_address: tuple[str, int] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -254,7 +272,7 @@ async def _supervise(
 
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
-    metrics = _start_metrics(app, metrics_port, queues)
+    metrics = _start_metrics(app, metrics_address, queues)
     env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
 
     async def keep_running(slot: int) -> None:

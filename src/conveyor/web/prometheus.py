@@ -11,7 +11,17 @@ own by :func:`start_metrics_server` (say, in a worker process)::
     conveyor_workers{queue}                    gauge: live workers
     conveyor_queue_paused{queue}               gauge: 1 while paused
 
-A scrape costs a bounded number of pipelined commands per queue; no job is read.
+One scrape costs Redis 2 commands, then per queue one pipeline of 16 + r
+commands, where r is the number of minutes of timings this inspector has not
+read before (180 at its first scrape, then 1 within a minute of the previous
+scrape, 2 a minute apart), plus one more pipeline for a queue with workers (1
+EXISTS) or groups (1 LLEN per group holding jobs). No job, worker or schedule
+is read one by one: the cost does not grow with them (see
+:mod:`conveyor.web._scrape`; tests/test_prometheus_cost.py counts it).
+
+The port of :func:`start_metrics_server` has no authentication: it listens on
+127.0.0.1 unless ``host`` says otherwise (README.md, "Prometheus", shows how
+to let a Prometheus on another host in).
 """
 
 from __future__ import annotations
@@ -32,12 +42,11 @@ from prometheus_client.core import (
 )
 from redis.asyncio import Redis
 
-from .._stream import text
 from ..connection import Connection
-from ..inspect import Inspector, QueueNotFoundError
+from ..inspect import Inspector
 from ..keys import STATES
-from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS
 from ..options import validate_queue_name
+from ._scrape import read_queues
 
 __all__ = ["ConveyorCollector", "MetricsServer", "collect_metrics", "render_metrics",
            "start_metrics_server"]
@@ -48,47 +57,6 @@ T = TypeVar("T")
 #: Each is a bucket boundary of metrics:times, so the counts are exact.
 _DOUBLINGS = range(1, 25)
 _BUCKETS_PER_DOUBLING = 4
-_PARALLEL_QUEUES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class _QueueSample:
-    name: str
-    counts: dict[str, int]
-    completed: int
-    failed: int
-    wait: dict[int, int]
-    processing: dict[int, int]
-    workers: int
-    paused: bool
-
-
-async def _sample(inspector: Inspector, name: str) -> _QueueSample:
-    queue = inspector.queue(name)
-    k = queue.keys
-    async with inspector.client.pipeline(transaction=False) as pipe:
-        pipe.time()
-        pipe.hvals(k.metrics("completed"))
-        pipe.hvals(k.metrics("failed"))
-        pipe.hexists(k.meta, "paused")
-        (seconds, micros), completed, failed, paused = await pipe.execute()
-    now = (int(seconds) * 1000 + int(micros) // 1000) // MINUTE_MS
-    async with inspector.client.pipeline(transaction=False) as pipe:
-        for minute in range(now - KEPT_TIME_MINUTES + 1, now + 1):
-            pipe.hgetall(k.metrics_times(minute))
-        minutes = await pipe.execute()
-    counts, workers = await asyncio.gather(queue.get_job_counts(), queue.get_workers())
-    wait: dict[int, int] = {}
-    processing: dict[int, int] = {}
-    for reply in minutes:
-        for raw_field, raw_count in reply.items():
-            field = text(raw_field)
-            target = wait if field[0] == "w" else processing
-            target[int(field[1:])] = target.get(int(field[1:]), 0) + int(raw_count)
-    return _QueueSample(
-        name, counts, sum(int(v) for v in completed), sum(int(v) for v in failed),
-        wait, processing, len(workers), bool(paused),
-    )
 
 
 def _histogram(buckets: dict[int, int]) -> tuple[list[tuple[str, float]], float]:
@@ -110,17 +78,7 @@ def _bucket_middle(bucket: int) -> float:
 
 async def collect_metrics(inspector: Inspector) -> list[Metric]:
     """The metric families of every queue the inspector knows."""
-    limit = asyncio.Semaphore(_PARALLEL_QUEUES)
-
-    async def one(name: str) -> _QueueSample | None:
-        async with limit:
-            try:
-                return await _sample(inspector, name)
-            except QueueNotFoundError:
-                return None
-
-    samples = [s for s in await asyncio.gather(*(one(n) for n in await inspector.queue_names()))
-               if s is not None]
+    samples = await read_queues(inspector)
     jobs = GaugeMetricFamily("conveyor_jobs", "Jobs of the queue in each state now.",
                              labels=["queue", "state"])
     completed = CounterMetricFamily(
@@ -251,11 +209,14 @@ def start_metrics_server(
     queues: Sequence[str] | None = None,
     *,
     prefix: str = "conveyor",
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
 ) -> MetricsServer:
     """Serve the queues' metrics on ``host:port`` (``port`` 0: any free port) from a
     thread, for Prometheus to scrape; for a worker process (``conveyor worker
-    --metrics-port``). Only counts and timings are exposed, no action. Queues
+    --metrics-port``). Only counts and timings are exposed, no action, and
+    without a token: the default ``host`` is loopback, so only this machine can
+    scrape; ``host="0.0.0.0"`` (or an interface's address) widens that, for a
+    network where a firewall or a proxy decides who may connect. Queues
     are those of the registry plus ``queues``. Called from inside a running
     event loop with a ``redis.asyncio.Redis`` connection, scrapes run on that
     loop; otherwise on a private one. ``close()`` the result to stop."""
