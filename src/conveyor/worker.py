@@ -398,12 +398,12 @@ class Worker:
             self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
-        call = asyncio.create_task(self._exchange(
+        task = asyncio.create_task(self._exchange(
             outcomes, finished, timings, n, self.queue.scripts.calls.new(), self._wakeups
         ))
-        self._calls.add(call)
+        self._calls.add(task)
         if outcomes:
-            self._reports.add(call)
+            self._reports.add(task)
 
     async def _exchange(
         self,
