@@ -25,6 +25,7 @@ import click
 from redis.exceptions import RedisError
 
 from .app import Conveyor
+from .cli_support import SafeFormatter
 from .errors import ConveyorError
 
 __all__ = ["load_app", "worker"]
@@ -114,10 +115,10 @@ def worker(
     finish, then exits 0; a second signal hands running jobs back to their
     queues at once.
     """
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(
+        "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     app = load_app(app_path)
     if redis_url is not None:
         app.connection = redis_url
