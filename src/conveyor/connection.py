@@ -75,7 +75,7 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     pool = _WaitingPool.from_url(
-        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
+        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url)
     )
     pool.connection_class = _hiredis_packing(pool.connection_class)
     return Redis.from_pool(pool), True
@@ -90,22 +90,26 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     # Threads beyond the pool's 100 connections wait for one instead of failing.
     pool = _SyncWaitingPool.from_url(
-        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(),
+        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url),
     )
     return redis.Redis.from_pool(pool)
 
 
-def _options() -> dict[str, Any]:
-    """Settings of every client conveyor creates (but the retry, which differs in type)."""
-    return {
+def _options(url: str) -> dict[str, Any]:
+    """Settings of every client conveyor creates for ``url`` (but the retry,
+    which differs in type). TCP keepalive is for TCP: redis-py's unix socket
+    connections refuse its options."""
+    options: dict[str, Any] = {
         "decode_responses": False,
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 30,
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "socket_keepalive_options": KEEPALIVE_OPTIONS,
     }
+    if not url.lower().startswith("unix:"):
+        options["socket_keepalive"] = True
+        options["socket_keepalive_options"] = KEEPALIVE_OPTIONS
+    return options
 
 
 class AsyncClosing:
