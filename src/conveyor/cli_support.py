@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import click
 import orjson
@@ -123,14 +123,26 @@ class Target:
         return redact(self.url)
 
 
+#: A ``password=`` query argument (redis-py reads one in any scheme, unix:// too).
+_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&;#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    """``url`` with its password replaced by ``***``, for messages: the one in the
+    user info and a ``password=`` query argument. The user info runs to the last
+    ``@``, not to the first ``/``, ``?`` or ``#`` as urllib reads it: a password
+    typed with those characters unencoded must not show either (nor does
+    anything past them when the URL is too broken to tell)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # not a URL: everything before an '@' may be a secret
+        at = url.rfind("@")
+        return url if at < 0 else "***" + url[at:]
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+    return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
@@ -142,7 +154,10 @@ def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         try:
             parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         except ValueError as exc:
-            problem = str(exc)
+            # redis-py's words quote the piece it could not read, which may be
+            # part of a password typed unencoded.
+            problem = str(exc) if redact(url) == url else (
+                "it does not parse; percent-encode '@', ':', '/', '?' and '#' in a password")
     if problem is not None:
         raise click.BadParameter(f"{redact(url)!r} is not a Redis URL ({problem})")
     return url
