@@ -76,15 +76,15 @@ async def test_add_work_and_inspect_over_a_unix_socket(unix_url: str, tmp_path: 
         job = await queue.add("send", {"to": "ada@example.com"})
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "tasks:app", "--redis", unix_url],
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "conveyor", "worker", "tasks:app", "--redis", unix_url,
             cwd=tmp_path, env=env, stderr=subprocess.PIPE,
         )
         try:
             await wait_for(lambda: queue_state_is(queue, job.id, "completed"), timeout=30)
         finally:
             worker.terminate()
-            _, err = worker.communicate(timeout=30)
+            _, err = await asyncio.wait_for(worker.communicate(), 30)
         assert worker.returncode == 0, err.decode()
         assert PASSWORD not in err.decode()
         assert (await queue.get_job(job.id)).return_value == {"sent": "ada@example.com"}
