@@ -4,6 +4,10 @@ in redis://, rediss:// and unix:// URLs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -64,3 +68,29 @@ def test_cli_errors_never_show_the_password(password: str, place: str) -> None:
     assert result.exit_code != 0
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
     assert hidden(password, url, result.output), result.output
+
+
+@pytest.mark.parametrize("env", [False, True], ids=["--redis", "$CONVEYOR_REDIS_URL"])
+def test_the_worker_refuses_a_url_it_cannot_read_in_one_line(
+    tmp_path: Path, env: bool
+) -> None:
+    """Not a traceback quoting redis-py's parse error (and a piece of the password)."""
+    (tmp_path / "tasks.py").write_text(
+        "from conveyor.app import Conveyor\napp = Conveyor()\n"
+        "@app.task(queue='email')\nasync def send() -> None: ...\n")
+    url = "redis://user:p@ss:w0rd/x@127.0.0.1:6379/0"
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-m", "conveyor", "worker", "tasks:app"]
+    if env:
+        environ["CONVEYOR_REDIS_URL"] = url
+    else:
+        argv += ["--redis", url]
+    done = subprocess.run(argv, cwd=tmp_path, env=environ, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "Error: Invalid value: 'redis://user:***@127.0.0.1:6379/0' is not a Redis URL (it does "
+        "not parse; percent-encode '@', ':', '/', '?' and '#' in a password) "
+        "(see 'python -m conveyor worker --help')"
+    ]

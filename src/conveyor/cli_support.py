@@ -44,6 +44,7 @@ __all__ = [
     "Duration",
     "SafeFormatter",
     "Target",
+    "check_url",
     "console",
     "echo_json",
     "fail",
@@ -146,7 +147,12 @@ def redact(url: str) -> str:
 
 
 def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    url = value or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    return check_url(value or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL)
+
+
+def check_url(url: str) -> str:
+    """``url`` if redis-py can read it, else a :class:`click.BadParameter` whose
+    one line names it with its password masked."""
     problem = None
     if urlsplit(url).scheme not in _SCHEMES:
         problem = "redis://host:port/db, rediss://... or unix://..."

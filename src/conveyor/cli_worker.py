@@ -25,7 +25,7 @@ import click
 from redis.exceptions import RedisError
 
 from .app import Conveyor
-from .cli_support import SafeFormatter
+from .cli_support import SafeFormatter, check_url
 from .errors import ConveyorError
 
 __all__ = ["load_app", "worker"]
@@ -122,6 +122,9 @@ def worker(
     app = load_app(app_path)
     if redis_url is not None:
         app.connection = redis_url
+    url = os.environ.get("CONVEYOR_REDIS_URL") if app.connection is None else app.connection
+    if isinstance(url, str):
+        check_url(url)  # a bad one is one line, its password masked; not a traceback
     names = None if queues is None else [q.strip() for q in queues.split(",") if q.strip()]
     try:
         names = app.resolve_queues(names)
