@@ -77,7 +77,7 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
     pool = _WaitingPool.from_url(
         url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url)
     )
-    pool.connection_class = _hiredis_packing(pool.connection_class)
+    pool.connection_class = _our_connection(pool.connection_class)
     return Redis.from_pool(pool), True
 
 
@@ -232,10 +232,28 @@ class _HiredisPacking:
             return super().pack_command(*args)  # type: ignore[misc,no-any-return]
 
 
-_packing_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+class _BoundedHandshake:
+    """Mixin: the handshake after the socket connects (AUTH or HELLO, SELECT,
+    CLIENT SETINFO) must be answered within ``socket_connect_timeout``, as the
+    connect itself must. Our clients have no read timeout, so a server that
+    accepts connections and never answers held every caller forever: a command
+    line never returned, a worker never logged the outage."""
+
+    socket_connect_timeout: float | None
+
+    async def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            async with asyncio.timeout(self.socket_connect_timeout):
+                await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except TimeoutError:
+            raise RedisTimeoutError("Timeout connecting to server (no answer to the "
+                                    "handshake)") from None
 
 
-def _hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
-    if base not in _packing_classes:
-        _packing_classes[base] = type(base.__name__, (_HiredisPacking, base), {})
-    return _packing_classes[base]
+_our_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _our_connection(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    if base not in _our_classes:
+        _our_classes[base] = type(base.__name__, (_BoundedHandshake, _HiredisPacking, base), {})
+    return _our_classes[base]
