@@ -165,6 +165,7 @@ class Worker:
         self._calls: set[asyncio.Task[None]] = set()  # report/fetch calls in flight
         self._reports: set[asyncio.Task[None]] = set()  # those of _calls carrying results
         self._stop_deadline: float | None = None  # time.monotonic(): see _STOP_PATIENCE_S
+        self._gave_up = False  # stopped without the answers to some calls
         self._call_error: BaseException | None = None  # the last call's failure
         self._retry_delay_s = 0.05
         self._limited_until = 0.0  # time.monotonic(): a rate limit holds fetches until then
@@ -252,7 +253,7 @@ class Worker:
                 call.cancel()
             await asyncio.gather(*self._calls, return_exceptions=True)
             await self._cancel_block()
-            if self._maybe_stranded and not self._gave_up():
+            if self._maybe_stranded and not self._gave_up:
                 await self._release_stranded()
             for remove in removers:
                 remove()
@@ -337,6 +338,8 @@ class Worker:
                 if self._out_of_patience():
                     self._drop_unanswered()
                     return
+            elif self._closing:  # the patience counts from when nothing runs
+                self._stop_deadline = None
             try:
                 if self._call_error is not None:
                     error, self._call_error = self._call_error, None
@@ -464,13 +467,11 @@ class Worker:
         holds_results = bool(self._outcomes or self._reports or any(c[0] for c in self._resends))
         return time.monotonic() >= self._stop_deadline and (self._force or not holds_results)
 
-    def _gave_up(self) -> bool:
-        return self._stop_deadline is not None and time.monotonic() >= self._stop_deadline
-
     def _drop_unanswered(self) -> None:
         log.warning("worker %s: Redis did not answer within %g s of stopping; stopping "
                     "without it (jobs it held come back through the stalled-job check)",
                     self.id, _STOP_PATIENCE_S)
+        self._gave_up = True
         self._resends.clear()
         for call in self._calls:
             call.cancel()
