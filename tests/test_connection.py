@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from redis.exceptions import DataError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conveyor import Queue
 from conveyor.connection import make_client
@@ -52,3 +53,26 @@ async def test_a_queue_from_a_url_waits_for_a_free_connection_under_many_concurr
         assert removed.count(True) == 500
         assert len(removed) == 4_000
         assert queue.client.connection_pool.max_connections <= 100
+
+
+async def test_a_server_that_never_answers_the_handshake_is_a_timeout() -> None:
+    """A client's connect, handshake included, is bounded by its connect
+    timeout (5 s; 0.2 s here): no read timeout must not mean waiting forever."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # accept, then never answer
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client, _ = make_client(f"redis://:pw@127.0.0.1:{port}/3")
+    client.connection_pool.connection_kwargs["socket_connect_timeout"] = 0.2
+    try:
+        with pytest.raises(RedisTimeoutError, match="no answer to the handshake"):
+            await asyncio.wait_for(client.ping(), 30)
+        assert accepted  # it got as far as the handshake
+    finally:
+        await client.aclose()
+        server.close()
+        for writer in accepted:
+            writer.close()

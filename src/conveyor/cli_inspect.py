@@ -15,7 +15,6 @@ import orjson
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -29,6 +28,9 @@ from .cli_support import (
     format_ms,
     parse_json,
     redis_options,
+    safe,
+    safe_cell,
+    safe_json,
     with_inspector,
 )
 from .keys import STATES
@@ -122,7 +124,7 @@ def _stats_view(summaries: list[QueueSummary], health: list[QueueHealth], width:
             table.add_row(*(row[column] for column in columns))
         if _table_width(table) <= width:
             break
-    notes = [Text(f"{h.queue}: {reason}", style=_HEALTH_STYLE[h.status])
+    notes = [safe_cell(f"{h.queue}: {reason}", style=_HEALTH_STYLE[h.status])
              for h in health for reason in h.reasons]
     return Group(table, *notes)
 
@@ -135,7 +137,7 @@ def _stats_row(s: QueueSummary, health: QueueHealth | None) -> dict[str, str | T
     c = s.counts
     status = health.status if health is not None else "?"
     return {
-        "queue": escape(s.name), "waiting": str(c["waiting"] + c["prioritized"]),
+        "queue": safe_cell(s.name), "waiting": str(c["waiting"] + c["prioritized"]),
         "active": str(c["active"]), "delayed": str(c["delayed"]), "done": str(c["completed"]),
         "failed": _failed(c["failed"]), "workers": str(s.workers),
         "done/m": f"{s.completed_per_min:g}", "fail/m": f"{s.failed_per_min:g}",
@@ -197,20 +199,20 @@ def _jobs_view(page: JobPage) -> RenderableType:
     table.add_column("reason", overflow="ellipsis", max_width=40, no_wrap=True)
     for job in page.jobs:
         table.add_row(
-            escape(job.id), escape(job.name), f"{job.attempts_made}/{job.attempts}",
-            _progress(job.progress, job.progress_truncated), _ago(job.timestamp, now),
+            safe_cell(job.id), safe_cell(job.name), f"{job.attempts_made}/{job.attempts}",
+            safe_cell(_progress(job.progress, job.progress_truncated)), _ago(job.timestamp, now),
             _ago(job.due if delayed else job.finished_on, now),
-            Text((job.failed_reason or "") + ("…" if job.failed_reason_truncated else ""),
-                 style="red"),
+            safe_cell((job.failed_reason or "") + ("…" if job.failed_reason_truncated else ""),
+                      style="red"),
         )
     first, last = page.start + 1, page.start + len(page.jobs)
     if not page.jobs:
         footer = f"no {page.state} jobs in {page.queue!r} from {first} ({page.total} in all)"
-        return Text(footer)
+        return safe_cell(footer)
     footer = f"{first}-{last} of {page.total} {page.state} jobs in {page.queue!r}"
     if last < page.total:
         footer += f"; next: --start {last}"
-    return Group(table, Text(footer, style="dim"))
+    return Group(table, safe_cell(footer, style="dim"))
 
 
 def _progress(progress: Any, truncated: bool = False) -> str:
@@ -278,23 +280,24 @@ def _job_view(detail: JobDetail, log_lines: int) -> RenderableType:
     if detail.dead_letter_of:
         rows.append(("dead letter of", _json_text(detail.dead_letter_of)))
     for label, value in rows:
-        facts.add_row(label, Text(value, style="red" if label in ("error", "corrupt") else ""))
+        facts.add_row(label, safe_cell(value, style="red" if label in ("error", "corrupt") else ""))
     parts: list[RenderableType] = [facts, Text("timeline", style="bold")]
     for event in detail.timeline:
-        parts.append(Text(f"  {format_ms(event['at_ms'])}.{event['at_ms'] % 1000:03d}  "
-                          f"{event['event']}"))
+        parts.append(safe_cell(f"  {format_ms(event['at_ms'])}.{event['at_ms'] % 1000:03d}  "
+                               f"{event['event']}"))
     if detail.stacktrace:
+        # The one multi-line field: its newlines stay, every other control is escaped.
         parts.append(Text("stacktrace (newest)", style="bold"))
-        parts.append(Text(detail.stacktrace[-1].rstrip(), style="red"))
+        parts.append(Text(safe(detail.stacktrace[-1].rstrip(), newlines=True), style="red"))
     if log_lines and detail.logs:
         shown = detail.logs[-log_lines:]
         parts.append(Text(f"logs ({len(shown)} newest of {detail.logs_total})", style="bold"))
-        parts.extend(Text("  " + line) for line in shown)
+        parts.extend(safe_cell("  " + line) for line in shown)
     return Group(*parts)
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    return safe_json(value, indent=False)
 
 
 @contextmanager
@@ -378,7 +381,7 @@ def promote_job(target: Target, queue: str, job_id: str) -> None:
         await inspector.promote(queue, job_id)
 
     with_inspector(target, body)
-    click.echo(f"job {job_id} of {queue!r} is waiting")
+    click.echo(safe(f"job {job_id} of {queue!r} is waiting"))
 
 
 @jobs.command("remove")
@@ -392,14 +395,14 @@ def remove_job(target: Target, queue: str, job_id: str) -> None:
         await inspector.remove(queue, job_id)
 
     with_inspector(target, body)
-    click.echo(f"removed job {job_id} from {queue!r}")
+    click.echo(safe(f"removed job {job_id} from {queue!r}"))
 
 
 def _report(as_json: bool, data: dict[str, Any], line: str) -> None:
     if as_json:
         echo_json(data)
     else:
-        click.echo(line)
+        click.echo(safe(line))
 
 
 # -- queue ---------------------------------------------------------------------
@@ -420,7 +423,7 @@ def _pause_command(paused: bool) -> click.Command:
             await (inspector.pause(name) if paused else inspector.resume(name))
 
         with_inspector(target, body)
-        click.echo(f"queue {name!r} is {'paused' if paused else 'running'}")
+        click.echo(safe(f"queue {name!r} is {'paused' if paused else 'running'}"))
 
     command.__doc__ = ("Stop workers from starting QUEUE's jobs (adds still land)."
                        if paused else "Let workers start QUEUE's jobs again.")
@@ -450,10 +453,10 @@ def queue_workers(target: Target, name: str, as_json: bool) -> None:
         table.add_column(column)
     now = time.time() * 1000
     for w in found:
-        table.add_row(escape(w["id"]), escape(w["hostname"]), str(w["pid"]),
+        table.add_row(safe_cell(w["id"]), safe_cell(w["hostname"]), safe_cell(w["pid"]),
                       f"{w['running']}/{w['concurrency']}", _ago(w["started_at_ms"], now),
                       _ago(w["last_heartbeat_ms"], now))
-    console().print(table if found else Text(f"no live worker serves {name!r}"))
+    console().print(table if found else safe_cell(f"no live worker serves {name!r}"))
 
 
 @queue.command("schedulers")
@@ -477,9 +480,9 @@ def queue_schedulers(target: Target, name: str, as_json: bool) -> None:
         when = (f"{s['cron']} ({s['tz']})" if s["cron"] else
                 f"every {format_duration(s['every_ms'])}")
         made = f"{s['count']}" + (f"/{s['limit']}" if s["limit"] else "")
-        table.add_row(escape(s["id"]), escape(s["job_name"]), escape(when),
+        table.add_row(safe_cell(s["id"]), safe_cell(s["job_name"]), safe_cell(when),
                       format_ms(s["next_run_ms"]), made)
-    console().print(table if found else Text(f"no job schedulers in {name!r}"))
+    console().print(table if found else safe_cell(f"no job schedulers in {name!r}"))
 
 
 # -- enqueue -------------------------------------------------------------------
@@ -526,7 +529,7 @@ def enqueue(target: Target, queue: str, name: str, data: str, delay: int | None,
     if as_json:
         echo_json({**added, "created": not existed})
     elif existed:
-        click.echo(f"job {added['id']} ({added['name']}) already exists in {queue!r}: "
-                   f"{added['state']}; nothing added")
+        click.echo(safe(f"job {added['id']} ({added['name']}) already exists in {queue!r}: "
+                        f"{added['state']}; nothing added"))
     else:
-        click.echo(f"added job {added['id']} ({name}) to {queue!r}: {added['state']}")
+        click.echo(safe(f"added job {added['id']} ({name}) to {queue!r}: {added['state']}"))

@@ -1,19 +1,27 @@
 """What every ``conveyor`` command shares: the ``--redis``/``--prefix`` options,
 one-line errors, running a coroutine against an :class:`~conveyor.inspect.Inspector`,
 durations such as ``30s``/``5m``/``1h``/``2d``, and output (rich tables or JSON).
+
+Whatever a command prints that came from Redis (ids, names, reasons, stack
+traces, log lines, queue and worker names) goes through :func:`safe` or
+:func:`echo_json`: a control or invisible format character a job carries is
+shown as an escape (``\\x1b``, ``\\u202e``), never sent to the terminal; and the
+console interprets no rich markup or emoji codes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import click
 import orjson
@@ -22,6 +30,7 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
+from rich.text import Text
 
 from .connection import DEFAULT_URL
 from .errors import ConveyorError
@@ -33,7 +42,9 @@ __all__ = [
     "DURATION",
     "CliGroup",
     "Duration",
+    "SafeFormatter",
     "Target",
+    "check_url",
     "console",
     "echo_json",
     "fail",
@@ -43,6 +54,8 @@ __all__ = [
     "redact",
     "redis_options",
     "run",
+    "safe",
+    "safe_cell",
     "with_inspector",
 ]
 
@@ -75,7 +88,7 @@ class CliGroup(click.Group):
             exc.show()  # `conveyor jobs` alone: the help is what was asked for
             sys.exit(0)
         except click.ClickException as exc:
-            click.echo(f"Error: {_one_line(exc)}", err=True)
+            click.echo(f"Error: {safe(_one_line(exc))}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("Aborted.", err=True)
@@ -111,18 +124,35 @@ class Target:
         return redact(self.url)
 
 
+#: A ``password=`` query argument (redis-py reads one in any scheme, unix:// too).
+_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&;#]*", re.IGNORECASE)
+
+
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+    """``url`` with its password replaced by ``***``, for messages: the one in the
+    user info and a ``password=`` query argument. The user info runs to the last
+    ``@``, not to the first ``/``, ``?`` or ``#`` as urllib reads it: a password
+    typed with those characters unencoded must not show either (nor does
+    anything past them when the URL is too broken to tell)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # not a URL: everything before an '@' may be a secret
+        at = url.rfind("@")
+        return url if at < 0 else "***" + url[at:]
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+    return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
-    url = value or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    return check_url(value or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL)
+
+
+def check_url(url: str) -> str:
+    """``url`` if redis-py can read it, else a :class:`click.BadParameter` whose
+    one line names it with its password masked."""
     problem = None
     if urlsplit(url).scheme not in _SCHEMES:
         problem = "redis://host:port/db, rediss://... or unix://..."
@@ -130,7 +160,10 @@ def _check_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         try:
             parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         except ValueError as exc:
-            problem = str(exc)
+            # redis-py's words quote the piece it could not read, which may be
+            # part of a password typed unencoded.
+            problem = str(exc) if redact(url) == url else (
+                "it does not parse; percent-encode '@', ':', '/', '?' and '#' in a password")
     if problem is not None:
         raise click.BadParameter(f"{redact(url)!r} is not a Redis URL ({problem})")
     return url
@@ -250,17 +283,95 @@ def parse_json(text: str, what: str) -> Any:
 # -- output --------------------------------------------------------------------
 
 
+#: Characters that are not printable ASCII: the only ones :func:`safe` looks at twice.
+_SUSPECT = re.compile(r"[^\x20-\x7e]")
+#: Unicode categories a terminal must not receive raw: controls (C0, DEL, C1),
+#: format characters (bidi overrides and isolates, zero-width ones, BOM, tags),
+#: line and paragraph separators, and lone surrogates.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else (
+        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+
+
+def _is_unsafe(char: str) -> bool:
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def safe(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text fit for a terminal: each control character (ESC, CR, BEL,
+    backspace, the C1 CSI ``\\x9b``...), bidi or zero-width format character and
+    line separator becomes its visible escape (``\\x1b``, ``\\u202e``).
+    ``newlines=True`` keeps newlines, for multi-line text such as a stack trace;
+    elsewhere (a table cell, a one-line field) a newline is ``\\n`` too."""
+    text = value if isinstance(value, str) else str(value)
+
+    def escaped(match: re.Match[str]) -> str:
+        char = match[0]
+        if char == "\n" and newlines:
+            return char
+        return _escape(char) if char == "\n" or _is_unsafe(char) else char
+
+    return _SUSPECT.sub(escaped, text)
+
+
+def safe_cell(value: object, style: str = "") -> Text:
+    """:func:`safe` ``value`` as a rich Text: a table cell that is never markup."""
+    return Text(safe(value), style=style)
+
+
 def console() -> Console:
     """A console on the current stdout (CliRunner swaps it per call). Piped
-    output is not cut to 80 columns: a script reading it wants every cell."""
+    output is not cut to 80 columns: a script reading it wants every cell.
+    Strings are never read as markup or emoji codes: they may come from Redis."""
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False,
-                   width=PIPED_WIDTH if piped else None)
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False, markup=False,
+                   emoji=False, width=PIPED_WIDTH if piped else None)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # JSON spells a character beyond the BMP as a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def safe_json(value: Any, *, indent: bool = True) -> str:
+    """``value`` as JSON (datetimes as ISO-8601) that a terminal can show: orjson
+    escapes C0 controls; DEL, C1 controls and format characters inside strings
+    become ``\\uXXXX`` escapes too (the same JSON value; outside strings JSON has
+    none of them)."""
+    option = orjson.OPT_INDENT_2 if indent else 0
+    text = orjson.dumps(value, option=option, default=str).decode()
+    return _SUSPECT.sub(
+        lambda m: _json_escape(m[0]) if m[0] != "\n" and _is_unsafe(m[0]) else m[0], text)
+
+
+class SafeFormatter(logging.Formatter):
+    """A log formatter for a terminal: the message is one :func:`safe` line (a job
+    name or failure reason cannot forge a log line or send an escape sequence);
+    a traceback keeps its newlines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return safe(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return safe(super().formatException(ei), newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return safe(super().formatStack(stack_info), newlines=True)
 
 
 def echo_json(value: Any) -> None:
-    """Print ``value`` as indented JSON (datetimes as ISO-8601)."""
-    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
+    """Print ``value`` as indented JSON (see :func:`safe_json`)."""
+    click.echo(safe_json(value))
 
 
 def format_ms(ms: int | float | None) -> str:

@@ -25,6 +25,7 @@ import click
 from redis.exceptions import RedisError
 
 from .app import Conveyor
+from .cli_support import SafeFormatter, check_url
 from .errors import ConveyorError
 
 __all__ = ["load_app", "worker"]
@@ -119,16 +120,19 @@ def worker(
     finish, then exits 0; a second signal hands running jobs back to their
     queues at once.
     """
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter(
+        "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     if metrics_port is None and metrics_host is not None:
         raise click.ClickException("--metrics-host needs --metrics-port")
     metrics = None if metrics_port is None else (metrics_host or "127.0.0.1", metrics_port)
     app = load_app(app_path)
     if redis_url is not None:
         app.connection = redis_url
+    url = os.environ.get("CONVEYOR_REDIS_URL") if app.connection is None else app.connection
+    if isinstance(url, str):
+        check_url(url)  # a bad one is one line, its password masked; not a traceback
     names = None if queues is None else [q.strip() for q in queues.split(",") if q.strip()]
     try:
         names = app.resolve_queues(names)

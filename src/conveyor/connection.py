@@ -75,9 +75,9 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     pool = _WaitingPool.from_url(
-        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options()
+        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url)
     )
-    pool.connection_class = _hiredis_packing(pool.connection_class)
+    pool.connection_class = _our_connection(pool.connection_class)
     return Redis.from_pool(pool), True
 
 
@@ -90,22 +90,26 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     # Threads beyond the pool's 100 connections wait for one instead of failing.
     pool = _SyncWaitingPool.from_url(
-        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(),
+        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url),
     )
     return redis.Redis.from_pool(pool)
 
 
-def _options() -> dict[str, Any]:
-    """Settings of every client conveyor creates (but the retry, which differs in type)."""
-    return {
+def _options(url: str) -> dict[str, Any]:
+    """Settings of every client conveyor creates for ``url`` (but the retry,
+    which differs in type). TCP keepalive is for TCP: redis-py's unix socket
+    connections refuse its options."""
+    options: dict[str, Any] = {
         "decode_responses": False,
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "health_check_interval": 30,
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": 5,
-        "socket_keepalive": True,
-        "socket_keepalive_options": KEEPALIVE_OPTIONS,
     }
+    if not url.lower().startswith("unix:"):
+        options["socket_keepalive"] = True
+        options["socket_keepalive_options"] = KEEPALIVE_OPTIONS
+    return options
 
 
 class AsyncClosing:
@@ -228,10 +232,28 @@ class _HiredisPacking:
             return super().pack_command(*args)  # type: ignore[misc,no-any-return]
 
 
-_packing_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+class _BoundedHandshake:
+    """Mixin: the handshake after the socket connects (AUTH or HELLO, SELECT,
+    CLIENT SETINFO) must be answered within ``socket_connect_timeout``, as the
+    connect itself must. Our clients have no read timeout, so a server that
+    accepts connections and never answers held every caller forever: a command
+    line never returned, a worker never logged the outage."""
+
+    socket_connect_timeout: float | None
+
+    async def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            async with asyncio.timeout(self.socket_connect_timeout):
+                await super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]
+        except TimeoutError:
+            raise RedisTimeoutError("Timeout connecting to server (no answer to the "
+                                    "handshake)") from None
 
 
-def _hiredis_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
-    if base not in _packing_classes:
-        _packing_classes[base] = type(base.__name__, (_HiredisPacking, base), {})
-    return _packing_classes[base]
+_our_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _our_connection(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    if base not in _our_classes:
+        _our_classes[base] = type(base.__name__, (_BoundedHandshake, _HiredisPacking, base), {})
+    return _our_classes[base]

@@ -15,6 +15,7 @@ score packs a counter beside it); a count (attempts, jobs to keep) at most
 from __future__ import annotations
 
 import random
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -127,17 +128,44 @@ def check_count(field: str, value: object, minimum: int) -> int:
     return value
 
 
+#: Unicode categories a queue name may not use: controls, format characters
+#: (zero-width, bidi, BOM, tags: invisible, so ``email`` and ``email\u200b``
+#: would look alike), line and paragraph separators, surrogates, private-use
+#: and unassigned code points (no glyph anyone can check).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+#: ':', '{' and '}' would break key names; '/' the REST API's paths.
+_NOT_IN_QUEUE_NAMES = frozenset(":{}/")
+
+
 def validate_queue_name(name: object) -> str:
+    """``name`` if it can name a queue, else a ValidationError on ``name`` saying
+    which character is refused: a non-empty string of at most
+    :data:`MAX_QUEUE_NAME` characters, without ':', '/', '{', '}', whitespace, or
+    control, invisible format, private-use or unassigned characters."""
     if not isinstance(name, str) or not name:
         raise ValidationError("name", f"queue name must be a non-empty string, got {name!r}")
     if len(name) > MAX_QUEUE_NAME:
         raise ValidationError("name", f"queue name longer than {MAX_QUEUE_NAME} characters")
-    bad = set(name) & {":", "{", "}"}
-    if bad or any(c.isspace() for c in name):
-        raise ValidationError(
-            "name", f"queue name {name!r} may not contain ':', '{{', '}}' or whitespace"
-        )
+    if name.isascii() and name.isprintable() and " " not in name and (
+        _NOT_IN_QUEUE_NAMES.isdisjoint(name)
+    ):
+        return name
+    for char in name:
+        if char in _NOT_IN_QUEUE_NAMES or char.isspace() or (
+            unicodedata.category(char) in _INVISIBLE
+        ):
+            raise ValidationError("name", (
+                f"queue name {name!r} may not contain {_describe(char)} (refused: ':', '/', "
+                "'{', '}', whitespace, control and invisible characters)"
+            ), name)
     return name
+
+
+def _describe(char: str) -> str:
+    if char.isprintable() and not char.isspace():
+        return repr(char)
+    what = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({what})" if what else "")
 
 
 @dataclass(frozen=True, slots=True)

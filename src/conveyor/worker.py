@@ -59,6 +59,10 @@ Listener: TypeAlias = Callable[..., Any]
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_RECONNECT_DELAY = 5.0
+#: Seconds a stopping worker that holds no results waits for Redis to answer
+#: the fetches it sent; then it stops without them (a job one took comes back
+#: through the stalled-job check). A worker that could never connect stops.
+_STOP_PATIENCE_S = 3.0
 #: Report/fetch calls one worker keeps in flight (see Worker._send).
 _MAX_CALLS = 2
 #: An idle worker looks for work without a wake-up marker this often (seconds).
@@ -159,6 +163,9 @@ class Worker:
         self._wakeups = 0  # wake-up markers taken by the blocking wait
         self._reserved = 0  # slots promised to fetches in flight
         self._calls: set[asyncio.Task[None]] = set()  # report/fetch calls in flight
+        self._reports: set[asyncio.Task[None]] = set()  # those of _calls carrying results
+        self._stop_deadline: float | None = None  # time.monotonic(): see _STOP_PATIENCE_S
+        self._gave_up = False  # stopped without the answers to some calls
         self._call_error: BaseException | None = None  # the last call's failure
         self._retry_delay_s = 0.05
         self._limited_until = 0.0  # time.monotonic(): a rate limit holds fetches until then
@@ -246,7 +253,7 @@ class Worker:
                 call.cancel()
             await asyncio.gather(*self._calls, return_exceptions=True)
             await self._cancel_block()
-            if self._maybe_stranded:
+            if self._maybe_stranded and not self._gave_up:
                 await self._release_stranded()
             for remove in removers:
                 remove()
@@ -325,9 +332,14 @@ class Worker:
         idle, leave the waiting to :meth:`_wait_for_work`."""
         while True:
             self._wake.clear()
-            if (self._closing and not self._running and not self._outcomes and not self._calls
-                    and not self._resends):
-                return
+            if self._closing and not self._running:
+                if not (self._outcomes or self._calls or self._resends):
+                    return
+                if self._out_of_patience():
+                    self._drop_unanswered()
+                    return
+            elif self._closing:  # the patience counts from when nothing runs
+                self._stop_deadline = None
             try:
                 if self._call_error is not None:
                     error, self._call_error = self._call_error, None
@@ -355,7 +367,10 @@ class Worker:
                 await self._backoff()
 
     async def _backoff(self) -> None:
-        await asyncio.sleep(self._retry_delay_s)
+        delay = self._retry_delay_s
+        if self._stop_deadline is not None:
+            delay = min(delay, max(0.0, self._stop_deadline - time.monotonic()))
+        await asyncio.sleep(delay)
         self._retry_delay_s = min(self._retry_delay_s * 2, _MAX_RECONNECT_DELAY)
 
     def _send(self) -> None:
@@ -367,7 +382,10 @@ class Worker:
         if self._resends:
             call = self._resends.pop(0)
             self._reserved += call[3]
-            self._calls.add(asyncio.create_task(self._exchange(*call, self._wakeups)))
+            task = asyncio.create_task(self._exchange(*call, self._wakeups))
+            self._calls.add(task)
+            if call[0]:
+                self._reports.add(task)
             return
         outcomes, finished = self._outcomes, self._finished
         self._outcomes, self._finished = [], []
@@ -383,9 +401,12 @@ class Worker:
             self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
-        self._calls.add(asyncio.create_task(self._exchange(
+        task = asyncio.create_task(self._exchange(
             outcomes, finished, timings, n, self.queue.scripts.calls.new(), self._wakeups
-        )))
+        ))
+        self._calls.add(task)
+        if outcomes:
+            self._reports.add(task)
 
     async def _exchange(
         self,
@@ -424,6 +445,7 @@ class Worker:
             self._reserved -= n
             # Before waking the loop, which checks _calls (a done callback would run after).
             self._calls.discard(asyncio.current_task())
+            self._reports.discard(asyncio.current_task())
             self._wake.set()
         scripts.calls.answered(call)
         if outcomes:
@@ -433,6 +455,26 @@ class Worker:
         if self._redis_down:
             self._redis_down = False
             log.warning("worker %s: connection to Redis is back", self.id)
+
+    def _out_of_patience(self) -> bool:
+        """Whether a stopping worker with nothing running stops waiting for Redis:
+        after _STOP_PATIENCE_S, if all it waits for is fetches, or if a second
+        signal or close's timeout said "at once" (then results are dropped too)."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + _STOP_PATIENCE_S
+            asyncio.get_running_loop().call_later(_STOP_PATIENCE_S, self._wake.set)
+            return False
+        holds_results = bool(self._outcomes or self._reports or any(c[0] for c in self._resends))
+        return time.monotonic() >= self._stop_deadline and (self._force or not holds_results)
+
+    def _drop_unanswered(self) -> None:
+        log.warning("worker %s: Redis did not answer within %g s of stopping; stopping "
+                    "without it (jobs it held come back through the stalled-job check)",
+                    self.id, _STOP_PATIENCE_S)
+        self._gave_up = True
+        self._resends.clear()
+        for call in self._calls:
+            call.cancel()
 
     def _note_redis_down(self, exc: BaseException) -> None:
         if not self._redis_down:
