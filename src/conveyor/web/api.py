@@ -4,6 +4,11 @@ everything else is :class:`conveyor.inspect.Inspector`.
 Two families: ``/queue/...`` answers in the camelCase shapes of the BullMQ
 dashboards' seed API; ``/queues/...`` is our own, snake_case, as
 ``Inspector``'s ``to_dict()``.
+
+A job id may contain ``/`` (sent as ``%2F`` or as is): a route takes the rest
+of the path as the id, and an action on a job (``/retry``, ``/promote``) is
+always the last segment, so ``jobs/a/retry`` retries job ``a`` while
+``jobs/a%2Fretry`` reads job ``a/retry``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from . import models as m
 __all__ = ["build_router", "camel"]
 
 QueueName = Annotated[str, Path(description="The queue's name.", examples=["email"])]
-JobId = Annotated[str, Path(description="The job's id.", examples=["1"])]
+JobId = Annotated[str, Path(description="The job's id (any '/' in it as %2F or as is).",
+                            examples=["1"])]
 
 
 async def get_inspector(request: Request) -> Inspector:
@@ -100,7 +106,8 @@ def _seed_routes(api: APIRouter) -> None:
         return ok({"queueName": queue, "jobs": [camel(j.to_dict()) for j in found.jobs],
                    "total": found.total, "page": page, "pageSize": pageSize})
 
-    @api.post("/queue/retry/{queue}/{job_id}", tags=tags, response_model=m.Ok[m.RetryResult])
+    @api.post("/queue/retry/{queue}/{job_id:path}", tags=tags,
+              response_model=m.Ok[m.RetryResult])
     async def retry_one(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed (or completed) job back to waiting."""
         await inspector.retry(queue, job_id)
@@ -227,7 +234,8 @@ def _job_routes(api: APIRouter) -> None:
         job = await inspector.enqueue(queue, body.name, body.data, body.options)
         return ok((await inspector.job_summary(queue, job)).to_dict(), 201)
 
-    @api.get("/queues/{queue}/jobs/{job_id}", tags=tags, response_model=m.Ok[m.JobDetail])
+    @api.get("/queues/{queue}/jobs/{job_id:path}", tags=tags,
+             response_model=m.Ok[m.JobDetail])
     async def job(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Everything about one job: data, options, result, error, logs, timeline."""
         return ok((await inspector.job(queue, job_id)).to_dict())
@@ -236,20 +244,22 @@ def _job_routes(api: APIRouter) -> None:
         return {"queue": queue, "id": job_id,
                 "state": await inspector.queue(queue).get_job_state(job_id)}
 
-    @api.post("/queues/{queue}/jobs/{job_id}/retry", tags=tags, response_model=m.Ok[m.JobAction])
+    @api.post("/queues/{queue}/jobs/{job_id:path}/retry", tags=tags,
+              response_model=m.Ok[m.JobAction])
     async def retry(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed or completed job back to waiting (409 for other states)."""
         await inspector.retry(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
-    @api.post("/queues/{queue}/jobs/{job_id}/promote", tags=tags,
+    @api.post("/queues/{queue}/jobs/{job_id:path}/promote", tags=tags,
               response_model=m.Ok[m.JobAction])
     async def promote(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Run a delayed job now (409 if it is not delayed)."""
         await inspector.promote(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
-    @api.delete("/queues/{queue}/jobs/{job_id}", tags=tags, response_model=m.Ok[m.JobAction])
+    @api.delete("/queues/{queue}/jobs/{job_id:path}", tags=tags,
+                response_model=m.Ok[m.JobAction])
     async def remove(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Delete a job (409 while a worker runs it)."""
         await inspector.remove(queue, job_id)
