@@ -7,8 +7,9 @@ dashboards' seed API; ``/queues/...`` is our own, snake_case, as
 
 A job id may contain ``/`` (sent as ``%2F`` or as is): a route takes the rest
 of the path as the id, and an action on a job (``/retry``, ``/promote``) is
-always the last segment, so ``jobs/a/retry`` retries job ``a`` while
-``jobs/a%2Fretry`` reads job ``a/retry``.
+always the last segment, so ``POST jobs/a/retry`` retries job ``a`` while
+``POST jobs/a%2Fretry/retry`` retries job ``a/retry`` (and ``GET`` or
+``DELETE jobs/a/retry`` reads or deletes it).
 """
 
 from __future__ import annotations
