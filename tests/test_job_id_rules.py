@@ -268,6 +268,14 @@ async def test_the_seed_retry_reaches_a_slashed_id(
     assert answer == {"queueName": queue.name, "jobId": "b/1", "state": "waiting"}
 
 
+async def test_the_jobs_url_with_a_trailing_slash_is_still_the_list(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    await queue.add("x", job_id="only")
+    answer = await client.get(f"{API}/queues/{queue.name}/jobs/", follow_redirects=True)
+    assert [job["id"] for job in data(answer)["jobs"]] == ["only"]
+
+
 async def test_a_missing_slashed_id_is_a_404_json(client: httpx.AsyncClient, queue: Queue) -> None:
     await queue.add("x")
     for method, url in _routes(queue.name, "no%2Fsuch"):

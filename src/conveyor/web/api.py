@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from ..inspect import Inspector, QueueSummary
 from . import models as m
@@ -29,6 +30,16 @@ __all__ = ["build_router", "camel"]
 QueueName = Annotated[str, Path(description="The queue's name.", examples=["email"])]
 JobId = Annotated[str, Path(description="The job's id (any '/' in it as %2F or as is).",
                             examples=["1"])]
+
+
+class _JobIdConvertor(PathConvertor):
+    """The rest of the path, ``/`` included, but never empty: ``.../jobs/`` stays
+    the list's URL (redirected to ``.../jobs``), not a job with an empty id."""
+
+    regex = ".+"
+
+
+register_url_convertor("conveyor_job_id", _JobIdConvertor())
 
 
 async def get_inspector(request: Request) -> Inspector:
@@ -107,7 +118,7 @@ def _seed_routes(api: APIRouter) -> None:
         return ok({"queueName": queue, "jobs": [camel(j.to_dict()) for j in found.jobs],
                    "total": found.total, "page": page, "pageSize": pageSize})
 
-    @api.post("/queue/retry/{queue}/{job_id:path}", tags=tags,
+    @api.post("/queue/retry/{queue}/{job_id:conveyor_job_id}", tags=tags,
               response_model=m.Ok[m.RetryResult])
     async def retry_one(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed (or completed) job back to waiting."""
@@ -235,7 +246,7 @@ def _job_routes(api: APIRouter) -> None:
         job = await inspector.enqueue(queue, body.name, body.data, body.options)
         return ok((await inspector.job_summary(queue, job)).to_dict(), 201)
 
-    @api.get("/queues/{queue}/jobs/{job_id:path}", tags=tags,
+    @api.get("/queues/{queue}/jobs/{job_id:conveyor_job_id}", tags=tags,
              response_model=m.Ok[m.JobDetail])
     async def job(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Everything about one job: data, options, result, error, logs, timeline."""
@@ -245,21 +256,21 @@ def _job_routes(api: APIRouter) -> None:
         return {"queue": queue, "id": job_id,
                 "state": await inspector.queue(queue).get_job_state(job_id)}
 
-    @api.post("/queues/{queue}/jobs/{job_id:path}/retry", tags=tags,
+    @api.post("/queues/{queue}/jobs/{job_id:conveyor_job_id}/retry", tags=tags,
               response_model=m.Ok[m.JobAction])
     async def retry(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed or completed job back to waiting (409 for other states)."""
         await inspector.retry(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
-    @api.post("/queues/{queue}/jobs/{job_id:path}/promote", tags=tags,
+    @api.post("/queues/{queue}/jobs/{job_id:conveyor_job_id}/promote", tags=tags,
               response_model=m.Ok[m.JobAction])
     async def promote(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Run a delayed job now (409 if it is not delayed)."""
         await inspector.promote(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
-    @api.delete("/queues/{queue}/jobs/{job_id:path}", tags=tags,
+    @api.delete("/queues/{queue}/jobs/{job_id:conveyor_job_id}", tags=tags,
                 response_model=m.Ok[m.JobAction])
     async def remove(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Delete a job (409 while a worker runs it)."""
