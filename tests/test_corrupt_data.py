@@ -14,7 +14,7 @@ import redis as redis_sync
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
-from conveyor import Job, JobFailedError, Queue
+from conveyor import Job, JobFailedError, Queue, ValidationError
 from conveyor.cli import main
 from conveyor.web import create_app
 from helpers import StartWorker, finished, queue_state_is, wait_for
@@ -167,10 +167,11 @@ async def test_the_readable_fields_of_a_corrupt_job_are_kept(
     assert found.corrupt == "atm: not an integer: 'x'"
 
 
-async def test_get_job_of_an_id_no_job_can_have_is_none(queue: Queue) -> None:
+async def test_get_job_of_an_id_no_job_can_have_is_refused(queue: Queue) -> None:
     job = await queue.add("x")
     await job.log("a line")  # job:<id>:logs is a list
-    assert await queue.get_job(f"{job.id}:logs") is None
+    with pytest.raises(ValidationError, match=r"^job_id: may not contain ':'"):
+        await queue.get_job(f"{job.id}:logs")
 
 
 # -- REST, dashboard API, CLI, /metrics ------------------------------------------------------

@@ -450,6 +450,36 @@ def test_promote_a_delayed_job_and_remove_a_job(dashboard: DashboardServer, page
     assert job_state(dashboard, queue, delayed.id) is None
 
 
+def test_a_job_whose_id_has_a_slash_opens_retries_and_is_removed(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    queue = unique("ids")
+    job_id = "user/42?x=1#top%20"  # each of / ? # % means something in a URL
+    runs: list[str] = []
+
+    async def fail_once(job: Job) -> None:
+        runs.append(job.id)
+        if len(runs) == 1:
+            raise RuntimeError("first run fails")
+
+    dashboard.start_worker(queue, fail_once)
+    dashboard.add(queue, "x", {}, job_id=job_id)
+    until(dashboard, lambda: finished(dashboard.queue(queue), job_id), "job processed")
+
+    page.goto(f"{dashboard.url}/#/queues/{queue}?state=failed")
+    page.get_by_role("link", name=job_id, exact=True).click()
+    expect(page.locator("h1")).to_contain_text(job_id)
+    expect(page.locator("#job-state")).to_have_text("failed")
+    page.locator("#job-retry").click()
+    expect(page.locator("#job-state")).to_have_text("completed")
+    assert runs == [job_id, job_id]
+
+    page.locator("#job-remove").click()
+    page.locator("#confirm-ok").click()
+    expect(page).to_have_url(re.compile(rf"#/queues/{queue}\?state=completed$"))
+    assert job_state(dashboard, queue, job_id) is None
+
+
 def test_a_dead_letter_links_back_to_the_job_that_failed(
     dashboard: DashboardServer, page: Page
 ) -> None:

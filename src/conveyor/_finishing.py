@@ -58,7 +58,7 @@ async def stalled_failures(
     reason = f"job stalled more than max_stalled_count ({max_stalled}) times"
     failures = []
     for job_id in ids:
-        job = await queue.get_job(job_id)
+        job = await queue._read_job(job_id)
         if job is None:
             job = Job.from_fields(queue, job_id, {})
             job.failed_reason = reason

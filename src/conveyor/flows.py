@@ -264,7 +264,7 @@ class FlowProducer(ClientOwner):
             raise ValidationError("depth", f"must be an int >= 0, got {depth!r}")
         if not isinstance(max_children, int) or isinstance(max_children, bool) or max_children < 1:
             raise ValidationError("max_children", f"must be an int >= 1, got {max_children!r}")
-        job = await self.queue(validate_queue_name(queue_name)).get_job(str(job_id))
+        job = await self.queue(validate_queue_name(queue_name)).get_job(job_id)
         if job is None:
             return None
         return await self._read_node(job, depth, max_children)
@@ -282,7 +282,7 @@ class FlowProducer(ClientOwner):
         children = sorted({text(k) for reply in replies for k in reply}, key=_natural)
         for key in children[:max_children]:
             prefix, queue_name, child_id = parse_job_key(key)
-            child = await self.queue(queue_name, prefix).get_job(child_id)
+            child = await self.queue(queue_name, prefix)._read_job(child_id)
             if child is not None:
                 node.children.append(await self._read_node(child, depth - 1, max_children))
         return node

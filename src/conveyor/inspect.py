@@ -33,7 +33,7 @@ from .errors import ConveyorError, JobNotFoundError, ValidationError
 from .job import Job
 from .keys import STATES, delayed_due, registry_key
 from .metrics import MINUTE_MS
-from .options import OPTION_NAMES, validate_queue_name
+from .options import OPTION_NAMES, validate_job_id, validate_queue_name
 from .queue import Queue
 
 __all__ = [
@@ -442,6 +442,7 @@ class Inspector(ClientOwner):
 
     async def job(self, name: str, job_id: str) -> JobDetail:
         """Everything about one job."""
+        job_id = validate_job_id(job_id)  # before the queue: a 422 whether or not it exists
         queue = await self._existing(name)
         job = await queue.get_job(job_id)
         if job is None:
@@ -465,6 +466,7 @@ class Inspector(ClientOwner):
 
     async def retry(self, name: str, job_id: str) -> None:
         """Send a failed or completed job back to waiting (JobStateError otherwise)."""
+        job_id = validate_job_id(job_id)
         queue = await self._existing(name)
         await queue.retry_job(job_id)
 
@@ -538,6 +540,7 @@ class Inspector(ClientOwner):
 
     async def promote(self, name: str, job_id: str) -> None:
         """Run a delayed job now (JobStateError if it is not delayed)."""
+        job_id = validate_job_id(job_id)
         queue = await self._existing(name)
         job = await queue.get_job(job_id)
         if job is None:
@@ -546,6 +549,7 @@ class Inspector(ClientOwner):
 
     async def remove(self, name: str, job_id: str) -> None:
         """Delete a job (JobStateError while a worker holds it)."""
+        job_id = validate_job_id(job_id)
         queue = await self._existing(name)
         if not await queue.remove(job_id):
             raise JobNotFoundError(name, job_id)

@@ -39,6 +39,7 @@ __all__ = [
     "Retention",
     "backoff_delay",
     "to_ms",
+    "validate_job_id",
     "validate_queue_name",
 ]
 
@@ -166,6 +167,29 @@ def _describe(char: str) -> str:
         return repr(char)
     what = unicodedata.name(char, "")
     return f"U+{ord(char):04X}" + (f" ({what})" if what else "")
+
+
+def validate_job_id(job_id: object) -> str:
+    """A job id as every call that takes one accepts it (an ``int`` as its
+    digits), else a :class:`ValidationError` naming ``job_id``: a non-empty
+    ``str`` of at most :data:`MAX_JOB_ID` characters, without ``:`` and not
+    ``.`` or ``..``. Any other character, ``/`` included, is allowed: the REST
+    API takes the rest of the path as the id (the action, if any, is the last
+    segment)."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
+        raise ValidationError(
+            "job_id", f"must be a non-empty string of at most {MAX_JOB_ID} characters, "
+            f"got {job_id!r:.80}", job_id
+        )
+    if ":" in job_id:
+        # ids live inside key names: "x:logs" would be job x's log key
+        raise ValidationError("job_id", f"may not contain ':', got {job_id!r:.80}", job_id)
+    if job_id in (".", ".."):
+        # a URL path resolves these segments away: .../jobs/../retry is .../retry
+        raise ValidationError("job_id", f"may not be '.' or '..', got {job_id!r}", job_id)
+    return job_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,15 +383,7 @@ class JobOptions:
         if job_id == "":  # as None: generate one (a blank form field, an empty env var)
             job_id = None
         if job_id is not None:
-            if isinstance(job_id, int) and not isinstance(job_id, bool):
-                job_id = str(job_id)
-            if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
-                raise ValidationError(
-                    "job_id", f"must be a non-empty string of at most {MAX_JOB_ID} characters"
-                )
-            if ":" in job_id:
-                # ids live inside key names: "x:logs" would be job x's log key
-                raise ValidationError("job_id", f"may not contain ':', got {job_id!r}")
+            job_id = validate_job_id(job_id)
         priority = options.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise ValidationError("priority", f"must be an int, got {priority!r}")

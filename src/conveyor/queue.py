@@ -26,6 +26,7 @@ from .options import (
     dump_data,
     parse_options,
     to_ms,
+    validate_job_id,
     validate_job_name,
     validate_queue_name,
 )
@@ -208,7 +209,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     async def _job_from_add(
         self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
     ) -> Job:
-        job = self._created_job(reply, prepared, data) or await self.get_job(text(reply[0]))
+        job = self._created_job(reply, prepared, data) or await self._read_job(text(reply[0]))
         if job is None:  # the id existed, and was removed before we could read it
             name, _, opts, _ = prepared
             job = Job(self, text(reply[0]), name, data, opts, 0)
@@ -218,10 +219,13 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or ``None``. A job whose hash is corrupt comes
-        back with what could be read, and ``job.corrupt`` saying what could not."""
-        job_id = str(job_id)
-        if ":" in job_id:  # no job has one: job:<id>:logs is a job's log list
-            return None
+        back with what could be read, and ``job.corrupt`` saying what could not.
+        An id no job can have (see :func:`~conveyor.options.validate_job_id`)
+        is refused, as :meth:`add` refuses it."""
+        return await self._read_job(validate_job_id(job_id))
+
+    async def _read_job(self, job_id: str) -> Job | None:
+        """:meth:`get_job` of an id read from Redis (a corrupt one is not the caller's error)."""
         try:
             fields = await read_fields(self, job_id)
         except ResponseError as exc:
@@ -233,7 +237,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     async def get_job_state(self, job_id: str) -> JobState | None:
         """The job's state: waiting, active, delayed, prioritized, completed, failed
         (``None`` when there is no such job)."""
-        state = text(await self.scripts.get_state(str(job_id)))
+        state = text(await self.scripts.get_state(validate_job_id(job_id)))
         return state or None
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
@@ -331,6 +335,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         task gets ``CancelledError``, ``job.cancel_reason`` says why) and fails
         for good with the reason. ``False`` if the job had already finished;
         :class:`JobNotFoundError` if there is no such job."""
+        job_id = validate_job_id(job_id)
         if not isinstance(reason, str):
             raise ValidationError("reason", f"must be a str, got {reason!r}")
         k = self.keys
@@ -338,10 +343,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             "cancel_job",
             [k.wait, k.prioritized, k.delayed, k.active, k.cancels, k.events,
              k.state_key("waiting-children")],
-            [k.base, str(job_id), reason, self.scripts.maxlen, k.cancel_channel],
+            [k.base, job_id, reason, self.scripts.maxlen, k.cancel_channel],
         ))
         if result == 0:
-            raise JobNotFoundError(self.name, str(job_id))
+            raise JobNotFoundError(self.name, job_id)
         if result == -2:
             raise JobStateError(
                 f"job {job_id!r} has a pending child active and locked by a worker; "
@@ -380,9 +385,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         scheduler's pending job (remove the scheduler instead). A flow parent's
         pending children (and theirs) go with it, unless ``remove_children=False``:
         then they stay and run as jobs without a parent."""
+        job_id = validate_job_id(job_id)
         if not isinstance(remove_children, bool):
             raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
-        result = int(await self.scripts.remove_job(str(job_id), remove_children))
+        result = int(await self.scripts.remove_job(job_id, remove_children))
         if result == -3:
             raise JobStateError(
                 f"job {job_id!r} is the pending job of a job scheduler; "
@@ -401,11 +407,12 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """Send a failed (or completed) job back to waiting. It keeps its
         stalled count; ``reset_attempts`` sets its attempts made and started
         back to 0."""
-        result = int(await self.scripts.retry_job(str(job_id), reset_attempts))
+        job_id = validate_job_id(job_id)
+        result = int(await self.scripts.retry_job(job_id, reset_attempts))
         if result == 0:
-            raise JobNotFoundError(self.name, str(job_id))
+            raise JobNotFoundError(self.name, job_id)
         if result < 0:
-            state = await self.get_job_state(str(job_id))
+            state = await self.get_job_state(job_id)
             raise JobStateError(f"job {job_id!r} is {state}, only failed or completed jobs retry")
 
 

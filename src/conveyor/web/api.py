@@ -4,6 +4,12 @@ everything else is :class:`conveyor.inspect.Inspector`.
 Two families: ``/queue/...`` answers in the camelCase shapes of the BullMQ
 dashboards' seed API; ``/queues/...`` is our own, snake_case, as
 ``Inspector``'s ``to_dict()``.
+
+A job id may contain ``/`` (sent as ``%2F`` or as is): a route takes the rest
+of the path as the id, and an action on a job (``/retry``, ``/promote``) is
+always the last segment, so ``POST jobs/a/retry`` retries job ``a`` while
+``POST jobs/a%2Fretry/retry`` retries job ``a/retry`` (and ``GET`` or
+``DELETE jobs/a/retry`` reads or deletes it).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from ..inspect import Inspector, QueueSummary
 from . import models as m
@@ -21,7 +28,18 @@ from . import models as m
 __all__ = ["build_router", "camel"]
 
 QueueName = Annotated[str, Path(description="The queue's name.", examples=["email"])]
-JobId = Annotated[str, Path(description="The job's id.", examples=["1"])]
+JobId = Annotated[str, Path(description="The job's id (any '/' in it as %2F or as is).",
+                            examples=["1"])]
+
+
+class _JobIdConvertor(PathConvertor):
+    """The rest of the path, ``/`` included, but never empty: ``.../jobs/`` stays
+    the list's URL (redirected to ``.../jobs``), not a job with an empty id."""
+
+    regex = ".+"
+
+
+register_url_convertor("conveyor_job_id", _JobIdConvertor())
 
 
 async def get_inspector(request: Request) -> Inspector:
@@ -100,7 +118,8 @@ def _seed_routes(api: APIRouter) -> None:
         return ok({"queueName": queue, "jobs": [camel(j.to_dict()) for j in found.jobs],
                    "total": found.total, "page": page, "pageSize": pageSize})
 
-    @api.post("/queue/retry/{queue}/{job_id}", tags=tags, response_model=m.Ok[m.RetryResult])
+    @api.post("/queue/retry/{queue}/{job_id:conveyor_job_id}", tags=tags,
+              response_model=m.Ok[m.RetryResult])
     async def retry_one(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed (or completed) job back to waiting."""
         await inspector.retry(queue, job_id)
@@ -228,7 +247,8 @@ def _job_routes(api: APIRouter) -> None:
         job = await inspector.enqueue(queue, body.name, body.data, body.options)
         return ok((await inspector.job_summary(queue, job)).to_dict(), 201)
 
-    @api.get("/queues/{queue}/jobs/{job_id}", tags=tags, response_model=m.Ok[m.JobDetail])
+    @api.get("/queues/{queue}/jobs/{job_id:conveyor_job_id}", tags=tags,
+             response_model=m.Ok[m.JobDetail])
     async def job(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Everything about one job: data, options, result, error, logs, timeline."""
         return ok((await inspector.job(queue, job_id)).to_dict())
@@ -237,20 +257,22 @@ def _job_routes(api: APIRouter) -> None:
         return {"queue": queue, "id": job_id,
                 "state": await inspector.queue(queue).get_job_state(job_id)}
 
-    @api.post("/queues/{queue}/jobs/{job_id}/retry", tags=tags, response_model=m.Ok[m.JobAction])
+    @api.post("/queues/{queue}/jobs/{job_id:conveyor_job_id}/retry", tags=tags,
+              response_model=m.Ok[m.JobAction])
     async def retry(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed or completed job back to waiting (409 for other states)."""
         await inspector.retry(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
-    @api.post("/queues/{queue}/jobs/{job_id}/promote", tags=tags,
+    @api.post("/queues/{queue}/jobs/{job_id:conveyor_job_id}/promote", tags=tags,
               response_model=m.Ok[m.JobAction])
     async def promote(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Run a delayed job now (409 if it is not delayed)."""
         await inspector.promote(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
-    @api.delete("/queues/{queue}/jobs/{job_id}", tags=tags, response_model=m.Ok[m.JobAction])
+    @api.delete("/queues/{queue}/jobs/{job_id:conveyor_job_id}", tags=tags,
+                response_model=m.Ok[m.JobAction])
     async def remove(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Delete a job (409 while a worker runs it)."""
         await inspector.remove(queue, job_id)

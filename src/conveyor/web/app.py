@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -44,6 +45,7 @@ from .tokens import check_token, is_loopback
 __all__ = ["check_listen", "create_app", "serve", "serve_async"]
 
 STATIC_DIR = Path(__file__).with_name("static")
+_log = logging.getLogger("conveyor.web")
 _PLACEHOLDER = ("<!doctype html><html><head><meta charset='utf-8'><title>conveyor</title>"
                 "</head><body><p>The dashboard's files are missing; the API is at "
                 "<a href='api/v1/docs'>api/v1/docs</a>.</p></body></html>")
@@ -188,9 +190,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     add(ValidationError, 422, "validation_error")
     add(JobStateError, 409, "job_state_conflict")
     add(ConveyorError, 400, "bad_request")
-    add(RedisConnectionError, 503, "redis_unavailable")
-    add(RedisTimeoutError, 503, "redis_unavailable")
-    add(RedisError, 503, "redis_error")  # say, out of memory or a read-only replica
+
+    async def redis_error(request: Request, exc: Exception) -> JSONResponse:
+        # Redis's message names keys and script hashes, and the server's address: log it.
+        _log.error("Redis error on %s %s: %s: %s", request.method, request.url.path,
+                   type(exc).__name__, exc)
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            return error_response(503, "redis_unavailable", "Redis cannot be reached")
+        # say, out of memory or a read-only replica
+        return error_response(503, "redis_error", "Redis refused the command; see the server log")
 
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -221,6 +229,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         # The details go to the server's log (uvicorn logs the exception), not to clients.
         return error_response(500, "internal_error", "internal error; see the server log")
 
+    app.add_exception_handler(RedisError, redis_error)
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
