@@ -401,3 +401,16 @@ def test_serve_refuses_a_token_it_could_not_give_to_any_conveyor_app() -> None:
     with pytest.raises(ValueError, match="differs"):
         serve(parents(create_app(token="one-token-here"))["/ops/jobs"], host="0.0.0.0",
               port=free_port(), token=TOKEN)
+
+
+def test_dashboard_beyond_loopback_answers_for_its_own_address(redis_url: str) -> None:
+    address = local_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address")
+    with dashboard_process(redis_url, "--host", address, "--token", TOKEN) as served:
+        assert served.url == f"http://{address}:{served.port}/"
+        queues = httpx.get(served.url + f"{API}/queues", headers=AUTH, timeout=10)
+        assert queues.status_code == 200
+        refused(httpx.get(served.url + f"{API}/queues", timeout=10,
+                          headers={**AUTH, "Host": f"evil.example:{served.port}"}),
+                400, "host_not_allowed")
