@@ -215,6 +215,30 @@ def test_overview_lists_recent_failures(dashboard: DashboardServer, page: Page) 
     expect(page.locator("#job-state")).to_have_text("failed")
 
 
+def test_a_long_reason_is_cut_in_lists_and_whole_on_the_jobs_page(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    queue = unique("long")
+    reason = "overflow " + "x" * 5000 + " the end"
+
+    async def broken(job: Job) -> None:
+        raise RuntimeError(reason)
+
+    dashboard.start_worker(queue, broken)
+    job = dashboard.add(queue, "deliver")
+    until(dashboard, lambda: finished(dashboard.queue(queue), job.id), "job failed")
+
+    page.goto(dashboard.url + "/")
+    alert = page.locator("tr", has_text="overflow xxx").locator(".reason")
+    expect(alert).to_have_text(re.compile(r"^RuntimeError: overflow x+…$"))
+    page.goto(dashboard.url + f"/#/queues/{queue}?state=failed")
+    listed = page.locator(f'tr[data-job-id="{job.id}"] .reason')
+    expect(listed).to_have_text(re.compile(r"^RuntimeError: overflow x+…$"))
+    assert len(listed.inner_text()) <= 1025
+    listed.locator("xpath=ancestor::tr").get_by_role("link", name=job.id, exact=True).click()
+    expect(page.locator("#job-error")).to_have_text(f"RuntimeError: {reason}")
+
+
 def test_polling_stops_while_the_tab_is_hidden(dashboard: DashboardServer, page: Page) -> None:
     queue = unique("quiet")
     dashboard.add(queue, "x", {})
@@ -571,7 +595,7 @@ def test_token_is_asked_for_when_the_api_refuses(
     page.locator("#token-save").click()
     expect(dialog).to_be_hidden()
     expect(page.locator(f'article[data-queue="{queue}"]')).to_be_visible()
-    assert page.evaluate("localStorage.getItem('conveyor.token')") == "s3cret-token"
+    assert page.evaluate("localStorage.getItem('conveyor.token:/')") == "s3cret-token"
 
 
 def test_works_when_mounted_under_a_prefix(make_dashboard: MakeDashboard, page: Page) -> None:

@@ -261,3 +261,12 @@ class Scripts:
              k.state_key("waiting-children")],
             [k.base, job_id],
         )
+
+    async def read_summaries(
+        self, job_ids: Sequence[str], preview_bytes: int, pipe: Pipeline | None = None
+    ) -> Any:
+        """What a list shows of each job, ``name``, ``pr`` and ``fr`` cut to
+        ``preview_bytes``; one reply per id (see the script's header)."""
+        return await self.call(
+            "read_summaries", [self.keys.locks], [self.keys.base, preview_bytes, *job_ids], pipe
+        )

@@ -57,7 +57,14 @@ from . import tracing
 from .connection import AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
-from .options import BackoffSpec, Duration, JobOptions, RetentionSpec, validate_queue_name
+from .options import (
+    BackoffSpec,
+    Duration,
+    JobOptions,
+    RetentionSpec,
+    validate_job_name,
+    validate_queue_name,
+)
 from .queue import Queue
 from .sandbox import SandboxPool, make_pool, task_reference
 from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
@@ -426,6 +433,7 @@ class Conveyor(AsyncClosing):
             task_name = fn.__name__ if name is None else name
             if not isinstance(task_name, str) or not task_name:
                 raise ValidationError("name", f"must be a non-empty str, got {task_name!r}")
+            validate_job_name(task_name)  # a task's name is its jobs' name
             on_queue = self._tasks.setdefault(queue_name, {})
             if task_name in on_queue:
                 raise ValidationError(

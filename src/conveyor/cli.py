@@ -11,7 +11,7 @@ user mistake is one clear line on stderr and a non-zero exit, never a traceback.
     conveyor queue pause|resume QUEUE
     conveyor enqueue QUEUE NAME --data '{...}'
     conveyor worker module:app                   run the tasks of a Conveyor app
-    conveyor dashboard [--host --port --token]   web dashboard + REST API + /metrics
+    conveyor dashboard [--host --token-file]     web dashboard + REST API + /metrics
     conveyor demo                                everything above on a private Redis
     conveyor bench ...                           the side-by-side benchmark (a checkout)
 """

@@ -198,9 +198,10 @@ def _jobs_view(page: JobPage) -> RenderableType:
     for job in page.jobs:
         table.add_row(
             escape(job.id), escape(job.name), f"{job.attempts_made}/{job.attempts}",
-            _progress(job.progress), _ago(job.timestamp, now),
+            _progress(job.progress, job.progress_truncated), _ago(job.timestamp, now),
             _ago(job.due if delayed else job.finished_on, now),
-            Text(job.failed_reason or "", style="red"),
+            Text((job.failed_reason or "") + ("…" if job.failed_reason_truncated else ""),
+                 style="red"),
         )
     first, last = page.start + 1, page.start + len(page.jobs)
     if not page.jobs:
@@ -212,7 +213,9 @@ def _jobs_view(page: JobPage) -> RenderableType:
     return Group(table, Text(footer, style="dim"))
 
 
-def _progress(progress: Any) -> str:
+def _progress(progress: Any, truncated: bool = False) -> str:
+    if truncated:  # the first bytes of its JSON text
+        return str(progress)[:19] + "…"
     if isinstance(progress, int | float) and not isinstance(progress, bool):
         return f"{progress:g}%"
     if progress in (None, 0, {}):

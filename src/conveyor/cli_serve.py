@@ -60,9 +60,12 @@ def url_of(sock: socket.socket, host: str) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
-@click.option("--token", envvar="CONVEYOR_DASHBOARD_TOKEN", metavar="TOKEN",
-              help="Require 'Authorization: Bearer TOKEN' for the API "
-                   "[default: $CONVEYOR_DASHBOARD_TOKEN]. Needed off loopback.")
+@click.option("--token", metavar="TOKEN",
+              help="Require 'Authorization: Bearer TOKEN' for the API [default: "
+                   "$CONVEYOR_TOKEN]. Needed off loopback, with 16 characters or more. "
+                   "Seen by anyone who lists processes: prefer --token-file or the variable.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Read the token from PATH (one trailing newline is dropped).")
 @click.option("--queue", "queues", multiple=True, metavar="NAME",
               help="Also show this queue (repeatable); registered queues are found anyway.")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST[:PORT]",
@@ -71,11 +74,15 @@ def url_of(sock: socket.socket, host: str) -> str:
 @click.option("--max-body", default=1024 * 1024, show_default=True, metavar="BYTES",
               type=click.IntRange(min=1), help="Largest request body accepted.")
 def dashboard(target: Target, host: str, port: int, token: str | None,
-              queues: tuple[str, ...], allowed_hosts: tuple[str, ...], max_body: int) -> None:
+              token_file: Path | None, queues: tuple[str, ...], allowed_hosts: tuple[str, ...],
+              max_body: int) -> None:
     """Serve the web dashboard, the REST API and Prometheus metrics.
 
     The dashboard at /, the REST API under /api/v1 (docs at /api/v1/docs) and
     Prometheus metrics at /metrics.
+
+    The token comes from --token, --token-file, $CONVEYOR_TOKEN or (its older
+    name) $CONVEYOR_DASHBOARD_TOKEN, the first given.
     """
     import uvicorn
 
@@ -83,6 +90,7 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
     from .web.app import check_listen, create_app
     from .web.guard import host_allowance
 
+    token = _dashboard_token(token, token_file)
     try:
         check_listen(host, token)
         app = create_app(target.url, prefix=target.prefix, queues=list(queues) or None,
@@ -100,6 +108,42 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+#: Where the dashboard's token may come from besides --token/--token-file, in order;
+#: the second is the older name.
+TOKEN_VARIABLES = ("CONVEYOR_TOKEN", "CONVEYOR_DASHBOARD_TOKEN")
+
+
+def _dashboard_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token from --token, --token-file or the environment, checked (one line of
+    error naming where it came from); None for none."""
+    from .web.tokens import check_token
+
+    if token is not None and token_file is not None:
+        fail("--token and --token-file do not go together: give one")
+    if token is not None:
+        source = "--token"
+    elif token_file is not None:
+        source = f"--token-file {token_file}"
+        try:
+            token = token_file.read_text("utf-8")
+        except OSError as exc:
+            fail(f"cannot read the token: {source}: {exc.strerror}")
+        except UnicodeDecodeError:
+            fail(f"cannot read the token: {source}: not UTF-8 text")
+        # Only the file's last line end: any other whitespace is a mistake to report.
+        token = token.removesuffix("\r\n") if token.endswith("\r\n") else token.removesuffix("\n")
+    else:
+        found = next(((name, os.environ[name]) for name in TOKEN_VARIABLES
+                      if name in os.environ), None)
+        if found is None:
+            return None
+        source, token = f"${found[0]}", found[1]
+    try:
+        return check_token(token)
+    except ValueError as exc:
+        fail(f"{source}: {exc}")
 
 
 def _ping(target: Target) -> None:

@@ -11,7 +11,8 @@ and the admin actions, as JSON-ready frozen dataclasses.
         await inspector.retry_all("email", progress=lambda done, total: ...)
 
 Every read costs a bounded number of Redis commands, pipelined: counts come from
-the state sets' cardinalities, never from reading jobs. Queues are found in the
+the state sets' cardinalities, never from reading jobs, and lists read only
+what their rows show (``_summaries.py``). Queues are found in the
 registry ``<prefix>:queues`` (plus any named explicitly); :meth:`Inspector.discover`
 finds older queues with one SCAN and adds them to it.
 """
@@ -21,12 +22,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from ._admin import BATCH, CLEANABLE_STATES
-from ._corrupt import not_a_hash
 from ._stream import text
+from ._summaries import JobSummary, iso, read_alerts, read_page, with_times
 from .connection import ClientOwner, Connection, make_client
 from .errors import ConveyorError, JobNotFoundError, ValidationError
 from .job import Job
@@ -82,28 +83,8 @@ class QueueNotFoundError(ConveyorError, LookupError):
         super().__init__(f"queue {name!r} not found")
 
 
-def iso(ms: int | float | None) -> str | None:
-    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z");
-    None past what a date holds (a due time stored before delays were bounded)."""
-    if ms is None:
-        return None
-    try:
-        moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else round(moment.timestamp() * 1000)
-
-
-def _with_times(out: dict[str, Any], **times: int | None) -> dict[str, Any]:
-    """Add each time as ``name`` (ISO string) and ``name_ms`` (epoch ms)."""
-    for name, ms in times.items():
-        out[name] = iso(ms)
-        out[name + "_ms"] = ms
-    return out
 
 
 # -- the data classes ---------------------------------------------------------------
@@ -145,52 +126,7 @@ class QueueSummary:
             "global_concurrency": self.global_concurrency,
             "is_paused": self.is_paused,
         }
-        return _with_times(out, last_completed=self.last_completed_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class JobSummary:
-    """A job as listed in a table. Times are epoch ms (``to_dict`` adds ISO)."""
-
-    id: str
-    name: str
-    state: str | None
-    timestamp: int
-    processed_on: int | None
-    finished_on: int | None
-    attempts_made: int
-    attempts: int
-    progress: Any
-    failed_reason: str | None
-    delay: int
-    priority: int
-    #: When a delayed job is due (epoch ms; its delay may have changed since it
-    #: was added); None for a job that is not delayed.
-    due: int | None = None
-    #: What is wrong with the job's hash (see ``Job.corrupt``), else None.
-    corrupt: str | None = None
-
-    @classmethod
-    def from_job(cls, job: Job, state: str | None, due: int | None = None) -> JobSummary:
-        return cls(
-            id=job.id, name=job.name, state=state, timestamp=job.timestamp,
-            processed_on=job.processed_on, finished_on=job.finished_on,
-            attempts_made=job.attempts_made, attempts=job.opts.attempts,
-            progress=job.progress, failed_reason=job.failed_reason,
-            delay=job.opts.delay, priority=job.opts.priority, due=due,
-            corrupt=job.corrupt,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "state": self.state}
-        _with_times(out, timestamp=self.timestamp, processed_on=self.processed_on,
-                    finished_on=self.finished_on)
-        out.update(attempts_made=self.attempts_made, attempts=self.attempts,
-                   progress=self.progress, failed_reason=self.failed_reason,
-                   delay=self.delay, priority=self.priority, corrupt=self.corrupt)
-        if self.due is not None:
-            _with_times(out, due=self.due)
-        return out
+        return with_times(out, last_completed=self.last_completed_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +233,8 @@ class SchedulerInfo:
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if not k.endswith("_ms")}
         out["every_ms"] = self.every_ms
-        return _with_times(out, next_run=self.next_run_ms, start_date=self.start_date_ms,
-                           end_date=self.end_date_ms)
+        return with_times(out, next_run=self.next_run_ms, start_date=self.start_date_ms,
+                          end_date=self.end_date_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +256,8 @@ class WorkerInfo:
             "concurrency": self.concurrency, "running_job_ids": self.running_job_ids,
             "running": len(self.running_job_ids),
         }
-        return _with_times(out, started_at=self.started_at_ms,
-                           last_heartbeat=self.last_heartbeat_ms)
+        return with_times(out, started_at=self.started_at_ms,
+                          last_heartbeat=self.last_heartbeat_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,23 +431,14 @@ class Inspector(ClientOwner):
 
     async def jobs(self, name: str, state: str, *, start: int = 0, count: int = 20) -> JobPage:
         """``count`` jobs in ``state`` from ``start``, newest first ("waiting":
-        the wait list, in reverse order of running), and the state's total."""
+        the wait list, in reverse order of running), and the state's total. Rows
+        carry previews: see :class:`JobSummary`'s ``*_truncated``."""
         state = _state(state)
         _check_int("start", start, 0)
         _check_int("count", count, 1, 1000)
         queue = await self._existing(name)
-        key = queue.keys.state_key(state)
-        total, jobs = await asyncio.gather(
-            self.client.llen(key) if state == "waiting" else self.client.zcard(key),
-            queue.get_jobs(state, start, start + count - 1),
-        )
-        dues: list[int | None] = [None] * len(jobs)
-        if state == "delayed" and jobs:
-            scores = await self.client.zmscore(key, [job.id for job in jobs])
-            dues = [None if s is None else delayed_due(s) for s in scores]
-        return JobPage(name, state, start, count, int(total),
-                       [JobSummary.from_job(job, state, due)
-                        for job, due in zip(jobs, dues, strict=True)])
+        total, rows = await read_page(queue, state, start, count)
+        return JobPage(name, state, start, count, total, rows)
 
     async def job(self, name: str, job_id: str) -> JobDetail:
         """Everything about one job."""
@@ -749,32 +676,7 @@ class Inspector(ClientOwner):
     async def _alerts(self, summaries: Sequence[QueueSummary]) -> list[dict[str, Any]]:
         """The ALERTS newest failed jobs over all queues (2 pipelined round trips)."""
         with_failures = [s.name for s in summaries if s.counts["failed"]]
-        if not with_failures:
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name in with_failures:
-                pipe.zrevrange(self.queue(name).keys.failed, 0, ALERTS - 1, withscores=True)
-            ranges = await pipe.execute()
-        newest = sorted(
-            ((int(score), name, text(job_id))
-             for name, found in zip(with_failures, ranges, strict=True)
-             for job_id, score in found),
-            reverse=True,
-        )[:ALERTS]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for _, name, job_id in newest:
-                pipe.hmget(self.queue(name).keys.job(job_id), ["name", "fr"])
-            fields = [
-                (None, f"corrupt job: {not_a_hash(found)}") if isinstance(found, Exception)
-                else found
-                for found in await pipe.execute(raise_on_error=False)
-            ]
-        return [
-            {"queue": name, "id": job_id, "name": None if job_name is None else text(job_name),
-             "reason": None if reason is None else text(reason),
-             "failed_on": iso(at), "failed_on_ms": at}
-            for (at, name, job_id), (job_name, reason) in zip(newest, fields, strict=True)
-        ]
+        return await read_alerts(self.client, self.queue, with_failures, ALERTS)
 
 
 # -- helpers ------------------------------------------------------------------------------

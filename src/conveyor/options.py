@@ -54,6 +54,11 @@ MAX_COUNT = 2_147_483_647
 MAX_EPOCH_MS = 253_402_300_799_999
 MAX_QUEUE_NAME = 200
 MAX_JOB_ID = 255
+#: The longest job name. A name says which handler runs the job (a task's
+#: function name or dotted path), so it gets the bound of the other names a
+#: caller picks (job ids, deduplication ids, groups); it also keeps each row of
+#: a list of jobs small.
+MAX_JOB_NAME = 255
 #: Completed jobs kept per queue when ``remove_on_complete`` is not given.
 DEFAULT_KEEP_COMPLETED = 1_000
 #: Failed jobs (the dead-letter set) kept per queue when ``remove_on_fail`` is not given.
@@ -98,6 +103,18 @@ def to_ms(field: str, value: object, *, allow_none: bool = False) -> int | None:
             field, f"must be at most {MAX_DURATION_MS} ms (about 10 years), got {ms}", value
         )
     return ms
+
+
+def validate_job_name(name: object, field: str = "name") -> str:
+    """A job name: a str of at most :data:`MAX_JOB_NAME` characters."""
+    if not isinstance(name, str):
+        raise ValidationError(field, f"job name must be a str, got {name!r}", name)
+    if len(name) > MAX_JOB_NAME:
+        raise ValidationError(
+            field, f"job name is {len(name)} characters, more than the limit of {MAX_JOB_NAME}",
+            name,
+        )
+    return name
 
 
 def check_count(field: str, value: object, minimum: int) -> int:

@@ -26,6 +26,7 @@ from .options import (
     dump_data,
     parse_options,
     to_ms,
+    validate_job_name,
     validate_queue_name,
 )
 from .schedulers import QueueSchedulers
@@ -95,8 +96,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     def _prepare(self, name: object, data: Any, options: Mapping[str, Any]) -> tuple[
         str, bytes, JobOptions, bytes
     ]:
-        if not isinstance(name, str):
-            raise ValidationError("name", f"job name must be a str, got {name!r}")
+        name = validate_job_name(name)
         if self.default_job_options:
             options = {**self.default_job_options, **options}
         opts, stored = parse_options(options)

@@ -40,7 +40,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._stream import text
 from .connection import raise_if_cancelled, socket_timeout
 from .errors import ValidationError
-from .options import MAX_EPOCH_MS, JobOptions, check_count, dump_data, to_ms
+from .options import (
+    MAX_EPOCH_MS,
+    JobOptions,
+    check_count,
+    dump_data,
+    to_ms,
+    validate_job_name,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -351,6 +358,7 @@ class QueueSchedulers:
         name = scheduler_id if job_name is None else job_name
         if not isinstance(name, str) or not name:
             raise ValidationError("job_name", f"must be a non-empty str, got {name!r}", name)
+        validate_job_name(name, "job_name")
         for fixed in ("job_id", "delay"):
             if fixed in job_options:
                 raise ValidationError(fixed, "is set by the schedule; not a scheduler option")

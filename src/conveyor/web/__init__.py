@@ -2,9 +2,11 @@
 
 ::
 
+    import os
     from conveyor.web import create_app, serve
 
-    app = create_app("redis://localhost:6379/0", token="s3cret")
+    # Beyond loopback the token needs 16 characters or more (conveyor.web.tokens).
+    app = create_app("redis://localhost:6379/0", token=os.environ["CONVEYOR_TOKEN"])
     serve(app, host="0.0.0.0", port=8000)    # or mount it: parent.mount("/jobs", app)
 """
 

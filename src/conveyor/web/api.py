@@ -130,7 +130,8 @@ def _seed_routes(api: APIRouter) -> None:
                        for h in board.health],
             "statistics": {"totals": totals, "queues": stats},
             "alerts": [{"queueName": a["queue"], "jobId": a["id"], "name": a["name"],
-                        "reason": a["reason"], "failedOn": a["failed_on"],
+                        "reason": a["reason"], "reasonTruncated": a["reason_truncated"],
+                        "failedOn": a["failed_on"],
                         "failedOnMs": a["failed_on_ms"]} for a in board.alerts],
             "performance": [
                 {k: v for k, v in _queue_metrics(s).items()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import ipaddress
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -38,12 +37,15 @@ from ..inspect import HealthThresholds, Inspector, QueueNotFoundError
 from ..options import validate_queue_name
 from . import models
 from .api import build_router
-from .guard import DEFAULT_MAX_BODY, Guard, check_allowed_hosts, host_allowance, is_loopback_host
+from .docs import add_docs
+from .guard import DEFAULT_MAX_BODY, Guard, check_allowed_hosts, host_allowance
 from .prometheus import render_metrics
+from .tokens import check_token, is_loopback
 
 __all__ = ["check_listen", "create_app", "serve", "serve_async"]
 
 STATIC_DIR = Path(__file__).with_name("static")
+_OPENAPI, _DOCS = "/api/v1/openapi.json", "/api/v1/docs"  # public, like the page
 _PLACEHOLDER = ("<!doctype html><html><head><meta charset='utf-8'><title>conveyor</title>"
                 "</head><body><p>The dashboard's files are missing; the API is at "
                 "<a href='api/v1/docs'>api/v1/docs</a>.</p></body></html>")
@@ -117,9 +119,8 @@ class _GuardedApp(FastAPI):
     answers included, so its rules and headers hold however the app is served."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        docs = [url for url in (self.openapi_url, self.docs_url) if url]
         return Guard(super().build_middleware_stack(), self.state.conveyor,
-                     public_paths=["", "/", *docs], public_prefixes=["/static/"])
+                     public_paths=["", "/", _OPENAPI, _DOCS], public_prefixes=["/static/"])
 
 
 def create_app(
@@ -142,8 +143,8 @@ def create_app(
     Requests must name a loopback host or one of ``allowed_hosts`` (``name``,
     ``name:port`` or ``*`` for any) in ``Host``; bodies are JSON of at most
     ``max_body`` bytes; see :mod:`conveyor.web.guard`."""
-    if token is not None and (not isinstance(token, str) or not token):
-        raise ValueError("token must be a non-empty string (or None for no token)")
+    if token is not None:
+        check_token(token)
     if isinstance(allowed_hosts, str):
         raise ValueError("allowed_hosts must be a list of hosts, not one string")
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
@@ -160,8 +161,9 @@ def create_app(
     app = _GuardedApp(
         title="conveyor", version="1", lifespan=lifespan,
         description="Inspect and administer conveyor job queues.",
-        openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+        openapi_url=_OPENAPI, docs_url=None, redoc_url=None,
     )
+    add_docs(app, _DOCS, _OPENAPI)
     app.state.conveyor = state
     auth = [Depends(require_token)]
     app.include_router(build_router(), prefix="/api/v1", dependencies=auth,
@@ -248,17 +250,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def check_listen(host: str, token: str | None) -> None:
-    """Refuse (ValueError) to listen beyond loopback without a token: the API can
-    retry, remove and add jobs."""
-    if token:
+    """Refuse (ValueError) to listen beyond loopback without a token, or with one
+    shorter than 16 characters: the API can retry, remove and add jobs. A token
+    clients cannot send is refused on any host (see :mod:`conveyor.web.tokens`)."""
+    if token is not None:
+        check_token(token, host=host)
         return
-    if host == "localhost":
-        return
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise ValueError(
             f"refusing to listen on {host!r} without a token: anyone who can reach it could "
             "retry, remove and add jobs; pass a token (--token) or listen on 127.0.0.1"
@@ -288,7 +286,7 @@ def _effective_token(app: Any, host: str, token: str | None) -> str | None:
     they accept ``host`` in ``Host``."""
     states = list(_conveyor_apps(app))
     if not states:
-        if token is not None and not is_loopback_host(host):
+        if token is not None and not is_loopback(host):
             raise ValueError(
                 "no conveyor app (create_app) found in the app to serve, itself or mounted in "
                 "it, so the token would protect nothing; mount conveyor's app with "

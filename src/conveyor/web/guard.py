@@ -22,7 +22,6 @@ Every response, the guard's refusals included, carries the security headers
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import secrets
 from collections.abc import Iterable, Sequence
@@ -32,6 +31,8 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .tokens import is_loopback
+
 __all__ = [
     "DEFAULT_MAX_BODY",
     "SECURITY_HEADERS",
@@ -39,7 +40,6 @@ __all__ = [
     "GuardSettings",
     "check_allowed_hosts",
     "host_allowance",
-    "is_loopback_host",
 ]
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -68,18 +68,6 @@ class GuardSettings(Protocol):
     token: str | None
     allowed_hosts: list[str]
     max_body: int
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets)
-    names this machine only."""
-    name = host.strip("[]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _split(value: str) -> tuple[str, int | None] | None:
@@ -114,7 +102,7 @@ def check_allowed_hosts(hosts: Iterable[str]) -> list[str]:
 def host_allowance(bound: str) -> list[str]:
     """The hosts a server bound to ``bound`` should accept besides loopback:
     ``bound`` itself, unless it is loopback or every interface."""
-    if bound in _WILDCARD_BINDS or is_loopback_host(bound):
+    if bound in _WILDCARD_BINDS or is_loopback(bound):
         return []
     return [f"[{bound}]" if ":" in bound and not bound.startswith("[") else bound]
 
@@ -202,7 +190,7 @@ class Guard:
         found = _split(host)
         allowed = settings.allowed_hosts
         if "*" not in allowed and (
-            found is None or not (is_loopback_host(found[0]) or _matches(found, allowed))
+            found is None or not (is_loopback(found[0]) or _matches(found, allowed))
         ):
             return (400, "host_not_allowed",
                     f"Host {host[:100]!r} is not one this server was started for; allow it "

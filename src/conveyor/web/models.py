@@ -8,12 +8,18 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..options import MAX_JOB_NAME
+
 T = TypeVar("T")
 
 Health = Literal["ok", "warning", "critical"]
 CleanState = Literal["completed", "failed", "waiting", "prioritized", "delayed", "active"]
 JobState = Literal["waiting", "active", "delayed", "prioritized", "completed", "failed",
                    "waiting-children"]
+
+
+_CUT = ("In a list, {} is a preview of at most 1,024 bytes (UTF-8); true when it was cut. "
+        "The job's own page has it whole.")
 
 
 class Ok(BaseModel, Generic[T]):
@@ -98,6 +104,11 @@ class JobSummary(BaseModel):
     corrupt: str | None = Field(
         default=None, description="What is wrong with the job's hash (a field that does not "
         "parse, or a key that is not a hash); a worker fails such a job without running it.")
+    name_truncated: bool = Field(default=False, description=_CUT.format("name"))
+    progress_truncated: bool = Field(
+        default=False, description=_CUT.format("progress") + " A cut progress is its JSON "
+        "text's first bytes, a string.")
+    failed_reason_truncated: bool = Field(default=False, description=_CUT.format("failed_reason"))
 
 
 class JobPage(BaseModel):
@@ -135,7 +146,8 @@ class JobAction(BaseModel):
 
 
 class NewJob(Body):
-    name: str = Field(min_length=1, description="The job's name.")
+    name: str = Field(min_length=1, max_length=MAX_JOB_NAME,
+                      description=f"The job's name (at most {MAX_JOB_NAME} characters).")
     data: Any = None
     options: dict[str, Any] = Field(
         default_factory=dict,
@@ -266,6 +278,10 @@ class CamelJob(BaseModel):
     failedReason: str | None
     delay: int
     priority: int
+    nameTruncated: bool = Field(default=False, description=_CUT.format("name"))
+    progressTruncated: bool = Field(default=False, description=_CUT.format("progress"))
+    failedReasonTruncated: bool = Field(default=False,
+                                        description=_CUT.format("failedReason"))
 
 
 class DeadLetterPage(BaseModel):
@@ -314,6 +330,7 @@ class Alert(BaseModel):
     jobId: str
     name: str | None
     reason: str | None
+    reasonTruncated: bool = Field(default=False, description=_CUT.format("reason"))
     failedOn: str | None
     failedOnMs: int
 

@@ -1,9 +1,7 @@
-// The REST API client (relative to the page's base path), the token prompt,
-// the confirm dialog and the live indicator.
+// The REST API client (relative to the page's base path), the token prompt and
+// log out, the confirm dialog and the live indicator.
 
 import { $ } from "./ui.js";
-
-const TOKEN_KEY = "conveyor.token";
 
 // ---------------------------------------------------------------- base path
 // The app may be mounted under a prefix (/jobs/): API URLs are resolved
@@ -16,6 +14,8 @@ function pageBase() {
   return new URL(last.includes(".") ? path.slice(0, path.lastIndexOf("/") + 1) : `${path}/`, location.origin);
 }
 const API_BASE = new URL("api/v1/", pageBase());
+// One key per mount: two dashboards on one origin (/a/, /b/) keep their own tokens.
+const TOKEN_KEY = `conveyor.token:${pageBase().pathname}`;
 
 // ---------------------------------------------------------------- API client
 class ApiError extends Error {
@@ -26,12 +26,38 @@ class ApiError extends Error {
   }
 }
 
-function readToken() {
+// ---------------------------------------------------------------- the token
+// The server's rules (conveyor/web/tokens.py): fetch() sends a header as Latin-1
+// and throws beyond it, other clients send ASCII or UTF-8, so a token is printable
+// ASCII; whitespace at either end is a copy-and-paste slip, refused, not trimmed.
+export function tokenProblem(token) {
+  if (!token.trim()) return "Enter the token.";
+  if (token !== token.trim()) {
+    return "The token starts or ends with a space or a line break: enter it without them.";
+  }
+  if (!/^[\x20-\x7e]*$/.test(token)) {
+    return "A token holds only printable ASCII (letters, digits, punctuation, inner spaces): this one has other characters.";
+  }
+  return "";
+}
+
+let memoryToken = null; // where the token lives when the browser refuses localStorage
+
+function storedToken() {
   try {
     return localStorage.getItem(TOKEN_KEY);
   } catch {
+    return memoryToken;
+  }
+}
+
+function readToken() {
+  const token = storedToken();
+  if (token && tokenProblem(token)) {
+    forgetToken(); // no server can have issued it, and fetch() may throw on it
     return null;
   }
+  return token || null;
 }
 
 function storeToken(token) {
@@ -40,11 +66,25 @@ function storeToken(token) {
   } catch {
     memoryToken = token;
   }
+  showLogout();
 }
-let memoryToken = null;
+
+function forgetToken() {
+  memoryToken = null;
+  try {
+    localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing was stored there
+  }
+  showLogout();
+}
+
+function showLogout() {
+  $("#logout").hidden = !storedToken();
+}
 
 export async function api(path, { method = "GET", body } = {}) {
-  const token = readToken() || memoryToken;
+  const token = readToken();
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -88,16 +128,30 @@ function askForToken(refused) {
   setLive("locked");
   tokenPrompt = new Promise((resolve) => {
     const dialog = $("#token-dialog");
+    const form = $("#token-form");
     const input = $("#token-input");
-    $("#token-error").hidden = !refused;
+    const error = $("#token-error");
+    error.textContent = "That token was refused.";
+    error.hidden = !refused;
     input.value = "";
     const onCancel = (event) => event.preventDefault(); // the token is not optional
+    const onSubmit = (event) => {
+      const problem = tokenProblem(input.value);
+      if (!problem) return; // the form closes the dialog
+      event.preventDefault();
+      error.textContent = problem;
+      error.hidden = false;
+      input.focus();
+    };
     dialog.addEventListener("cancel", onCancel);
+    form.addEventListener("submit", onSubmit);
     dialog.addEventListener(
       "close",
       () => {
         dialog.removeEventListener("cancel", onCancel);
-        storeToken(input.value.trim());
+        form.removeEventListener("submit", onSubmit);
+        // A dialog closed another way (a second Escape) leaves nothing to keep.
+        if (!tokenProblem(input.value)) storeToken(input.value);
         tokenPrompt = null;
         resolve();
       },
@@ -108,6 +162,19 @@ function askForToken(refused) {
   });
   return tokenPrompt;
 }
+
+// Log out: forget this mount's token and ask for one again.
+$("#logout").addEventListener("click", async () => {
+  forgetToken();
+  await askForToken(false);
+  requestRefresh();
+});
+try {
+  localStorage.removeItem("conveyor.token"); // the one key all mounts shared before
+} catch {
+  // storage disabled
+}
+showLogout();
 
 export function confirmAction(title, text, okLabel, { danger = true } = {}) {
   const dialog = $("#confirm-dialog");

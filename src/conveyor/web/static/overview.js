@@ -2,7 +2,7 @@
 
 import {
   STATES, h, fill, stateLabel, pick, msOf, fmtNum, timeEl, badge, queueHref, jobHref, countsOf,
-  isPaused, queueMeta, healthOf, table,
+  isPaused, queueMeta, healthOf, table, preview,
 } from "./ui.js";
 import { api } from "./api.js";
 import { chartBox, loadChart } from "./chart.js";
@@ -92,11 +92,12 @@ export function overviewView(root) {
     const rows = list.map((alert) => {
       const queue = pick(alert, "queueName", "queue");
       const id = String(pick(alert, "id", "jobId", "job_id"));
+      const reason = preview(pick(alert, "reason"), pick(alert, "reason_truncated", "reasonTruncated"));
       return h("tr", null,
         h("td", { class: "nowrap" }, h("a", { href: queueHref(queue), text: queue })),
         h("td", { class: "nowrap" }, h("a", { href: jobHref(queue, id), text: id })),
         h("td", { class: "nowrap", text: pick(alert, "name") || "" }),
-        h("td", { class: "wrap" }, h("span", { class: "reason", title: pick(alert, "reason"), text: pick(alert, "reason") || "" })),
+        h("td", { class: "wrap" }, h("span", { class: "reason", title: reason, text: reason || "" })),
         h("td", { class: "nowrap" }, timeEl(msOf(alert, "failed_on", "failedOn", "finished_on", "finishedOn"))));
     });
     alerts.replaceChildren(table(["Queue", "Job", "Name", "Reason", "Failed"], rows, "No failed jobs."));

@@ -3,7 +3,7 @@
 import {
   PAGE_SIZE, STATES, RETRYABLE_STATES, CLEANABLE_STATES, h, fill, stateLabel, pick, msOf, fmtNum,
   fmtDuration, timeEl, changed, badge, queueHref, jobHref, apiQueue, countsOf, isPaused,
-  queueMeta, healthOf, table, notFound,
+  queueMeta, healthOf, table, notFound, preview,
 } from "./ui.js";
 import { api, confirmAction, requestRefresh, showBanner } from "./api.js";
 import { chartBox, loadChart } from "./chart.js";
@@ -173,7 +173,7 @@ export function queueView(root, route) {
     ];
     if (state === "active") {
       cols.push(["Started", (job) => h("td", { class: "nowrap" }, timeEl(msOf(job, "processed_on", "processedOn")))]);
-      cols.push(["Progress", (job) => h("td", { class: "nowrap", text: progressText(job.progress) })]);
+      cols.push(["Progress", (job) => h("td", { class: "nowrap", text: progressText(job.progress, pick(job, "progress_truncated", "progressTruncated")) })]);
     }
     if (state === "delayed") {
       cols.push(["Runs", (job) => {
@@ -194,7 +194,10 @@ export function queueView(root, route) {
       }]);
     }
     if (state === "failed") {
-      cols.push(["Reason", (job) => h("td", { class: "wrap" }, h("span", { class: "reason", title: pick(job, "failed_reason", "failedReason"), text: pick(job, "failed_reason", "failedReason") || "" }))]);
+      cols.push(["Reason", (job) => {
+        const reason = preview(pick(job, "failed_reason", "failedReason"), pick(job, "failed_reason_truncated", "failedReasonTruncated"));
+        return h("td", { class: "wrap" }, h("span", { class: "reason", title: reason, text: reason || "" }));
+      }]);
     }
     cols.push(["Attempts", (job) => h("td", { class: "num", text: `${fmtNum(pick(job, "attempts_made", "attemptsMade") ?? 0)} / ${fmtNum(pick(job, "attempts") ?? 1)}` })]);
     return cols;
@@ -242,7 +245,8 @@ export function queueView(root, route) {
   return { refresh };
 }
 
-function progressText(progress) {
+function progressText(progress, truncated) {
+  if (truncated) return preview(progress, true); // the first bytes of its JSON
   if (typeof progress === "number") return `${Math.round(progress)}%`;
   if (progress === null || progress === undefined || progress === "") return "—";
   return typeof progress === "object" ? JSON.stringify(progress) : String(progress);

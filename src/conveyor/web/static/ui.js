@@ -66,6 +66,12 @@ export function pick(obj, ...names) {
   return undefined;
 }
 
+// A list has the first 1 KiB of a long reason or progress: "…" marks one cut short
+// (the job's own page has it whole).
+export function preview(text, truncated) {
+  return truncated ? `${text ?? ""}…` : text;
+}
+
 // Epoch ms of a timestamp field: prefers `<name>_ms`, accepts ms numbers and ISO strings.
 export function msOf(obj, ...names) {
   for (const name of names) {
