@@ -199,11 +199,16 @@ def read_status_line(sock: socket.socket) -> str:
 def stream(sock: socket.socket, total: int, *, chunked: bool) -> None:
     """Send ``total`` bytes of body (as chunks if ``chunked``); a server that hangs up
     early ends it."""
+    def frame(piece: bytes) -> bytes:
+        return f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
+
     piece = b"x" * (256 * 1024)
-    frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
+    whole, rest = divmod(total, len(piece))
     try:
-        for _ in range(total // len(piece)):
-            sock.sendall(frame)
+        for _ in range(whole):
+            sock.sendall(frame(piece))
+        if rest:
+            sock.sendall(frame(piece[:rest]))
         if chunked:
             sock.sendall(b"0\r\n\r\n")
     except OSError:
