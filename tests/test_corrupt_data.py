@@ -190,7 +190,7 @@ async def test_rest_lists_and_job_pages_show_a_corrupt_job(
     app = create_app(redis_url)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://conveyor.test") as client:
+                                     base_url="http://localhost") as client:
             page = await client.get(f"{API}/queues/{queue.name}/jobs", params={"state": "waiting"})
             assert page.status_code == 200, page.text
             listed = page.json()["data"]["jobs"]
@@ -219,7 +219,7 @@ async def test_a_failed_corrupt_job_is_shown_in_the_dashboard_alerts(
     app = create_app(redis_url)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://conveyor.test") as client:
+                                     base_url="http://localhost") as client:
             board = await client.get(f"{API}/queue/dashboard")
             assert board.status_code == 200, board.text
             assert [a["jobId"] for a in board.json()["data"]["alerts"]] == [job.id]
@@ -284,7 +284,7 @@ async def test_get_workers_skips_a_corrupt_heartbeat_entry(
     app = create_app(redis_url)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://conveyor.test") as client:
+                                     base_url="http://localhost") as client:
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200, metrics.text
             workers = await client.get(f"{API}/queues/{queue.name}/workers")

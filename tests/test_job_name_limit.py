@@ -86,7 +86,7 @@ async def test_rest_enqueue_answers_422_naming_the_field(
     app = create_app(redis_url)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://conveyor.test") as client:
+                                     base_url="http://localhost") as client:
             response = await client.post(f"/api/v1/queues/{queue_name}/jobs",
                                          json={"name": TOO_LONG})
             assert response.status_code == 422, response.text

@@ -53,7 +53,7 @@ async def test_app_metrics_count_states_totals_timings_and_workers(
     await queue.pause()
     app = create_app(redis_url)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://conveyor.test") as client:
+                                 base_url="http://localhost") as client:
         response = await client.get("/metrics")
     await app.state.conveyor.close()
     assert response.status_code == 200

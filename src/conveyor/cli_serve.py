@@ -68,8 +68,14 @@ def url_of(sock: socket.socket, host: str) -> str:
               help="Read the token from PATH (one trailing newline is dropped).")
 @click.option("--queue", "queues", multiple=True, metavar="NAME",
               help="Also show this queue (repeatable); registered queues are found anyway.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST[:PORT]",
+              help="Also answer requests for this Host (repeatable; loopback names and "
+                   "--host are allowed anyway; '*': any, unsafe without a token).")
+@click.option("--max-body", default=1024 * 1024, show_default=True, metavar="BYTES",
+              type=click.IntRange(min=1), help="Largest request body accepted.")
 def dashboard(target: Target, host: str, port: int, token: str | None,
-              token_file: Path | None, queues: tuple[str, ...]) -> None:
+              token_file: Path | None, queues: tuple[str, ...], allowed_hosts: tuple[str, ...],
+              max_body: int) -> None:
     """Serve the web dashboard, the REST API and Prometheus metrics.
 
     The dashboard at /, the REST API under /api/v1 (docs at /api/v1/docs) and
@@ -82,12 +88,14 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
 
     from .cli_web import WebServer
     from .web.app import check_listen, create_app
+    from .web.guard import host_allowance
 
     token = _dashboard_token(token, token_file)
     try:
         check_listen(host, token)
         app = create_app(target.url, prefix=target.prefix, queues=list(queues) or None,
-                         token=token)
+                         token=token, allowed_hosts=[*allowed_hosts, *host_allowance(host)],
+                         max_body=max_body)
     except ValueError as exc:  # ValidationError too: a bad queue name
         fail(str(exc))
     _ping(target)

@@ -14,8 +14,7 @@ import asyncio
 import html
 import logging
 import re
-import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from ..connection import Connection
 from ..errors import ConveyorError, JobNotFoundError, JobStateError, ValidationError
@@ -39,6 +39,7 @@ from ..options import validate_queue_name
 from . import models
 from .api import build_router
 from .docs import add_docs
+from .guard import DEFAULT_MAX_BODY, Guard, check_allowed_hosts, host_allowance
 from .prometheus import render_metrics
 from .tokens import check_token, is_loopback
 
@@ -46,6 +47,7 @@ __all__ = ["check_listen", "create_app", "serve", "serve_async"]
 
 STATIC_DIR = Path(__file__).with_name("static")
 _log = logging.getLogger("conveyor.web")
+_OPENAPI, _DOCS = "/api/v1/openapi.json", "/api/v1/docs"  # public, like the page
 _PLACEHOLDER = ("<!doctype html><html><head><meta charset='utf-8'><title>conveyor</title>"
                 "</head><body><p>The dashboard's files are missing; the API is at "
                 "<a href='api/v1/docs'>api/v1/docs</a>.</p></body></html>")
@@ -62,12 +64,15 @@ class WebState:
     on the serving event loop, which may not exist when the app is built)."""
 
     def __init__(self, connection: Connection, prefix: str, queues: Sequence[str],
-                 thresholds: HealthThresholds | None, token: str | None) -> None:
+                 thresholds: HealthThresholds | None, token: str | None,
+                 allowed_hosts: list[str], max_body: int) -> None:
         self.connection = connection
         self.prefix = prefix
         self.queues = list(queues)
         self.thresholds = thresholds
         self.token = token
+        self.allowed_hosts = allowed_hosts
+        self.max_body = max_body
         self._inspector: Inspector | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -105,16 +110,19 @@ _bearer = HTTPBearer(auto_error=False, description="The token the server was sta
 
 
 async def require_token(
-    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """When the app has a token, refuse a request without ``Authorization: Bearer <it>``."""
-    expected: str | None = request.app.state.conveyor.token
-    if expected is None:
-        return
-    given = "" if credentials is None else credentials.credentials
-    if not secrets.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is needed")
+    """Puts the bearer scheme in the OpenAPI schema. The token itself is checked by
+    :class:`~conveyor.web.guard.Guard`, before the body is read."""
+
+
+class _GuardedApp(FastAPI):
+    """FastAPI with :class:`~conveyor.web.guard.Guard` outside everything, error
+    answers included, so its rules and headers hold however the app is served."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Guard(super().build_middleware_stack(), self.state.conveyor,
+                     public_paths=["", "/", _OPENAPI, _DOCS], public_prefixes=["/static/"])
 
 
 def create_app(
@@ -125,28 +133,39 @@ def create_app(
     token: str | None = None,
     thresholds: HealthThresholds | None = None,
     dashboard: bool = True,
+    allowed_hosts: Sequence[str] = (),
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     """The REST API (``/api/v1``, OpenAPI at ``/api/v1/openapi.json``, docs at
     ``/api/v1/docs``), Prometheus metrics (``/metrics``) and, with ``dashboard``,
     the dashboard at ``/``. With a ``token``, every API and metrics request
     needs ``Authorization: Bearer <token>``; the schema, the docs and the
-    dashboard's page load without it (the page asks for the token)."""
+    dashboard's page and static files load without it (the page asks for it).
+
+    Requests must name a loopback host or one of ``allowed_hosts`` (``name``,
+    ``name:port`` or ``*`` for any) in ``Host``; bodies are JSON of at most
+    ``max_body`` bytes; see :mod:`conveyor.web.guard`."""
     if token is not None:
         check_token(token)
+    if isinstance(allowed_hosts, str):
+        raise ValueError("allowed_hosts must be a list of hosts, not one string")
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        raise ValueError(f"max_body must be a positive number of bytes, not {max_body!r}")
     names = [validate_queue_name(name) for name in queues or ()]
-    state = WebState(connection, prefix, names, thresholds, token)
+    state = WebState(connection, prefix, names, thresholds, token,
+                     check_allowed_hosts(allowed_hosts), max_body)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await state.close()
 
-    app = FastAPI(
+    app = _GuardedApp(
         title="conveyor", version="1", lifespan=lifespan,
         description="Inspect and administer conveyor job queues.",
-        openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None,
+        openapi_url=_OPENAPI, docs_url=None, redoc_url=None,
     )
-    add_docs(app, "/api/v1/docs", "/api/v1/openapi.json")
+    add_docs(app, _DOCS, _OPENAPI)
     app.state.conveyor = state
     auth = [Depends(require_token)]
     app.include_router(build_router(), prefix="/api/v1", dependencies=auth,
@@ -253,21 +272,50 @@ def check_listen(host: str, token: str | None) -> None:
         )
 
 
-def _effective_token(app: Any, token: str | None) -> str | None:
-    """The token the app enforces; a token given here is enforced by a conveyor app
-    built without one."""
+def _conveyor_apps(app: Any, seen: set[int] | None = None) -> Iterator[WebState]:
+    """The state of every conveyor app in ``app``: itself, mounted in it (Starlette
+    routes' ``Mount.app``/``Host.app``, recursively) or wrapped by middleware (``.app``)."""
+    seen = set() if seen is None else seen
+    if app is None or id(app) in seen:
+        return
+    seen.add(id(app))
     state = getattr(getattr(app, "state", None), "conveyor", None)
-    if not isinstance(state, WebState):
+    if isinstance(state, WebState):
+        yield state
+        return
+    for inner in (getattr(app, "app", None), getattr(app, "router", None)):
+        yield from _conveyor_apps(inner, seen)
+    for route in getattr(app, "routes", None) or ():
+        yield from _conveyor_apps(getattr(route, "app", None), seen)
+
+
+def _effective_token(app: Any, host: str, token: str | None) -> str | None:
+    """The token the served conveyor apps enforce (None if one of them enforces
+    none); a token given here is enforced by conveyor apps built without one, and
+    they accept ``host`` in ``Host``."""
+    states = list(_conveyor_apps(app))
+    if not states:
+        if token is not None and not is_loopback(host):
+            raise ValueError(
+                "no conveyor app (create_app) found in the app to serve, itself or mounted in "
+                "it, so the token would protect nothing; mount conveyor's app with "
+                "parent.mount(...) or serve it directly"
+            )
         return token
-    if token is not None and state.token is not None and token != state.token:
-        raise ValueError("the token differs from the one the app was created with")
-    if token is not None:
-        state.token = token
-    return state.token
+    for state in states:
+        if token is not None and state.token is not None and token != state.token:
+            raise ValueError("the token differs from the one the app was created with")
+    for state in states:
+        if token is not None:
+            state.token = token
+        state.allowed_hosts.extend(h for h in host_allowance(host)
+                                   if h not in state.allowed_hosts)
+    tokens = [state.token for state in states]
+    return None if None in tokens else tokens[0]
 
 
 def _config(app: Any, host: str, port: int, token: str | None, **options: Any) -> uvicorn.Config:
-    check_listen(host, _effective_token(app, token))
+    check_listen(host, _effective_token(app, host, token))
     options.setdefault("log_level", "info")
     return uvicorn.Config(app, host=host, port=port, **options)
 

@@ -67,9 +67,12 @@ export function jobView(root, route) {
   function progressBlock(progress) {
     if (typeof progress === "number") {
       const pct = Math.max(0, Math.min(100, progress));
+      // Set through the CSSOM: the CSP (style-src 'self') refuses a style attribute.
+      const bar = h("div", { class: "progress-bar" });
+      bar.style.width = `${pct}%`;
       return h("div", { class: "progress-row" },
         h("div", { class: "progress", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct, "aria-label": "Progress" },
-          h("div", { class: "progress-bar", style: `width:${pct}%` })),
+          bar),
         h("span", { class: "progress-label", id: "job-progress", text: `${Math.round(progress)}%` }));
     }
     if (progress === null || progress === undefined) return h("p", { class: "muted", id: "job-progress", text: "No progress reported." });

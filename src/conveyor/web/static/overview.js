@@ -20,9 +20,9 @@ export function overviewView(root) {
   root.append(
     h("div", { class: "page-head" }, h("h1", { text: "Overview" }), status),
     stats,
-    h("h2", { style: "margin-top:1.5rem", text: "Queues" }),
+    h("h2", { class: "section-title", text: "Queues" }),
     grid,
-    h("h2", { style: "margin-top:1.5rem", text: "Recent failures" }),
+    h("h2", { class: "section-title", text: "Recent failures" }),
     alerts,
   );
   const cards = new Map(); // queue name -> {card, chart, legend}

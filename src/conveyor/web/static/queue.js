@@ -94,7 +94,7 @@ export function queueView(root, route) {
   root.append(
     h("section", { class: "card" }, h("h3", { text: "Throughput, last 60 minutes" }), chart, legend,
       h("div", { class: "meta-row" }, meta)),
-    h("div", { style: "margin-top:1rem" }, tabs),
+    h("div", { class: "tabs-row" }, tabs),
     h("div", { class: "toolbar" }, searchForm, h("span", { class: "spacer" }),
       RETRYABLE_STATES.includes(state) ? retryAll : null,
       CLEANABLE_STATES.includes(state) ? cleanAll : null),
