@@ -264,7 +264,7 @@ async def test_the_inspector_rest_api_and_metrics_run_as_the_user(url: str) -> N
 
     app = create_app(url)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://conveyor.test") as client:
+                                 base_url="http://localhost") as client:
         api = "/api/v1"
         for path in ("/queues", "/queue/metrics", "/queue/dashboard", "/health",
                      "/queues/acl-web/jobs?state=failed", f"/queues/acl-web/jobs/{failed.id}",

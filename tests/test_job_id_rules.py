@@ -79,7 +79,7 @@ async def app(redis_url: str) -> AsyncIterator[FastAPI]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://conveyor.test") as found:
+                                 base_url="http://localhost") as found:
         yield found
 
 
