@@ -48,6 +48,8 @@ CORRUPTIONS: dict[str, Corrupt] = {
     "opts-a-list": hset("opts", b"[1, 2]"),
     "progress-not-json": hset("pr", b"{"),
     "stacktrace-not-json": hset("st", b"nope"),
+    "name-not-utf8": hset("name", b"caf\xe9"),
+    "failed-reason-not-utf8": hset("fr", b"\xff\xfe boom"),
     "key-is-a-string": _a_string,
     "key-is-a-list": _a_list,
 }
@@ -239,22 +241,25 @@ def test_cli_lists_shows_and_counts_beside_a_corrupt_job_and_heartbeat(
     redis_url: str, queue_name: str
 ) -> None:
     r = ("--redis", redis_url)
-    ids = [orjson.loads(_cli("enqueue", queue_name, name, "--json", *r))["id"] for name in "abc"]
+    ids = [orjson.loads(_cli("enqueue", queue_name, name, "--json", *r))["id"] for name in "abcd"]
     base = f"conveyor:{{{queue_name}}}:"
     with redis_sync.Redis.from_url(redis_url) as client:
         client.hset(base + f"job:{ids[1]}", "data", b"{oops")
         client.delete(base + f"job:{ids[2]}")
         client.set(base + f"job:{ids[2]}", "not a hash")
+        client.hset(base + f"job:{ids[3]}", "name", b"caf\xe9")  # not UTF-8
         _corrupt_heartbeats(client, base)
 
     listed = _cli("jobs", "list", queue_name, *r)
-    assert f"1-3 of 3 waiting jobs in '{queue_name}'" in listed
+    assert f"1-4 of 4 waiting jobs in '{queue_name}'" in listed
     for job_id in ids:
         assert _cli("jobs", "show", queue_name, job_id, *r)
     shown = orjson.loads(_cli("jobs", "show", queue_name, ids[1], "--json", *r))
     assert "data" in shown["corrupt"]
+    shown = orjson.loads(_cli("jobs", "show", queue_name, ids[3], "--json", *r))
+    assert "name: not UTF-8" in shown["corrupt"]
     [summary] = [s for s in orjson.loads(_cli("stats", "--json", *r)) if s["name"] == queue_name]
-    assert summary["counts"]["waiting"] == 3
+    assert summary["counts"]["waiting"] == 4
     assert summary["workers"] == 1  # the readable one
     assert queue_name in _cli("stats", queue_name, *r)
     workers = orjson.loads(_cli("queue", "workers", queue_name, "--json", *r))

@@ -107,8 +107,10 @@ def _stacktrace(raw: bytes | str) -> list[str]:
 
 
 def _why(convert: Callable[..., Any], exc: BaseException, raw: bytes | str) -> str:
-    shown = text(raw)
+    shown = raw.decode(errors="backslashreplace") if isinstance(raw, bytes) else raw
     shown = repr(shown if len(shown) <= 40 else shown[:40] + "...")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8: {shown}"
     if convert is int:
         return f"not an integer: {shown}"
     if convert is orjson.loads:
