@@ -9,7 +9,6 @@ Redis and the reader a few hundred bytes per row.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime

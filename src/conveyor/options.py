@@ -240,7 +240,7 @@ def backoff_delay(backoff: Backoff, attempts_made: int) -> int:
     else:
         delay = backoff.delay
     if backoff.jitter:
-        delay = int(delay * (1 - backoff.jitter) + random.random() * delay * backoff.jitter)
+        delay = int(delay * (1 - backoff.jitter) + random.random() * delay * backoff.jitter)  # noqa: S311 (jitter)
     return int(delay)
 
 

@@ -58,7 +58,7 @@ _RAW_SECURITY_HEADERS = [(k.lower().encode(), v.encode()) for k, v in SECURITY_H
 _SECURITY_NAMES = {name for name, _ in _RAW_SECURITY_HEADERS}
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 (recognised, not bound)
 
 
 class GuardSettings(Protocol):
