@@ -308,3 +308,62 @@ async def test_waiting_for_a_corrupt_job_raises_its_failure(
     start_worker(lambda j: None)
     with pytest.raises(JobFailedError, match="corrupt job"):
         await job.wait_until_finished(timeout=10)
+
+
+# -- administering ------------------------------------------------------------------------
+
+
+async def _failed_with_a_key_that_is_not_a_hash(
+    queue: Queue, redis: aioredis.Redis, start_worker: StartWorker
+) -> tuple[Job, Job]:
+    """Two failed jobs: one readable, one whose key became a string."""
+    good, bad = await queue.add("good", attempts=1), await queue.add("bad", attempts=1)
+    await _a_string(redis, queue.keys.job(bad.id))
+
+    def boom(job: Job) -> None:
+        raise RuntimeError("boom")
+
+    start_worker(boom)
+    for job in (good, bad):
+        await wait_for(lambda job=job: queue_state_is(queue, job.id, "failed"))
+    return good, bad
+
+
+async def test_remove_deletes_a_job_whose_key_is_not_a_hash(
+    queue: Queue, redis: aioredis.Redis, start_worker: StartWorker
+) -> None:
+    _, bad = await _failed_with_a_key_that_is_not_a_hash(queue, redis, start_worker)
+    assert await queue.remove(bad.id)
+    assert await queue.get_job_state(bad.id) is None
+    assert not await redis.exists(queue.keys.job(bad.id))
+
+
+async def test_retry_sends_a_job_whose_key_is_not_a_hash_back_to_be_failed_again(
+    queue: Queue, redis: aioredis.Redis, start_worker: StartWorker
+) -> None:
+    good, bad = await _failed_with_a_key_that_is_not_a_hash(queue, redis, start_worker)
+    await queue.pause()  # keep the workers off while looking
+    await queue.retry_jobs()
+    assert await queue.get_job_state(good.id) == "waiting"
+    assert await queue.get_job_state(bad.id) == "waiting"
+    await queue.resume()
+    await wait_for(lambda: _attempts_made_is(queue, good.id, 2))
+    await wait_for(lambda: queue_state_is(queue, bad.id, "failed"))
+    assert await redis.type(queue.keys.job(bad.id)) == b"string"  # left as found
+
+    await queue.pause()
+    await queue.retry_job(bad.id)
+    assert await queue.get_job_state(bad.id) == "waiting"
+
+
+async def test_clean_removes_a_job_whose_key_is_not_a_hash(
+    queue: Queue, redis: aioredis.Redis, start_worker: StartWorker
+) -> None:
+    good, bad = await _failed_with_a_key_that_is_not_a_hash(queue, redis, start_worker)
+    assert sorted(await queue.clean(0, 100, "failed")) == sorted([good.id, bad.id])
+    assert not await redis.exists(queue.keys.job(bad.id))
+
+
+async def _attempts_made_is(queue: Queue, job_id: str, n: int) -> bool:
+    job = await queue.get_job(job_id)
+    return job is not None and job.attempts_made == n

@@ -43,7 +43,7 @@ local removed = {}
 local next_cursor = -1
 
 local function added_on(id)
-  return tonumber(redis.call('HGET', base .. 'job:' .. id, 'ts') or '0')
+  return tonumber(job_fields(base .. 'job:' .. id, 'ts')[1] or '0') or 0
 end
 
 if state == 'completed' or state == 'failed' then

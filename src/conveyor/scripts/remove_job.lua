@@ -42,7 +42,7 @@ if ARGV[4] == '1' then
   remove_pending_children(job_key, now, ARGV[3])
 end
 redis.call('LREM', KEYS[1], 0, id)
-local group = redis.call('HGET', base .. 'job:' .. id, 'grp')
+local group = job_fields(base .. 'job:' .. id, 'grp')[1]
 if group then
   redis.call('LREM', base .. 'group:' .. group, 0, id)
   if redis.call('LLEN', base .. 'group:' .. group) == 0 then

@@ -18,10 +18,14 @@ local base = ARGV[1]
 local cutoff = tonumber(ARGV[3]) or now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[2]))
 call_chunked({'ZREM', KEYS[1]}, ids)
-local moved, events = {}, {}
+local moved, corrupt, events = {}, {}, {}
 for _, id in ipairs(ids) do
   local job_key = base .. 'job:' .. id
-  if redis.call('EXISTS', job_key) == 1 then
+  local kind = redis.call('TYPE', job_key).ok
+  if kind ~= 'hash' and kind ~= 'none' then
+    corrupt[#corrupt + 1] = id  -- back as it is: a worker fails it again, saying why
+    events[#events + 1] = {id}
+  elseif kind == 'hash' then
     redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv')
     flow_child_retried(job_key)
     if ARGV[4] == '1' then
@@ -33,5 +37,11 @@ for _, id in ipairs(ids) do
 end
 push_ready_many({wait = KEYS[2], prioritized = KEYS[3], pc = KEYS[4], meta = KEYS[5],
                  marker = KEYS[6]}, base, moved)
+if #corrupt > 0 then  -- no priority or group can be read: plain waiting jobs
+  call_chunked({'RPUSH', KEYS[2]}, corrupt)
+  if redis.call('HEXISTS', KEYS[5], 'paused') == 0 then
+    redis.call('ZADD', KEYS[6], 0, '0')
+  end
+end
 emit_many(KEYS[7], ARGV[5], 'waiting', events)
 return {#ids, cutoff}

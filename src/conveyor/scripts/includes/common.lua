@@ -1,6 +1,17 @@
 -- Helpers shared by the scripts: the clock, events, and putting a job where a
 -- worker will find it.
 
+-- Fields of a job's hash, as HMGET gives them; all nil (an empty table) when
+-- the key is not a hash: a corrupt job, which must still be removable and
+-- retryable (a worker fails it again at once) instead of aborting the script.
+local function job_fields(key, ...)
+  local found = redis.pcall('HMGET', key, ...)
+  if found.err then
+    return {}
+  end
+  return found
+end
+
 -- Milliseconds since the epoch by Redis' own clock: one clock for every
 -- producer and worker, whatever their hosts say.
 local function now_ms()
@@ -160,7 +171,7 @@ local function push_ready(wait_key, prioritized_key, pc_key, meta_key, marker_ke
                           job_id, priority, front, handed_back)
   priority = priority or 0  -- nil: a corrupt `prio` field counts as 0
   local base = string.sub(wait_key, 1, -5)  -- wait_key is base .. 'wait'
-  local group = redis.call('HGET', base .. 'job:' .. job_id, 'grp')
+  local group = job_fields(base .. 'job:' .. job_id, 'grp')[1]
   front = front or handed_back
   if group then
     push_grouped(base, group, job_id, front)

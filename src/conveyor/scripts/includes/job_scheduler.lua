@@ -99,8 +99,8 @@ local function scheduler_pending(base, id)
   if string.sub(id, 1, 6) ~= 'sched-' then
     return false
   end
-  local sch = redis.call('HGET', base .. 'job:' .. id, 'sch')
-  return sch ~= false and redis.call('HGET', base .. 'scheduler:' .. sch, 'pend') == id
+  local sch = job_fields(base .. 'job:' .. id, 'sch')[1]
+  return sch and redis.call('HGET', base .. 'scheduler:' .. sch, 'pend') == id
 end
 
 -- The pending job `id` of a scheduler was promoted: it runs now, so the
@@ -110,7 +110,7 @@ local function scheduler_job_promoted(base, id, now)
   if not scheduler_pending(base, id) then
     return
   end
-  local sch = redis.call('HGET', base .. 'job:' .. id, 'sch')
+  local sch = redis.call('HGET', base .. 'job:' .. id, 'sch')  -- a hash: it was pending
   local skey = base .. 'scheduler:' .. sch
   if (redis.call('HGET', skey, 'nxt') or '') ~= '' then
     redis.call('HSET', skey, 'cur', now)

@@ -24,7 +24,7 @@ end
 local function jobs_removed(base, ids, now, maxlen)
   for _, id in ipairs(ids) do
     local key = base .. 'job:' .. id
-    local job = redis.call('HMGET', key, 'par', 'opts')
+    local job = job_fields(key, 'par', 'opts')
     if job[1] then
       flow_dependency_done(job[1], key, now, maxlen)
     end
@@ -52,7 +52,7 @@ local function remove_pending_children(pkey, now, maxlen)
     local cbase, cid = flow_key_parts(child)
     if redis.call('EXISTS', child) == 1 then
       remove_pending_children(child, now, maxlen)
-      local job = redis.call('HMGET', child, 'grp', 'opts')
+      local job = job_fields(child, 'grp', 'opts')
       redis.call('LREM', cbase .. 'wait', 0, cid)
       if job[1] then
         local list = cbase .. 'group:' .. job[1]
