@@ -32,11 +32,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.text import Text
 
-from .connection import DEFAULT_URL
-from .errors import ConveyorError
+from ..connection import DEFAULT_URL
+from ..errors import ConveyorError
 
 if TYPE_CHECKING:
-    from .inspect import Inspector
+    from ..inspect import Inspector
 
 __all__ = [
     "DURATION",
@@ -232,7 +232,7 @@ def with_inspector(
 ) -> T:
     """Open an Inspector on ``target``, run ``body`` with it, close it: one line
     of error for anything the user can fix."""
-    from .inspect import Inspector
+    from ..inspect import Inspector
 
     async def main() -> T:
         async with Inspector(target.url, prefix=target.prefix, queues=queues) as inspector:

@@ -24,9 +24,9 @@ from typing import Any
 import click
 from redis.exceptions import RedisError
 
-from .app import Conveyor
-from .cli_support import SafeFormatter, check_url
-from .errors import ConveyorError
+from ..app import Conveyor
+from ..errors import ConveyorError
+from .support import SafeFormatter, check_url
 
 __all__ = ["load_app", "worker"]
 
@@ -173,7 +173,7 @@ def _start_metrics(
         return None
     host, port = address
     try:
-        from .web.prometheus import start_metrics_server
+        from ..web.prometheus import start_metrics_server
     except ImportError as exc:
         raise click.ClickException(f"--metrics-port: conveyor.web.prometheus: {exc}") from None
     try:
