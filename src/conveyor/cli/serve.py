@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .support import Target, fail, redis_options, run
+from .support import Target, fail, needs_web_extra, redis_options, run
 
 __all__ = ["bench", "dashboard", "demo", "is_loopback", "listen"]
 
@@ -84,11 +84,12 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
     The token comes from --token, --token-file, $CONVEYOR_TOKEN or (its older
     name) $CONVEYOR_DASHBOARD_TOKEN, the first given.
     """
-    import uvicorn
+    with needs_web_extra("conveyor dashboard"):
+        import uvicorn
 
-    from ..web.app import check_listen, create_app
-    from ..web.guard import host_allowance
-    from ..web.server import WebServer
+        from ..web.app import check_listen, create_app
+        from ..web.guard import host_allowance
+        from ..web.server import WebServer
 
     token = _dashboard_token(token, token_file)
     try:
@@ -175,7 +176,9 @@ def demo(seconds: float | None, port: int, host: str) -> None:
     """
     if not is_loopback(host):
         fail(f"the demo serves its dashboard without a token: use a loopback host, not {host}")
-    from ..demo import run_demo
+    with needs_web_extra("conveyor demo"):
+        from ..demo import run_demo
+        from ..web import app as _web_app  # noqa: F401 (run_demo imports it later: check now)
 
     sock = listen(host, port)
     try:

@@ -18,7 +18,8 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -50,6 +51,7 @@ __all__ = [
     "fail",
     "format_duration",
     "format_ms",
+    "needs_web_extra",
     "parse_json",
     "redact",
     "redis_options",
@@ -106,6 +108,24 @@ def _one_line(exc: click.ClickException) -> str:
 def fail(message: str) -> NoReturn:
     """Stop the command with ``message`` as its one line of error."""
     raise click.ClickException(message)
+
+
+#: The top-level modules of the ``web`` extra (and what they bring along).
+WEB_MODULES = frozenset(
+    {"fastapi", "fastapi_offline", "prometheus_client", "pydantic", "starlette", "uvicorn"}
+)
+
+
+@contextmanager
+def needs_web_extra(what: str) -> Iterator[None]:
+    """Imports of the web stack for ``what`` (e.g. ``conveyor dashboard``): a
+    missing module of the extra is one line saying what to install."""
+    try:
+        yield
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in WEB_MODULES:
+            raise
+        fail(f"{what} needs the web extra: pip install 'conveyor[web]'")
 
 
 # -- the connection ------------------------------------------------------------
