@@ -25,7 +25,7 @@ from click.testing import CliRunner, Result
 
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
-from conveyor.cli_support import DURATION, format_duration
+from conveyor.cli.support import DURATION, format_duration
 from conveyor.embedded import free_port
 from helpers import running, wait_for
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conveyor.cli import main
-from conveyor.cli_support import redact
+from conveyor.cli.support import redact
 from conveyor.embedded import free_port
 
 #: Any text at all, but long enough not to be found by chance in the rest of the URL.

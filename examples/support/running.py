@@ -23,8 +23,8 @@ from typing import Any
 
 import uvicorn
 
-from conveyor.cli_web import WebServer
 from conveyor.embedded import RedisServer
+from conveyor.web.server import WebServer
 
 from .postgres import PostgresServer, database_url
 from .receivers import HttpReceiver, SmtpSink

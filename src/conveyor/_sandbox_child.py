@@ -262,9 +262,9 @@ class _Child:
     def _run_task(self, fn: Any, job: _JobView, kwargs: dict[str, Any], is_async: bool) -> Any:
         """A task's function with its arguments; current_job() / current_sync_job()
         give it the job, as in a worker without sandbox."""
-        from . import app
+        from . import tasks
 
-        var: Any = app._current_job if is_async else app._current_sync_job
+        var: Any = tasks.current_job_var if is_async else tasks.current_sync_job_var
         token = var.set(job)
         try:
             return self._result(fn(**kwargs))

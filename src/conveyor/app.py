@@ -1,4 +1,4 @@
-"""The task API: functions as jobs, typed like the functions themselves.
+"""The task app: tasks registered, scheduled and run.
 
 ::
 
@@ -9,19 +9,16 @@
         ...
 
     job = await send_email.enqueue(to="ada@example.com", subject="Hi")
-    job = await send_email.with_options(delay=60_000).enqueue("ada@example.com", "Hi")
 
-    @app.cron("0 9 * * *", tz="Europe/Berlin")
+    @app.cron("0 9 * * *", tz="Europe/Berlin")     # = app.schedule(cron=..., tz=...)
     @app.task(queue="reports")
     async def daily_report() -> None: ...
 
     await app.run(["email", "reports"], concurrency=50)   # or: conveyor worker module:app
 
-A job of a task is named after the task and its data is the call's arguments
-bound to the function's parameters, as a dict of keyword arguments, so any
-producer (``conveyor enqueue``, the REST API, another language) can make one.
-One :class:`~conveyor.Worker` per queue runs every task of that queue,
-choosing the function by the job's name.
+What a task is and how a call becomes a job is :mod:`conveyor.tasks` (its
+names are importable from here too). One :class:`~conveyor.Worker` per queue
+runs every task of that queue, choosing the function by the job's name.
 """
 
 from __future__ import annotations
@@ -31,24 +28,13 @@ import contextvars
 import functools
 import inspect
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Generic,
-    ParamSpec,
-    TypedDict,
-    TypeVar,
-    Unpack,
-    overload,
-)
+from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
-import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -57,26 +43,32 @@ from . import tracing
 from .connection import AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
-from .options import (
-    BackoffSpec,
-    Duration,
-    JobOptions,
-    RetentionSpec,
-    validate_job_name,
-    validate_queue_name,
-)
+from .options import BackoffSpec, Duration, RetentionSpec, validate_job_name
 from .queue import Queue
 from .sandbox import SandboxPool, make_pool, task_reference
 from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
 from .sync import SyncJob
+from .tasks import (
+    TASK_OPTIONS,
+    Task,
+    TaskArgumentsError,
+    TaskCall,
+    TaskOptions,
+    check_options,
+    checked_queue_name,
+    current_job,
+    current_job_var,
+    current_sync_job,
+    current_sync_job_var,
+)
 from .worker import Worker
 
 if TYPE_CHECKING:
-
     from . import sync
 
 __all__ = [
     "Conveyor",
+    "ScheduleArguments",
     "ScheduleOptions",
     "Task",
     "TaskArgumentsError",
@@ -90,24 +82,6 @@ log = logging.getLogger("conveyor.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class TaskOptions(TypedDict, total=False):
-    """Job options a task (or one call, through ``with_options``) may set:
-    those of :meth:`conveyor.Queue.add`."""
-
-    job_id: str | None
-    delay: Duration
-    priority: int
-    attempts: int
-    backoff: BackoffSpec
-    lifo: bool
-    timeout: Duration | None
-    remove_on_complete: RetentionSpec
-    remove_on_fail: RetentionSpec
-    deduplication: Mapping[str, Any] | None
-    dead_letter_queue: str | None
-    group: str | None
 
 
 class ScheduleOptions(TypedDict, total=False):
@@ -125,214 +99,26 @@ class ScheduleOptions(TypedDict, total=False):
     group: str | None
 
 
+class ScheduleArguments(ScheduleOptions, total=False):
+    """What :meth:`Conveyor.cron` and :meth:`Conveyor.every` pass on to
+    :meth:`Conveyor.schedule`: its arguments but the timing, and job options."""
+
+    queue: str | None
+    scheduler_id: str | None
+    kwargs: Mapping[str, Any] | None
+    start_date: datetime | int | None
+    end_date: datetime | int | None
+    limit: int | None
+    immediately: bool
+    missed: MissedPolicy
+
+
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-TASK_OPTIONS = TaskOptions.__optional_keys__
 SCHEDULE_OPTIONS = ScheduleOptions.__optional_keys__
 #: What configure_worker may set: the Worker's options but those the app owns.
 WORKER_OPTIONS = frozenset(inspect.signature(Worker.__init__).parameters) - {
     "self", "queue_name", "processor", "connection", "prefix"
 }
-
-
-class TaskArgumentsError(ValidationError, TypeError):
-    """The arguments of an ``enqueue`` do not fit the task's parameters (raised
-    before anything is written; a ``TypeError`` as a wrong call would be)."""
-
-
-#: The parameter a signature.bind() TypeError names ("missing a required argument: 'to'").
-_QUOTED = re.compile(r"'([^']+)'")
-
-_current_job: contextvars.ContextVar[Job] = contextvars.ContextVar("conveyor_job")
-_current_sync_job: contextvars.ContextVar[SyncJob] = contextvars.ContextVar("conveyor_sync_job")
-
-
-def current_job() -> Job:
-    """The job an ``async def`` task is running for (to report progress or log)."""
-    try:
-        return _current_job.get()
-    except LookupError:
-        raise RuntimeError("current_job() is only available inside an async task") from None
-
-
-def current_sync_job() -> SyncJob:
-    """The job a plain ``def`` task is running for, with blocking methods."""
-    try:
-        return _current_sync_job.get()
-    except LookupError:
-        raise RuntimeError("current_sync_job() is only available inside a def task") from None
-
-
-def _check_options(options: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
-    for option in options:
-        if option not in allowed:
-            raise ValidationError(
-                option, f"unknown {what} option; expected one of {', '.join(sorted(allowed))}"
-            )
-    JobOptions.parse(options)  # refuse bad values now, naming the field
-
-
-def _queue_name(name: object) -> str:
-    try:
-        return validate_queue_name(name)
-    except ValidationError as exc:
-        raise ValidationError("queue", str(exc).split(": ", 1)[1], name) from None
-
-
-class Task(Generic[P, R]):
-    """A function registered with :meth:`Conveyor.task`. Calling it calls the
-    function; :meth:`enqueue` makes a job that a worker runs it for."""
-
-    def __init__(
-        self, app: Conveyor, fn: Callable[P, R], *, name: str, queue: str,
-        options: Mapping[str, Any], sandbox: bool = False,
-    ) -> None:
-        self.app = app
-        self.fn = fn
-        self.name = name
-        self.queue = queue
-        self.options = dict(options)
-        #: Run in a child process of the worker (see conveyor.sandbox).
-        self.sandbox = sandbox
-        self.signature = inspect.signature(fn)
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004
-        )
-        self._var_keyword: str | None = None
-        for param in self.signature.parameters.values():
-            if param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
-                raise ValidationError(
-                    param.name, f"{name}(): a task's arguments are stored by name, so it "
-                    "cannot take positional-only parameters or *args"
-                )
-            if param.kind is param.VAR_KEYWORD:
-                self._var_keyword = param.name
-        functools.update_wrapper(self, fn)
-
-    def __repr__(self) -> str:
-        return f"<Task {self.name!r} queue={self.queue!r}>"
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self.fn(*args, **kwargs)
-
-    def arguments(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """The job data for this call: the arguments bound to the function's
-        parameters, as keyword arguments. Raises :class:`TaskArgumentsError`."""
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            named = _QUOTED.search(str(exc))
-            field = named.group(1) if named else "arguments"
-            raise TaskArgumentsError(field, f"{self.name}() {exc}") from None
-        data = dict(bound.arguments)
-        if self._var_keyword is not None and self._var_keyword in data:
-            data.update(data.pop(self._var_keyword))
-        if tracing.TRACE_KEY in data:
-            raise TaskArgumentsError(tracing.TRACE_KEY, "is reserved for the trace context")
-        return data
-
-    def with_options(self, **options: Unpack[TaskOptions]) -> TaskCall[P, R]:
-        """The same task with these job options for the next enqueue
-        (``delay``, ``job_id``, ``priority``...: see :meth:`conveyor.Queue.add`)."""
-        return TaskCall(self, {**self.options, **_checked(options)})
-
-    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """Add a job that runs this task with these arguments; returns it."""
-        return await _enqueue(self, self.options, args, kwargs)
-
-    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncJob:
-        """:meth:`enqueue` for synchronous code (Django, Flask, scripts): blocks
-        until Redis has the job."""
-        return _enqueue_sync(self, self.options, args, kwargs)
-
-
-class TaskCall(Generic[P, R]):
-    """A task with job options for one enqueue: ``task.with_options(...)``."""
-
-    def __init__(self, task: Task[P, R], options: Mapping[str, Any]) -> None:
-        self.task = task
-        self.options = dict(options)
-
-    def __repr__(self) -> str:
-        return f"<TaskCall {self.task.name!r} options={self.options!r}>"
-
-    def with_options(self, **options: Unpack[TaskOptions]) -> TaskCall[P, R]:
-        """These options on top of the ones given so far."""
-        return TaskCall(self.task, {**self.options, **_checked(options)})
-
-    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job:
-        """:meth:`Task.enqueue` with the options."""
-        return await _enqueue(self.task, self.options, args, kwargs)
-
-    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> SyncJob:
-        """:meth:`Task.enqueue_sync` with the options."""
-        return _enqueue_sync(self.task, self.options, args, kwargs)
-
-
-def _checked(options: Mapping[str, Any]) -> Mapping[str, Any]:
-    _check_options(options, TASK_OPTIONS, "job")
-    return options
-
-
-async def _enqueue(
-    task: Task[Any, Any], options: Mapping[str, Any], args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-) -> Job:
-    data = task.arguments(*args, **kwargs)
-    queue = task.app.queue(task.queue)
-    if not tracing.ENABLED:
-        return await _add(queue, task, data, options)
-    with tracing.add_span(task.queue, task.name, task.app.tracer_provider) as (span, carrier):
-        if carrier:
-            data[tracing.TRACE_KEY] = carrier
-        job = await _add(queue, task, data, options)
-        tracing.set_job_id(span, job.id)
-        return job
-
-
-def _enqueue_sync(
-    task: Task[Any, Any], options: Mapping[str, Any], args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-) -> SyncJob:
-    data = task.arguments(*args, **kwargs)
-    queue = task.app.sync_queue(task.queue)
-    if not tracing.ENABLED:
-        return _add_sync(queue, task, data, options)
-    with tracing.add_span(task.queue, task.name, task.app.tracer_provider) as (span, carrier):
-        if carrier:
-            data[tracing.TRACE_KEY] = carrier
-        job = _add_sync(queue, task, data, options)
-        tracing.set_job_id(span, job.id)
-        return job
-
-
-async def _add(
-    queue: Queue, task: Task[Any, Any], data: dict[str, Any], options: Mapping[str, Any]
-) -> Job:
-    try:
-        return await queue.add(task.name, data, **options)
-    except ValidationError as exc:
-        raise _name_argument(exc, data) from None
-
-
-def _add_sync(
-    queue: sync.Queue, task: Task[Any, Any], data: dict[str, Any], options: Mapping[str, Any]
-) -> SyncJob:
-    try:
-        return queue.add(task.name, data, **options)
-    except ValidationError as exc:
-        raise _name_argument(exc, data) from None
-
-
-def _name_argument(exc: ValidationError, data: Mapping[str, Any]) -> ValidationError:
-    """Data that does not serialize: say which argument."""
-    if exc.field != "data":
-        return exc
-    for name, value in data.items():
-        try:
-            orjson.dumps(value)
-        except TypeError as err:
-            return ValidationError(name, f"argument does not serialize to JSON: {err}", value)
-    return exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +170,7 @@ class Conveyor(AsyncClosing):
             raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
         self.connection = connection
         self.prefix = prefix
-        self.default_queue = _queue_name(default_queue)
+        self.default_queue = checked_queue_name(default_queue)
         self.tracer_provider = tracer_provider
         self._tasks: dict[str, dict[str, Task[Any, Any]]] = {}  # queue -> name -> task
         self._schedules: dict[tuple[str, str], _Schedule] = {}
@@ -422,8 +208,8 @@ class Conveyor(AsyncClosing):
         must be unique on its queue. A plain ``def`` runs in a worker thread;
         with ``sandbox=True`` either kind runs in a child process of the worker,
         which a timeout or cancel kills (see :mod:`conveyor.sandbox`)."""
-        queue_name = self.default_queue if queue is None else _queue_name(queue)
-        _check_options(options, TASK_OPTIONS, "task")
+        queue_name = self.default_queue if queue is None else checked_queue_name(queue)
+        check_options(options, TASK_OPTIONS, "task")
         if not isinstance(sandbox, bool):
             raise ValidationError("sandbox", f"must be a bool, got {sandbox!r}")
 
@@ -450,10 +236,11 @@ class Conveyor(AsyncClosing):
 
         return register if fn is None else register(fn)
 
-    def cron(
+    def schedule(
         self,
-        expression: str,
         *,
+        cron: str | None = None,
+        every: int | timedelta | None = None,
         tz: str = "UTC",
         queue: str | None = None,
         scheduler_id: str | None = None,
@@ -465,49 +252,19 @@ class Conveyor(AsyncClosing):
         missed: MissedPolicy = "run_once",
         **options: Unpack[ScheduleOptions],
     ) -> Callable[[Callable[P, R]], Task[P, R]]:
-        """Run a task on a cron schedule (5 fields, or 6 with seconds first,
-        read in the IANA time zone ``tz``), on the task's queue, with the
-        arguments ``kwargs``. Decorates a task, or a function that it makes a
-        task of (on ``queue``). The scheduler (id: ``scheduler_id``, default the
-        task's name) is upserted whenever a worker of the queue starts; see
+        """Run a task on a schedule: exactly one of ``cron`` (5 fields, or 6
+        with seconds first, read in the IANA time zone ``tz``) and ``every`` (ms
+        or ``timedelta``), on the task's queue, with the arguments ``kwargs``.
+        Decorates a task, or a function that it makes a task of (on ``queue``).
+        The scheduler (id: ``scheduler_id``, default the task's name) is upserted
+        whenever a worker of the queue starts; see
         :meth:`conveyor.Queue.upsert_job_scheduler` for the other arguments."""
-        return self._schedule(
-            None, expression, tz, queue, scheduler_id, kwargs, start_date, end_date, limit,
-            immediately, missed, options,
-        )
-
-    def every(
-        self,
-        interval: int | timedelta,
-        *,
-        queue: str | None = None,
-        scheduler_id: str | None = None,
-        kwargs: Mapping[str, Any] | None = None,
-        start_date: datetime | int | None = None,
-        end_date: datetime | int | None = None,
-        limit: int | None = None,
-        immediately: bool = False,
-        missed: MissedPolicy = "run_once",
-        **options: Unpack[ScheduleOptions],
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
-        """Run a task every ``interval`` (ms or ``timedelta``); as :meth:`cron`."""
-        return self._schedule(
-            interval, None, "UTC", queue, scheduler_id, kwargs, start_date, end_date, limit,
-            immediately, missed, options,
-        )
-
-    def _schedule(
-        self, every: int | timedelta | None, cron: str | None, tz: str, queue: str | None,
-        scheduler_id: str | None, kwargs: Mapping[str, Any] | None,
-        start_date: datetime | int | None, end_date: datetime | int | None, limit: int | None,
-        immediately: bool, missed: MissedPolicy, options: Mapping[str, Any],
-    ) -> Callable[[Callable[P, R]], Task[P, R]]:
         _spec(every, cron, tz, start_date, end_date, limit, missed)  # refuse it now
         if not isinstance(immediately, bool):
             raise ValidationError("immediately", f"must be a bool, got {immediately!r}")
-        _check_options(options, SCHEDULE_OPTIONS, "schedule")
+        check_options(options, SCHEDULE_OPTIONS, "schedule")
         if queue is not None:
-            queue = _queue_name(queue)
+            queue = checked_queue_name(queue)
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
             if isinstance(fn, Task):
@@ -533,6 +290,18 @@ class Conveyor(AsyncClosing):
             return task
 
         return register
+
+    def cron(
+        self, expression: str, *, tz: str = "UTC", **arguments: Unpack[ScheduleArguments]
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """:meth:`schedule` with ``cron=expression``."""
+        return self.schedule(cron=expression, tz=tz, **arguments)
+
+    def every(
+        self, interval: int | timedelta, **arguments: Unpack[ScheduleArguments]
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """:meth:`schedule` with ``every=interval`` (ms or ``timedelta``)."""
+        return self.schedule(every=interval, **arguments)
 
     # -- what is registered ---------------------------------------------------
 
@@ -618,7 +387,7 @@ class Conveyor(AsyncClosing):
         ``limiter``, ``backoff_strategy``, ``lock_duration``. Calling it again
         replaces the queue's settings; arguments of ``worker``/``run`` (and
         ``conveyor worker --concurrency``) win over them."""
-        queue = _queue_name(queue)
+        queue = checked_queue_name(queue)
         unknown = sorted(set(options) - WORKER_OPTIONS)
         if unknown:
             raise ValidationError(
@@ -638,7 +407,7 @@ class Conveyor(AsyncClosing):
         settings; ``concurrency`` defaults to the configured one, else 1.
         ``sandbox=True`` runs every task of the queue in child processes (else
         only the tasks registered with ``sandbox=True``)."""
-        queue = _queue_name(queue)
+        queue = checked_queue_name(queue)
         connection = self.connection
         options = {**self._worker_options.get(queue, {}), **options}
         configured = options.pop("concurrency", 1)
@@ -703,7 +472,7 @@ class Conveyor(AsyncClosing):
             raise ValidationError("tasks", "the app has no tasks")
         if queues is None:
             return known
-        names = list(dict.fromkeys(_queue_name(q) for q in queues))
+        names = list(dict.fromkeys(checked_queue_name(q) for q in queues))
         if not names:
             raise ValidationError("queues", "name at least one queue")
         for name in names:
@@ -765,14 +534,14 @@ class _Dispatcher:
                 target = self._targets[task.name] = task_reference(task.fn)
             return await self._pool.run(job, target, kwargs)
         if task.is_async:
-            token = _current_job.set(job)
+            token = current_job_var.set(job)
             try:
                 return await task.fn(**kwargs)
             finally:
-                _current_job.reset(token)
+                current_job_var.reset(token)
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the trace's span, into the thread
-        context.run(_current_sync_job.set, SyncJob(job, loop))
+        context.run(current_sync_job_var.set, SyncJob(job, loop))
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor")
         result = await loop.run_in_executor(

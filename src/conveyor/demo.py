@@ -33,9 +33,9 @@ from typing import Any
 import uvicorn
 
 from .app import Conveyor, Task, current_job
-from .cli_web import WebServer
 from .embedded import RedisServer
 from .errors import UnrecoverableError
+from .web.server import WebServer
 
 __all__ = ["QUEUES", "build_app", "run_demo"]
 

@@ -18,7 +18,8 @@ import os
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -32,11 +33,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.text import Text
 
-from .connection import DEFAULT_URL
-from .errors import ConveyorError
+from ..connection import DEFAULT_URL
+from ..errors import ConveyorError
 
 if TYPE_CHECKING:
-    from .inspect import Inspector
+    from ..inspect import Inspector
 
 __all__ = [
     "DURATION",
@@ -50,6 +51,7 @@ __all__ = [
     "fail",
     "format_duration",
     "format_ms",
+    "needs_web_extra",
     "parse_json",
     "redact",
     "redis_options",
@@ -106,6 +108,24 @@ def _one_line(exc: click.ClickException) -> str:
 def fail(message: str) -> NoReturn:
     """Stop the command with ``message`` as its one line of error."""
     raise click.ClickException(message)
+
+
+#: The top-level modules of the ``web`` extra (and what they bring along).
+WEB_MODULES = frozenset(
+    {"fastapi", "fastapi_offline", "prometheus_client", "pydantic", "starlette", "uvicorn"}
+)
+
+
+@contextmanager
+def needs_web_extra(what: str) -> Iterator[None]:
+    """Imports of the web stack for ``what`` (e.g. ``conveyor dashboard``): a
+    missing module of the extra is one line saying what to install."""
+    try:
+        yield
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in WEB_MODULES:
+            raise
+        fail(f"{what} needs the web extra: pip install 'conveyor[web]'")
 
 
 # -- the connection ------------------------------------------------------------
@@ -232,7 +252,7 @@ def with_inspector(
 ) -> T:
     """Open an Inspector on ``target``, run ``body`` with it, close it: one line
     of error for anything the user can fix."""
-    from .inspect import Inspector
+    from ..inspect import Inspector
 
     async def main() -> T:
         async with Inspector(target.url, prefix=target.prefix, queues=queues) as inspector:

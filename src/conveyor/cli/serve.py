@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli_support import Target, fail, redis_options, run
+from .support import Target, fail, needs_web_extra, redis_options, run
 
 __all__ = ["bench", "dashboard", "demo", "is_loopback", "listen"]
 
@@ -84,11 +84,12 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
     The token comes from --token, --token-file, $CONVEYOR_TOKEN or (its older
     name) $CONVEYOR_DASHBOARD_TOKEN, the first given.
     """
-    import uvicorn
+    with needs_web_extra("conveyor dashboard"):
+        import uvicorn
 
-    from .cli_web import WebServer
-    from .web.app import check_listen, create_app
-    from .web.guard import host_allowance
+        from ..web.app import check_listen, create_app
+        from ..web.guard import host_allowance
+        from ..web.server import WebServer
 
     token = _dashboard_token(token, token_file)
     try:
@@ -118,7 +119,7 @@ TOKEN_VARIABLES = ("CONVEYOR_TOKEN", "CONVEYOR_DASHBOARD_TOKEN")
 def _dashboard_token(token: str | None, token_file: Path | None) -> str | None:
     """The token from --token, --token-file or the environment, checked (one line of
     error naming where it came from); None for none."""
-    from .web.tokens import check_token
+    from ..web.tokens import check_token
 
     if token is not None and token_file is not None:
         fail("--token and --token-file do not go together: give one")
@@ -147,7 +148,7 @@ def _dashboard_token(token: str | None, token_file: Path | None) -> str | None:
 
 
 def _ping(target: Target) -> None:
-    from .connection import make_client
+    from ..connection import make_client
 
     async def ping() -> None:
         client, _ = make_client(target.url)
@@ -175,7 +176,9 @@ def demo(seconds: float | None, port: int, host: str) -> None:
     """
     if not is_loopback(host):
         fail(f"the demo serves its dashboard without a token: use a loopback host, not {host}")
-    from .demo import run_demo
+    with needs_web_extra("conveyor demo"):
+        from ..demo import run_demo
+        from ..web import app as _web_app  # noqa: F401 (run_demo imports it later: check now)
 
     sock = listen(host, port)
     try:

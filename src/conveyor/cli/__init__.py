@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import click
 
-from .cli_inspect import enqueue, jobs, queue, stats
-from .cli_serve import bench, dashboard, demo
-from .cli_support import CliGroup
-from .cli_worker import worker
+from .jobs import enqueue, jobs, queue, stats
+from .serve import bench, dashboard, demo
+from .support import CliGroup
+from .worker import worker
 
 __all__ = ["main"]
 

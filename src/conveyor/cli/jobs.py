@@ -19,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from .cli_support import (
+from ..keys import STATES
+from .support import (
     DURATION,
     Target,
     console,
@@ -33,10 +34,9 @@ from .cli_support import (
     safe_json,
     with_inspector,
 )
-from .keys import STATES
 
 if TYPE_CHECKING:
-    from .inspect import Inspector, JobDetail, JobPage, QueueHealth, QueueSummary
+    from ..inspect import Inspector, JobDetail, JobPage, QueueHealth, QueueSummary
 
 __all__ = ["enqueue", "jobs", "queue", "stats"]
 

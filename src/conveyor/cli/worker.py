@@ -24,9 +24,9 @@ from typing import Any
 import click
 from redis.exceptions import RedisError
 
-from .app import Conveyor
-from .cli_support import SafeFormatter, check_url
-from .errors import ConveyorError
+from ..app import Conveyor
+from ..errors import ConveyorError
+from .support import SafeFormatter, check_url, needs_web_extra
 
 __all__ = ["load_app", "worker"]
 
@@ -172,10 +172,8 @@ def _start_metrics(
     if address is None:
         return None
     host, port = address
-    try:
-        from .web.prometheus import start_metrics_server
-    except ImportError as exc:
-        raise click.ClickException(f"--metrics-port: conveyor.web.prometheus: {exc}") from None
+    with needs_web_extra("conveyor worker --metrics-port"):
+        from ..web.prometheus import start_metrics_server
     try:
         server = start_metrics_server(port, app.connection, list(queues), prefix=app.prefix,
                                       host=host)
