@@ -16,7 +16,7 @@ A scrape sends SMEMBERS of the registry and one TIME, then per queue:
 
 A minute's histogram takes no write once the minute is over (scripts stamp
 with Redis ``TIME``), so ended minutes are kept between scrapes, per
-:class:`~conveyor.inspect.Inspector`. The EXISTS counts the kept non-empty
+:class:`~conveyor.inspection.Inspector`. The EXISTS counts the kept non-empty
 minutes' keys (and the completed counts' key, so it always has one): if one
 is gone (the queue was obliterated, Redis evicted it), the queue is read
 afresh.
@@ -32,7 +32,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .._stream import text
-from ..inspect import Inspector
+from ..inspection import Inspector
 from ..keys import STATES, QueueKeys
 from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS
 

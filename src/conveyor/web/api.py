@@ -1,9 +1,11 @@
 """The REST API's routes under ``/api/v1``: argument parsing and formatting only;
-everything else is :class:`conveyor.inspect.Inspector`.
+everything else is :class:`conveyor.inspection.Inspector`.
 
-Two families: ``/queue/...`` answers in the camelCase shapes of the BullMQ
-dashboards' seed API; ``/queues/...`` is our own, snake_case, as
-``Inspector``'s ``to_dict()``.
+Two families, one source: both answer with the inspector's views rendered by
+one rule (``conveyor._render``). ``/queues/...`` is our own, snake_case, as
+the views' ``to_dict()``; ``/queue/...`` is the same rendering in camelCase
+with the names of the BullMQ dashboards' seed API (:func:`seed`). The
+response models trim each answer to its documented fields.
 
 A job id may contain ``/`` (sent as ``%2F`` or as is): a route takes the rest
 of the path as the id, and an action on a job (``/retry``, ``/promote``) is
@@ -14,7 +16,6 @@ always the last segment, so ``POST jobs/a/retry`` retries job ``a`` while
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from typing import Annotated, Any
 
@@ -22,10 +23,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.convertors import PathConvertor, register_url_convertor
 
-from ..inspect import Inspector, QueueSummary
+from .._render import camel, render
+from ..inspection import Inspector
 from . import models as m
 
-__all__ = ["build_router", "camel"]
+__all__ = ["build_router", "camel", "seed"]
 
 QueueName = Annotated[str, Path(description="The queue's name.", examples=["email"])]
 JobId = Annotated[str, Path(description="The job's id (any '/' in it as %2F or as is).",
@@ -51,9 +53,24 @@ async def get_inspector(request: Request) -> Inspector:
 Insp = Annotated[Inspector, Depends(get_inspector)]
 
 
-def camel(data: dict[str, Any]) -> dict[str, Any]:
-    """snake_case keys as camelCase (``processed_on_ms`` -> ``processedOnMs``)."""
-    return {re.sub(r"_([a-z])", lambda x: x.group(1).upper(), k): v for k, v in data.items()}
+#: The seed API's names for ours (after camelCase).
+_SEED_NAMES = {"queue": "queueName", "completedPerMin": "completedPerMinute",
+               "failedPerMin": "failedPerMinute"}
+#: The five counts (and their total) of the seed's queue lists.
+_SEED_COUNTS = ("waiting", "active", "completed", "failed", "delayed", "total")
+
+
+def seed(data: dict[str, Any], **names: str) -> dict[str, Any]:
+    """A rendered view in the seed API's shape: camelCase, its counts lifted to
+    the top, renamed as _SEED_NAMES and ``names`` say."""
+    out = camel(data)
+    out.update(camel(out.pop("counts", {})))
+    table = {**_SEED_NAMES, **names}
+    return {table.get(k, k): v for k, v in out.items()}
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    return {k: sum(row[k] for row in rows) for k in _SEED_COUNTS}
 
 
 def ok(data: Any, status_code: int = 200) -> Any:
@@ -61,23 +78,6 @@ def ok(data: Any, status_code: int = 200) -> Any:
     if status_code != 200:
         return JSONResponse({"success": True, "data": data}, status_code=status_code)
     return {"success": True, "data": data}
-
-
-def _counts(summary: QueueSummary) -> dict[str, Any]:
-    c = summary.counts
-    return {"waiting": c["waiting"], "active": c["active"], "completed": c["completed"],
-            "failed": c["failed"], "delayed": c["delayed"], "total": summary.total}
-
-
-def _queue_metrics(s: QueueSummary) -> dict[str, Any]:
-    return {
-        "queueName": s.name, **_counts(s), "prioritized": s.counts["prioritized"],
-        "waitingChildren": s.counts["waiting_children"], "paused": s.is_paused,
-        "workers": s.workers, "completedPerMinute": s.completed_per_min,
-        "failedPerMinute": s.failed_per_min,
-        "waitMs": {"p50": s.wait_p50_ms, "p95": s.wait_p95_ms},
-        "processingMs": {"p50": s.processing_p50_ms, "p95": s.processing_p95_ms},
-    }
 
 
 def build_router() -> APIRouter:
@@ -96,15 +96,13 @@ def _seed_routes(api: APIRouter) -> None:
     @api.get("/queue/metrics", tags=tags, response_model=m.Ok[m.QueuesMetrics])
     async def queues_metrics(inspector: Insp) -> Any:
         """Counts of every queue, and their totals."""
-        queues = [{"queueName": s.name, **_counts(s)} for s in await inspector.summaries()]
-        totals = {k: sum(q[k] for q in queues)
-                  for k in ("waiting", "active", "completed", "failed", "delayed", "total")}
-        return ok({"queues": queues, "totals": totals})
+        queues = [seed(s.to_dict(), name="queueName") for s in await inspector.summaries()]
+        return ok({"queues": queues, "totals": _totals(queues)})
 
     @api.get("/queue/metrics/{queue}", tags=tags, response_model=m.Ok[m.QueueMetrics])
     async def queue_metrics(queue: QueueName, inspector: Insp) -> Any:
         """One queue's counts, workers, rates and timings."""
-        return ok(_queue_metrics(await inspector.summary(queue)))
+        return ok(seed((await inspector.summary(queue)).to_dict(), name="queueName"))
 
     @api.get("/queue/dead-letter/{queue}", tags=tags, response_model=m.Ok[m.DeadLetterPage])
     async def dead_letter(
@@ -115,7 +113,7 @@ def _seed_routes(api: APIRouter) -> None:
         """The queue's jobs that failed for good, newest first."""
         found = await inspector.jobs(queue, "failed", start=(page - 1) * pageSize,
                                      count=pageSize)
-        return ok({"queueName": queue, "jobs": [camel(j.to_dict()) for j in found.jobs],
+        return ok({"queueName": queue, "jobs": [render(j, camel_case=True) for j in found.jobs],
                    "total": found.total, "page": page, "pageSize": pageSize})
 
     @api.post("/queue/retry/{queue}/{job_id:conveyor_job_id}", tags=tags,
@@ -138,26 +136,14 @@ def _seed_routes(api: APIRouter) -> None:
     @api.get("/queue/dashboard", tags=tags, response_model=m.Ok[m.DashboardData])
     async def dashboard(inspector: Insp) -> Any:
         """Overall health, statistics, the newest failures and performance per queue."""
-        board = await inspector.dashboard()
-        stats = [{"queueName": s.name, **_counts(s), "prioritized": s.counts["prioritized"],
-                  "waitingChildren": s.counts["waiting_children"]} for s in board.summaries]
-        totals = {k: sum(q[k] for q in stats)
-                  for k in ("waiting", "active", "completed", "failed", "delayed", "total")}
+        board = (await inspector.dashboard()).to_dict()
+        stats = [seed(row) for row in board["statistics"]["queues"]]
         return ok({
-            "status": board.status,
-            "queues": [{"queueName": h.queue, "status": h.status, "reasons": h.reasons}
-                       for h in board.health],
-            "statistics": {"totals": totals, "queues": stats},
-            "alerts": [{"queueName": a["queue"], "jobId": a["id"], "name": a["name"],
-                        "reason": a["reason"], "reasonTruncated": a["reason_truncated"],
-                        "failedOn": a["failed_on"],
-                        "failedOnMs": a["failed_on_ms"]} for a in board.alerts],
-            "performance": [
-                {k: v for k, v in _queue_metrics(s).items()
-                 if k in ("queueName", "completedPerMinute", "failedPerMinute", "waitMs",
-                          "processingMs")}
-                for s in board.summaries
-            ],
+            "status": board["health"]["status"],
+            "queues": [seed(h) for h in board["health"]["queues"]],
+            "statistics": {"totals": _totals(stats), "queues": stats},
+            "alerts": [seed(a, id="jobId") for a in board["alerts"]],
+            "performance": [seed(p) for p in board["performance"]],
         })
 
 
