@@ -26,6 +26,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from .._render import camel, render
 from ..inspection import Inspector
 from . import models as m
+from . import schemas as v
 
 __all__ = ["build_router", "camel", "seed"]
 
@@ -93,18 +94,18 @@ def _seed_routes(api: APIRouter) -> None:
     """The BullMQ-seed family, camelCase."""
     tags: list[str | Enum] = ["queue (BullMQ-seed shapes)"]
 
-    @api.get("/queue/metrics", tags=tags, response_model=m.Ok[m.QueuesMetrics])
+    @api.get("/queue/metrics", tags=tags, response_model=m.Ok[v.QueuesMetrics])
     async def queues_metrics(inspector: Insp) -> Any:
         """Counts of every queue, and their totals."""
         queues = [seed(s.to_dict(), name="queueName") for s in await inspector.summaries()]
         return ok({"queues": queues, "totals": _totals(queues)})
 
-    @api.get("/queue/metrics/{queue}", tags=tags, response_model=m.Ok[m.QueueMetrics])
+    @api.get("/queue/metrics/{queue}", tags=tags, response_model=m.Ok[v.QueueMetrics])
     async def queue_metrics(queue: QueueName, inspector: Insp) -> Any:
         """One queue's counts, workers, rates and timings."""
         return ok(seed((await inspector.summary(queue)).to_dict(), name="queueName"))
 
-    @api.get("/queue/dead-letter/{queue}", tags=tags, response_model=m.Ok[m.DeadLetterPage])
+    @api.get("/queue/dead-letter/{queue}", tags=tags, response_model=m.Ok[v.DeadLetterPage])
     async def dead_letter(
         queue: QueueName, inspector: Insp,
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
@@ -117,14 +118,14 @@ def _seed_routes(api: APIRouter) -> None:
                    "total": found.total, "page": page, "pageSize": pageSize})
 
     @api.post("/queue/retry/{queue}/{job_id:conveyor_job_id}", tags=tags,
-              response_model=m.Ok[m.RetryResult])
+              response_model=m.Ok[v.RetryResult])
     async def retry_one(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed (or completed) job back to waiting."""
         await inspector.retry(queue, job_id)
         state = await inspector.queue(queue).get_job_state(job_id)
         return ok({"queueName": queue, "jobId": job_id, "state": state})
 
-    @api.post("/queue/clean/{queue}", tags=tags, response_model=m.Ok[m.CleanResult])
+    @api.post("/queue/clean/{queue}", tags=tags, response_model=m.Ok[v.CleanResult])
     async def clean_seed(queue: QueueName, inspector: Insp,
                          body: m.CamelClean | None = None) -> Any:
         """Remove jobs of a state (default failed), at least graceMs old, up to limit."""
@@ -133,7 +134,7 @@ def _seed_routes(api: APIRouter) -> None:
                                         limit=body.limit)
         return ok({"queueName": queue, "removed": removed})
 
-    @api.get("/queue/dashboard", tags=tags, response_model=m.Ok[m.DashboardData])
+    @api.get("/queue/dashboard", tags=tags, response_model=m.Ok[v.DashboardData])
     async def dashboard(inspector: Insp) -> Any:
         """Overall health, statistics, the newest failures and performance per queue."""
         board = (await inspector.dashboard()).to_dict()
@@ -151,42 +152,42 @@ def _queue_routes(api: APIRouter) -> None:
     """Our own family, per queue."""
     tags: list[str | Enum] = ["queues"]
 
-    @api.get("/health", tags=["health"], response_model=m.Ok[m.ApiHealth])
+    @api.get("/health", tags=["health"], response_model=m.Ok[v.ApiHealth])
     async def health(inspector: Insp) -> Any:
         """Redis answers; how many queues are known."""
         await inspector.client.ping()
         return ok({"redis": "ok", "queues": len(await inspector.queue_names())})
 
-    @api.get("/queues", tags=tags, response_model=m.Ok[list[m.QueueSummary]])
+    @api.get("/queues", tags=tags, response_model=m.Ok[list[v.QueueSummary]])
     async def queues(inspector: Insp) -> Any:
         """Every queue's summary."""
         return ok([s.to_dict() for s in await inspector.summaries()])
 
-    @api.get("/queues/{queue}", tags=tags, response_model=m.Ok[m.QueueSummary])
+    @api.get("/queues/{queue}", tags=tags, response_model=m.Ok[v.QueueSummary])
     async def queue_summary(queue: QueueName, inspector: Insp) -> Any:
         """One queue's summary."""
         return ok((await inspector.summary(queue)).to_dict())
 
-    @api.post("/queues/{queue}/pause", tags=tags, response_model=m.Ok[m.QueueSummary])
+    @api.post("/queues/{queue}/pause", tags=tags, response_model=m.Ok[v.QueueSummary])
     async def pause(queue: QueueName, inspector: Insp) -> Any:
         """Stop workers from starting the queue's jobs (adds still land)."""
         await inspector.pause(queue)
         return ok((await inspector.summary(queue)).to_dict())
 
-    @api.post("/queues/{queue}/resume", tags=tags, response_model=m.Ok[m.QueueSummary])
+    @api.post("/queues/{queue}/resume", tags=tags, response_model=m.Ok[v.QueueSummary])
     async def resume(queue: QueueName, inspector: Insp) -> Any:
         """Let workers start the queue's jobs again."""
         await inspector.resume(queue)
         return ok((await inspector.summary(queue)).to_dict())
 
-    @api.post("/queues/{queue}/retry", tags=tags, response_model=m.Ok[m.Retried])
+    @api.post("/queues/{queue}/retry", tags=tags, response_model=m.Ok[v.Retried])
     async def retry_all(queue: QueueName, inspector: Insp,
                         body: m.RetryAll | None = None) -> Any:
         """Send every failed (or completed) job back to waiting."""
         body = body or m.RetryAll()
         return ok({"retried": await inspector.retry_all(queue, body.state)})
 
-    @api.post("/queues/{queue}/clean", tags=tags, response_model=m.Ok[m.Removed])
+    @api.post("/queues/{queue}/clean", tags=tags, response_model=m.Ok[v.Removed])
     async def clean(queue: QueueName, inspector: Insp, body: m.Clean | None = None) -> Any:
         """Remove jobs of a state (default completed), at least grace_ms old, up to limit."""
         body = body or m.Clean()
@@ -194,19 +195,19 @@ def _queue_routes(api: APIRouter) -> None:
                                         limit=body.limit)
         return ok({"removed": removed})
 
-    @api.get("/queues/{queue}/throughput", tags=tags, response_model=m.Ok[m.Throughput])
+    @api.get("/queues/{queue}/throughput", tags=tags, response_model=m.Ok[v.Throughput])
     async def throughput(queue: QueueName, inspector: Insp,
                          minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> Any:
         """Jobs completed and failed per minute, oldest first."""
         found = await inspector.throughput(queue, minutes)
         return ok({"minutes": found.minutes})
 
-    @api.get("/queues/{queue}/schedulers", tags=tags, response_model=m.Ok[list[m.Scheduler]])
+    @api.get("/queues/{queue}/schedulers", tags=tags, response_model=m.Ok[list[v.Scheduler]])
     async def schedulers(queue: QueueName, inspector: Insp) -> Any:
         """The queue's job schedulers, soonest first."""
         return ok([s.to_dict() for s in await inspector.schedulers(queue)])
 
-    @api.get("/queues/{queue}/workers", tags=tags, response_model=m.Ok[list[m.Worker]])
+    @api.get("/queues/{queue}/workers", tags=tags, response_model=m.Ok[list[v.Worker]])
     async def workers(queue: QueueName, inspector: Insp) -> Any:
         """The queue's live workers."""
         return ok([w.to_dict() for w in await inspector.workers(queue)])
@@ -216,10 +217,10 @@ def _job_routes(api: APIRouter) -> None:
     """Our own family, per job."""
     tags: list[str | Enum] = ["jobs"]
 
-    @api.get("/queues/{queue}/jobs", tags=tags, response_model=m.Ok[m.JobPage])
+    @api.get("/queues/{queue}/jobs", tags=tags, response_model=m.Ok[v.JobPage])
     async def jobs(
         queue: QueueName, inspector: Insp,
-        state: Annotated[m.JobState, Query()] = "waiting",
+        state: Annotated[v.JobState, Query()] = "waiting",
         start: Annotated[int, Query(ge=0, le=10**12)] = 0,
         count: Annotated[int, Query(ge=1, le=1000)] = 20,
     ) -> Any:
@@ -227,14 +228,14 @@ def _job_routes(api: APIRouter) -> None:
         return ok((await inspector.jobs(queue, state, start=start, count=count)).to_dict())
 
     @api.post("/queues/{queue}/jobs", tags=tags, status_code=201,
-              response_model=m.Ok[m.JobSummary])
+              response_model=m.Ok[v.JobSummary])
     async def enqueue(queue: QueueName, body: m.NewJob, inspector: Insp) -> Any:
         """Add a job (the queue need not exist yet)."""
         job = await inspector.enqueue(queue, body.name, body.data, body.options)
         return ok((await inspector.job_summary(queue, job)).to_dict(), 201)
 
     @api.get("/queues/{queue}/jobs/{job_id:conveyor_job_id}", tags=tags,
-             response_model=m.Ok[m.JobDetail])
+             response_model=m.Ok[v.JobDetail])
     async def job(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Everything about one job: data, options, result, error, logs, timeline."""
         return ok((await inspector.job(queue, job_id)).to_dict())
@@ -244,21 +245,21 @@ def _job_routes(api: APIRouter) -> None:
                 "state": await inspector.queue(queue).get_job_state(job_id)}
 
     @api.post("/queues/{queue}/jobs/{job_id:conveyor_job_id}/retry", tags=tags,
-              response_model=m.Ok[m.JobAction])
+              response_model=m.Ok[v.JobAction])
     async def retry(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Send a failed or completed job back to waiting (409 for other states)."""
         await inspector.retry(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
     @api.post("/queues/{queue}/jobs/{job_id:conveyor_job_id}/promote", tags=tags,
-              response_model=m.Ok[m.JobAction])
+              response_model=m.Ok[v.JobAction])
     async def promote(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Run a delayed job now (409 if it is not delayed)."""
         await inspector.promote(queue, job_id)
         return ok(await state_of(inspector, queue, job_id))
 
     @api.delete("/queues/{queue}/jobs/{job_id:conveyor_job_id}", tags=tags,
-                response_model=m.Ok[m.JobAction])
+                response_model=m.Ok[v.JobAction])
     async def remove(queue: QueueName, job_id: JobId, inspector: Insp) -> Any:
         """Delete a job (409 while a worker runs it)."""
         await inspector.remove(queue, job_id)
