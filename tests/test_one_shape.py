@@ -94,3 +94,39 @@ async def test_the_seed_routes_say_what_our_routes_say(
     assert [j["id"] for j in dead["jobs"]] == [j["id"] for j in page["jobs"]]
     assert [(j["failedReason"], j["finishedOnMs"]) for j in dead["jobs"]] == [
         (j["failed_reason"], j["finished_on_ms"]) for j in page["jobs"]]
+
+
+async def test_each_answer_schema_lists_exactly_what_its_view_renders(
+    redis_url: str, queue: Queue, start_worker: StartWorker
+) -> None:
+    from conveyor.web import schemas
+
+    await queue.add("bad", 1)
+    await queue.add("later", None, delay=600_000)
+    await queue.upsert_job_scheduler("nightly", cron="0 3 * * *")
+    start_worker(fail)
+
+    async def ready() -> bool:
+        return bool(await queue.get_workers()) and bool(
+            (await queue.get_job_counts("failed"))["failed"])
+
+    await wait_for(ready)
+    async with Inspector(redis_url) as inspector:
+        summary = await inspector.summary(queue.name)
+        [failed] = (await inspector.jobs(queue.name, "failed")).jobs
+        delayed = await inspector.jobs(queue.name, "delayed")
+        pairs: list[tuple[dict[str, Any], type[Any]]] = [
+            (summary.to_dict(), schemas.QueueSummary),
+            (summary.to_dict()["counts"], schemas.Counts),
+            (failed.to_dict(), schemas.JobSummary),
+            (delayed.jobs[0].to_dict(), schemas.JobSummary),
+            (delayed.to_dict(), schemas.JobPage),
+            ((await inspector.job(queue.name, failed.id)).to_dict(), schemas.JobDetail),
+            ((await inspector.schedulers(queue.name))[0].to_dict(), schemas.Scheduler),
+            ((await inspector.workers(queue.name))[0].to_dict(), schemas.Worker),
+            ((await inspector.throughput(queue.name, 1)).minutes[0], schemas.ThroughputMinute),
+        ]
+    for rendered, model in pairs:
+        assert set(rendered) <= set(model.model_fields), model
+        required = {n for n, f in model.model_fields.items() if f.is_required()}
+        assert required <= set(rendered), model
