@@ -14,7 +14,8 @@
 A field's metadata may also say ``group=(key, sub)`` (rendered as
 ``out[key][sub]``), ``also=(key, sub)`` (rendered in place and copied there),
 ``flatten`` (a nested view's keys merged into its parent's), ``skip`` (not
-rendered) or ``omit_none`` (a time left out while None). A view lists the
+rendered), ``omit_none`` (a time left out while None) or ``as_is`` (:data:`AS_IS`:
+the user's own JSON, not walked). A view lists the
 computed properties to render in ``json_properties``.
 """
 
@@ -25,12 +26,15 @@ from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TIME", "TIME_OR_ABSENT", "View", "camel", "epoch_ms", "iso", "render"]
+__all__ = ["AS_IS", "TIME", "TIME_OR_ABSENT", "View", "camel", "epoch_ms", "iso", "render"]
 
 #: Field metadata: the field is a time (epoch ms or datetime), see the module doc.
 TIME: dict[str, Any] = {"time": True}
 #: A time left out of the rendering while it is None.
 TIME_OR_ABSENT: dict[str, Any] = {"time": True, "omit_none": True}
+#: Field metadata: the user's own JSON (a job's data, result, progress, options),
+#: rendered as it is, not walked (it may be megabytes and holds no view).
+AS_IS: dict[str, Any] = {"as_is": True}
 
 _CAMEL = re.compile(r"_([a-z])")
 
@@ -74,6 +78,8 @@ def render(view: Any, *, camel_case: bool = False) -> dict[str, Any]:
             base = f.name.removesuffix("_ms")
             out[base] = iso(ms)
             out[base + "_ms"] = ms
+        elif meta.get("as_is"):
+            out[f.name] = value
         elif meta.get("flatten"):
             out.update(_plain(value))
         elif "group" in meta:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._render import TIME, TIME_OR_ABSENT, View
+from .._render import AS_IS, TIME, TIME_OR_ABSENT, View
 from ..keys import STATES
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class JobSummary(View):
     finished_on: int | None = field(metadata=TIME)
     attempts_made: int
     attempts: int
-    progress: Any
+    progress: Any = field(metadata=AS_IS)
     failed_reason: str | None
     delay: int
     priority: int
@@ -108,14 +108,14 @@ class JobDetail(View):
 
     queue: str
     summary: JobSummary = field(metadata={"flatten": True})
-    data: Any
-    opts: dict[str, Any]
-    return_value: Any
+    data: Any = field(metadata=AS_IS)
+    opts: dict[str, Any] = field(metadata=AS_IS)
+    return_value: Any = field(metadata=AS_IS)
     stacktrace: list[str]
     logs: list[str]
     logs_total: int
     parent_key: str | None
-    dead_letter_of: dict[str, Any] | None
+    dead_letter_of: dict[str, Any] | None = field(metadata=AS_IS)
     #: [{"event", "at_ms", "at"}], oldest first.
     timeline: list[dict[str, Any]]
 
@@ -153,8 +153,8 @@ class SchedulerInfo(View):
     end_date_ms: int | None = field(metadata=TIME)
     missed: str
     job_name: str
-    data: Any
-    opts: dict[str, Any]
+    data: Any = field(metadata=AS_IS)
+    opts: dict[str, Any] = field(metadata=AS_IS)
 
 
 @dataclass(frozen=True, slots=True)
