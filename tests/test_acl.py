@@ -31,7 +31,7 @@ from conveyor import (
     Worker,
 )
 from conveyor.cli import main
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app
 from helpers import running, wait_for

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from conveyor import ValidationError, Worker
 from conveyor.app import Conveyor, TaskArgumentsError, current_job, current_sync_job
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from helpers import finished, wait_for, workers_running
 from redis_server import RedisServer
 

@@ -1,4 +1,4 @@
-"""conveyor.inspect: the layer the CLI, the REST API and the dashboard share."""
+"""conveyor.inspection: the layer the CLI, the REST API and the dashboard share."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-import conveyor.inspect as inspect_module
+import conveyor._admin as admin_module
+import conveyor.inspection.inspector as inspector_module
 from conveyor import Job, JobStateError, Queue, ValidationError
-from conveyor.inspect import (
+from conveyor.inspection import (
     HealthThresholds,
     Inspector,
     JobNotFoundError,
@@ -225,7 +226,8 @@ async def test_retry_all_and_clean_run_in_batches_reporting_progress(
     inspector: Inspector, queue: Queue, start_worker: StartWorker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(inspect_module, "BATCH", 4)
+    monkeypatch.setattr(inspector_module, "BATCH", 4)  # retry_all's batch
+    monkeypatch.setattr(admin_module, "BATCH", 4)  # Queue.clean's
     ids = [(await queue.add("bad", i)).id for i in range(10)]
     worker = start_worker(fail, concurrency=10)
     await wait_for(lambda: all_finished(queue, ids))

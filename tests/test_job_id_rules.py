@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from conveyor import Conveyor, FlowProducer, Job, Queue, ValidationError
 from conveyor.cli import main
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from conveyor.options import MAX_JOB_ID
 from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app

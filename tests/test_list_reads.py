@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
 from conveyor.embedded import free_port
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from conveyor.web import create_app
 from helpers import running, wait_for
 

@@ -18,7 +18,7 @@ import redis as redis_sync
 from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import FlowProducer, Queue
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from conveyor.web.prometheus import render_metrics
 from helpers import wait_for
 from redis_server import RedisServer

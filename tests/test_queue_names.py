@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from conveyor import ConveyorError, FlowProducer, Queue, QueueEvents, ValidationError, Worker
 from conveyor.app import Conveyor
 from conveyor.cli import main
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from conveyor.web import create_app
 
 REFUSED = {

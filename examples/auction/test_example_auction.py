@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from conveyor import Queue
 from conveyor.embedded import free_port
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from conveyor.web.app import create_app
 from examples.auction import db
 from examples.auction.bidding import AuctionStore, BidAccepted, iso, redis_client

@@ -21,7 +21,7 @@ import pytest
 
 from conveyor import Job
 from conveyor.embedded import free_port
-from conveyor.inspect import Inspector
+from conveyor.inspection import Inspector
 from examples.shop import store, tasks
 from examples.shop.__main__ import PRODUCTS, seed_products, start_workers
 from examples.shop.events import follow

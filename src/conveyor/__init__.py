@@ -13,7 +13,6 @@
     await Worker("email", process, connection="redis://localhost:6379/0").run()
 """
 
-from ._admin import WorkerInfo
 from .app import Conveyor, Task
 from .errors import (
     ConveyorError,
@@ -34,6 +33,7 @@ from .queue import Queue
 from .schedulers import JobScheduler
 from .sync import SyncJob
 from .worker import Worker
+from .workers import WorkerInfo
 
 __version__ = "0.1.0"
 

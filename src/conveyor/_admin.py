@@ -22,8 +22,6 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -34,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._stream import text
 from .errors import JobStateError, ValidationError
 from .options import MAX_COUNT, Duration, to_ms
+from .workers import WorkerInfo, worker_info
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
     from .keys import QueueKeys
     from .queue import Queue
 
-__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "QueueAdmin", "WorkerInfo"]
+__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin"]
 
 log = logging.getLogger("conveyor.admin")
 
@@ -55,25 +54,8 @@ HEARTBEAT_INTERVAL_MS = 15_000
 CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _GLOB_SPECIAL = frozenset("\\*?[]")
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A worker of the queue as its last heartbeat described it (the running
-    jobs are up to one heartbeat interval old)."""
-
-    id: str
-    hostname: str
-    pid: int
-    concurrency: int
-    running_job_ids: tuple[str, ...]
-    started_at: datetime
-    last_heartbeat: datetime
-
-    @property
-    def running(self) -> int:
-        """Number of jobs the worker was running."""
-        return len(self.running_job_ids)
+#: progress(done) of a call that runs in batches: the running count after each batch.
+Progress = Callable[[int], object]
 
 
 class QueueAdmin:
@@ -90,7 +72,8 @@ class QueueAdmin:
     # -- removing jobs ----------------------------------------------------------
 
     async def clean(
-        self, grace_ms: Duration, limit: int = 0, state: str = "completed"
+        self, grace_ms: Duration, limit: int = 0, state: str = "completed",
+        *, progress: Progress | None = None,
     ) -> list[str]:
         """Remove up to ``limit`` jobs (0: all) in ``state`` that are at least
         ``grace_ms`` old; returns their ids. A ``removed`` event names each.
@@ -103,7 +86,8 @@ class QueueAdmin:
         taken once, by Redis' clock, when the call starts. With a ``limit``,
         the oldest finished jobs go first, and of the other states the jobs
         that would run last (the tail of the wait list, the lowest priority,
-        the latest due)."""
+        the latest due). ``progress``, if given, is called with the number
+        removed so far after each batch (of at most 1,000)."""
         grace = to_ms("grace_ms", grace_ms) or 0
         _check_int("limit", limit, 0)
         if state not in CLEANABLE_STATES:
@@ -121,6 +105,8 @@ class QueueAdmin:
                 [k.base, state, cutoff, grace, n, cursor, BATCH, self.scripts.maxlen],
             )
             removed.extend(text(i) for i in ids)
+            if progress is not None:
+                progress(len(removed))
             if int(cursor) < 0 or (limit and len(removed) >= limit):
                 return removed
 
@@ -170,12 +156,15 @@ class QueueAdmin:
     # -- moving jobs --------------------------------------------------------------
 
     async def retry_jobs(
-        self, state: str = "failed", count: int = 1000, *, reset_attempts: bool = False
+        self, state: str = "failed", count: int = 1000, *, reset_attempts: bool = False,
+        progress: Progress | None = None,
     ) -> int:
         """Send every ``failed`` (or ``completed``) job back to waiting, ``count``
         per atomic batch; returns how many moved. Only jobs that finished
         before the call started are moved, so one that fails again meanwhile
-        is not retried twice. Each job is retried as by :meth:`retry_job`."""
+        is not retried twice. Each job is retried as by :meth:`retry_job`.
+        ``progress``, if given, is called with the number moved so far after
+        each batch."""
         if state not in ("failed", "completed"):
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         _check_int("count", count, 1)
@@ -190,6 +179,8 @@ class QueueAdmin:
                 [k.base, count, cutoff, int(reset_attempts), self.scripts.maxlen],
             )
             total += int(n)
+            if progress is not None:
+                progress(total)
             if int(n) < count:
                 return total
 
@@ -240,7 +231,7 @@ class QueueAdmin:
         workers = []
         for raw_id, raw_entry, ms_left in entries:
             try:
-                workers.append(_worker_info(text(raw_id), raw_entry, int(now), int(ms_left)))
+                workers.append(worker_info(text(raw_id), raw_entry, int(now), int(ms_left)))
             except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
                 # One unreadable entry must not hide the others (nor break stats).
                 log.warning("queue %s: heartbeat of worker %s is unreadable (%s); skipped",
@@ -292,23 +283,6 @@ class QueueAdmin:
                 )
 
 
-def _worker_info(worker_id: str, raw_entry: bytes, now: int, ms_left: int) -> WorkerInfo:
-    """A worker's heartbeat entry (JSON, see _run_worker_heartbeat) as a WorkerInfo."""
-    entry = orjson.loads(raw_entry)
-    run = entry["run"]
-    if not isinstance(run, list) or not isinstance(entry["host"], str):
-        raise TypeError("'run' must be a list and 'host' a str")
-    return WorkerInfo(
-        id=worker_id,
-        hostname=entry["host"],
-        pid=int(entry["pid"]),
-        concurrency=int(entry["conc"]),
-        running_job_ids=tuple(str(job_id) for job_id in run),
-        started_at=_utc(entry["started"]),
-        last_heartbeat=_utc(now - (int(entry["ttl"]) - ms_left)),
-    )
-
-
 def _check_int(field: str, value: object, minimum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValidationError(field, f"must be an int, got {value!r}", value)
@@ -323,6 +297,3 @@ def _check_bool(field: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValidationError(field, f"must be a bool, got {value!r}", value)
 
-
-def _utc(ms: int) -> datetime:
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)

@@ -10,19 +10,21 @@ the same for every reader. :class:`QueueMetrics` is mixed into
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ValidationError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
     from .keys import QueueKeys
 
-__all__ = ["MetricsSeries", "Percentiles", "QueueMetrics", "Timings"]
+__all__ = ["MetricsSeries", "MetricsSnapshot", "Percentiles", "QueueMetrics", "Timings",
+           "sum_histograms"]
 
 MINUTE_MS = 60_000
 #: Minutes of completed/failed counts kept (two weeks).
@@ -95,6 +97,34 @@ class Timings:
     minutes: int
     wait: Percentiles
     processing: Percentiles
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """The replies of :meth:`QueueMetrics.pipe_metrics`: how many of the asked
+    keys exist, the completed and failed totals (the kept minutes' sums), and
+    each asked minute's timing histogram (field -> count, ``{}`` for none)."""
+
+    existing: int
+    completed: int
+    failed: int
+    histograms: list[dict[str, int]]
+
+
+def sum_histograms(
+    histograms: Iterable[Mapping[Any, Any]],
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Minutes' timing histograms (fields ``w<bucket>`` and ``p<bucket>``) summed
+    into wait and processing log buckets -> counts."""
+    wait: dict[int, int] = {}
+    processing: dict[int, int] = {}
+    for histogram in histograms:
+        for raw_field, raw_count in histogram.items():
+            field = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
+            target = wait if field[0] == "w" else processing
+            bucket = int(field[1:])
+            target[bucket] = target.get(bucket, 0) + int(raw_count)
+    return wait, processing
 
 
 def time_bucket(ms: float) -> int:
@@ -175,14 +205,31 @@ class QueueMetrics:
             for minute in range(now - minutes + 1, now + 1):
                 pipe.hgetall(self.keys.metrics_times(minute))
             replies = await pipe.execute()
-        wait: dict[int, int] = {}
-        processing: dict[int, int] = {}
-        for reply in replies:
-            for raw_field, raw_count in reply.items():
-                field = raw_field.decode() if isinstance(raw_field, bytes) else raw_field
-                target = wait if field[0] == "w" else processing
-                bucket = int(field[1:])
-                target[bucket] = target.get(bucket, 0) + int(raw_count)
+        wait, processing = sum_histograms(replies)
         return Timings(
             minutes, Percentiles.from_buckets(wait), Percentiles.from_buckets(processing)
+        )
+
+    def pipe_metrics(self, pipe: Pipeline, exist: Sequence[int], minutes: Sequence[int]) -> int:
+        """Queue on ``pipe`` (sent with the caller's other reads: no round trip of
+        its own) an EXISTS of the completed counts and of the histograms of the
+        minutes ``exist``, the completed and failed counts (HVALS), and the
+        histograms of ``minutes`` (HGETALL each); returns how many replies they
+        take, for :meth:`metrics_snapshot`."""
+        k = self.keys
+        pipe.exists(k.metrics("completed"), *(k.metrics_times(m) for m in exist))
+        pipe.hvals(k.metrics("completed"))
+        pipe.hvals(k.metrics("failed"))
+        for minute in minutes:
+            pipe.hgetall(k.metrics_times(minute))
+        return 3 + len(minutes)
+
+    @staticmethod
+    def metrics_snapshot(replies: Sequence[Any]) -> MetricsSnapshot:
+        """The replies of :meth:`pipe_metrics`, read."""
+        existing, completed, failed, *histograms = replies
+        return MetricsSnapshot(
+            int(existing), sum(int(v) for v in completed), sum(int(v) for v in failed),
+            [{(f.decode() if isinstance(f, bytes) else f): int(n) for f, n in h.items()}
+             for h in histograms],
         )

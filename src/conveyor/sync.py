@@ -22,13 +22,14 @@ from .queue import _chunks, _new_job
 from .scripts import source
 
 if TYPE_CHECKING:
-    from ._admin import WorkerInfo
+    from ._admin import Progress
     from .groups import GroupInfo
     from .job import Job, JobState
     from .metrics import MetricKind, MetricsSeries, Timings
     from .options import JobOptions
     from .queue import Queue as AsyncQueue
     from .schedulers import JobScheduler
+    from .workers import WorkerInfo
 
 __all__ = ["Queue", "SyncJob"]
 
@@ -301,9 +302,10 @@ class Queue:
         _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))
 
     def clean(
-        self, grace_ms: int | timedelta, limit: int = 0, state: str = "completed"
+        self, grace_ms: int | timedelta, limit: int = 0, state: str = "completed",
+        *, progress: Progress | None = None,
     ) -> list[str]:
-        return _run(self._loop, self._queue.clean(grace_ms, limit, state))
+        return _run(self._loop, self._queue.clean(grace_ms, limit, state, progress=progress))
 
     def drain(self, delayed: bool = False) -> int:
         return _run(self._loop, self._queue.drain(delayed))
@@ -312,11 +314,11 @@ class Queue:
         _run(self._loop, self._queue.obliterate(force))
 
     def retry_jobs(
-        self, state: str = "failed", count: int = 1000, *, reset_attempts: bool = False
+        self, state: str = "failed", count: int = 1000, *, reset_attempts: bool = False,
+        progress: Progress | None = None,
     ) -> int:
-        return _run(
-            self._loop, self._queue.retry_jobs(state, count, reset_attempts=reset_attempts)
-        )
+        return _run(self._loop, self._queue.retry_jobs(
+            state, count, reset_attempts=reset_attempts, progress=progress))
 
     def promote_jobs(self, count: int = 1000) -> int:
         return _run(self._loop, self._queue.promote_jobs(count))

@@ -1,6 +1,6 @@
 """The ``conveyor`` commands that read and administer queues: ``stats``, ``jobs``,
 ``queue`` and ``enqueue``. Each parses its arguments, calls the
-:class:`~conveyor.inspect.Inspector` and formats what it returns."""
+:class:`~conveyor.inspection.Inspector` and formats what it returns."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from .support import (
 )
 
 if TYPE_CHECKING:
-    from ..inspect import Inspector, JobDetail, JobPage, QueueHealth, QueueSummary
+    from ..inspection import Inspector, JobDetail, JobPage, QueueHealth, QueueSummary
 
 __all__ = ["enqueue", "jobs", "queue", "stats"]
 

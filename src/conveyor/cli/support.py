@@ -1,5 +1,5 @@
 """What every ``conveyor`` command shares: the ``--redis``/``--prefix`` options,
-one-line errors, running a coroutine against an :class:`~conveyor.inspect.Inspector`,
+one-line errors, running a coroutine against an :class:`~conveyor.inspection.Inspector`,
 durations such as ``30s``/``5m``/``1h``/``2d``, and output (rich tables or JSON).
 
 Whatever a command prints that came from Redis (ids, names, reasons, stack
@@ -37,7 +37,7 @@ from ..connection import DEFAULT_URL
 from ..errors import ConveyorError
 
 if TYPE_CHECKING:
-    from ..inspect import Inspector
+    from ..inspection import Inspector
 
 __all__ = [
     "DURATION",
@@ -252,7 +252,7 @@ def with_inspector(
 ) -> T:
     """Open an Inspector on ``target``, run ``body`` with it, close it: one line
     of error for anything the user can fix."""
-    from ..inspect import Inspector
+    from ..inspection import Inspector
 
     async def main() -> T:
         async with Inspector(target.url, prefix=target.prefix, queues=queues) as inspector:

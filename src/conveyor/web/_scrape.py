@@ -3,20 +3,21 @@ jobs, workers or schedules.
 
 A scrape sends SMEMBERS of the registry and one TIME, then per queue:
 
-- one pipeline of ``16 + r`` commands: EXISTS (see below), LLEN/ZCARD of the
-  7 states, HVALS of the completed and failed per-minute counts, HEXISTS
-  paused, ZRANGE of the workers, 4 reads of the groups' sets, and an HGETALL
-  of each of the ``r`` minutes of timings not read before: all 180 of the
-  histograms' window at an inspector's first scrape, then the current minute
-  and those that ended since its previous scrape (``r`` is 1 for scrapes in
-  the same minute, 2 a minute apart);
+- one pipeline of ``16 + r`` commands: the metrics reads of
+  :meth:`conveyor.metrics.QueueMetrics.pipe_metrics` (EXISTS, see below; HVALS
+  of the completed and failed per-minute counts; an HGETALL of each of the
+  ``r`` minutes of timings not read before: all 180 of the histograms' window
+  at an inspector's first scrape, then the current minute and those that ended
+  since its previous scrape, so ``r`` is 1 for scrapes in the same minute, 2 a
+  minute apart), LLEN/ZCARD of the 7 states, HEXISTS paused, ZRANGE of the
+  workers and 4 reads of the groups' sets;
 - one more, only when the queue has workers or groups: an EXISTS of the
   workers' heartbeats, and an LLEN per group holding jobs (no total of grouped
   jobs is kept).
 
 A minute's histogram takes no write once the minute is over (scripts stamp
 with Redis ``TIME``), so ended minutes are kept between scrapes, per
-:class:`~conveyor.inspect.Inspector`. The EXISTS counts the kept non-empty
+:class:`~conveyor.inspection.Inspector`. The EXISTS counts the kept non-empty
 minutes' keys (and the completed counts' key, so it always has one): if one
 is gone (the queue was obliterated, Redis evicted it), the queue is read
 afresh.
@@ -29,12 +30,11 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from .._stream import text
-from ..inspect import Inspector
-from ..keys import STATES, QueueKeys
-from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS
+from ..inspection import Inspector
+from ..keys import STATES
+from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS, sum_histograms
+from ..queue import Queue
 
 __all__ = ["QueueSample", "read_queues"]
 
@@ -72,55 +72,50 @@ async def read_queues(inspector: Inspector) -> list[QueueSample]:
 
     async def one(name: str) -> QueueSample:
         async with limit:
-            return await _read_queue(inspector.client, QueueKeys(inspector.prefix, name),
-                                     minute, ended.setdefault(name, {}))
+            return await _read_queue(inspector.queue(name), minute, ended.setdefault(name, {}))
 
     return list(await asyncio.gather(*(one(n) for n in names)))
 
 
 async def _read_queue(
-    client: Redis, keys: QueueKeys, minute: int, ended: dict[int, dict[str, int]],
-    *, again: bool = True,
+    queue: Queue, minute: int, ended: dict[int, dict[str, int]], *, again: bool = True,
 ) -> QueueSample:
     first = minute - KEPT_TIME_MINUTES + 1
     for old in [m for m in ended if m < first]:
         del ended[old]
     kept = [m for m, histogram in ended.items() if histogram]
     unread = [m for m in range(first, minute + 1) if m not in ended]
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.exists(keys.metrics("completed"), *(keys.metrics_times(m) for m in kept))
+    keys = queue.keys
+    async with queue.client.pipeline(transaction=False) as pipe:
+        at = queue.pipe_metrics(pipe, kept, unread)
         for state in STATES:
             key = keys.state_key(state)
             if state == "waiting":
                 pipe.llen(key)
             else:
                 pipe.zcard(key)
-        pipe.hvals(keys.metrics("completed"))
-        pipe.hvals(keys.metrics("failed"))
         pipe.hexists(keys.meta, "paused")
         pipe.zrange(keys.workers, 0, -1)
         pipe.zrange(keys.key("groups"), 0, -1)
         pipe.smembers(keys.key("groups:busy"))
         pipe.zrange(keys.key("groups:limited"), 0, -1)
         pipe.hkeys(keys.key("groups:active"))
-        for m in unread:
-            pipe.hgetall(keys.metrics_times(m))
         replies: list[Any] = await pipe.execute()
-    existing, replies = int(replies[0]), replies[1:]
-    at = len(STATES)
-    counts = dict(zip(STATES, (int(n) for n in replies[:at]), strict=True))
-    completed, failed, paused, worker_ids = replies[at:at + 4]
-    if existing != bool(completed) + len(kept):
+    metrics, replies = queue.metrics_snapshot(replies[:at]), replies[at:]
+    if metrics.existing != bool(metrics.completed) + len(kept):
         ended.clear()  # a kept minute is gone: the queue's keys were deleted
         if again:
-            return await _read_queue(client, keys, minute, ended, again=False)
-    for m, reply in zip(unread, replies[at + 8:], strict=True):
+            return await _read_queue(queue, minute, ended, again=False)
+    for m, histogram in zip(unread, metrics.histograms, strict=True):
         if m < minute:
-            ended[m] = {text(f): int(n) for f, n in reply.items()}
-    groups = sorted({text(g) for reply in replies[at + 4:at + 8] for g in reply})
+            ended[m] = histogram
+    n = len(STATES)
+    counts = dict(zip(STATES, (int(c) for c in replies[:n]), strict=True))
+    paused, worker_ids = replies[n:n + 2]
+    groups = sorted({text(g) for reply in replies[n + 2:n + 6] for g in reply})
     live = 0
     if worker_ids or groups:
-        async with client.pipeline(transaction=False) as pipe:
+        async with queue.client.pipeline(transaction=False) as pipe:
             if worker_ids:
                 pipe.exists(*(keys.worker(text(i)) for i in worker_ids))
             for group in groups:
@@ -128,15 +123,8 @@ async def _read_queue(
             more = await pipe.execute()
         if worker_ids:
             live, more = int(more[0]), more[1:]
-        counts["waiting"] += sum(int(n) for n in more)
-    wait: dict[int, int] = {}
-    processing: dict[int, int] = {}
-    current = {text(f): int(n) for f, n in replies[-1].items()}  # unread ends with minute
-    for histogram in [*ended.values(), current]:
-        for field, count in histogram.items():
-            target = wait if field[0] == "w" else processing
-            target[int(field[1:])] = target.get(int(field[1:]), 0) + count
-    return QueueSample(
-        keys.queue, counts, sum(int(v) for v in completed), sum(int(v) for v in failed),
-        wait, processing, live, bool(paused),
-    )
+        counts["waiting"] += sum(int(c) for c in more)
+    # unread ends with this minute, whose histogram is read afresh each scrape
+    wait, processing = sum_histograms([*ended.values(), metrics.histograms[-1]])
+    return QueueSample(keys.queue, counts, metrics.completed, metrics.failed, wait,
+                       processing, live, bool(paused))

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp
 
 from ..connection import Connection
 from ..errors import ConveyorError, JobNotFoundError, JobStateError, ValidationError
-from ..inspect import HealthThresholds, Inspector, QueueNotFoundError
+from ..inspection import HealthThresholds, Inspector, QueueNotFoundError
 from ..options import validate_queue_name
 from . import models
 from .api import build_router

@@ -43,7 +43,7 @@ from prometheus_client.core import (
 from redis.asyncio import Redis
 
 from ..connection import Connection
-from ..inspect import Inspector
+from ..inspection import Inspector
 from ..keys import STATES
 from ..options import validate_queue_name
 from ._scrape import read_queues

@@ -1,110 +1,37 @@
-"""Jobs as lists show them: :class:`JobSummary`, and the reads behind a page of
-jobs and the dashboard's recent failures. A list reads only the fields its rows
-show (never ``data``, ``rv`` or ``st``) and only a preview of the user-sized
-ones (``name``, ``progress``, ``failed_reason``), in one script call per queue
-(``read_summaries.lua``), so a page of jobs with megabytes of data each costs
-Redis and the reader a few hundred bytes per row.
+"""The reads behind a page of jobs and the dashboard's recent failures. A list
+reads only the fields its rows show (never ``data``, ``rv`` or ``st``) and
+only a preview of the user-sized ones (``name``, ``progress``,
+``failed_reason``), in one script call per queue (``read_summaries.lua``), so
+a page of jobs with megabytes of data each costs Redis and the reader a few
+hundred bytes per row.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
-from ._corrupt import not_a_hash, unreadable_job
-from ._stream import text
-from .job import Job, with_lock
-from .keys import delayed_due
+from .._corrupt import not_a_hash, unreadable_job
+from .._render import iso
+from .._stream import text
+from ..job import Job, with_lock
+from ..keys import delayed_due
+from .views import JobSummary
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from .queue import Queue
+    from ..queue import Queue
 
-__all__ = ["PREVIEW_BYTES", "JobSummary", "iso", "read_alerts", "read_page", "with_times"]
+__all__ = ["PREVIEW_BYTES", "read_alerts", "read_page"]
 
 #: The most bytes a list shows of a job's name, progress (JSON) and failed reason;
 #: a valid name (at most 255 characters) always fits.
 PREVIEW_BYTES = 1024
-
-
-def iso(ms: int | float | None) -> str | None:
-    """Epoch ms as a UTC ISO-8601 string with milliseconds ("...T22:15:03.120Z");
-    None past what a date holds (a due time stored before delays were bounded)."""
-    if ms is None:
-        return None
-    try:
-        moment = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def with_times(out: dict[str, Any], **times: int | None) -> dict[str, Any]:
-    """Add each time as ``name`` (ISO string) and ``name_ms`` (epoch ms)."""
-    for name, ms in times.items():
-        out[name] = iso(ms)
-        out[name + "_ms"] = ms
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class JobSummary:
-    """A job as listed in a table. Times are epoch ms (``to_dict`` adds ISO)."""
-
-    id: str
-    name: str
-    state: str | None
-    timestamp: int
-    processed_on: int | None
-    finished_on: int | None
-    attempts_made: int
-    attempts: int
-    progress: Any
-    failed_reason: str | None
-    delay: int
-    priority: int
-    #: When a delayed job is due (epoch ms; its delay may have changed since it
-    #: was added); None for a job that is not delayed.
-    due: int | None = None
-    #: What is wrong with the job's hash (see ``Job.corrupt``), else None.
-    corrupt: str | None = None
-    #: In a list, the name and failed reason are cut to PREVIEW_BYTES, and a
-    #: progress longer than that is its JSON text cut so (a str); these say
-    #: which were cut. A job's detail has them whole.
-    name_truncated: bool = False
-    progress_truncated: bool = False
-    failed_reason_truncated: bool = False
-
-    @classmethod
-    def from_job(cls, job: Job, state: str | None, due: int | None = None) -> JobSummary:
-        return cls(
-            id=job.id, name=job.name, state=state, timestamp=job.timestamp,
-            processed_on=job.processed_on, finished_on=job.finished_on,
-            attempts_made=job.attempts_made, attempts=job.opts.attempts,
-            progress=job.progress, failed_reason=job.failed_reason,
-            delay=job.opts.delay, priority=job.opts.priority, due=due,
-            corrupt=job.corrupt,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "name": self.name, "state": self.state}
-        with_times(out, timestamp=self.timestamp, processed_on=self.processed_on,
-                   finished_on=self.finished_on)
-        out.update(attempts_made=self.attempts_made, attempts=self.attempts,
-                   progress=self.progress, failed_reason=self.failed_reason,
-                   delay=self.delay, priority=self.priority, corrupt=self.corrupt,
-                   name_truncated=self.name_truncated,
-                   progress_truncated=self.progress_truncated,
-                   failed_reason_truncated=self.failed_reason_truncated)
-        if self.due is not None:
-            with_times(out, due=self.due)
-        return out
 
 
 async def read_page(
@@ -175,7 +102,7 @@ async def read_alerts(
         elif row is not None:
             alert.update(name=row.name, reason=row.failed_reason,
                          reason_truncated=row.failed_reason_truncated)
-        alerts.append(with_times(alert, failed_on=at))
+        alerts.append({**alert, "failed_on": iso(at), "failed_on_ms": at})
     return alerts
 
 

@@ -1,0 +1,54 @@
+"""Inspection: the layer the CLI, the REST API and the dashboard share.
+
+::
+
+    async with Inspector("redis://localhost:6379/0") as inspector:
+        for summary in await inspector.summaries():
+            print(summary.name, summary.counts["waiting"], summary.workers)
+        page = await inspector.jobs("email", "failed", start=0, count=20)
+        await inspector.retry_all("email", progress=lambda done, total: ...)
+
+- ``inspector.py``: :class:`Inspector`, the reads and the admin actions;
+- ``views.py``: what it answers, frozen dataclasses that render to JSON by one
+  rule (``conveyor._render``);
+- ``health.py``: the health policy and :class:`HealthThresholds`;
+- ``reads.py``: the bounded reads behind a page of jobs and the recent failures.
+"""
+
+from .._admin import CLEANABLE_STATES
+from .._render import iso
+from ..errors import JobNotFoundError
+from ..keys import STATES
+from ..workers import WorkerInfo
+from .health import HealthThresholds
+from .inspector import Inspector, Progress, QueueNotFoundError
+from .views import (
+    Dashboard,
+    JobDetail,
+    JobPage,
+    JobSummary,
+    QueueHealth,
+    QueueSummary,
+    SchedulerInfo,
+    Throughput,
+)
+
+__all__ = [
+    "CLEANABLE_STATES",
+    "STATES",
+    "Dashboard",
+    "HealthThresholds",
+    "Inspector",
+    "JobDetail",
+    "JobNotFoundError",
+    "JobPage",
+    "JobSummary",
+    "Progress",
+    "QueueHealth",
+    "QueueNotFoundError",
+    "QueueSummary",
+    "SchedulerInfo",
+    "Throughput",
+    "WorkerInfo",
+    "iso",
+]

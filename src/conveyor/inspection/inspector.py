@@ -1,0 +1,463 @@
+"""The :class:`Inspector`: the inspection and administration layer that the
+CLI, the REST API and the dashboard share (queue summaries, job pages and
+details, health, throughput, and the admin actions), answering with the views
+of :mod:`conveyor.inspection.views`.
+
+Every read costs a bounded number of Redis commands, pipelined: counts come from
+the state sets' cardinalities, never from reading jobs, and lists read only
+what their rows show (:mod:`conveyor.inspection.reads`). Queues are found in
+the registry ``<prefix>:queues`` (plus any named explicitly);
+:meth:`Inspector.discover` finds older queues with one SCAN and adds them to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .._admin import BATCH, CLEANABLE_STATES
+from .._render import epoch_ms, iso
+from .._stream import text
+from ..connection import ClientOwner, Connection, make_client
+from ..errors import ConveyorError, JobNotFoundError, ValidationError
+from ..job import Job
+from ..keys import STATES, delayed_due, registry_key
+from ..metrics import MINUTE_MS
+from ..options import OPTION_NAMES, validate_job_id, validate_queue_name
+from ..queue import Queue
+from ..workers import WorkerInfo
+from .health import RATE_MINUTES, HealthThresholds, judge, worst
+from .reads import read_alerts, read_page
+from .views import (
+    Dashboard,
+    HealthStatus,
+    JobDetail,
+    JobPage,
+    JobSummary,
+    QueueHealth,
+    QueueSummary,
+    SchedulerInfo,
+    Throughput,
+)
+
+__all__ = ["ALERTS", "DETAIL_LOG_LINES", "MAX_THROUGHPUT_MINUTES", "Inspector", "Progress",
+           "QueueNotFoundError"]
+
+#: progress(done, total) of a bulk action, called after every batch.
+Progress = Callable[[int, int], None]
+
+#: Most minutes :meth:`Inspector.throughput` returns (a day).
+MAX_THROUGHPUT_MINUTES = 1440
+#: Log lines a job detail carries (the newest).
+DETAIL_LOG_LINES = 200
+#: Recent failures the dashboard lists, over all queues.
+ALERTS = 20
+#: Queues summarized at once (each summary pipelines a handful of commands).
+_PARALLEL_QUEUES = 8
+#: Admin-only job options that ``enqueue`` refuses (they belong to flows).
+_FLOW_OPTIONS = frozenset({"fail_parent_on_failure", "ignore_dependency_on_failure"})
+
+
+class QueueNotFoundError(ConveyorError, LookupError):
+    """No queue of this name: it is not in the registry and has no keys."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"queue {name!r} not found")
+
+
+# -- the inspector --------------------------------------------------------------------
+
+
+class Inspector(ClientOwner):
+    """Reads and administers the queues under one prefix on one Redis.
+
+    ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed)
+    or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
+    ``queues`` are listed even before anything names them in the registry.
+    Methods taking a queue name raise :class:`QueueNotFoundError` for a queue
+    that does not exist, and :class:`JobNotFoundError` for a missing job.
+    ``async with`` it, or ``await close()`` (closes a client it opened).
+    """
+
+    def __init__(
+        self,
+        connection: Connection = None,
+        *,
+        prefix: str = "conveyor",
+        queues: Sequence[str] | None = None,
+        thresholds: HealthThresholds | None = None,
+    ) -> None:
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
+        self.prefix = prefix
+        self.client, self._owns_client = make_client(connection)
+        self.explicit_queues = [validate_queue_name(name) for name in queues or ()]
+        self.thresholds = thresholds or HealthThresholds()
+        self._queues: dict[str, Queue] = {}
+        self._discovered = False
+        self._limit = asyncio.Semaphore(_PARALLEL_QUEUES)
+
+    # -- queues -------------------------------------------------------------------
+
+    def queue(self, name: str) -> Queue:
+        """The :class:`Queue` ``name`` (cached; all share this inspector's client)."""
+        found = self._queues.get(name)
+        if found is None:
+            found = self._queues[name] = Queue(name, self.client, prefix=self.prefix)
+        return found
+
+    async def queue_names(self) -> list[str]:
+        """Every known queue, sorted: the registry and the queues named explicitly.
+        While the registry is empty (queues made before it existed), the first
+        call runs :meth:`discover`."""
+        members = await self.client.smembers(registry_key(self.prefix))
+        if not members and not self._discovered:
+            return await self.discover()
+        return sorted({text(m) for m in members} | set(self.explicit_queues))
+
+    async def discover(self) -> list[str]:
+        """SCAN once for queues missing from the registry, add them to it, and
+        return every known queue (sorted)."""
+        found: set[str] = set()
+        head = self.prefix + ":{"
+        # One pass over the keyspace for the meta, events and id keys of any queue.
+        async for raw in self.client.scan_iter(match=f"{_glob(head)}*}}:[mei][evd]*",
+                                               count=BATCH):
+            key = text(raw)
+            for tail in ("}:meta", "}:events", "}:id"):
+                name = key[len(head):-len(tail)]
+                if key.endswith(tail) and _valid_name(name):
+                    found.add(name)
+        if found:
+            await self.client.sadd(registry_key(self.prefix), *sorted(found))
+        self._discovered = True
+        members = await self.client.smembers(registry_key(self.prefix))
+        return sorted({text(m) for m in members} | found | set(self.explicit_queues))
+
+    async def _existing(self, name: str) -> Queue:
+        """The queue ``name``, or QueueNotFoundError if nothing knows it."""
+        if not _valid_name(name):
+            raise QueueNotFoundError(name)
+        queue = self.queue(name)
+        if name in self.explicit_queues:
+            return queue
+        k = queue.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.sismember(registry_key(self.prefix), name)
+            pipe.exists(k.meta, k.id, k.events, k.wait, k.prioritized, k.delayed, k.active,
+                        k.completed, k.failed, k.state_key("waiting-children"),
+                        k.schedulers, k.workers)
+            registered, keys = await pipe.execute()
+        if not registered and not keys:
+            raise QueueNotFoundError(name)
+        return queue
+
+    # -- summaries ------------------------------------------------------------------
+
+    async def summary(self, name: str) -> QueueSummary:
+        """Counts, workers, rates and timings of one queue."""
+        queue = await self._existing(name)
+        k = queue.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hmget(k.meta, ["paused", "concurrency"])
+            pipe.zrevrange(k.completed, 0, 0, withscores=True)
+            (seconds, micros), (paused, concurrency), newest = await pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        since = now - (RATE_MINUTES - 1) * MINUTE_MS
+        counts, completed, failed, timings, workers = await asyncio.gather(
+            queue.get_job_counts(), queue.get_metrics("completed", since, now),
+            queue.get_metrics("failed", since, now), queue.get_timings(RATE_MINUTES),
+            queue.get_workers(),
+        )
+        named = {state.replace("-", "_"): counts[state] for state in STATES}
+        return QueueSummary(
+            name=name, counts=named, total=sum(named.values()), workers=len(workers),
+            completed_per_min=round(completed.total / RATE_MINUTES, 3),
+            failed_per_min=round(failed.total / RATE_MINUTES, 3),
+            wait_p50_ms=timings.wait.p50, wait_p95_ms=timings.wait.p95,
+            processing_p50_ms=timings.processing.p50, processing_p95_ms=timings.processing.p95,
+            last_completed_ms=int(newest[0][1]) if newest else None,
+            global_concurrency=None if concurrency is None else int(concurrency),
+            is_paused=paused is not None,
+        )
+
+    async def summaries(self) -> list[QueueSummary]:
+        """The summary of every known queue, by name."""
+        async def one(name: str) -> QueueSummary | None:
+            async with self._limit:
+                try:
+                    return await self.summary(name)
+                except QueueNotFoundError:  # deleted since it was listed
+                    return None
+
+        found = await asyncio.gather(*(one(name) for name in await self.queue_names()))
+        return [summary for summary in found if summary is not None]
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    async def jobs(self, name: str, state: str, *, start: int = 0, count: int = 20) -> JobPage:
+        """``count`` jobs in ``state`` from ``start``, newest first ("waiting":
+        the wait list, in reverse order of running), and the state's total. Rows
+        carry previews: see :class:`JobSummary`'s ``*_truncated``."""
+        state = _state(state)
+        _check_int("start", start, 0)
+        _check_int("count", count, 1, 1000)
+        queue = await self._existing(name)
+        total, rows = await read_page(queue, state, start, count)
+        return JobPage(name, state, start, count, total, rows)
+
+    async def job(self, name: str, job_id: str) -> JobDetail:
+        """Everything about one job."""
+        job_id = validate_job_id(job_id)  # before the queue: a 422 whether or not it exists
+        queue = await self._existing(name)
+        job = await queue.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(name, job_id)
+        state, logs, logs_total, delayed_score = await asyncio.gather(
+            queue.get_job_state(job_id),
+            job.get_logs(-DETAIL_LOG_LINES, -1),
+            self.client.llen(queue.keys.logs(job_id)),
+            self.client.zscore(queue.keys.delayed, job_id),
+        )
+        due = None if delayed_score is None else delayed_due(delayed_score)
+        return JobDetail(
+            queue=name, summary=JobSummary.from_job(job, state, due), data=job.data,
+            opts=job.opts.to_json(), return_value=job.return_value,
+            stacktrace=list(job.stacktrace), logs=logs, logs_total=int(logs_total),
+            parent_key=job.parent_key, dead_letter_of=job.dead_letter_of,
+            timeline=_timeline(job, state, due),
+        )
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def retry(self, name: str, job_id: str) -> None:
+        """Send a failed or completed job back to waiting (JobStateError otherwise)."""
+        job_id = validate_job_id(job_id)
+        queue = await self._existing(name)
+        await queue.retry_job(job_id)
+
+    async def retry_all(
+        self, name: str, state: str = "failed", *, progress: Progress | None = None
+    ) -> int:
+        """Send every ``failed`` (or ``completed``) job back to waiting, in atomic
+        batches of at most 1,000; returns how many. Jobs finishing again while
+        it runs are not retried twice."""
+        if state not in ("failed", "completed"):
+            raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
+        queue = await self._existing(name)
+        total = int(await self.client.zcard(queue.keys.state_key(state)))
+
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(done, max(total, done))
+
+        return await queue.retry_jobs(state, BATCH, progress=report)
+
+    async def clean(
+        self,
+        name: str,
+        *,
+        state: str = "completed",
+        grace_ms: int = 0,
+        limit: int | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Remove jobs in ``state`` at least ``grace_ms`` old (up to ``limit``),
+        in batches of at most 1,000; returns how many. See ``Queue.clean``."""
+        if state not in CLEANABLE_STATES:
+            raise ValidationError(
+                "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
+            )
+        _check_int("grace_ms", grace_ms, 0)
+        if limit is not None:
+            _check_int("limit", limit, 1)
+        queue = await self._existing(name)
+        key = queue.keys.state_key(state)
+        present = await (self.client.llen(key) if state == "waiting"
+                         else self.client.zcard(key))
+        # Bounded by what was there at the start, so a busy queue cannot keep it going.
+        total = int(present) if limit is None else min(limit, int(present))
+        if not total:
+            return 0
+
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(done, total)
+
+        return len(await queue.clean(grace_ms, total, state, progress=report))
+
+    async def pause(self, name: str) -> None:
+        """Stop workers from starting the queue's jobs; adds still land."""
+        await (await self._existing(name)).pause()
+
+    async def resume(self, name: str) -> None:
+        """Let workers start the queue's jobs again."""
+        await (await self._existing(name)).resume()
+
+    async def promote(self, name: str, job_id: str) -> None:
+        """Run a delayed job now (JobStateError if it is not delayed)."""
+        job_id = validate_job_id(job_id)
+        queue = await self._existing(name)
+        job = await queue.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(name, job_id)
+        await job.promote()
+
+    async def remove(self, name: str, job_id: str) -> None:
+        """Delete a job (JobStateError while a worker holds it)."""
+        job_id = validate_job_id(job_id)
+        queue = await self._existing(name)
+        if not await queue.remove(job_id):
+            raise JobNotFoundError(name, job_id)
+
+    async def enqueue(
+        self, name: str, job_name: str, data: Any = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Add a job (the queue need not exist yet); ``options`` are those of
+        ``Queue.add`` (``delay``, ``priority``, ``attempts``, ``job_id``, ...)."""
+        options = dict(options or {})
+        for option in options:
+            if option not in OPTION_NAMES or option in _FLOW_OPTIONS:
+                raise ValidationError(f"options.{option}", "unknown job option", option)
+        return await self.queue(validate_queue_name(name)).add(job_name, data, **options)
+
+    async def job_summary(self, name: str, job: Job) -> JobSummary:
+        """A job (say, one :meth:`enqueue` returned) as a summary with its state now."""
+        return JobSummary.from_job(job, await self.queue(name).get_job_state(job.id))
+
+    # -- schedulers and workers -----------------------------------------------------------
+
+    async def schedulers(self, name: str) -> list[SchedulerInfo]:
+        """The queue's job schedulers, soonest next job first."""
+        queue = await self._existing(name)
+        return [
+            SchedulerInfo(
+                id=s.id, every_ms=s.every, cron=s.cron, tz=s.tz, next_run_ms=epoch_ms(s.next_run),
+                count=s.count, limit=s.limit, start_date_ms=epoch_ms(s.start_date),
+                end_date_ms=epoch_ms(s.end_date), missed=s.missed, job_name=s.job_name,
+                data=s.data, opts=s.opts.to_json(),
+            )
+            for s in await queue.get_job_schedulers()
+        ]
+
+    async def workers(self, name: str) -> list[WorkerInfo]:
+        """The queue's live workers, oldest first."""
+        return await (await self._existing(name)).get_workers()
+
+    # -- metrics and health ---------------------------------------------------------------
+
+    async def throughput(self, name: str, minutes: int = 60) -> Throughput:
+        """Jobs completed and failed (for good) in each of the last ``minutes``
+        minutes (this one included), oldest first."""
+        _check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
+        queue = await self._existing(name)
+        seconds, micros = await self.client.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        since = now - (minutes - 1) * MINUTE_MS
+        completed, failed = await asyncio.gather(
+            queue.get_metrics("completed", since, now), queue.get_metrics("failed", since, now)
+        )
+        points = []
+        for (at, done), (_, lost) in zip(completed.points, failed.points, strict=True):
+            ms = epoch_ms(at)
+            points.append({"at": iso(ms), "at_ms": ms, "completed": done, "failed": lost})
+        return Throughput(name, points)
+
+    async def health(self, name: str) -> QueueHealth:
+        """The queue's health by the inspector's :class:`HealthThresholds`."""
+        return await self._health(await self.summary(name))
+
+    async def _health(self, summary: QueueSummary) -> QueueHealth:
+        return await judge(summary, self.thresholds, lambda: self._stalled(summary))
+
+    async def _stalled(self, summary: QueueSummary) -> bool:
+        """Has the oldest waiting job waited stalled_minutes with no job completed since?"""
+        window = self.thresholds.stalled_minutes * MINUTE_MS
+        k = self.queue(summary.name).keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.lrange(k.wait, 0, 0)
+            pipe.lrange(k.wait, -1, -1)
+            pipe.zrange(k.prioritized, 0, 0)
+            (seconds, micros), *ends = await pipe.execute()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
+            return False
+        ids = {text(i) for found in ends for i in found}
+        if not ids:
+            return False
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(k.job(job_id), "ts")
+            replies = await pipe.execute(raise_on_error=False)
+        # A corrupt job (its key not a hash, its ts not a number) has no say.
+        added = [int(ts) for ts in replies if isinstance(ts, bytes | str) and text(ts).isdigit()]
+        return bool(added) and now - min(added) >= window
+
+    async def dashboard(self) -> Dashboard:
+        """Every queue's health, counts and performance, and the newest failures."""
+        summaries = await self.summaries()
+        health = list(await asyncio.gather(*(self._health(s) for s in summaries)))
+        status: HealthStatus = worst(h.status for h in health)
+        return Dashboard(status, health, summaries, await self._alerts(summaries))
+
+    async def _alerts(self, summaries: Sequence[QueueSummary]) -> list[dict[str, Any]]:
+        """The ALERTS newest failed jobs over all queues (2 pipelined round trips)."""
+        with_failures = [s.name for s in summaries if s.counts["failed"]]
+        return await read_alerts(self.client, self.queue, with_failures, ALERTS)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _timeline(job: Job, state: str | None, due: int | None) -> list[dict[str, Any]]:
+    """What happened to the job when, from its own fields (no event reads);
+    ``due``: when a delayed job is due (its delay may have changed since it was added)."""
+    events: list[tuple[str, int]] = [("added", job.timestamp)]
+    if due is not None:
+        events.append(("delayed until", due))
+    elif job.opts.delay:
+        events.append(("delayed until", job.timestamp + job.opts.delay))
+    if job.processed_on is not None:
+        events.append(("started", job.processed_on))
+    if job.finished_on is not None:
+        final = state if state in ("completed", "failed") else "finished"
+        events.append((final or "finished", job.finished_on))
+    if job.dead_letter_of and isinstance(job.dead_letter_of.get("failed_on"), int):
+        events.append(("failed in " + str(job.dead_letter_of.get("queue")),
+                       job.dead_letter_of["failed_on"]))
+    events.sort(key=lambda e: e[1])
+    return [{"event": event, "at_ms": at, "at": iso(at)} for event, at in events]
+
+
+def _state(state: object) -> str:
+    if not isinstance(state, str) or state.replace("_", "-") not in STATES:
+        raise ValidationError("state", f"unknown job state {state!r}; expected one of "
+                              f"{', '.join(STATES)}", state)
+    return state.replace("_", "-")
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+        high is not None and value > high
+    ):
+        bound = f">= {low}" if high is None else f"in {low}..{high}"
+        raise ValidationError(name, f"must be an int {bound}, got {value!r}", value)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_queue_name(name)
+    except ValidationError:
+        return False
+    return True
+
+
+def _glob(value: str) -> str:
+    """``value`` with glob specials escaped, for SCAN MATCH."""
+    return "".join("\\" + c if c in "\\*?[]" else c for c in value)
+
