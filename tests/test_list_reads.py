@@ -24,8 +24,8 @@ from conveyor import Job, Queue, Worker
 from conveyor.cli import main
 from conveyor.embedded import free_port
 from conveyor.inspect import Inspector
-from conveyor.web import create_app
 from helpers import running, wait_for
+from web_support import api_client
 
 T = TypeVar("T")
 
@@ -130,35 +130,30 @@ async def test_the_dashboards_alerts_preview_the_reason(
 async def test_rest_lists_of_big_jobs_are_small_and_say_truncated(
     big_queue: Queue, redis: aioredis.Redis, redis_url: str
 ) -> None:
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            q = big_queue.name
-            for path, params in (
-                (f"/queues/{q}/jobs", {"state": "waiting", "count": WAITING}),
-                (f"/queues/{q}/jobs", {"state": "failed", "count": FAILED}),
-                (f"/queue/dead-letter/{q}", {"pageSize": FAILED}),
-                ("/queue/dashboard", {}),
-            ):
-                async def get(path: str = path, params: Any = params) -> httpx.Response:
-                    return await client.get(API + path, params=params)
+    async with api_client(redis_url) as client:
+        q = big_queue.name
+        for path, params in (
+            (f"/queues/{q}/jobs", {"state": "waiting", "count": WAITING}),
+            (f"/queues/{q}/jobs", {"state": "failed", "count": FAILED}),
+            (f"/queue/dead-letter/{q}", {"pageSize": FAILED}),
+            ("/queue/dashboard", {}),
+        ):
+            async def get(path: str = path, params: Any = params) -> httpx.Response:
+                return await client.get(API + path, params=params)
 
-                response, sent = await sent_by_redis(redis, get)
-                assert response.status_code == 200, response.text[:200]
-                assert sent < MOST_SENT, (path, params, sent)
-                assert len(response.content) < MOST_ANSWER, (path, len(response.content))
-            failed = (await client.get(f"{API}/queues/{q}/jobs",
-                                       params={"state": "failed"})).json()["data"]["jobs"]
-            assert all(j["failed_reason_truncated"] and j["progress_truncated"] for j in failed)
-            dead = (await client.get(f"{API}/queue/dead-letter/{q}")).json()["data"]["jobs"]
-            assert all(j["failedReasonTruncated"] for j in dead)
-            board = (await client.get(f"{API}/queue/dashboard")).json()["data"]
-            assert all(a["reasonTruncated"] for a in board["alerts"])
-            detail = (await client.get(f"{API}/queues/{q}/jobs/{failed[0]['id']}")).json()
-            assert len(detail["data"]["failed_reason"]) >= MIB  # the job page has all of it
-    finally:
-        await app.state.conveyor.close()
+            response, sent = await sent_by_redis(redis, get)
+            assert response.status_code == 200, response.text[:200]
+            assert sent < MOST_SENT, (path, params, sent)
+            assert len(response.content) < MOST_ANSWER, (path, len(response.content))
+        failed = (await client.get(f"{API}/queues/{q}/jobs",
+                                   params={"state": "failed"})).json()["data"]["jobs"]
+        assert all(j["failed_reason_truncated"] and j["progress_truncated"] for j in failed)
+        dead = (await client.get(f"{API}/queue/dead-letter/{q}")).json()["data"]["jobs"]
+        assert all(j["failedReasonTruncated"] for j in dead)
+        board = (await client.get(f"{API}/queue/dashboard")).json()["data"]
+        assert all(a["reasonTruncated"] for a in board["alerts"])
+        detail = (await client.get(f"{API}/queues/{q}/jobs/{failed[0]['id']}")).json()
+        assert len(detail["data"]["failed_reason"]) >= MIB  # the job page has all of it
 
 
 def _peak_rss_bytes(pid: int) -> int:

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import redis as redis_sync
@@ -22,8 +21,8 @@ from conveyor import Queue
 from conveyor import sync as conveyor_sync
 from conveyor.cli import main
 from conveyor.embedded import find_redis_server
-from conveyor.web import create_app
 from helpers import queue_state_is, wait_for
+from web_support import api_client
 
 PASSWORD = "s3cret"
 APP = '''
@@ -94,13 +93,8 @@ async def test_add_work_and_inspect_over_a_unix_socket(unix_url: str, tmp_path: 
     assert shown["state"] == "completed"
     assert "email" in await asyncio.to_thread(cli, "stats", "--redis", unix_url)
 
-    app = create_app(unix_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            response = await client.get("/api/v1/queues/email")
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(unix_url) as client:
+        response = await client.get("/api/v1/queues/email")
     assert response.status_code == 200, response.text
     assert response.json()["data"]["counts"]["completed"] == 1
 
