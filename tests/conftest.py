@@ -7,22 +7,17 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import redis as redis_sync
 import redis.asyncio as aioredis
 
 from conveyor import Queue, Worker
 from helpers import StartWorker, workers_running
-from redis_server import RedisServer
+from redis_server import RedisServer, flushed
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -30,9 +25,7 @@ def redis_url(redis_server: RedisServer) -> str:
     """URL of the private server, (re)started if a test killed it, and flushed."""
     if not redis_server.running:
         redis_server.start()
-    with redis_sync.Redis.from_url(redis_server.url) as client:
-        client.flushall()
-    return redis_server.url
+    return flushed(redis_server)
 
 
 @pytest.fixture

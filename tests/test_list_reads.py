@@ -6,10 +6,6 @@ process and the CLI; what a row cuts short says so."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -22,8 +18,8 @@ from click.testing import CliRunner
 
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
-from conveyor.embedded import free_port
 from conveyor.inspect import Inspector
+from guarded_server import Served, dashboard_process
 from helpers import running, wait_for
 from web_support import api_client
 
@@ -156,56 +152,26 @@ async def test_rest_lists_of_big_jobs_are_small_and_say_truncated(
         assert len(detail["data"]["failed_reason"]) >= MIB  # the job page has all of it
 
 
-def _peak_rss_bytes(pid: int) -> int:
-    """The most memory the process has held at once (its RSS high-water mark)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
-
-
 @pytest.fixture
-def dashboard_process(redis_url: str) -> Iterator[tuple[str, int]]:
-    """``conveyor dashboard`` in a process of its own: (its URL, its pid)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "dashboard", "--port", str(port),
-         "--redis", redis_url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "the dashboard exited"
-            try:
-                if httpx.get(url + API + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.05)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def dashboard(redis_url: str) -> Iterator[Served]:
+    """``conveyor dashboard`` in a process of its own."""
+    with dashboard_process(redis_url) as served:
+        yield served
 
 
 async def test_the_dashboards_memory_does_not_grow_with_the_jobs_data(
-    big_queue: Queue, dashboard_process: tuple[str, int]
+    big_queue: Queue, dashboard: Served
 ) -> None:
-    url, pid = dashboard_process
-    before = _peak_rss_bytes(pid)
+    before = dashboard.peak_rss_bytes()
     sizes = []
-    async with httpx.AsyncClient(base_url=url + API, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=dashboard.url.rstrip("/") + API, timeout=60) as client:
         for state, count in (("waiting", WAITING), ("failed", FAILED)):
             response = await client.get(f"/queues/{big_queue.name}/jobs",
                                         params={"state": state, "count": count})
             assert response.status_code == 200, response.text[:200]
             sizes.append(len(response.content))
         assert (await client.get("/queue/dashboard")).status_code == 200
-    grown = _peak_rss_bytes(pid) - before
+    grown = dashboard.peak_rss_bytes() - before
     assert grown < 50 * MIB, f"the dashboard's peak grew by {grown / MIB:.0f} MiB"
     assert max(sizes) < MOST_ANSWER, sizes
 

@@ -6,9 +6,7 @@ in a temporary directory and on no TCP port."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from conveyor import Queue
 from conveyor import sync as conveyor_sync
 from conveyor.cli import main
 from conveyor.embedded import find_redis_server
-from helpers import queue_state_is, wait_for
+from helpers import queue_state_is, wait_for, worker_process
 from web_support import api_client
 
 PASSWORD = "s3cret"
@@ -73,12 +71,7 @@ async def test_add_work_and_inspect_over_a_unix_socket(unix_url: str, tmp_path: 
     (tmp_path / "tasks.py").write_text(APP)
     async with Queue("email", unix_url) as queue:
         job = await queue.add("send", {"to": "ada@example.com"})
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "conveyor", "worker", "tasks:app", "--redis", unix_url,
-            cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-        )
+        worker = await worker_process("tasks:app", unix_url, tmp_path)
         try:
             await wait_for(lambda: queue_state_is(queue, job.id, "completed"), timeout=30)
         finally:
