@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from conveyor import Queue, Worker
-from helpers import StartWorker, workers_running
+from conveyor import FlowProducer, Queue, Worker
+from helpers import StartWorker, unique_queue_name, workers_running
 from redis_server import RedisServer, flushed
 
 
@@ -39,7 +38,13 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 def queue_name() -> str:
-    return f"q-{uuid.uuid4().hex[:8]}"
+    return unique_queue_name()
+
+
+@pytest.fixture
+async def flow(redis_url: str) -> AsyncIterator[FlowProducer]:
+    async with FlowProducer(connection=redis_url) as producer:
+        yield producer
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,8 @@ async def worker_process(app: str, redis_url: str, app_dir: Path) -> asyncio.sub
         sys.executable, "-m", "conveyor", "worker", app, "--redis", redis_url,
         cwd=app_dir, env=importable_env(app_dir), stderr=subprocess.PIPE,
     )
+
+
+def unique_queue_name() -> str:
+    """A queue name no other test uses (the ``queue_name`` fixture's)."""
+    return f"q-{uuid.uuid4().hex[:8]}"
