@@ -15,6 +15,9 @@ import conveyor
 
 # What `pip install conveyor[web]` adds, with the packages they bring along.
 WEB_EXTRA = ("fastapi", "fastapi_offline", "uvicorn", "prometheus_client", "starlette")
+# The modules that serve HTTP, and so need the extra: the web app (and the
+# uvicorn server it runs under) and the demo, which serves the dashboard.
+NEED_THE_EXTRA = ("conveyor.web", "conveyor.cli_web", "conveyor.demo")
 
 # A finder that makes the web extra's packages missing, as in a core install.
 NOT_INSTALLED = f"""
@@ -60,6 +63,24 @@ print(queue.name, conveyor.cli.main.name)
 """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["q", "conveyor"]
+
+
+def test_every_module_but_the_web_ones_imports_without_the_web_extra() -> None:
+    done = run_python(NOT_INSTALLED + f"""
+import importlib, pkgutil
+import conveyor
+
+for module in pkgutil.walk_packages(conveyor.__path__, "conveyor."):
+    name = module.name
+    if name == "conveyor.__main__" or name.startswith({NEED_THE_EXTRA!r}):
+        continue
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        print(name, exc)
+""")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
 
 
 def test_the_finder_does_hide_the_web_extra() -> None:
