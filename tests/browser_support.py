@@ -3,7 +3,7 @@ API, a fresh page per test, and dashboards mounted under paths of one app."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from dashboard_server import AppFactory, DashboardServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -78,3 +80,22 @@ def mounted(apps: Mapping[str, Any]) -> FastAPI:
     for path, app in apps.items():
         parent.mount(path, app)
     return parent
+
+
+@contextmanager
+def dashboard_servers(redis_url: str) -> Iterator[Callable[[AppFactory], DashboardServer]]:
+    """``start(app_factory)`` -> a started DashboardServer; every server started
+    in the block is closed when it ends."""
+    servers: list[DashboardServer] = []
+
+    def start(factory: AppFactory) -> DashboardServer:
+        server = DashboardServer(redis_url, factory)
+        servers.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()

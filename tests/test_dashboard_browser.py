@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser_support import chromium, fresh_page, mounted, needs_chromium
+from browser_support import chromium, dashboard_servers, fresh_page, mounted, needs_chromium
 from conveyor import FlowProducer, Job
 from conveyor.flows import FlowNode
 from dashboard_server import DashboardServer
@@ -57,23 +57,16 @@ def make_dashboard(redis_url: str) -> Iterator[MakeDashboard]:
     """make_dashboard(**create_app options) -> a started DashboardServer."""
     from conveyor.web.app import create_app
 
-    servers: list[DashboardServer] = []
+    with dashboard_servers(redis_url) as start:
 
-    def make(mount: str | None = None, **options: Any) -> DashboardServer:
-        def factory() -> Any:
-            app = create_app(redis_url, **options)
-            return app if mount is None else mounted({mount: app})
+        def make(mount: str | None = None, **options: Any) -> DashboardServer:
+            def factory() -> Any:
+                app = create_app(redis_url, **options)
+                return app if mount is None else mounted({mount: app})
 
-        server = DashboardServer(redis_url, factory)
-        servers.append(server)
-        server.start()
-        return server
+            return start(factory)
 
-    try:
         yield make
-    finally:
-        for server in servers:
-            server.close()
 
 
 @pytest.fixture

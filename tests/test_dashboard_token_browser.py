@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser_support import chromium, fresh_page, mounted, needs_chromium
+from browser_support import chromium, dashboard_servers, fresh_page, mounted, needs_chromium
 from dashboard_server import DashboardServer
 
 pytestmark = needs_chromium
@@ -74,23 +74,16 @@ def make_server(redis_url: str) -> Iterator[MakeServer]:
     conveyor app mounted at each path ("" for the root), behind :func:`with_csp`."""
     from conveyor.web.app import create_app
 
-    servers: list[DashboardServer] = []
+    with dashboard_servers(redis_url) as start:
 
-    def make(mounts: Mounts) -> DashboardServer:
-        def factory() -> Any:
-            apps = {path: create_app(redis_url, **options) for path, options in mounts.items()}
-            return with_csp(apps[""] if list(apps) == [""] else mounted(apps))
+        def make(mounts: Mounts) -> DashboardServer:
+            def factory() -> Any:
+                apps = {path: create_app(redis_url, **opts) for path, opts in mounts.items()}
+                return with_csp(apps[""] if list(apps) == [""] else mounted(apps))
 
-        server = DashboardServer(redis_url, factory)
-        servers.append(server)
-        server.start()
-        return server
+            return start(factory)
 
-    try:
         yield make
-    finally:
-        for server in servers:
-            server.close()
 
 
 def unique(prefix: str) -> str:
