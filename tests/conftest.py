@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import redis as redis_sync
 import redis.asyncio as aioredis
 
-from conveyor import Queue, Worker
-from helpers import StartWorker, workers_running
-from redis_server import RedisServer
+from conveyor import FlowProducer, Queue, Worker
+from helpers import StartWorker, unique_queue_name, workers_running
+from redis_server import RedisServer, flushed
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -30,9 +24,7 @@ def redis_url(redis_server: RedisServer) -> str:
     """URL of the private server, (re)started if a test killed it, and flushed."""
     if not redis_server.running:
         redis_server.start()
-    with redis_sync.Redis.from_url(redis_server.url) as client:
-        client.flushall()
-    return redis_server.url
+    return flushed(redis_server)
 
 
 @pytest.fixture
@@ -46,7 +38,13 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 def queue_name() -> str:
-    return f"q-{uuid.uuid4().hex[:8]}"
+    return unique_queue_name()
+
+
+@pytest.fixture
+async def flow(redis_url: str) -> AsyncIterator[FlowProducer]:
+    async with FlowProducer(connection=redis_url) as producer:
+        yield producer
 
 
 @pytest.fixture

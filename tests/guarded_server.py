@@ -1,5 +1,5 @@
-"""``conveyor dashboard`` as a real process, for the guard's tests (its memory is
-measured from outside), and a queue with failed jobs that a forged request must
+"""``conveyor dashboard`` as a real process, for the guard's and the list reads' tests
+(its memory is measured from outside), and a queue with failed jobs that a forged request must
 not be able to clean."""
 
 from __future__ import annotations
@@ -28,11 +28,18 @@ class Served:
 
     def rss_bytes(self) -> int:
         """The server's resident memory, from /proc/PID/status."""
+        return self._status_bytes("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        """The most memory the server has held at once (its RSS high-water mark)."""
+        return self._status_bytes("VmHWM")
+
+    def _status_bytes(self, field: str) -> int:
         with open(f"/proc/{self.proc.pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS line")
+        raise AssertionError(f"no {field} line")
 
 
 @contextlib.contextmanager

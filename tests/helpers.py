@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from conveyor import Queue, Worker
@@ -81,3 +86,24 @@ async def finished(queue: Queue, job_id: str) -> str | None:
 
 async def queue_state_is(queue: Queue, job_id: str, state: str) -> bool:
     return await queue.get_job_state(job_id) == state
+
+
+def importable_env(directory: Path) -> dict[str, str]:
+    """This process's environment with ``directory`` first on PYTHONPATH, for a
+    child that imports the app module a test wrote there."""
+    path = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+async def worker_process(app: str, redis_url: str, app_dir: Path) -> asyncio.subprocess.Process:
+    """``conveyor worker APP --redis URL`` as a child process run in ``app_dir``
+    (where the test wrote APP's module), its stderr piped for the test to read."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "conveyor", "worker", app, "--redis", redis_url,
+        cwd=app_dir, env=importable_env(app_dir), stderr=subprocess.PIPE,
+    )
+
+
+def unique_queue_name() -> str:
+    """A queue name no other test uses (the ``queue_name`` fixture's)."""
+    return f"q-{uuid.uuid4().hex[:8]}"

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 import redis as redis_sync
 from click.testing import CliRunner
@@ -36,6 +35,7 @@ from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app
 from helpers import running, wait_for
 from redis_server import RedisServer
+from web_support import asgi_client
 
 SECURITY_MD = Path(__file__).resolve().parent.parent / "SECURITY.md"
 
@@ -260,8 +260,7 @@ async def test_the_inspector_rest_api_and_metrics_run_as_the_user(url: str) -> N
         await inspector.job("acl-web", failed.id)
 
     app = create_app(url)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(app) as client:
         api = "/api/v1"
         for path in ("/queues", "/queue/metrics", "/queue/dashboard", "/health",
                      "/queues/acl-web/jobs?state=failed", f"/queues/acl-web/jobs/{failed.id}",

@@ -10,11 +10,8 @@ registry); every command that shows them must print escapes (``\\x1b``,
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from click.testing import CliRunner, Result
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
 from conveyor.keys import registry_key
-from helpers import queue_state_is, running, wait_for
+from helpers import queue_state_is, running, wait_for, worker_process
 
 #: Every kind of character a terminal must not receive raw: C0 controls (ESC
 #: sequences for colour, OSC 8 links and window titles, CR, backspace, BEL),
@@ -215,12 +212,7 @@ async def forever() -> None:
 """)
 
     async def go() -> bytes:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "conveyor", "worker", "hostile:app", "--redis", redis_url,
-            cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-        )
+        proc = await worker_process("hostile:app", redis_url, tmp_path)
         try:
             async with Queue(queue_name, redis_url) as q:
                 job = await q.add("forever", {}, job_id=f"id{HOSTILE_ID}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 import redis as redis_sync
@@ -16,8 +15,8 @@ from click.testing import CliRunner
 
 from conveyor import Job, JobFailedError, Queue, ValidationError
 from conveyor.cli import main
-from conveyor.web import create_app
 from helpers import StartWorker, finished, queue_state_is, wait_for
+from web_support import api_client
 
 Corrupt = Callable[[aioredis.Redis, str], Awaitable[Any]]
 
@@ -189,26 +188,21 @@ async def test_rest_lists_and_job_pages_show_a_corrupt_job(
     a, b, c = await _corrupt_second_of_three(queue, redis, corruption)
     await queue.add("d", delay=60_000)  # a delayed job's ts is read by the dashboard
     await redis.hset(queue.keys.job(a.id), "ts", b"not a time")
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            page = await client.get(f"{API}/queues/{queue.name}/jobs", params={"state": "waiting"})
-            assert page.status_code == 200, page.text
-            listed = page.json()["data"]["jobs"]
-            assert {j["id"] for j in listed} == {a.id, b.id, c.id}
-            [shown] = [j for j in listed if j["id"] == b.id]
-            assert shown["corrupt"]
-            detail = await client.get(f"{API}/queues/{queue.name}/jobs/{b.id}")
-            assert detail.status_code == 200, detail.text
-            assert detail.json()["data"]["corrupt"]
-            for path in ("/queue/dashboard", "/queue/metrics", f"/queue/metrics/{queue.name}",
-                         "/queues", f"/queues/{queue.name}", f"/queue/dead-letter/{queue.name}"):
-                response = await client.get(API + path)
-                assert response.status_code == 200, (path, response.text)
-            assert (await client.get("/metrics")).status_code == 200
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(redis_url) as client:
+        page = await client.get(f"{API}/queues/{queue.name}/jobs", params={"state": "waiting"})
+        assert page.status_code == 200, page.text
+        listed = page.json()["data"]["jobs"]
+        assert {j["id"] for j in listed} == {a.id, b.id, c.id}
+        [shown] = [j for j in listed if j["id"] == b.id]
+        assert shown["corrupt"]
+        detail = await client.get(f"{API}/queues/{queue.name}/jobs/{b.id}")
+        assert detail.status_code == 200, detail.text
+        assert detail.json()["data"]["corrupt"]
+        for path in ("/queue/dashboard", "/queue/metrics", f"/queue/metrics/{queue.name}",
+                     "/queues", f"/queues/{queue.name}", f"/queue/dead-letter/{queue.name}"):
+            response = await client.get(API + path)
+            assert response.status_code == 200, (path, response.text)
+        assert (await client.get("/metrics")).status_code == 200
 
 
 async def test_a_failed_corrupt_job_is_shown_in_the_dashboard_alerts(
@@ -218,17 +212,12 @@ async def test_a_failed_corrupt_job_is_shown_in_the_dashboard_alerts(
     await _a_string(redis, queue.keys.job(job.id))
     start_worker(lambda j: None)
     await wait_for(lambda: queue_state_is(queue, job.id, "failed"))
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            board = await client.get(f"{API}/queue/dashboard")
-            assert board.status_code == 200, board.text
-            assert [a["jobId"] for a in board.json()["data"]["alerts"]] == [job.id]
-            dead = await client.get(f"{API}/queue/dead-letter/{queue.name}")
-            assert dead.status_code == 200, dead.text
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(redis_url) as client:
+        board = await client.get(f"{API}/queue/dashboard")
+        assert board.status_code == 200, board.text
+        assert [a["jobId"] for a in board.json()["data"]["alerts"]] == [job.id]
+        dead = await client.get(f"{API}/queue/dead-letter/{queue.name}")
+        assert dead.status_code == 200, dead.text
 
 
 def _cli(*args: str) -> str:
@@ -286,17 +275,12 @@ async def test_get_workers_skips_a_corrupt_heartbeat_entry(
     with redis_sync.Redis.from_url(redis_url) as client:
         _corrupt_heartbeats(client, queue.keys.base)
     assert [w.id for w in await queue.get_workers()] == ["fine"]
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            metrics = await client.get("/metrics")
-            assert metrics.status_code == 200, metrics.text
-            workers = await client.get(f"{API}/queues/{queue.name}/workers")
-            assert workers.status_code == 200, workers.text
-            assert [w["id"] for w in workers.json()["data"]] == ["fine"]
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(redis_url) as client:
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200, metrics.text
+        workers = await client.get(f"{API}/queues/{queue.name}/workers")
+        assert workers.status_code == 200, workers.text
+        assert [w["id"] for w in workers.json()["data"]] == ["fine"]
 
 
 @pytest.mark.parametrize("corruption", ["data-not-json", "key-is-a-string"])

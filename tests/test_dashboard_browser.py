@@ -10,23 +10,20 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from browser_support import chromium, dashboard_servers, fresh_page, mounted, needs_chromium
 from conveyor import FlowProducer, Job
 from conveyor.flows import FlowNode
 from dashboard_server import DashboardServer
 from helpers import finished, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
+pytestmark = needs_chromium
 
 
 SCREENSHOTS = Path("/tmp")
@@ -44,29 +41,15 @@ expect.set_options(timeout=10_000)
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh 1280px page; any uncaught JavaScript error fails the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with fresh_page(browser) as page:
         yield page
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture
@@ -74,34 +57,16 @@ def make_dashboard(redis_url: str) -> Iterator[MakeDashboard]:
     """make_dashboard(**create_app options) -> a started DashboardServer."""
     from conveyor.web.app import create_app
 
-    servers: list[DashboardServer] = []
+    with dashboard_servers(redis_url) as start:
 
-    def make(mount: str | None = None, **options: Any) -> DashboardServer:
-        def factory() -> Any:
-            app = create_app(redis_url, **options)
-            if mount is None:
-                return app
-            # A mounted app's lifespan is not run by Starlette: the parent runs it,
-            # so the app's Redis connections close with the server.
-            @asynccontextmanager
-            async def lifespan(parent: FastAPI) -> AsyncIterator[None]:
-                async with app.router.lifespan_context(app):
-                    yield
+        def make(mount: str | None = None, **options: Any) -> DashboardServer:
+            def factory() -> Any:
+                app = create_app(redis_url, **options)
+                return app if mount is None else mounted({mount: app})
 
-            parent = FastAPI(lifespan=lifespan)
-            parent.mount(mount, app)
-            return parent
+            return start(factory)
 
-        server = DashboardServer(redis_url, factory)
-        servers.append(server)
-        server.start()
-        return server
-
-    try:
         yield make
-    finally:
-        for server in servers:
-            server.close()
 
 
 @pytest.fixture

@@ -7,21 +7,17 @@ Content-Security-Policy with no request to another origin.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from browser_support import chromium, dashboard_servers, fresh_page, mounted, needs_chromium
 from dashboard_server import DashboardServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
+pytestmark = needs_chromium
 
 expect.set_options(timeout=10_000)
 
@@ -32,12 +28,6 @@ OTHER_TOKEN = "another-token-of-22-ch"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
        "form-action 'self'; frame-ancestors 'none'")
-#: Collects the page's Content-Security-Policy violations in window.__csp.
-WATCH_CSP = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation",
-  (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
-"""
 
 Mounts = dict[str, dict[str, Any]]
 MakeServer = Callable[[Mounts], DashboardServer]
@@ -66,31 +56,16 @@ def with_csp(app: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     """A fresh page; an uncaught JavaScript error fails the test. CSP violations
     are gathered in ``window.__csp`` for the tests that check them."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    context.add_init_script(WATCH_CSP)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with fresh_page(browser, watch_csp=True) as page:
         yield page
-    finally:
-        context.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture
@@ -99,36 +74,16 @@ def make_server(redis_url: str) -> Iterator[MakeServer]:
     conveyor app mounted at each path ("" for the root), behind :func:`with_csp`."""
     from conveyor.web.app import create_app
 
-    servers: list[DashboardServer] = []
+    with dashboard_servers(redis_url) as start:
 
-    def make(mounts: Mounts) -> DashboardServer:
-        def factory() -> Any:
-            apps = {path: create_app(redis_url, **options) for path, options in mounts.items()}
-            if list(apps) == [""]:
-                return with_csp(apps[""])
+        def make(mounts: Mounts) -> DashboardServer:
+            def factory() -> Any:
+                apps = {path: create_app(redis_url, **opts) for path, opts in mounts.items()}
+                return with_csp(apps[""] if list(apps) == [""] else mounted(apps))
 
-            @asynccontextmanager
-            async def lifespan(parent: FastAPI) -> AsyncIterator[None]:
-                async with AsyncExitStack() as stack:
-                    for app in apps.values():
-                        await stack.enter_async_context(app.router.lifespan_context(app))
-                    yield
+            return start(factory)
 
-            parent = FastAPI(lifespan=lifespan)
-            for path, app in apps.items():
-                parent.mount(path, app)
-            return with_csp(parent)
-
-        server = DashboardServer(redis_url, factory)
-        servers.append(server)
-        server.start()
-        return server
-
-    try:
         yield make
-    finally:
-        for server in servers:
-            server.close()
 
 
 def unique(prefix: str) -> str:

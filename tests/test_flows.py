@@ -4,8 +4,6 @@ ignored, or keep it waiting; the whole tree is added atomically."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,17 +11,7 @@ import redis.asyncio as aioredis
 
 from conveyor import FlowProducer, Job, JobStateError, Queue, ValidationError, Worker
 from conveyor.flows import FlowNode
-from helpers import StartWorker, running, wait_for
-
-
-@pytest.fixture
-async def flow(redis_url: str) -> AsyncIterator[FlowProducer]:
-    async with FlowProducer(connection=redis_url) as producer:
-        yield producer
-
-
-def _other_queue() -> str:
-    return f"q-{uuid.uuid4().hex[:8]}"
+from helpers import StartWorker, running, unique_queue_name, wait_for
 
 
 async def _state_is(flow: FlowProducer, queue_name: str, job_id: str, state: str) -> bool:
@@ -109,7 +97,7 @@ async def test_three_levels_run_leaves_first(
 
 
 async def test_children_in_other_queues(flow: FlowProducer, redis_url: str) -> None:
-    reports, fetchers, renderers = _other_queue(), _other_queue(), _other_queue()
+    reports, fetchers, renderers = unique_queue_name(), unique_queue_name(), unique_queue_name()
 
     async def fetch(job: Job) -> Any:
         return {"rows": job.data["n"]}
@@ -228,7 +216,7 @@ async def test_by_default_a_failed_child_keeps_the_parent_waiting_until_retried(
 async def test_get_flow_shows_the_tree_with_states(
     flow: FlowProducer, queue_name: str, start_worker: StartWorker, redis_url: str
 ) -> None:
-    other = _other_queue()
+    other = unique_queue_name()
     await flow.add({
         "name": "root", "queue_name": queue_name, "opts": {"job_id": "root"},
         "children": [

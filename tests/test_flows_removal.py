@@ -4,25 +4,13 @@ retrying an ignored failed child makes the parent wait for it again."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from conveyor import FlowProducer, Job, JobStateError, Queue
 from conveyor.flows import FlowNode
-from helpers import StartWorker, wait_for
-
-
-@pytest.fixture
-async def flow(redis_url: str) -> AsyncIterator[FlowProducer]:
-    async with FlowProducer(connection=redis_url) as producer:
-        yield producer
-
-
-def _other_queue() -> str:
-    return f"q-{uuid.uuid4().hex[:8]}"
+from helpers import StartWorker, unique_queue_name, wait_for
 
 
 async def _two_children(
@@ -41,7 +29,7 @@ async def _two_children(
 async def test_draining_the_children_releases_their_parent(
     flow: FlowProducer, queue: Queue, child_opts: dict[str, Any]
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     root = await _two_children(flow, queue.name, children.name, child_opts)
 
     assert await children.drain(delayed=True) == 2
@@ -78,7 +66,7 @@ async def test_draining_children_of_the_same_queue_releases_a_prioritized_parent
 async def test_cleaning_the_children_releases_their_parent(
     flow: FlowProducer, queue: Queue, state: str
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     opts = {"delay": 60_000} if state == "delayed" else {}
     root = await _two_children(flow, queue.name, children.name, opts)
 
@@ -90,7 +78,7 @@ async def test_cleaning_the_children_releases_their_parent(
 async def test_cleaning_one_child_leaves_the_parent_waiting_for_the_other(
     flow: FlowProducer, queue: Queue
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     root = await _two_children(flow, queue.name, children.name, {})
 
     assert await children.clean(0, 1, "waiting") == ["b"]  # the tail goes first
@@ -164,7 +152,7 @@ async def _tree(flow: FlowProducer, queue: Queue, children: Queue) -> FlowNode:
 async def test_removing_a_parent_removes_its_pending_children_down_the_tree(
     flow: FlowProducer, queue: Queue, start_worker: StartWorker
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     root = await _tree(flow, queue, children)
     start_worker(lambda job: job.name)  # runs c, in the parent's queue
     await wait_for(lambda: _state_is(queue, "c", "completed"))
@@ -181,7 +169,7 @@ async def test_removing_a_parent_removes_its_pending_children_down_the_tree(
 async def test_remove_children_false_keeps_the_children(
     flow: FlowProducer, queue: Queue
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     await _tree(flow, queue, children)
 
     assert await queue.remove("parent", remove_children=False)
@@ -191,15 +179,16 @@ async def test_remove_children_false_keeps_the_children(
     assert await queue.get_job_state("c") == "waiting"
 
 
-async def test_a_parent_with_a_running_child_is_not_removed(
-    flow: FlowProducer, queue: Queue
+@pytest.mark.parametrize("action", ["remove", "cancel"])
+async def test_a_parent_with_a_running_child_is_not_removed_nor_cancelled(
+    flow: FlowProducer, queue: Queue, action: str
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     await _tree(flow, queue, children)
     await children.scripts.move_to_active(1, "w:", 60_000)  # a1 is running
 
     with pytest.raises(JobStateError, match="child"):
-        await queue.remove("parent")
+        await (queue.remove if action == "remove" else queue.cancel)("parent")
 
     assert await queue.get_job_state("parent") == "waiting-children"
     assert await children.get_job_state("b") == "delayed"
@@ -208,7 +197,7 @@ async def test_a_parent_with_a_running_child_is_not_removed(
 async def test_cancelling_a_waiting_parent_removes_its_pending_children_as_remove_does(
     flow: FlowProducer, queue: Queue
 ) -> None:
-    children = flow.queue(_other_queue())
+    children = flow.queue(unique_queue_name())
     await _tree(flow, queue, children)
 
     assert await queue.cancel("parent")
@@ -217,20 +206,6 @@ async def test_cancelling_a_waiting_parent_removes_its_pending_children_as_remov
     for gone in ("a", "a1", "b"):
         assert await children.get_job(gone) is None
     assert await queue.get_job("c") is None
-
-
-async def test_cancelling_a_parent_with_a_running_child_is_refused_as_remove_is(
-    flow: FlowProducer, queue: Queue
-) -> None:
-    children = flow.queue(_other_queue())
-    await _tree(flow, queue, children)
-    await children.scripts.move_to_active(1, "w:", 60_000)  # a1 is running
-
-    with pytest.raises(JobStateError, match="child"):
-        await queue.cancel("parent")
-
-    assert await queue.get_job_state("parent") == "waiting-children"
-    assert await children.get_job_state("b") == "delayed"
 
 
 @pytest.mark.parametrize("bulk", [False, True])

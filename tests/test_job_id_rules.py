@@ -13,17 +13,15 @@ from urllib.parse import quote
 import httpx
 import pytest
 from click.testing import CliRunner
-from fastapi import FastAPI
 
 from conveyor import Conveyor, FlowProducer, Job, Queue, ValidationError
 from conveyor.cli import main
 from conveyor.inspection import Inspector
 from conveyor.options import MAX_JOB_ID
 from conveyor.sync import Queue as SyncQueue
-from conveyor.web import create_app
 from helpers import StartWorker, finished, wait_for
+from web_support import API, api_client, data, error
 
-API = "/api/v1"
 #: Ids add refuses. "1:logs" is the key of job 1's log list: before the rule,
 #: reads and admin calls reached it and answered Redis's WRONGTYPE.
 REFUSED = ["1:logs", "a:b", ".", "..", "x" * (MAX_JOB_ID + 1)]
@@ -70,36 +68,13 @@ async def inspector(redis_url: str) -> AsyncIterator[Inspector]:
 
 
 @pytest.fixture
-async def app(redis_url: str) -> AsyncIterator[FastAPI]:
-    built = create_app(redis_url)
-    yield built
-    await built.state.conveyor.close()
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as found:
+async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(redis_url) as found:
         yield found
 
 
 def path_of(job_id: str) -> str:
     return quote(job_id, safe="")
-
-
-def data(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True
-    return body["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["error"]["code"] == code, body
-    found: dict[str, Any] = body["error"]
-    return found
 
 
 # -- the library: one rule -------------------------------------------------------------------

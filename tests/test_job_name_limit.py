@@ -4,7 +4,6 @@ a 422 naming it over REST, one line in the CLI."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
@@ -13,7 +12,7 @@ from conveyor import Conveyor, FlowProducer, Queue, ValidationError
 from conveyor import sync as conveyor_sync
 from conveyor.cli import main
 from conveyor.options import MAX_JOB_NAME
-from conveyor.web import create_app
+from web_support import api_client
 
 LONGEST = "é" * MAX_JOB_NAME  # characters, not bytes: 510 bytes of UTF-8
 TOO_LONG = "n" * (MAX_JOB_NAME + 1)
@@ -83,22 +82,17 @@ async def test_a_tasks_name(redis_url: str) -> None:
 async def test_rest_enqueue_answers_422_naming_the_field(
     redis_url: str, queue_name: str, redis: aioredis.Redis
 ) -> None:
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            response = await client.post(f"/api/v1/queues/{queue_name}/jobs",
-                                         json={"name": TOO_LONG})
-            assert response.status_code == 422, response.text
-            error = response.json()["error"]
-            assert error["code"] == "validation_error" and error["field"] == "name"
-            assert await redis.keys("*") == []
-            response = await client.post(f"/api/v1/queues/{queue_name}/jobs",
-                                         json={"name": LONGEST})
-            assert response.status_code == 201, response.text
-            assert response.json()["data"]["name"] == LONGEST
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(redis_url) as client:
+        response = await client.post(f"/api/v1/queues/{queue_name}/jobs",
+                                     json={"name": TOO_LONG})
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["code"] == "validation_error" and error["field"] == "name"
+        assert await redis.keys("*") == []
+        response = await client.post(f"/api/v1/queues/{queue_name}/jobs",
+                                     json={"name": LONGEST})
+        assert response.status_code == 201, response.text
+        assert response.json()["data"]["name"] == LONGEST
 
 
 def test_cli_enqueue_is_one_line(redis_url: str, queue_name: str) -> None:

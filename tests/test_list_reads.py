@@ -6,10 +6,6 @@ process and the CLI; what a row cuts short says so."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -22,10 +18,10 @@ from click.testing import CliRunner
 
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
-from conveyor.embedded import free_port
 from conveyor.inspection import Inspector
-from conveyor.web import create_app
+from guarded_server import Served, dashboard_process
 from helpers import running, wait_for
+from web_support import api_client
 
 T = TypeVar("T")
 
@@ -130,87 +126,52 @@ async def test_the_dashboards_alerts_preview_the_reason(
 async def test_rest_lists_of_big_jobs_are_small_and_say_truncated(
     big_queue: Queue, redis: aioredis.Redis, redis_url: str
 ) -> None:
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            q = big_queue.name
-            for path, params in (
-                (f"/queues/{q}/jobs", {"state": "waiting", "count": WAITING}),
-                (f"/queues/{q}/jobs", {"state": "failed", "count": FAILED}),
-                (f"/queue/dead-letter/{q}", {"pageSize": FAILED}),
-                ("/queue/dashboard", {}),
-            ):
-                async def get(path: str = path, params: Any = params) -> httpx.Response:
-                    return await client.get(API + path, params=params)
+    async with api_client(redis_url) as client:
+        q = big_queue.name
+        for path, params in (
+            (f"/queues/{q}/jobs", {"state": "waiting", "count": WAITING}),
+            (f"/queues/{q}/jobs", {"state": "failed", "count": FAILED}),
+            (f"/queue/dead-letter/{q}", {"pageSize": FAILED}),
+            ("/queue/dashboard", {}),
+        ):
+            async def get(path: str = path, params: Any = params) -> httpx.Response:
+                return await client.get(API + path, params=params)
 
-                response, sent = await sent_by_redis(redis, get)
-                assert response.status_code == 200, response.text[:200]
-                assert sent < MOST_SENT, (path, params, sent)
-                assert len(response.content) < MOST_ANSWER, (path, len(response.content))
-            failed = (await client.get(f"{API}/queues/{q}/jobs",
-                                       params={"state": "failed"})).json()["data"]["jobs"]
-            assert all(j["failed_reason_truncated"] and j["progress_truncated"] for j in failed)
-            dead = (await client.get(f"{API}/queue/dead-letter/{q}")).json()["data"]["jobs"]
-            assert all(j["failedReasonTruncated"] for j in dead)
-            board = (await client.get(f"{API}/queue/dashboard")).json()["data"]
-            assert all(a["reasonTruncated"] for a in board["alerts"])
-            detail = (await client.get(f"{API}/queues/{q}/jobs/{failed[0]['id']}")).json()
-            assert len(detail["data"]["failed_reason"]) >= MIB  # the job page has all of it
-    finally:
-        await app.state.conveyor.close()
-
-
-def _peak_rss_bytes(pid: int) -> int:
-    """The most memory the process has held at once (its RSS high-water mark)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
+            response, sent = await sent_by_redis(redis, get)
+            assert response.status_code == 200, response.text[:200]
+            assert sent < MOST_SENT, (path, params, sent)
+            assert len(response.content) < MOST_ANSWER, (path, len(response.content))
+        failed = (await client.get(f"{API}/queues/{q}/jobs",
+                                   params={"state": "failed"})).json()["data"]["jobs"]
+        assert all(j["failed_reason_truncated"] and j["progress_truncated"] for j in failed)
+        dead = (await client.get(f"{API}/queue/dead-letter/{q}")).json()["data"]["jobs"]
+        assert all(j["failedReasonTruncated"] for j in dead)
+        board = (await client.get(f"{API}/queue/dashboard")).json()["data"]
+        assert all(a["reasonTruncated"] for a in board["alerts"])
+        detail = (await client.get(f"{API}/queues/{q}/jobs/{failed[0]['id']}")).json()
+        assert len(detail["data"]["failed_reason"]) >= MIB  # the job page has all of it
 
 
 @pytest.fixture
-def dashboard_process(redis_url: str) -> Iterator[tuple[str, int]]:
-    """``conveyor dashboard`` in a process of its own: (its URL, its pid)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "dashboard", "--port", str(port),
-         "--redis", redis_url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "the dashboard exited"
-            try:
-                if httpx.get(url + API + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.05)
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def dashboard(redis_url: str) -> Iterator[Served]:
+    """``conveyor dashboard`` in a process of its own."""
+    with dashboard_process(redis_url) as served:
+        yield served
 
 
 async def test_the_dashboards_memory_does_not_grow_with_the_jobs_data(
-    big_queue: Queue, dashboard_process: tuple[str, int]
+    big_queue: Queue, dashboard: Served
 ) -> None:
-    url, pid = dashboard_process
-    before = _peak_rss_bytes(pid)
+    before = dashboard.peak_rss_bytes()
     sizes = []
-    async with httpx.AsyncClient(base_url=url + API, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=dashboard.url.rstrip("/") + API, timeout=60) as client:
         for state, count in (("waiting", WAITING), ("failed", FAILED)):
             response = await client.get(f"/queues/{big_queue.name}/jobs",
                                         params={"state": state, "count": count})
             assert response.status_code == 200, response.text[:200]
             sizes.append(len(response.content))
         assert (await client.get("/queue/dashboard")).status_code == 200
-    grown = _peak_rss_bytes(pid) - before
+    grown = dashboard.peak_rss_bytes() - before
     assert grown < 50 * MIB, f"the dashboard's peak grew by {grown / MIB:.0f} MiB"
     assert max(sizes) < MOST_ANSWER, sizes
 

@@ -15,6 +15,7 @@ from addresses import accepts, non_loopback_ipv4
 from conveyor import Job, Queue
 from conveyor.web import create_app, start_metrics_server
 from helpers import StartWorker, finished, wait_for
+from web_support import asgi_client
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -52,8 +53,7 @@ async def test_app_metrics_count_states_totals_timings_and_workers(
     await queue.add("later", delay=60_000)
     await queue.pause()
     app = create_app(redis_url)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(app) as client:
         response = await client.get("/metrics")
     await app.state.conveyor.close()
     assert response.status_code == 200

@@ -21,7 +21,7 @@ from conveyor import FlowProducer, Queue
 from conveyor.inspection import Inspector
 from conveyor.web.prometheus import render_metrics
 from helpers import wait_for
-from redis_server import RedisServer
+from redis_server import RedisServer, flushed
 
 WORKER = '''
 import asyncio
@@ -80,19 +80,13 @@ class Scenario:
 @pytest.fixture(scope="module")
 def private_redis() -> Iterator[RedisServer]:
     """A server nothing else talks to, so its command counts are the scrape's."""
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def url(private_redis: RedisServer) -> str:
-    with redis_sync.Redis.from_url(private_redis.url) as client:
-        client.flushall()
-    return private_redis.url
+    return flushed(private_redis)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +16,7 @@ from conveyor.app import Conveyor
 from conveyor.cli import main
 from conveyor.inspection import Inspector
 from conveyor.web import create_app
+from web_support import api_client
 
 REFUSED = {
     "email\u200b": "U+200B (ZERO WIDTH SPACE)",
@@ -98,14 +98,9 @@ async def test_a_flow_child_on_an_invisible_queue_is_refused(redis_url: str) -> 
 
 
 async def test_the_rest_api_refuses_an_invisible_queue_name(redis_url: str) -> None:
-    app = create_app(redis_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            response = await client.post("/api/v1/queues/email%E2%80%8B/jobs",
-                                         json={"name": "x", "data": {}})
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(redis_url) as client:
+        response = await client.post("/api/v1/queues/email%E2%80%8B/jobs",
+                                     json={"name": "x", "data": {}})
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["success"] is False
     assert "U+200B" in response.text

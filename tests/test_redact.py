@@ -4,7 +4,6 @@ in redis://, rediss:// and unix:// URLs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from conveyor.cli import main
 from conveyor.cli.support import redact
 from conveyor.embedded import free_port
+from helpers import importable_env
 
 #: Any text at all, but long enough not to be found by chance in the rest of the URL.
 PASSWORDS = st.text(min_size=4, max_size=40)
@@ -79,8 +79,7 @@ def test_the_worker_refuses_a_url_it_cannot_read_in_one_line(
         "from conveyor.app import Conveyor\napp = Conveyor()\n"
         "@app.task(queue='email')\nasync def send() -> None: ...\n")
     url = "redis://user:p@ss:w0rd/x@127.0.0.1:6379/0"
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    environ = importable_env(tmp_path)
     argv = [sys.executable, "-m", "conveyor", "worker", "tasks:app"]
     if env:
         environ["CONVEYOR_REDIS_URL"] = url

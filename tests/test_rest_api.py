@@ -16,37 +16,13 @@ from conveyor.embedded import free_port
 from conveyor.options import MAX_DURATION_MS
 from conveyor.web import check_listen, create_app, serve, serve_async
 from helpers import StartWorker, finished, wait_for
-
-API = "/api/v1"
-
-
-@pytest.fixture
-async def app(redis_url: str) -> AsyncIterator[FastAPI]:
-    built = create_app(redis_url)
-    yield built
-    await built.state.conveyor.close()
+from web_support import API, api_client, asgi_client, data, error
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as found:
+async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(redis_url) as found:
         yield found
-
-
-async def data(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is True
-    return body["data"]
-
-
-def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["success"] is False and body["error"]["code"] == code, body
-    found: dict[str, Any] = body["error"]
-    return found
 
 
 async def fail(job: Job) -> Any:
@@ -75,13 +51,13 @@ async def failed_jobs(queue: Queue, start_worker: StartWorker, n: int) -> list[s
 async def test_queues_and_a_queue_summary(client: httpx.AsyncClient, queue: Queue) -> None:
     await queue.add("a")
     await queue.add("b", delay=60_000)
-    [summary] = await data(await client.get(f"{API}/queues"))
+    [summary] = data(await client.get(f"{API}/queues"))
     assert summary["name"] == queue.name
     assert summary["counts"]["waiting"] == 1 and summary["counts"]["delayed"] == 1
     assert summary["counts"]["paused"] is False and summary["total"] == 2
-    one = await data(await client.get(f"{API}/queues/{queue.name}"))
+    one = data(await client.get(f"{API}/queues/{queue.name}"))
     assert one["counts"] == summary["counts"]
-    assert (await data(await client.get(f"{API}/health"))) == {"redis": "ok", "queues": 1}
+    assert (data(await client.get(f"{API}/health"))) == {"redis": "ok", "queues": 1}
 
 
 async def test_missing_queue_job_or_route_is_a_404_envelope(
@@ -144,27 +120,27 @@ async def test_enqueue_read_promote_retry_and_remove_a_job(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:
     jobs = f"{API}/queues/{queue.name}/jobs"
-    made = await data(await client.post(jobs, json={
+    made = data(await client.post(jobs, json={
         "name": "report", "data": {"month": 5}, "options": {"delay": 600_000, "attempts": 2}}),
         201)
     assert made["state"] == "delayed" and made["attempts"] == 2 and made["delay"] == 600_000
     assert made["timestamp"].endswith("Z") and isinstance(made["timestamp_ms"], int)
     job_id = made["id"]
-    detail = await data(await client.get(f"{jobs}/{job_id}"))
+    detail = data(await client.get(f"{jobs}/{job_id}"))
     assert detail["data"] == {"month": 5} and detail["opts"]["attempts"] == 2
     assert [e["event"] for e in detail["timeline"]] == ["added", "delayed until"]
     error(await client.post(f"{jobs}/{job_id}/retry"), 409, "job_state_conflict")
-    promoted = await data(await client.post(f"{jobs}/{job_id}/promote"))
+    promoted = data(await client.post(f"{jobs}/{job_id}/promote"))
     assert promoted == {"queue": queue.name, "id": job_id, "state": "waiting"}
     error(await client.post(f"{jobs}/{job_id}/promote"), 409, "job_state_conflict")
 
     start_worker(succeed)
     await wait_for(lambda: finished(queue, job_id))
-    detail = await data(await client.get(f"{jobs}/{job_id}"))
+    detail = data(await client.get(f"{jobs}/{job_id}"))
     assert detail["state"] == "completed" and detail["return_value"] == {"done": {"month": 5}}
-    assert (await data(await client.post(f"{jobs}/{job_id}/retry")))["id"] == job_id
+    assert (data(await client.post(f"{jobs}/{job_id}/retry")))["id"] == job_id
     await wait_for(lambda: finished(queue, job_id))
-    assert await data(await client.delete(f"{jobs}/{job_id}")) == {
+    assert data(await client.delete(f"{jobs}/{job_id}")) == {
         "queue": queue.name, "id": job_id, "state": None}
     assert await queue.get_job(job_id) is None
 
@@ -173,9 +149,9 @@ async def test_enqueue_with_an_empty_job_id_generates_one(
     client: httpx.AsyncClient, queue: Queue
 ) -> None:
     jobs = f"{API}/queues/{queue.name}/jobs"
-    first = await data(await client.post(jobs, json={"name": "a", "options": {"job_id": ""}}),
+    first = data(await client.post(jobs, json={"name": "a", "options": {"job_id": ""}}),
                        201)
-    second = await data(await client.post(jobs, json={"name": "b", "options": {"job_id": ""}}),
+    second = data(await client.post(jobs, json={"name": "b", "options": {"job_id": ""}}),
                         201)
     assert first["id"] and second["id"] and first["id"] != second["id"]
 
@@ -220,12 +196,12 @@ async def test_a_job_with_a_far_due_time_is_shown(
     await redis.hset(queue.keys.job(absurd.id), "opts", b'{"delay":1000000000000000}')
 
     for job in (longest, absurd):
-        detail = await data(await client.get(f"{jobs}/{job.id}"))
+        detail = data(await client.get(f"{jobs}/{job.id}"))
         assert detail["state"] == "delayed"
         assert [e["event"] for e in detail["timeline"]] == ["added", "delayed until"]
-    detail = await data(await client.get(f"{jobs}/{longest.id}"))
+    detail = data(await client.get(f"{jobs}/{longest.id}"))
     assert detail["timeline"][1]["at"].startswith("203")
-    page = await data(await client.get(jobs, params={"state": "delayed"}))
+    page = data(await client.get(jobs, params={"state": "delayed"}))
     assert {j["id"] for j in page["jobs"]} == {longest.id, absurd.id}
     assert (await queue.get_job(absurd.id)) is not None
 
@@ -244,7 +220,7 @@ async def test_removing_a_running_job_is_a_409(
     found = error(await client.delete(f"{API}/queues/{queue.name}/jobs/{job.id}"), 409,
                   "job_state_conflict")
     assert "active" in found["message"]
-    page = await data(await client.get(f"{API}/queues/{queue.name}/jobs",
+    page = data(await client.get(f"{API}/queues/{queue.name}/jobs",
                                        params={"state": "active"}))
     assert [j["id"] for j in page["jobs"]] == [job.id] and page["jobs"][0]["processed_on"]
     release.set()
@@ -257,7 +233,7 @@ async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
 
 async def test_job_pages(client: httpx.AsyncClient, queue: Queue) -> None:
     ids = [(await queue.add("n", i)).id for i in range(7)]
-    page = await data(await client.get(f"{API}/queues/{queue.name}/jobs",
+    page = data(await client.get(f"{API}/queues/{queue.name}/jobs",
                                        params={"state": "waiting", "start": 5, "count": 5}))
     assert page["total"] == 7 and page["start"] == 5 and page["count"] == 5
     assert [j["id"] for j in page["jobs"]] == ids[::-1][5:]
@@ -267,17 +243,17 @@ async def test_pause_resume_retry_all_and_clean(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:
     ids = await failed_jobs(queue, start_worker, 5)
-    paused = await data(await client.post(f"{API}/queues/{queue.name}/pause"))
+    paused = data(await client.post(f"{API}/queues/{queue.name}/pause"))
     assert paused["is_paused"] is True and paused["counts"]["paused"] is True
-    assert await data(await client.post(f"{API}/queues/{queue.name}/retry")) == {"retried": 5}
+    assert data(await client.post(f"{API}/queues/{queue.name}/retry")) == {"retried": 5}
     assert (await queue.get_job_counts("waiting"))["waiting"] == 5
-    resumed = await data(await client.post(f"{API}/queues/{queue.name}/resume"))
+    resumed = data(await client.post(f"{API}/queues/{queue.name}/resume"))
     assert resumed["is_paused"] is False
-    assert await data(await client.post(f"{API}/queues/{queue.name}/clean",
+    assert data(await client.post(f"{API}/queues/{queue.name}/clean",
                                         json={"state": "waiting", "limit": 2})) == {"removed": 2}
-    assert await data(await client.post(f"{API}/queues/{queue.name}/clean",
+    assert data(await client.post(f"{API}/queues/{queue.name}/clean",
                                         json={"state": "waiting"})) == {"removed": 3}
-    assert await data(await client.post(f"{API}/queues/{queue.name}/retry",
+    assert data(await client.post(f"{API}/queues/{queue.name}/retry",
                                         json={"state": "completed"})) == {"retried": 0}
     assert all([await queue.get_job(i) is None for i in ids])
 
@@ -286,21 +262,21 @@ async def test_throughput_schedulers_and_workers(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:
     await failed_jobs(queue, start_worker, 2)
-    minutes = (await data(await client.get(f"{API}/queues/{queue.name}/throughput",
+    minutes = (data(await client.get(f"{API}/queues/{queue.name}/throughput",
                                            params={"minutes": 10})))["minutes"]
     assert len(minutes) == 10 and sum(m["failed"] for m in minutes) == 2
     assert minutes[-1]["at"].endswith("Z")
     await queue.upsert_job_scheduler("tick", every=60_000, data={"x": 1})
-    [tick] = await data(await client.get(f"{API}/queues/{queue.name}/schedulers"))
+    [tick] = data(await client.get(f"{API}/queues/{queue.name}/schedulers"))
     assert tick["id"] == "tick" and tick["every_ms"] == 60_000 and tick["next_run"]
-    assert await data(await client.get(f"{API}/queues/{queue.name}/workers")) == []
+    assert data(await client.get(f"{API}/queues/{queue.name}/workers")) == []
     start_worker(succeed, concurrency=3)
     workers = await wait_for(lambda: _workers(client, queue.name))
     assert workers[0]["concurrency"] == 3 and workers[0]["started_at"].endswith("Z")
 
 
 async def _workers(client: httpx.AsyncClient, name: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = await data(await client.get(f"{API}/queues/{name}/workers"))
+    found: list[dict[str, Any]] = data(await client.get(f"{API}/queues/{name}/workers"))
     return found
 
 
@@ -313,17 +289,17 @@ async def test_seed_metrics_dead_letter_retry_clean_and_dashboard(
     ids = await failed_jobs(queue, start_worker, 3)
     async with Queue("other", redis_url) as other:
         await other.add("x")
-    metrics = await data(await client.get(f"{API}/queue/metrics"))
+    metrics = data(await client.get(f"{API}/queue/metrics"))
     by_name = {q["queueName"]: q for q in metrics["queues"]}
     assert by_name[queue.name] == {"queueName": queue.name, "waiting": 0, "active": 0,
                                    "completed": 0, "failed": 3, "delayed": 0, "total": 3}
     assert metrics["totals"] == {"waiting": 1, "active": 0, "completed": 0, "failed": 3,
                                  "delayed": 0, "total": 4}
-    one = await data(await client.get(f"{API}/queue/metrics/{queue.name}"))
+    one = data(await client.get(f"{API}/queue/metrics/{queue.name}"))
     assert one["queueName"] == queue.name and one["failed"] == 3 and one["paused"] is False
     assert one["failedPerMinute"] == pytest.approx(3 / 5) and set(one["waitMs"]) == {"p50", "p95"}
 
-    page = await data(await client.get(f"{API}/queue/dead-letter/{queue.name}",
+    page = data(await client.get(f"{API}/queue/dead-letter/{queue.name}",
                                        params={"page": 2, "pageSize": 2}))
     assert page["total"] == 3 and page["page"] == 2 and page["pageSize"] == 2
     [oldest] = page["jobs"]
@@ -331,7 +307,7 @@ async def test_seed_metrics_dead_letter_retry_clean_and_dashboard(
     assert "boom" in oldest["failedReason"] and oldest["attemptsMade"] == 1
     assert oldest["finishedOn"].endswith("Z") and isinstance(oldest["finishedOnMs"], int)
 
-    board = await data(await client.get(f"{API}/queue/dashboard"))
+    board = data(await client.get(f"{API}/queue/dashboard"))
     assert board["status"] == "critical"  # "other" waits with no worker
     assert {q["queueName"]: q["status"] for q in board["queues"]} == {
         queue.name: "warning", "other": "critical"}
@@ -340,11 +316,11 @@ async def test_seed_metrics_dead_letter_retry_clean_and_dashboard(
     assert all(a["queueName"] == queue.name for a in board["alerts"])
     assert {p["queueName"] for p in board["performance"]} == {queue.name, "other"}
 
-    retried = await data(await client.post(f"{API}/queue/retry/{queue.name}/{ids[0]}"))
+    retried = data(await client.post(f"{API}/queue/retry/{queue.name}/{ids[0]}"))
     assert retried == {"queueName": queue.name, "jobId": ids[0], "state": "waiting"}
-    assert await data(await client.post(f"{API}/queue/clean/{queue.name}")) == {
+    assert data(await client.post(f"{API}/queue/clean/{queue.name}")) == {
         "queueName": queue.name, "removed": 2}
-    assert await data(await client.post(f"{API}/queue/clean/{queue.name}",
+    assert data(await client.post(f"{API}/queue/clean/{queue.name}",
                                         json={"state": "waiting", "graceMs": 0, "limit": 5})) \
         == {"queueName": queue.name, "removed": 1}
 
@@ -357,8 +333,7 @@ async def test_a_token_guards_the_api_and_metrics_but_not_the_page(
 ) -> None:
     await queue.add("a")
     app = create_app(redis_url, token="s3cret")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(app) as client:
         for path in (f"{API}/queues", f"{API}/health", "/metrics"):
             found = error(await client.get(path), 401, "unauthorized")
             assert "Bearer" in found["message"]
@@ -369,7 +344,7 @@ async def test_a_token_guards_the_api_and_metrics_but_not_the_page(
         response = await client.get(f"{API}/queues")
         assert response.headers["www-authenticate"] == "Bearer"
         good = {"Authorization": "Bearer s3cret"}
-        assert len(await data(await client.get(f"{API}/queues", headers=good))) == 1
+        assert len(data(await client.get(f"{API}/queues", headers=good))) == 1
         assert (await client.get("/metrics", headers=good)).status_code == 200
         assert (await client.get("/")).status_code == 200
         assert (await client.get("/static/app.js")).status_code == 200
@@ -383,35 +358,31 @@ async def test_the_page_knows_its_base_path_when_mounted(redis_url: str, queue: 
     parent = FastAPI()
     child = create_app(redis_url)
     parent.mount("/jobs", child)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=parent),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(parent) as client:
         page = await client.get("/jobs/")
         assert page.status_code == 200 and '<base href="/jobs/">' in page.text
         assert page.headers["content-type"].startswith("text/html")
         assert (await client.get("/jobs")).status_code in (307, 308)
         assert (await client.get("/jobs/static/app.css")).status_code == 200
-        [summary] = await data(await client.get("/jobs/api/v1/queues"))
+        [summary] = data(await client.get("/jobs/api/v1/queues"))
         assert summary["name"] == queue.name
         assert "/jobs/api/v1/openapi.json" in (await client.get("/jobs/api/v1/docs")).text
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=child),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(child) as client:
         assert '<base href="/">' in (await client.get("/")).text
     await child.state.conveyor.close()
 
 
 async def test_without_the_dashboard_only_the_api_is_served(redis_url: str) -> None:
     app = create_app(redis_url, dashboard=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(app) as client:
         error(await client.get("/"), 404, "not_found")
-        assert await data(await client.get(f"{API}/queues")) == []
+        assert data(await client.get(f"{API}/queues")) == []
     await app.state.conveyor.close()
 
 
 async def test_redis_down_is_a_503_not_a_crash() -> None:
     app = create_app(f"redis://127.0.0.1:{free_port()}/0")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://localhost") as client:
+    async with asgi_client(app) as client:
         error(await client.get(f"{API}/health"), 503, "redis_unavailable")
         error(await client.get(f"{API}/queues/x"), 503, "redis_unavailable")
     await app.state.conveyor.close()
@@ -460,7 +431,7 @@ async def test_through_a_real_uvicorn(redis_url: str, queue: Queue,
             await wait_for(up)
             error(await client.get(f"{API}/queues"), 401, "unauthorized")
             auth = {"Authorization": "Bearer t0k"}
-            detail = await data(await client.get(f"{API}/queues/{queue.name}/jobs/{job.id}",
+            detail = data(await client.get(f"{API}/queues/{queue.name}/jobs/{job.id}",
                                                  headers=auth))
             assert detail["data"] == {"n": 1} and detail["state"] == "waiting"
             start_worker(succeed)
@@ -482,10 +453,10 @@ async def test_seed_queue_entries_name_the_queue_first_as_the_seed_shows(
 ) -> None:
     await queue.add("x")
     counts = ["waiting", "active", "completed", "failed", "delayed", "total"]
-    metrics = await data(await client.get(f"{API}/queue/metrics"))
+    metrics = data(await client.get(f"{API}/queue/metrics"))
     assert [list(q) for q in metrics["queues"]] == [["queueName", *counts]]
     assert list(metrics["totals"]) == counts
-    one = await data(await client.get(f"{API}/queue/metrics/{queue.name}"))
+    one = data(await client.get(f"{API}/queue/metrics/{queue.name}"))
     assert list(one)[:7] == ["queueName", *counts]
-    board = await data(await client.get(f"{API}/queue/dashboard"))
+    board = data(await client.get(f"{API}/queue/dashboard"))
     assert list(board["statistics"]["queues"][0])[:7] == ["queueName", *counts]

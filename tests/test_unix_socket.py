@@ -6,13 +6,10 @@ in a temporary directory and on no TCP port."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 import redis as redis_sync
@@ -22,8 +19,8 @@ from conveyor import Queue
 from conveyor import sync as conveyor_sync
 from conveyor.cli import main
 from conveyor.embedded import find_redis_server
-from conveyor.web import create_app
-from helpers import queue_state_is, wait_for
+from helpers import queue_state_is, wait_for, worker_process
+from web_support import api_client
 
 PASSWORD = "s3cret"
 APP = '''
@@ -74,12 +71,7 @@ async def test_add_work_and_inspect_over_a_unix_socket(unix_url: str, tmp_path: 
     (tmp_path / "tasks.py").write_text(APP)
     async with Queue("email", unix_url) as queue:
         job = await queue.add("send", {"to": "ada@example.com"})
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "conveyor", "worker", "tasks:app", "--redis", unix_url,
-            cwd=tmp_path, env=env, stderr=subprocess.PIPE,
-        )
+        worker = await worker_process("tasks:app", unix_url, tmp_path)
         try:
             await wait_for(lambda: queue_state_is(queue, job.id, "completed"), timeout=30)
         finally:
@@ -94,13 +86,8 @@ async def test_add_work_and_inspect_over_a_unix_socket(unix_url: str, tmp_path: 
     assert shown["state"] == "completed"
     assert "email" in await asyncio.to_thread(cli, "stats", "--redis", unix_url)
 
-    app = create_app(unix_url)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://localhost") as client:
-            response = await client.get("/api/v1/queues/email")
-    finally:
-        await app.state.conveyor.close()
+    async with api_client(unix_url) as client:
+        response = await client.get("/api/v1/queues/email")
     assert response.status_code == 200, response.text
     assert response.json()["data"]["counts"]["completed"] == 1
 

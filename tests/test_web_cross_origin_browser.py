@@ -14,56 +14,38 @@ import html
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from browser_support import chromium, fresh_page, needs_chromium
 from conveyor import Job
 from dashboard_server import DashboardServer
 from helpers import finished, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium")
+pytestmark = needs_chromium
 
 expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # attacker.example resolves to 127.0.0.1, as a DNS-rebinding attack arranges.
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--host-resolver-rules=MAP attacker.example 127.0.0.1"],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # attacker.example resolves to 127.0.0.1, as a DNS-rebinding attack arranges.
+    with chromium("--host-resolver-rules=MAP attacker.example 127.0.0.1") as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    # Every CSP violation of any document in the context, as the page saw it.
-    context.add_init_script(
-        "window.__csp = [];"
-        "document.addEventListener('securitypolicyviolation', e =>"
-        " window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));"
-    )
-    page = context.new_page()
-    try:
+    # Every CSP violation of any document in the context, as the page saw it;
+    # the other origin's own page may throw: that is not the dashboard's error.
+    with fresh_page(browser, watch_csp=True, fail_on_errors=False) as page:
         yield page
-    finally:
-        context.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 
 from conveyor import Job, Queue, Worker
 from conveyor.embedded import free_port
-from helpers import wait_for
+from helpers import importable_env, wait_for
 from redis_server import RedisServer
 
 APP = '''
@@ -65,12 +64,10 @@ def silent_server() -> Iterator[tuple[str, list[socket.socket]]]:
 def start_worker(tmp_path: Path, url: str) -> tuple[subprocess.Popen[bytes], Path]:
     (tmp_path / "tasks.py").write_text(APP)
     log = tmp_path / "stderr.txt"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     with log.open("wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "worker", "tasks:app", "--redis", url],
-            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            cwd=tmp_path, env=importable_env(tmp_path), stdout=subprocess.DEVNULL, stderr=stderr,
         )
     return proc, log
 

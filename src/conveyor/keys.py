@@ -94,7 +94,7 @@ part               type    contents
 =================  ======  =====================================================
 
 Outside the queues' hash tags, ``<prefix>:queues`` (set) names every queue
-that was added to or worked on: the registry that ``conveyor.inspect``, the CLI
+that was added to or worked on: the registry that ``conveyor.inspection``, the CLI
 and the dashboard list queues from. A Queue writes it once (on its first add),
 a Worker when it starts.
 

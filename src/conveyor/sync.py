@@ -23,6 +23,7 @@ from .scripts import source
 
 if TYPE_CHECKING:
     from ._admin import Progress
+    from .flows import Dependencies
     from .groups import GroupInfo
     from .job import Job, JobState
     from .metrics import MetricKind, MetricsSeries, Timings
@@ -91,6 +92,32 @@ class SyncJob:
     @property
     def attempts_made(self) -> int:
         return self._job.attempts_made
+
+    @property
+    def attempts_started(self) -> int:
+        return self._job.attempts_started
+
+    @property
+    def stalled_count(self) -> int:
+        return self._job.stalled_count
+
+    @property
+    def delay(self) -> int:
+        return self._job.delay
+
+    @property
+    def priority(self) -> int:
+        return self._job.priority
+
+    @property
+    def parent_key(self) -> str | None:
+        """Key of the parent job's hash when this job is a child in a flow."""
+        return self._job.parent_key
+
+    @property
+    def corrupt(self) -> str | None:
+        """What is wrong with the job's hash when a field of it does not parse."""
+        return self._job.corrupt
 
     @property
     def progress(self) -> Any:
@@ -174,6 +201,15 @@ class SyncJob:
     def move_to_delayed(self, delay: int | timedelta) -> int:
         return _run(self._loop, self._job.move_to_delayed(delay))
 
+    def get_children_values(self) -> dict[str, Any]:
+        return _run(self._loop, self._job.get_children_values())
+
+    def get_ignored_children_failures(self) -> dict[str, str]:
+        return _run(self._loop, self._job.get_ignored_children_failures())
+
+    def get_dependencies(self) -> Dependencies:
+        return _run(self._loop, self._job.get_dependencies())
+
 
 class Queue:
     """Blocking twin of :class:`conveyor.Queue` (same arguments, same methods)."""
@@ -197,6 +233,22 @@ class Queue:
     @property
     def name(self) -> str:
         return self._queue.name
+
+    @property
+    def prefix(self) -> str:
+        return self._queue.prefix
+
+    @property
+    def default_job_options(self) -> dict[str, Any]:
+        return self._queue.default_job_options
+
+    @property
+    def keep_logs(self) -> int:
+        return self._queue.keep_logs
+
+    @property
+    def max_data_bytes(self) -> int:
+        return self._queue.max_data_bytes
 
     def _register(self) -> None:
         """As Queue._register, on the blocking client."""

@@ -48,8 +48,9 @@ async def test_finished_job_goes_back_to_wait_tail(
     assert await state.marker() == {"0": 0.0}
     assert await state.events() == [{"event": "waiting", "job_id": "j"}]
     job = await state.job("j")
-    for gone in ("fon", "pon", "fr", "rv", "tok"):
+    for gone in ("fon", "pon", "fr", "rv"):
         assert gone not in job
+    assert await state.locks() == {}  # no lock token survives into the retry
     assert job["atm"] == "1"  # kept without reset
     assert job["ats"] == "1"
 
