@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from conveyor.cli import main
@@ -59,6 +59,8 @@ def test_a_url_without_a_password_is_shown_as_it_is(url: str) -> None:
 
 @settings(max_examples=25, deadline=None)
 @given(password=PASSWORDS, place=st.sampled_from(list(PLACES)))
+@example(password="a[bcd", place="user info, raw")  # urlsplit: "Invalid IPv6 URL"
+@example(password="a]bcd", place="no user, raw")
 def test_cli_errors_never_show_the_password(password: str, place: str) -> None:
     """A refused connection and a URL that does not parse, both one line."""
     url = PLACES[place]("redis", password, f"127.0.0.1:{free_port()}/0")
@@ -90,6 +92,6 @@ def test_the_worker_refuses_a_url_it_cannot_read_in_one_line(
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "Error: Invalid value: 'redis://user:***@127.0.0.1:6379/0' is not a Redis URL (it does "
-        "not parse; percent-encode '@', ':', '/', '?' and '#' in a password) "
+        "not parse; percent-encode '@', ':', '/', '?', '#', '[' and ']' in a password) "
         "(see 'python -m conveyor worker --help')"
     ]

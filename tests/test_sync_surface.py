@@ -30,6 +30,8 @@ QUEUE_ASYNC_ONLY = {
     "client": "the asyncio Redis client; it works only on its own event loop",
     "keys": "key names for the asyncio scripts and clients (sync.Queue.queue.keys)",
     "scripts": "the asyncio scripts, bound to the asyncio client",
+    "pipe_metrics": "queues reads on the caller's asyncio pipeline (the Prometheus scrape)",
+    "metrics_snapshot": "reads the replies of pipe_metrics from that pipeline",
 }
 # Members only the twin has: the way back to the asyncio object.
 JOB_SYNC_ONLY = {"job"}

@@ -22,7 +22,6 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 import click
 import orjson
@@ -174,7 +173,9 @@ def check_url(url: str) -> str:
     """``url`` if redis-py can read it, else a :class:`click.BadParameter` whose
     one line names it with its password masked."""
     problem = None
-    if urlsplit(url).scheme not in _SCHEMES:
+    # Not urlsplit: it raises on a '[' or ']' (an IPv6 host to it) in a raw password.
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
         problem = "redis://host:port/db, rediss://... or unix://..."
     else:
         try:
@@ -183,7 +184,8 @@ def check_url(url: str) -> str:
             # redis-py's words quote the piece it could not read, which may be
             # part of a password typed unencoded.
             problem = str(exc) if redact(url) == url else (
-                "it does not parse; percent-encode '@', ':', '/', '?' and '#' in a password")
+                "it does not parse; percent-encode '@', ':', '/', '?', '#', '[' and ']' in a "
+                "password")
     if problem is not None:
         raise click.BadParameter(f"{redact(url)!r} is not a Redis URL ({problem})")
     return url
