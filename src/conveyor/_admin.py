@@ -117,8 +117,8 @@ class QueueAdmin:
             ids, cursor, cutoff = await self.scripts.clean_jobs(
                 state, cutoff, grace, n, cursor, BATCH
             )
-            removed.extend(ids)
-            if cursor < 0 or (limit and len(removed) >= limit):
+            removed.extend(text(i) for i in ids)
+            if int(cursor) < 0 or (limit and len(removed) >= limit):
                 return removed
 
     async def drain(self, delayed: bool = False) -> int:
@@ -169,8 +169,8 @@ class QueueAdmin:
         total, cutoff = 0, ""
         while True:
             n, cutoff = await self.scripts.retry_jobs(state, count, cutoff, reset_attempts)
-            total += n
-            if n < count:
+            total += int(n)
+            if int(n) < count:
                 return total
 
     async def promote_jobs(self, count: int = 1000) -> int:
@@ -214,7 +214,7 @@ class QueueAdmin:
         workers = []
         for raw_id, raw_entry, ms_left in entries:
             try:
-                workers.append(_worker_info(text(raw_id), raw_entry, now, int(ms_left)))
+                workers.append(_worker_info(text(raw_id), raw_entry, int(now), int(ms_left)))
             except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
                 # One unreadable entry must not hide the others (nor break stats).
                 log.warning("queue %s: heartbeat of worker %s is unreadable (%s); skipped",

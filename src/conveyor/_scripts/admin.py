@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._stream import text
 from .base import ScriptsBase
 
 __all__ = ["AdminScripts"]
@@ -41,16 +40,15 @@ class AdminScripts(ScriptsBase):
 
     async def clean_jobs(
         self, state: str, cutoff: Any, grace_ms: int, n: int, cursor: int, examine: int
-    ) -> tuple[list[str], int, Any]:
-        """One batch of clean: (removed ids, next cursor (< 0: done), cutoff to pass
-        to the next batch; ``""`` on the first)."""
+    ) -> Any:
+        """One batch of clean: ``[removed ids, next cursor (< 0: done), cutoff]``;
+        pass the cutoff on to the next batch (``""`` on the first)."""
         k = self.keys
-        ids, next_cursor, cutoff = await self.call(
+        return await self.call(
             "clean_jobs",
             [k.state_key(state), k.locks, k.cancels, k.events],
             [k.base, state, cutoff, grace_ms, n, cursor, examine, self.maxlen],
         )
-        return [text(i) for i in ids], int(next_cursor), cutoff
 
     async def drain(self, delayed: bool, n: int) -> int:
         """Remove up to ``n`` waiting (and delayed) jobs; the number removed."""
@@ -71,17 +69,16 @@ class AdminScripts(ScriptsBase):
 
     async def retry_jobs(
         self, state: str, count: int, cutoff: Any, reset_attempts: bool
-    ) -> tuple[int, Any]:
-        """One batch of retry_jobs: (jobs moved, cutoff for the next batch; pass ``""``
-        on the first)."""
+    ) -> Any:
+        """One batch of retry_jobs: ``[jobs moved, cutoff]``; pass the cutoff on to
+        the next batch (``""`` on the first)."""
         k = self.keys
-        n, cutoff = await self.call(
+        return await self.call(
             "retry_jobs",
             [k.state_key(state), k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
              k.events],
             [k.base, count, cutoff, int(reset_attempts), self.maxlen],
         )
-        return int(n), cutoff
 
     async def promote_jobs(self, count: int) -> tuple[int, int]:
         """One batch of promote_jobs: (jobs promoted, delayed jobs left)."""
@@ -95,12 +92,11 @@ class AdminScripts(ScriptsBase):
 
     # -- the worker registry -------------------------------------------------------------
 
-    async def get_workers(self, start: int, end: int) -> tuple[int, list[Any]]:
-        """(Redis' clock ms, ``[worker id, entry JSON, ms left of its ttl]`` per live
-        worker, oldest first, ``start``..``end``)."""
+    async def get_workers(self, start: int, end: int) -> Any:
+        """``[Redis' clock ms, [[worker id, entry JSON, ms left of its ttl], ...]]``:
+        the live workers, oldest first, ``start``..``end``."""
         k = self.keys
-        now, entries = await self.call("get_workers", [k.workers], [k.base, start, end])
-        return int(now), entries
+        return await self.call("get_workers", [k.workers], [k.base, start, end])
 
     async def register_worker(
         self, worker_id: str, entry: bytes, ttl_ms: int, started: int | None
