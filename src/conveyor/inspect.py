@@ -479,16 +479,11 @@ class Inspector(ClientOwner):
         if state not in ("failed", "completed"):
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         queue = await self._existing(name)
-        k = queue.keys
-        total = int(await self.client.zcard(k.state_key(state)))
-        keys = [k.state_key(state), k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
-                k.events]
+        total = int(await self.client.zcard(queue.keys.state_key(state)))
         done, cutoff = 0, ""
         while True:
             # One batch of Queue.retry_jobs (the same script), so progress can move.
-            n, cutoff = await queue.scripts.call(
-                "retry_jobs", keys, [k.base, BATCH, cutoff, 0, queue.scripts.maxlen]
-            )
+            n, cutoff = await queue.scripts.retry_jobs(state, BATCH, cutoff, False)
             done += int(n)
             if progress is not None:
                 progress(done, max(total, done))
