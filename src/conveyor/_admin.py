@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._stream import text
-from .errors import JobStateError, ValidationError
+from .errors import ValidationError
 from .options import MAX_COUNT, Duration, to_ms
 from .workers import WorkerInfo, worker_info
 
@@ -94,15 +94,12 @@ class QueueAdmin:
             raise ValidationError(
                 "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
             )
-        k = self.keys
         removed: list[str] = []
         cursor, cutoff = 0, ""
         while True:
             n = BATCH if not limit else min(BATCH, limit - len(removed))
-            ids, cursor, cutoff = await self.scripts.call(
-                "clean_jobs",
-                [k.state_key(state), k.locks, k.cancels, k.events],
-                [k.base, state, cutoff, grace, n, cursor, BATCH, self.scripts.maxlen],
+            ids, cursor, cutoff = await self.scripts.clean_jobs(
+                state, cutoff, grace, n, cursor, BATCH
             )
             removed.extend(text(i) for i in ids)
             if progress is not None:
@@ -115,14 +112,9 @@ class QueueAdmin:
         delayed ones too with ``delayed=True``; active, completed and failed
         jobs stay. Returns the number removed."""
         _check_bool("delayed", delayed)
-        k = self.keys
         total = 0
         while True:
-            n = int(await self.scripts.call(
-                "drain",
-                [k.wait, k.prioritized, k.delayed, k.events],
-                [k.base, int(delayed), BATCH, self.scripts.maxlen],
-            ))
+            n = await self.scripts.drain(delayed, BATCH)
             total += n
             if n < BATCH:
                 return total
@@ -136,22 +128,16 @@ class QueueAdmin:
         check, so no job starts meanwhile; keys go in batches (SCAN), so a huge
         queue does not block Redis. Jobs added while it runs may survive."""
         _check_bool("force", force)
-        k = self.keys
-        fixed = [k.meta, k.active, k.locks]
-        if int(await self.scripts.call("obliterate", fixed, ["start", int(force)])) < 0:
-            raise JobStateError(
-                f"queue {self.name!r} has active jobs; obliterate(force=True) deletes them too"
-            )
-        pattern = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in k.base) + "*"
+        await self.scripts.obliterate("start", force)
+        pattern = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in self.keys.base) + "*"
         cursor: Any = 0
         while True:
             cursor, found = await self.client.scan(cursor, match=pattern, count=BATCH)
             if found:
-                keys = [*fixed, *(text(key) for key in found)]
-                await self.scripts.call("obliterate", keys, ["keys", int(force)])
+                await self.scripts.obliterate("keys", force, [text(key) for key in found])
             if not int(cursor):
                 break
-        await self.scripts.call("obliterate", fixed, ["finish", int(force)])
+        await self.scripts.obliterate("finish", force)
 
     # -- moving jobs --------------------------------------------------------------
 
@@ -169,15 +155,9 @@ class QueueAdmin:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         _check_int("count", count, 1)
         _check_bool("reset_attempts", reset_attempts)
-        k = self.keys
-        keys = [k.state_key(state), k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
-                k.events]
         total, cutoff = 0, ""
         while True:
-            n, cutoff = await self.scripts.call(
-                "retry_jobs", keys,
-                [k.base, count, cutoff, int(reset_attempts), self.scripts.maxlen],
-            )
+            n, cutoff = await self.scripts.retry_jobs(state, count, cutoff, reset_attempts)
             total += int(n)
             if progress is not None:
                 progress(total)
@@ -189,17 +169,13 @@ class QueueAdmin:
         how many were promoted (at most the number delayed when the call
         started, so jobs delayed again meanwhile are left alone)."""
         _check_int("count", count, 1)
-        k = self.keys
-        keys = [k.delayed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events]
         total, bound = 0, None
         while True:
-            n, left = await self.scripts.call(
-                "promote_jobs", keys, [k.base, count, self.scripts.maxlen]
-            )
-            total += int(n)
+            n, left = await self.scripts.promote_jobs(count)
+            total += n
             if bound is None:
-                bound = int(n) + int(left)
-            if int(n) < count or total >= bound:
+                bound = n + left
+            if n < count or total >= bound:
                 return total
 
     # -- the dead-letter set ---------------------------------------------------------
@@ -225,9 +201,7 @@ class QueueAdmin:
         heartbeats after it died."""
         _check_int("start", start)
         _check_int("end", end)
-        now, entries = await self.scripts.call(
-            "get_workers", [self.keys.workers], [self.keys.base, start, end]
-        )
+        now, entries = await self.scripts.get_workers(start, end)
         workers = []
         for raw_id, raw_entry, ms_left in entries:
             try:
@@ -263,11 +237,9 @@ class QueueAdmin:
                 )
                 if not renewed:
                     await self._register()
-                    started = int(await self.scripts.call(
-                        "register_worker", [k.workers],
-                        [k.base, worker_id, orjson.dumps(entry), 3 * interval,
-                         "" if started is None else started],
-                    ))
+                    started = await self.scripts.register_worker(
+                        worker_id, orjson.dumps(entry), 3 * interval, started
+                    )
             except _REDIS_DOWN:
                 pass  # the worker's main loop reports the outage; try again next time
             except RedisError as exc:
@@ -278,9 +250,7 @@ class QueueAdmin:
         """A stopping worker leaves the registry (if Redis is away, its entry expires)."""
         with contextlib.suppress(RedisError, *_REDIS_DOWN):
             async with asyncio.timeout(2):
-                await self.scripts.call(
-                    "unregister_worker", [self.keys.workers], [self.keys.base, worker_id]
-                )
+                await self.scripts.unregister_worker(worker_id)
 
 
 def _check_int(field: str, value: object, minimum: int | None = None) -> None:

@@ -12,6 +12,11 @@
      └── SandboxCrashError                   a sandboxed processor's process died mid-attempt
     UnrecoverableError                        raise it in a processor to fail without retries
     RateLimitError                            raise it in a processor: the queue backs off
+
+A script that refuses a call replies with a code (see each script's header);
+:data:`SCRIPT_ERRORS` says which error each code of each script stands for, and
+:func:`script_error` builds it. ``conveyor._scripts`` raises them, so no caller
+decodes a code of its own.
 """
 
 from __future__ import annotations
@@ -109,3 +114,63 @@ class RateLimitError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.delay,)
+
+
+# -- script reply codes --------------------------------------------------------------
+
+_NOT_FOUND = (JobNotFoundError, "")
+_LOCKED_CHILD = "job {job_id!r} has a pending child active and locked by a worker; "
+_NOT_DELAYED = "job {job_id!r} is {state}; only a delayed job can be "
+
+#: (script, reply code) -> (error, message) for every code by which a script
+#: refuses a call. A message names ``{job_id}``, ``{queue}``, ``{state}`` (the
+#: job's state, read when the error is raised) or what the script's caller adds.
+SCRIPT_ERRORS: dict[tuple[str, int], tuple[type[ConveyorError], str]] = {
+    ("add_log", -1): _NOT_FOUND,
+    ("update_progress", 0): _NOT_FOUND,
+    ("update_data", 0): _NOT_FOUND,
+    ("change_priority", 0): _NOT_FOUND,
+    ("promote_job", 0): _NOT_FOUND,
+    ("promote_job", -1): (JobStateError, _NOT_DELAYED + "promoted"),
+    ("change_delay", 0): _NOT_FOUND,
+    ("change_delay", -1): (JobStateError, _NOT_DELAYED + "given a new delay"),
+    ("retry_job", 0): _NOT_FOUND,
+    ("retry_job", -1): (
+        JobStateError, "job {job_id!r} is {state}, only failed or completed jobs retry"
+    ),
+    ("cancel_job", 0): _NOT_FOUND,
+    ("cancel_job", -2): (JobStateError, _LOCKED_CHILD + "cancel that child first"),
+    ("remove_job", -1): (JobStateError, "job {job_id!r} is active and locked by a worker"),
+    ("remove_job", -2): (
+        JobStateError, _LOCKED_CHILD + "remove(..., remove_children=False) keeps its children"
+    ),
+    ("remove_job", -3): (
+        JobStateError,
+        "job {job_id!r} is the pending job of a job scheduler; "
+        "remove_job_scheduler() removes the scheduler and this job",
+    ),
+    ("move_to_delayed", 0): (
+        JobStateError, "job {job_id!r}: the lock is lost; it was taken over"
+    ),
+    ("obliterate", -1): (
+        JobStateError,
+        "queue {queue!r} has active jobs; obliterate(force=True) deletes them too",
+    ),
+    ("add_flow", -1): (
+        JobStateError, "{path}: job {job_id!r} exists in queue {queue!r}; nothing was added"
+    ),
+}
+
+
+def script_error(
+    script: str, code: int, queue: str, job_id: str = "", **context: object
+) -> ConveyorError | None:
+    """The error that reply ``code`` of ``script`` stands for (None: the code is
+    no refusal), its message filled from the queue, the job id and ``context``."""
+    entry = SCRIPT_ERRORS.get((script, code))
+    if entry is None:
+        return None
+    kind, message = entry
+    if kind is JobNotFoundError:
+        return JobNotFoundError(queue, job_id)
+    return kind(message.format(queue=queue, job_id=job_id, **context))

@@ -37,11 +37,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from ._scripts import FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
 from .job import Job, JobState
-from .keys import parse_job_key
+from .keys import QueueKeys, parse_job_key
 from .options import JobOptions, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
@@ -158,30 +159,20 @@ class FlowProducer(ClientOwner):
         if not flat:
             return []
         _refuse_duplicate_ids(flat, paths)
-        queues: dict[str, int] = {}
+        queues: dict[QueueKeys, int] = {}
         for node in flat:
-            queues.setdefault(node.queue.keys.base, len(queues) + 1)
-        args: list[Any] = [self.events_maxlen, len(queues), *queues, len(flat)]
-        for node in flat:
-            o = node.opts
-            args.extend((node.parent, queues[node.queue.keys.base], o.job_id or "", node.name,
-                         node.data_json, node.opts_json, o.delay, o.priority, int(o.lifo),
-                         o.attempts))
-        first = flat[0].queue
-        calls = first.scripts.calls
-        call = calls.for_ids(node.opts.job_id or "" for node in flat)
-        args.extend(calls.tail(call))
+            queues.setdefault(node.queue.keys, len(queues) + 1)
+        jobs: list[FlowJob] = [
+            (node.parent, queues[node.queue.keys], node.opts.job_id or "", node.name,
+             node.data_json, node.opts_json, node.opts.delay, node.opts.priority,
+             int(node.opts.lifo), node.opts.attempts)
+            for node in flat
+        ]
         for node in flat:
             if not node.queue._registered:
                 await node.queue._register()
-        reply = await first.scripts.call("add_flow", [base + "id" for base in queues], args)
-        calls.answered(call)
-        if int(reply[0]) == -1:
-            index = int(reply[1]) - 1
-            raise JobStateError(
-                f"{paths[index] or 'tree'}: job {flat[index].opts.job_id!r} exists in queue "
-                f"{flat[index].queue.name!r}; nothing was added"
-            )
+        reply = await flat[0].queue.scripts.add_flow(list(queues), jobs, paths,
+                                                     self.events_maxlen)
         timestamp = int(reply[0])
         ids = [text(i) for i in reply[1]]
         created = [int(c) for c in reply[2]]

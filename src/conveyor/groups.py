@@ -68,8 +68,7 @@ class QueueGroups:
         await self._set_group_limits("group_limit", f"{max}:{ms}")
 
     async def _set_group_limits(self, field: str, value: str) -> None:
-        k = self.keys
-        await self.scripts.call("set_group_limits", [k.meta, k.marker], [k.base, field, value])
+        await self.scripts.set_group_limits(field, value)
 
     async def get_groups(self) -> list[GroupInfo]:
         """Every group with waiting or running jobs, by name."""

@@ -230,8 +230,7 @@ class Job:
             encoded = orjson.dumps(progress)
         except TypeError as exc:
             raise ValidationError("progress", f"does not serialize to JSON: {exc}") from None
-        if not await self.queue.scripts.update_progress(self.id, encoded):
-            raise JobNotFoundError(self.queue.name, self.id)
+        await self.queue.scripts.update_progress(self.id, encoded)
         self.progress = progress
         if self._progress_listener is not None:
             self._progress_listener(self, progress)
@@ -240,10 +239,7 @@ class Job:
         """Append a line to the job's log; returns the number of lines kept."""
         if not isinstance(line, str):
             raise ValidationError("line", f"must be a str, got {type(line).__name__}")
-        n = int(await self.queue.scripts.add_log(self.id, line, self.queue.keep_logs))
-        if n < 0:
-            raise JobNotFoundError(self.queue.name, self.id)
-        return n
+        return await self.queue.scripts.add_log(self.id, line, self.queue.keep_logs)
 
     async def get_logs(self, start: int = 0, end: int = -1) -> list[str]:
         """The job's log lines (oldest first), ``start``..``end`` inclusive."""
@@ -264,24 +260,14 @@ class Job:
         ms = to_ms("delay", delay) or 0
         if self.token is None:
             raise JobStateError(f"job {self.id!r} is not running in a worker")
-        k = self.queue.keys
-        due = int(await self.queue.scripts.call(
-            "move_to_delayed",
-            [k.active, k.locks, k.delayed, k.marker, k.events],
-            [k.base, self.id, self.token, ms, self.queue.scripts.maxlen],
-        ))
-        if not due:
-            raise JobStateError(f"job {self.id!r}: the lock is lost; it was taken over")
+        due = await self.queue.scripts.move_to_delayed(self.id, self.token, ms)
         self.moved = True
         return due
 
     async def update_data(self, data: Any) -> None:
         """Replace the job's data (say, the step a step job has reached)."""
         encoded = dump_data(data, self.queue.max_data_bytes)
-        if not await self.queue.scripts.call(
-            "update_data", [self.queue.keys.job(self.id)], [encoded]
-        ):
-            raise JobNotFoundError(self.queue.name, self.id)
+        await self.queue.scripts.update_data(self.id, encoded)
         self.data = data
 
     async def retry(self, *, reset_attempts: bool = False) -> None:
@@ -384,26 +370,14 @@ class Job:
     async def promote(self) -> None:
         """Run a delayed job now: it becomes ready at once. Raises
         :class:`JobStateError` if the job is not delayed."""
-        k = self.queue.keys
-        result = int(await self.queue.scripts.call(
-            "promote_job",
-            [k.delayed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events],
-            [k.base, self.id, self.queue.scripts.maxlen],
-        ))
-        await self._check_admin_result(result, "promoted")
+        await self.queue.scripts.promote_job(self.id)
 
     async def change_delay(self, delay: int | timedelta) -> int:
         """Make a delayed job due ``delay`` from now (by Redis' clock); returns the
         new due time (epoch ms). Raises :class:`JobStateError` if the job is
         not delayed. ``job.delay`` keeps the delay the job was added with."""
         ms = to_ms("delay", delay) or 0
-        k = self.queue.keys
-        due = int(await self.queue.scripts.call(
-            "change_delay", [k.delayed, k.marker, k.events],
-            [k.base, self.id, ms, self.queue.scripts.maxlen],
-        ))
-        await self._check_admin_result(due, "given a new delay")
-        return due
+        return await self.queue.scripts.change_delay(self.id, ms)
 
     async def change_priority(self, priority: int, *, lifo: bool = False) -> None:
         """Give the job a new priority (0: none, else 1 = highest ..
@@ -417,22 +391,8 @@ class Job:
                                   f"got {priority!r}", priority)
         if not isinstance(lifo, bool):
             raise ValidationError("lifo", f"must be a bool, got {lifo!r}", lifo)
-        k = self.queue.keys
-        result = int(await self.queue.scripts.call(
-            "change_priority",
-            [k.wait, k.prioritized, k.priority_counter, k.meta, k.marker],
-            [k.base, self.id, priority, int(lifo)],
-        ))
-        await self._check_admin_result(result, "")
+        await self.queue.scripts.change_priority(self.id, priority, lifo)
         self.opts = replace(self.opts, priority=priority)
-
-    async def _check_admin_result(self, result: int, action: str) -> None:
-        """Raise for an admin script's 0 (no such job) or -1 (not delayed)."""
-        if result == 0:
-            raise JobNotFoundError(self.queue.name, self.id)
-        if result < 0:
-            state = await self.get_state()
-            raise JobStateError(f"job {self.id!r} is {state}; only a delayed job can be {action}")
 
     # -- flows --
 

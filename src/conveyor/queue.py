@@ -12,7 +12,7 @@ from ._corrupt import not_a_hash, unreadable_job
 from ._scripts import NewJob, Scripts
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
-from .errors import JobNotFoundError, JobStateError, ValidationError
+from .errors import ValidationError
 from .groups import QueueGroups
 from .job import Job, JobState, read_fields, with_lock
 from .keys import STATES, QueueKeys, registry_key
@@ -338,21 +338,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         job_id = validate_job_id(job_id)
         if not isinstance(reason, str):
             raise ValidationError("reason", f"must be a str, got {reason!r}")
-        k = self.keys
-        result = int(await self.scripts.call(
-            "cancel_job",
-            [k.wait, k.prioritized, k.delayed, k.active, k.cancels, k.events,
-             k.state_key("waiting-children")],
-            [k.base, job_id, reason, self.scripts.maxlen, k.cancel_channel],
-        ))
-        if result == 0:
-            raise JobNotFoundError(self.name, job_id)
-        if result == -2:
-            raise JobStateError(
-                f"job {job_id!r} has a pending child active and locked by a worker; "
-                "cancel that child first"
-            )
-        return result > 0
+        return await self.scripts.cancel_job(job_id, reason) > 0
 
     async def set_global_concurrency(self, n: int | None) -> None:
         """At most ``n`` jobs of this queue run at once across all workers
@@ -360,10 +346,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         if n is None:
             n = 0
         check_count("n", n, 0)
-        k = self.keys
-        await self.scripts.call(
-            "set_global_concurrency", [k.meta, k.marker, k.wait, k.prioritized], [n]
-        )
+        await self.scripts.set_global_concurrency(n)
 
     async def get_global_concurrency(self) -> int | None:
         """The cap set by :meth:`set_global_concurrency`, or ``None``."""
@@ -374,7 +357,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """Make every worker of the queue wait ``delay`` before starting another
         job (jobs already running go on)."""
         ms = to_ms("delay", delay) or 0
-        await self.scripts.call("rate_limit", [self.keys.meta], [ms])
+        await self.scripts.rate_limit(ms)
 
     async def is_paused(self) -> bool:
         return bool(await self.client.hexists(self.keys.meta, "paused"))
@@ -388,32 +371,14 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         job_id = validate_job_id(job_id)
         if not isinstance(remove_children, bool):
             raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
-        result = int(await self.scripts.remove_job(job_id, remove_children))
-        if result == -3:
-            raise JobStateError(
-                f"job {job_id!r} is the pending job of a job scheduler; "
-                "remove_job_scheduler() removes the scheduler and this job"
-            )
-        if result == -2:
-            raise JobStateError(
-                f"job {job_id!r} has a pending child active and locked by a worker; "
-                "remove(..., remove_children=False) keeps its children"
-            )
-        if result < 0:
-            raise JobStateError(f"job {job_id!r} is active and locked by a worker")
-        return result == 1
+        return await self.scripts.remove_job(job_id, remove_children) == 1
 
     async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
         """Send a failed (or completed) job back to waiting. It keeps its
         stalled count; ``reset_attempts`` sets its attempts made and started
         back to 0."""
         job_id = validate_job_id(job_id)
-        result = int(await self.scripts.retry_job(job_id, reset_attempts))
-        if result == 0:
-            raise JobNotFoundError(self.name, job_id)
-        if result < 0:
-            state = await self.get_job_state(job_id)
-            raise JobStateError(f"job {job_id!r} is {state}, only failed or completed jobs retry")
+        await self.scripts.retry_job(job_id, reset_attempts)
 
 
 _BULK_CHUNK = 1000

@@ -380,15 +380,11 @@ class QueueSchedulers:
         else:
             first = spec.slot_after(now)
         following = None if first is None else spec.slot_after(max(first, now))
-        k = self.keys
         await self._register()
-        reply = await self.scripts.call(
-            "upsert_job_scheduler",
-            [k.schedulers, k.scheduler(scheduler_id), k.wait, k.prioritized,
-             k.priority_counter, k.delayed, k.meta, k.marker, k.events, k.schedulers_marker],
-            [k.base, self.scripts.maxlen, scheduler_id, spec.to_json(), name, encoded,
-             orjson.dumps(opts.to_json()), opts.priority, opts.attempts, int(opts.lifo),
-             spec.limit or 0, _arg(first), _arg(following)],
+        reply = await self.scripts.upsert_job_scheduler(
+            scheduler_id, spec.to_json(), name, encoded, orjson.dumps(opts.to_json()),
+            opts.priority, opts.attempts, opts.lifo, spec.limit or 0, _arg(first),
+            _arg(following),
         )
         count, cur = int(reply[0]), text(reply[2])
         next_run = int(cur) if cur else None
@@ -429,14 +425,7 @@ class QueueSchedulers:
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete the scheduler and its job if that has not started yet (jobs
         running or finished stay). ``False`` if there was no such scheduler."""
-        k = self.keys
-        sid = str(scheduler_id)
-        removed = await self.scripts.call(
-            "remove_job_scheduler",
-            [k.schedulers, k.scheduler(sid), k.wait, k.prioritized, k.delayed, k.events],
-            [k.base, self.scripts.maxlen, sid],
-        )
-        return bool(int(removed))
+        return await self.scripts.remove_job_scheduler(str(scheduler_id))
 
     async def _advance_job_scheduler(self, scheduler_id: str) -> int:
         """Make the next jobs of a scheduler whose last job fell due. Returns
@@ -454,12 +443,9 @@ class QueueSchedulers:
             return now  # gone, finished, or not due by Redis' clock
         spec = _Spec.from_json(fields["spec"])
         missed, future, following = spec.plan(int(nxt), now)
-        await self.scripts.call(
-            "advance_job_scheduler",
-            [k.schedulers, k.scheduler(scheduler_id), k.wait, k.prioritized,
-             k.priority_counter, k.delayed, k.meta, k.marker, k.events],
-            [k.base, self.scripts.maxlen, scheduler_id, text(fields["gen"]), nxt,
-             spec.missed, spec.limit or 0, _arg(future), _arg(following), *missed],
+        await self.scripts.advance_job_scheduler(
+            scheduler_id, text(fields["gen"]), nxt, spec.missed, spec.limit or 0, _arg(future),
+            _arg(following), missed,
         )
         return now
 

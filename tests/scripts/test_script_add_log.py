@@ -10,7 +10,8 @@ from conveyor import Queue
 async def test_missing_job_returns_minus_1_and_creates_nothing(
     queue: Queue, state: QueueState
 ) -> None:
-    assert await queue.scripts.add_log("nope", "line", 0) == -1
+    k = queue.keys  # the raw reply: Scripts.add_log raises for a missing job
+    assert await queue.scripts.call("add_log", [k.job("nope"), k.logs("nope")], ["line", 0]) == -1
     assert await state.snapshot() == {}
 
 

@@ -8,6 +8,17 @@ from script_support import QueueState, add, finish, outcome, take
 from conveyor import Queue
 
 
+async def _remove(queue: Queue, job_id: str) -> int:
+    """The script's raw reply (Scripts.remove_job raises for a refusal)."""
+    k = queue.keys
+    return int(await queue.scripts.call(
+        "remove_job",
+        [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events,
+         k.state_key("waiting-children")],
+        [k.base, job_id, queue.scripts.maxlen, 1],
+    ))
+
+
 async def test_missing_job_returns_0(queue: Queue, state: QueueState) -> None:
     await add(queue, "other")
     before = await state.snapshot()
@@ -68,7 +79,7 @@ async def test_refuses_locked_active_job(queue: Queue, state: QueueState) -> Non
     await queue.scripts.add_log("j", "line", 0)
     before = await state.snapshot()
 
-    assert await queue.scripts.remove_job("j") == -1
+    assert await _remove(queue, "j") == -1
 
     assert await state.snapshot() == before
 
@@ -105,7 +116,7 @@ async def test_a_schedulers_pending_job_is_refused_until_it_ran(
     await state.redis.hset(queue.keys.scheduler("s"), mapping={"pend": "sched-s-5000"})
     before = await state.snapshot()
 
-    assert await queue.scripts.remove_job("sched-s-5000") == -3
+    assert await _remove(queue, "sched-s-5000") == -3
     assert await state.snapshot() == before
 
     await state.redis.zrem(queue.keys.delayed, "sched-s-5000")

@@ -8,7 +8,11 @@ from conveyor import Queue
 
 
 async def test_missing_job_returns_0_and_creates_nothing(queue: Queue, state: QueueState) -> None:
-    assert await queue.scripts.update_progress("nope", b"50") == 0
+    k = queue.keys  # the raw reply: Scripts.update_progress raises for a missing job
+    reply = await queue.scripts.call(
+        "update_progress", [k.events], [k.base, "nope", b"50", queue.scripts.maxlen]
+    )
+    assert reply == 0
     assert await state.snapshot() == {}
 
 

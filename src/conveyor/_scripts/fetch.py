@@ -1,21 +1,18 @@
-"""Typed calls of the Lua scripts of one queue: each method knows its script's KEYS
-and ARGV layout (documented in the script's header) so callers never build them."""
+"""The hot path's scripts: adding jobs, taking them, reporting attempts, renewing
+locks and the stalled check. Each argument costs Redis a copy into Lua and
+these run per job, so layouts are built with as little as possible."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.commands.core import AsyncScript
 
-from ._calls import CallTokens
-from ._stream import text
-from .keys import QueueKeys
-from .scripts import SCRIPT_NAMES, source
+from .._stream import text
+from .base import ScriptsBase
 
-__all__ = ["NewJob", "Outcome", "Scripts", "outcome"]
+__all__ = ["NO_LIMIT", "FetchScripts", "Limit", "NewJob", "Outcome", "outcome"]
 
 #: A finished attempt for move_to_finished: (id, token, kind, keep, extras, *by kind);
 #: see the script's header and :func:`outcome`.
@@ -54,29 +51,8 @@ Limit = tuple[int, int]
 NO_LIMIT: Limit = (0, 0)
 
 
-class Scripts:
-    """The scripts of one queue, registered on one client (loaded by SHA, reloaded
-    by redis-py after a server restart)."""
-
-    def __init__(self, client: Redis, keys: QueueKeys, events_maxlen: int) -> None:
-        self.client = client
-        self.keys = keys
-        self.maxlen = events_maxlen
-        self.calls = CallTokens()
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(source(name)) for name in SCRIPT_NAMES
-        }
-
-    async def call(
-        self,
-        name: str,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        pipe: Pipeline | None = None,
-    ) -> Any:
-        """Run script ``name`` (a file of ``conveyor/scripts``) by its SHA."""
-        return await self._scripts[name](keys=keys, args=args, client=pipe)
-
+class FetchScripts(ScriptsBase):
+    """add_jobs, move_to_active, move_to_finished, extend_locks, move_stalled_jobs."""
 
     async def add_jobs(
         self, pipe: Pipeline | None, jobs: Sequence[NewJob], call: str | None = None
@@ -162,9 +138,6 @@ class Scripts:
             *self.calls.tail(call),
         )
 
-    async def load(self, name: str) -> None:
-        await self.client.script_load(self._scripts[name].script)
-
     async def move_to_finished(
         self,
         outcomes: Sequence[Outcome],
@@ -209,64 +182,12 @@ class Scripts:
     async def move_stalled_jobs(
         self, interval_ms: int, max_stalled: int, failed_keep: str
     ) -> Any:
+        """Requeue (or fail) jobs whose lock lapsed: ``[[requeued], [failed]]``, or
+        ``[]`` when another worker checked within the interval."""
         k = self.keys
         return await self.call(
             "move_stalled_jobs",
             [k.active, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker, k.events,
              k.failed, k.stalled_check, k.locks],
             [k.base, interval_ms, max_stalled, self.maxlen, failed_keep],
-        )
-
-    async def retry_job(self, job_id: str, reset_attempts: bool) -> Any:
-        k = self.keys
-        return await self.call(
-            "retry_job",
-            [k.failed, k.completed, k.wait, k.prioritized, k.priority_counter, k.meta, k.marker,
-             k.events],
-            [k.base, job_id, int(reset_attempts), self.maxlen],
-        )
-
-    async def remove_job(self, job_id: str, remove_children: bool = True) -> Any:
-        k = self.keys
-        return await self.call(
-            "remove_job",
-            [k.wait, k.prioritized, k.delayed, k.active, k.completed, k.failed, k.events,
-             k.state_key("waiting-children")],
-            [k.base, job_id, self.maxlen, int(remove_children)],
-        )
-
-    async def set_paused(self, paused: bool) -> Any:
-        k = self.keys
-        return await self.call(
-            "set_paused",
-            [k.meta, k.marker, k.wait, k.prioritized, k.delayed, k.events],
-            ["pause" if paused else "resume", self.maxlen],
-        )
-
-    async def update_progress(self, job_id: str, progress: bytes) -> Any:
-        return await self.call(
-            "update_progress", [self.keys.events], [self.keys.base, job_id, progress, self.maxlen]
-        )
-
-    async def add_log(self, job_id: str, line: str, keep: int) -> Any:
-        return await self.call(
-            "add_log", [self.keys.job(job_id), self.keys.logs(job_id)], [line, keep]
-        )
-
-    async def get_state(self, job_id: str) -> Any:
-        k = self.keys
-        return await self.call(
-            "get_state",
-            [k.completed, k.failed, k.delayed, k.active, k.prioritized, k.wait,
-             k.state_key("waiting-children")],
-            [k.base, job_id],
-        )
-
-    async def read_summaries(
-        self, job_ids: Sequence[str], preview_bytes: int, pipe: Pipeline | None = None
-    ) -> Any:
-        """What a list shows of each job, ``name``, ``pr`` and ``fr`` cut to
-        ``preview_bytes``; one reply per id (see the script's header)."""
-        return await self.call(
-            "read_summaries", [self.keys.locks], [self.keys.base, preview_bytes, *job_ids], pipe
         )

@@ -1,0 +1,24 @@
+"""The one door to the Lua scripts of a queue: a typed method per script knows
+its KEYS and ARGV layout (documented in the script's header), so no caller
+builds them, and turns a refusal code into the error
+:data:`conveyor.errors.SCRIPT_ERRORS` names, so no caller decodes one.
+
+By family: ``fetch`` (the hot path: add, take, finish, locks, stalls),
+``jobs`` (one job), ``admin`` (the whole queue, the worker registry),
+``producers`` (flows and job schedulers); ``base`` holds the registration, the
+raw :meth:`~ScriptsBase.call` and the code check.
+"""
+
+from __future__ import annotations
+
+from .admin import AdminScripts
+from .fetch import NO_LIMIT, FetchScripts, Limit, NewJob, Outcome, outcome
+from .jobs import JobScripts
+from .producers import FlowJob, ProducerScripts
+
+__all__ = ["NO_LIMIT", "FlowJob", "Limit", "NewJob", "Outcome", "Scripts", "outcome"]
+
+
+class Scripts(FetchScripts, JobScripts, AdminScripts, ProducerScripts):
+    """The scripts of one queue, registered on one client (loaded by SHA, reloaded
+    by redis-py after a server restart)."""
