@@ -25,11 +25,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._stream import text
+from .connection import REDIS_DOWN as _REDIS_DOWN
 from .errors import ValidationError
 from .options import MAX_COUNT, Duration, to_ms
 from .workers import WorkerInfo, worker_info
@@ -52,7 +51,6 @@ BATCH = 1000
 HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
 CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _GLOB_SPECIAL = frozenset("\\*?[]")
 #: progress(done) of a call that runs in batches: the running count after each batch.
 Progress = Callable[[int], object]

@@ -36,11 +36,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tracing
-from .connection import AsyncClosing, Connection, make_client
+from .connection import REDIS_DOWN, AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
 from .options import BackoffSpec, Duration, RetentionSpec, validate_job_name
@@ -113,7 +111,6 @@ class ScheduleArguments(ScheduleOptions, total=False):
     missed: MissedPolicy
 
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 SCHEDULE_OPTIONS = ScheduleOptions.__optional_keys__
 #: What configure_worker may set: the Worker's options but those the app owns.
 WORKER_OPTIONS = frozenset(inspect.signature(Worker.__init__).parameters) - {
@@ -585,7 +582,7 @@ class _TaskWorker(Worker):
                 try:
                     await schedule.upsert(self.queue)
                     break
-                except _REDIS_DOWN as exc:
+                except REDIS_DOWN as exc:
                     if delay == 0.1:
                         log.warning("schedulers of %r: no connection to Redis (%s); "
                                     "trying again", queue, exc)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from .connection import time_ms
 from .errors import ValidationError
 
 if TYPE_CHECKING:
@@ -163,8 +164,7 @@ class QueueMetrics:
     keys: QueueKeys
 
     async def _redis_now_ms(self) -> int:
-        seconds, micros = await self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        return time_ms(await self.client.time())
 
     async def get_metrics(
         self,

@@ -34,11 +34,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from croniter import CroniterBadDateError, croniter
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._stream import text
-from .connection import raise_if_cancelled, socket_timeout
+from .connection import REDIS_DOWN, raise_if_cancelled, socket_timeout, time_ms
 from .errors import ValidationError
 from .options import (
     MAX_EPOCH_MS,
@@ -72,7 +70,6 @@ IDLE_RECHECK_INTERVAL = 120.0
 #: Schedulers looked at per read of the ``schedulers`` zset.
 _BATCH = 64
 MAX_SCHEDULER_ID = 200
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 # croniter's random (R) and hashed (H) fields would give each process other slots.
 _NONDETERMINISTIC = re.compile(r"(?<![A-Z])[HR](?![A-Z])")
 
@@ -208,11 +205,6 @@ def _record(scheduler_id: str, fields: Mapping[str, Any], now: int) -> JobSchedu
 
 def _fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
     return {text(k): v for k, v in raw.items()}
-
-
-def _ms(t: list[Any] | tuple[Any, ...]) -> int:
-    """Redis TIME as ms."""
-    return int(t[0]) * 1000 + int(t[1]) // 1000
 
 
 # -- validation -------------------------------------------------------------
@@ -369,7 +361,7 @@ class QueueSchedulers:
         opts = JobOptions.parse({**defaults, **job_options})
         encoded = dump_data(data, self.max_data_bytes)
 
-        now = _ms(await self.client.time())
+        now = time_ms(await self.client.time())
         if immediately and spec.start is not None and spec.start > now:
             raise ValidationError(
                 "immediately", "cannot run now a schedule whose start_date is in the future",
@@ -403,7 +395,7 @@ class QueueSchedulers:
             now, raw = await pipe.execute()
         if not raw:
             return None
-        return _record(str(scheduler_id), _fields(raw), _ms(now))
+        return _record(str(scheduler_id), _fields(raw), time_ms(now))
 
     async def get_job_schedulers(self, start: int = 0, end: int = -1) -> list[JobScheduler]:
         """The queue's schedulers ``start``..``end`` (inclusive), soonest next job first."""
@@ -417,7 +409,7 @@ class QueueSchedulers:
                 pipe.hgetall(self.keys.scheduler(scheduler_id))
             now, *raws = await pipe.execute()
         return [
-            _record(scheduler_id, _fields(raw), _ms(now))
+            _record(scheduler_id, _fields(raw), time_ms(now))
             for scheduler_id, raw in zip(ids, raws, strict=True)
             if raw
         ]
@@ -436,7 +428,7 @@ class QueueSchedulers:
             pipe.time()
             pipe.hgetall(k.scheduler(scheduler_id))
             raw_now, raw = await pipe.execute()
-        now = _ms(raw_now)
+        now = time_ms(raw_now)
         fields = _fields(raw)
         cur, nxt = text(fields.get("cur", b"")), text(fields.get("nxt", b""))
         if not fields or not nxt or (cur and int(cur) > now):
@@ -501,7 +493,7 @@ async def run_job_schedulers(queue: QueueSchedulers, stopping: Callable[[], bool
                 down, retry = False, 0.1
             if wait > 0:
                 await _sleep(queue, wait)
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             if not down:
                 log.warning("job schedulers of %r: lost connection to Redis (%s)",
                             queue.name, exc)

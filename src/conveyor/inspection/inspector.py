@@ -19,7 +19,7 @@ from typing import Any
 from .._admin import BATCH, CLEANABLE_STATES
 from .._render import epoch_ms, iso
 from .._stream import text
-from ..connection import ClientOwner, Connection, make_client
+from ..connection import ClientOwner, Connection, make_client, time_ms
 from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
 from ..keys import STATES, delayed_due, registry_key
@@ -164,8 +164,8 @@ class Inspector(ClientOwner):
             pipe.time()
             pipe.hmget(k.meta, ["paused", "concurrency"])
             pipe.zrevrange(k.completed, 0, 0, withscores=True)
-            (seconds, micros), (paused, concurrency), newest = await pipe.execute()
-        now = int(seconds) * 1000 + int(micros) // 1000
+            now_reply, (paused, concurrency), newest = await pipe.execute()
+        now = time_ms(now_reply)
         since = now - (RATE_MINUTES - 1) * MINUTE_MS
         counts, completed, failed, timings, workers = await asyncio.gather(
             queue.get_job_counts(), queue.get_metrics("completed", since, now),
@@ -355,8 +355,7 @@ class Inspector(ClientOwner):
         minutes (this one included), oldest first."""
         _check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
         queue = await self._existing(name)
-        seconds, micros = await self.client.time()
-        now = int(seconds) * 1000 + int(micros) // 1000
+        now = time_ms(await self.client.time())
         since = now - (minutes - 1) * MINUTE_MS
         completed, failed = await asyncio.gather(
             queue.get_metrics("completed", since, now), queue.get_metrics("failed", since, now)
@@ -383,8 +382,8 @@ class Inspector(ClientOwner):
             pipe.lrange(k.wait, 0, 0)
             pipe.lrange(k.wait, -1, -1)
             pipe.zrange(k.prioritized, 0, 0)
-            (seconds, micros), *ends = await pipe.execute()
-        now = int(seconds) * 1000 + int(micros) // 1000
+            now_reply, *ends = await pipe.execute()
+        now = time_ms(now_reply)
         if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
             return False
         ids = {text(i) for found in ends for i in found}
