@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from ._stream import text
 from .connection import REDIS_DOWN as _REDIS_DOWN
 from .errors import ValidationError
+from .keys import glob_escape
 from .options import MAX_COUNT, Duration, to_ms
 from .workers import WorkerInfo, worker_info
 
@@ -51,7 +52,6 @@ BATCH = 1000
 HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
 CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
-_GLOB_SPECIAL = frozenset("\\*?[]")
 #: progress(done) of a call that runs in batches: the running count after each batch.
 Progress = Callable[[int], object]
 
@@ -127,7 +127,7 @@ class QueueAdmin:
         queue does not block Redis. Jobs added while it runs may survive."""
         _check_bool("force", force)
         await self.scripts.obliterate("start", force)
-        pattern = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in self.keys.base) + "*"
+        pattern = glob_escape(self.keys.base) + "*"
         cursor: Any = 0
         while True:
             cursor, found = await self.client.scan(cursor, match=pattern, count=BATCH)

@@ -41,6 +41,7 @@ from . import tracing
 from .connection import REDIS_DOWN, AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
+from .keys import validate_prefix
 from .options import BackoffSpec, Duration, RetentionSpec, validate_job_name
 from .queue import Queue
 from .sandbox import SandboxPool, make_pool, task_reference
@@ -163,10 +164,8 @@ class Conveyor(AsyncClosing):
         default_queue: str = "default",
         tracer_provider: Any = None,
     ) -> None:
-        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
         self.connection = connection
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.default_queue = checked_queue_name(default_queue)
         self.tracer_provider = tracer_provider
         self._tasks: dict[str, dict[str, Task[Any, Any]]] = {}  # queue -> name -> task

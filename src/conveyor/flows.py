@@ -42,7 +42,7 @@ from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
 from .job import Job, JobState
-from .keys import QueueKeys, parse_job_key
+from .keys import QueueKeys, parse_job_key, validate_prefix
 from .options import JobOptions, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
@@ -108,9 +108,7 @@ class FlowProducer(ClientOwner):
         events_maxlen: int = 10_000,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.client, self._owns_client = make_client(connection)
         self.events_maxlen = events_maxlen
         self.max_data_bytes = max_data_bytes

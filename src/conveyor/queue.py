@@ -15,7 +15,7 @@ from .connection import ClientOwner, Connection, make_client
 from .errors import ValidationError
 from .groups import QueueGroups
 from .job import Job, JobState, read_fields, with_lock
-from .keys import STATES, QueueKeys, registry_key
+from .keys import STATES, QueueKeys, registry_key, validate_prefix
 from .metrics import QueueMetrics
 from .options import (
     BackoffSpec,
@@ -67,9 +67,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self.name = validate_queue_name(name)
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         check_count("events_maxlen", events_maxlen, 0)
         check_count("keep_logs", keep_logs, 0)
         check_count("max_data_bytes", max_data_bytes, 1)

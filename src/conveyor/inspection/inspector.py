@@ -22,7 +22,7 @@ from .._stream import text
 from ..connection import ClientOwner, Connection, make_client, time_ms
 from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
-from ..keys import STATES, delayed_due, registry_key
+from ..keys import STATES, delayed_due, glob_escape, registry_key, validate_prefix
 from ..metrics import MINUTE_MS
 from ..options import OPTION_NAMES, validate_job_id, validate_queue_name
 from ..queue import Queue
@@ -89,9 +89,7 @@ class Inspector(ClientOwner):
         queues: Sequence[str] | None = None,
         thresholds: HealthThresholds | None = None,
     ) -> None:
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.client, self._owns_client = make_client(connection)
         self.explicit_queues = [validate_queue_name(name) for name in queues or ()]
         self.thresholds = thresholds or HealthThresholds()
@@ -123,7 +121,7 @@ class Inspector(ClientOwner):
         found: set[str] = set()
         head = self.prefix + ":{"
         # One pass over the keyspace for the meta, events and id keys of any queue.
-        async for raw in self.client.scan_iter(match=f"{_glob(head)}*}}:[mei][evd]*",
+        async for raw in self.client.scan_iter(match=f"{glob_escape(head)}*}}:[mei][evd]*",
                                                count=BATCH):
             key = text(raw)
             for tail in ("}:meta", "}:events", "}:id"):
@@ -454,9 +452,4 @@ def _valid_name(name: str) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def _glob(value: str) -> str:
-    """``value`` with glob specials escaped, for SCAN MATCH."""
-    return "".join("\\" + c if c in "\\*?[]" else c for c in value)
 
