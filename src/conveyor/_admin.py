@@ -31,7 +31,7 @@ from ._stream import text
 from .connection import REDIS_DOWN as _REDIS_DOWN
 from .errors import ValidationError
 from .keys import glob_escape
-from .options import MAX_COUNT, Duration, to_ms
+from .options import MAX_COUNT, Duration, check_count, check_int, to_ms
 from .workers import WorkerInfo, worker_info
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class QueueAdmin:
         the latest due). ``progress``, if given, is called with the number
         removed so far after each batch (of at most 1,000)."""
         grace = to_ms("grace_ms", grace_ms) or 0
-        _check_int("limit", limit, 0)
+        check_count("limit", limit, 0)
         if state not in CLEANABLE_STATES:
             raise ValidationError(
                 "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
@@ -151,7 +151,7 @@ class QueueAdmin:
         each batch."""
         if state not in ("failed", "completed"):
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
-        _check_int("count", count, 1)
+        check_count("count", count, 1)
         _check_bool("reset_attempts", reset_attempts)
         total, cutoff = 0, ""
         while True:
@@ -166,7 +166,7 @@ class QueueAdmin:
         """Make every delayed job ready now, ``count`` per atomic batch; returns
         how many were promoted (at most the number delayed when the call
         started, so jobs delayed again meanwhile are left alone)."""
-        _check_int("count", count, 1)
+        check_count("count", count, 1)
         total, bound = 0, None
         while True:
             n, left = await self.scripts.promote_jobs(count)
@@ -183,8 +183,8 @@ class QueueAdmin:
         ``start``..``end`` inclusive, each with ``failed_reason``,
         ``stacktrace`` and ``attempts_made``. Retry one with ``job.retry()``,
         all with ``retry_jobs("failed")``; empty it with ``clean(0, 0, "failed")``."""
-        _check_int("start", start)
-        _check_int("end", end)
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
         return await cast("Queue", self).get_jobs("failed", start, end)
 
     async def get_dead_letter_count(self) -> int:
@@ -197,8 +197,8 @@ class QueueAdmin:
         """The workers of this queue that are alive, oldest first, ``start``..``end``
         inclusive. A worker's entry goes when it stops, or expires three
         heartbeats after it died."""
-        _check_int("start", start)
-        _check_int("end", end)
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
         now, entries = await self.scripts.get_workers(start, end)
         workers = []
         for raw_id, raw_entry, ms_left in entries:
@@ -249,16 +249,6 @@ class QueueAdmin:
         with contextlib.suppress(RedisError, *_REDIS_DOWN):
             async with asyncio.timeout(2):
                 await self.scripts.unregister_worker(worker_id)
-
-
-def _check_int(field: str, value: object, minimum: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError(field, f"must be an int, got {value!r}", value)
-    if minimum is not None and value < minimum:
-        raise ValidationError(field, f"must be >= {minimum}, got {value}", value)
-    if abs(value) > MAX_COUNT:  # Redis refuses what does not fit 64 bits
-        low = -MAX_COUNT if minimum is None else minimum
-        raise ValidationError(field, f"must be in {low}..{MAX_COUNT}, got {value}", value)
 
 
 def _check_bool(field: str, value: object) -> None:

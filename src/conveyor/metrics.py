@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .connection import time_ms
 from .errors import ValidationError
+from .options import check_int
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -194,12 +195,7 @@ class QueueMetrics:
     async def get_timings(self, minutes: int = 5) -> Timings:
         """p50/p95/p99 of wait and processing time (ms) over the last ``minutes``
         minutes (this one included; at most three hours are kept)."""
-        if not isinstance(minutes, int) or isinstance(minutes, bool) or not (
-            1 <= minutes <= KEPT_TIME_MINUTES
-        ):
-            raise ValidationError(
-                "minutes", f"must be an int in 1..{KEPT_TIME_MINUTES}, got {minutes!r}"
-            )
+        check_int("minutes", minutes, 1, KEPT_TIME_MINUTES)
         now = await self._redis_now_ms() // MINUTE_MS
         async with self.client.pipeline(transaction=False) as pipe:
             for minute in range(now - minutes + 1, now + 1):

@@ -117,14 +117,23 @@ def validate_job_name(name: object, field: str = "name") -> str:
     return name
 
 
+def check_int(field: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """``value`` if it is an ``int`` (not a bool) in ``low``..``high`` (``None``:
+    unbounded), else a ValidationError naming ``field``."""
+    if not isinstance(value, int) or isinstance(value, bool) or (
+        low is not None and value < low) or (high is not None and value > high):
+        bound = (f" in {low}..{high}" if low is not None and high is not None
+                 else f" >= {low}" if low is not None
+                 else f" <= {high}" if high is not None else "")
+        raise ValidationError(field, f"must be an int{bound}, got {value!r}", value)
+    return value
+
+
 def check_count(field: str, value: object, minimum: int) -> int:
     """An ``int`` in ``minimum``..:data:`MAX_COUNT`, else a ValidationError naming ``field``."""
-    if not isinstance(value, int) or isinstance(value, bool) or not (
-        minimum <= value <= MAX_COUNT
-    ):
-        raise ValidationError(field, f"must be an int in {minimum}..{MAX_COUNT}, got {value!r}",
-                              value)
-    return value
+    if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_COUNT:
+        return value  # the common case without a second call: job options take this per add
+    return check_int(field, value, minimum, MAX_COUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,11 +328,7 @@ class JobOptions:
             job_id = None
         if job_id is not None:
             job_id = validate_job_id(job_id)
-        priority = options.get("priority", 0)
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ValidationError("priority", f"must be an int, got {priority!r}")
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise ValidationError("priority", f"must be in 0..{MAX_PRIORITY}, got {priority}")
+        priority = check_int("priority", options.get("priority", 0), 0, MAX_PRIORITY)
         attempts = check_count("attempts", options.get("attempts", 1), 1)
         lifo = options.get("lifo", False)
         if not isinstance(lifo, bool):

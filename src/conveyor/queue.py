@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ._admin import QueueAdmin, _check_int
+from ._admin import QueueAdmin
 from ._corrupt import not_a_hash, unreadable_job
 from ._scripts import NewJob, Scripts
 from ._stream import text
@@ -18,11 +18,13 @@ from .job import Job, JobState, read_fields, with_lock
 from .keys import STATES, QueueKeys, registry_key, validate_prefix
 from .metrics import QueueMetrics
 from .options import (
+    MAX_COUNT,
     BackoffSpec,
     Duration,
     JobOptions,
     RetentionSpec,
     check_count,
+    check_int,
     dump_data,
     parse_options,
     to_ms,
@@ -264,8 +266,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """Jobs in the given states, ``start``..``end`` (inclusive) of each state's
         ordering: newest first unless ``asc``. The wait list's order is the order
         jobs will be taken. A state named twice is listed once."""
-        _check_int("start", start)
-        _check_int("end", end)
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
         if isinstance(states, str):
             states = [states]
         states = list(dict.fromkeys(states))  # a state named twice lists its jobs once

@@ -24,7 +24,7 @@ from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
 from ..keys import STATES, delayed_due, glob_escape, registry_key, validate_prefix
 from ..metrics import MINUTE_MS
-from ..options import OPTION_NAMES, validate_job_id, validate_queue_name
+from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_name
 from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
@@ -201,8 +201,8 @@ class Inspector(ClientOwner):
         the wait list, in reverse order of running), and the state's total. Rows
         carry previews: see :class:`JobSummary`'s ``*_truncated``."""
         state = _state(state)
-        _check_int("start", start, 0)
-        _check_int("count", count, 1, 1000)
+        check_int("start", start, 0)
+        check_int("count", count, 1, 1000)
         queue = await self._existing(name)
         total, rows = await read_page(queue, state, start, count)
         return JobPage(name, state, start, count, total, rows)
@@ -269,9 +269,9 @@ class Inspector(ClientOwner):
             raise ValidationError(
                 "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
             )
-        _check_int("grace_ms", grace_ms, 0)
+        check_int("grace_ms", grace_ms, 0)
         if limit is not None:
-            _check_int("limit", limit, 1)
+            check_int("limit", limit, 1)
         queue = await self._existing(name)
         key = queue.keys.state_key(state)
         present = await (self.client.llen(key) if state == "waiting"
@@ -351,7 +351,7 @@ class Inspector(ClientOwner):
     async def throughput(self, name: str, minutes: int = 60) -> Throughput:
         """Jobs completed and failed (for good) in each of the last ``minutes``
         minutes (this one included), oldest first."""
-        _check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
+        check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
         queue = await self._existing(name)
         now = time_ms(await self.client.time())
         since = now - (minutes - 1) * MINUTE_MS
@@ -436,14 +436,6 @@ def _state(state: object) -> str:
         raise ValidationError("state", f"unknown job state {state!r}; expected one of "
                               f"{', '.join(STATES)}", state)
     return state.replace("_", "-")
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
-        high is not None and value > high
-    ):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValidationError(name, f"must be an int {bound}, got {value!r}", value)
 
 
 def _valid_name(name: str) -> bool:
