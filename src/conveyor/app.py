@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, ov
 from redis.asyncio import Redis
 
 from . import tracing
+from ._schedule import MissedPolicy, check_scheduler_id, parse_schedule
 from .connection import REDIS_DOWN, AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
@@ -45,7 +46,7 @@ from .keys import validate_prefix
 from .options import BackoffSpec, Duration, RetentionSpec, validate_job_name
 from .queue import Queue
 from .sandbox import SandboxPool, make_pool, task_reference
-from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
+from .schedulers import JobScheduler
 from .sync import SyncJob
 from .tasks import (
     TASK_OPTIONS,
@@ -255,7 +256,7 @@ class Conveyor(AsyncClosing):
         The scheduler (id: ``scheduler_id``, default the task's name) is upserted
         whenever a worker of the queue starts; see
         :meth:`conveyor.Queue.upsert_job_scheduler` for the other arguments."""
-        _spec(every, cron, tz, start_date, end_date, limit, missed)  # refuse it now
+        parse_schedule(every, cron, tz, start_date, end_date, limit, missed)  # refuse it now
         if not isinstance(immediately, bool):
             raise ValidationError("immediately", f"must be a bool, got {immediately!r}")
         check_options(options, SCHEDULE_OPTIONS, "schedule")
@@ -272,7 +273,7 @@ class Conveyor(AsyncClosing):
                     )
             else:
                 task = self.task(queue=queue)(fn)
-            sid = _scheduler_id(task.name if scheduler_id is None else scheduler_id)
+            sid = check_scheduler_id(task.name if scheduler_id is None else scheduler_id)
             if (task.queue, sid) in self._schedules:
                 raise ValidationError(
                     "scheduler_id", f"{sid!r} is already scheduled on queue {task.queue!r}; "
