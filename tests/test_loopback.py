@@ -4,12 +4,8 @@ and the CLI ask the same function, so ``[::1]`` is loopback to both."""
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +14,7 @@ from click.testing import CliRunner
 
 from conveyor._util import is_loopback
 from conveyor.cli import main
+from helpers import process_lines, url_line
 
 CONVEYOR = Path(sys.executable).with_name("conveyor")
 
@@ -61,30 +58,10 @@ def test_the_demo_takes_a_bracketed_ipv6_loopback_host() -> None:
 def test_the_dashboard_serves_on_bracketed_ipv6_loopback_without_a_token(
     redis_url: str,
 ) -> None:
-    proc = subprocess.Popen(
-        [str(CONVEYOR), "dashboard", "--host", "[::1]", "--port", "0", "--redis", redis_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None and proc.stderr is not None
-        deadline = time.monotonic() + 60
-        url = None
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if found := re.match(r"conveyor dashboard on (http://\S+/)", line):
-                url = found[1]
-        assert url is not None, proc.stderr.read() if proc.poll() is not None else "no URL"
+    argv = [str(CONVEYOR), "dashboard", "--host", "[::1]", "--port", "0", "--redis", redis_url]
+    with process_lines(argv) as (proc, lines):
+        url = url_line(lines, "conveyor dashboard on")
         assert url.startswith("http://[::1]:")
         assert httpx.get(url + "api/v1/health", timeout=10).status_code == 200
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
