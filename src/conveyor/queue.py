@@ -7,10 +7,10 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ._admin import QueueAdmin, _check_int
 from ._corrupt import not_a_hash, unreadable_job
 from ._scripts import NewJob, Scripts
 from ._stream import text
+from .admin import QueueAdmin, _check_int
 from .connection import ClientOwner, Connection, make_client
 from .errors import ValidationError
 from .groups import QueueGroups

@@ -22,7 +22,7 @@ from .queue import _chunks, _new_job
 from .scripts import source
 
 if TYPE_CHECKING:
-    from ._admin import Progress
+    from .admin import Progress
     from .flows import Dependencies
     from .groups import GroupInfo
     from .job import Job, JobState

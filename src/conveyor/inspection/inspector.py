@@ -16,9 +16,9 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._admin import BATCH, CLEANABLE_STATES
 from .._render import epoch_ms, iso
 from .._stream import text
+from ..admin import BATCH, CLEANABLE_STATES
 from ..connection import ClientOwner, Connection, make_client
 from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
