@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -29,17 +29,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._queue_base import QueueCore
 from ._stream import text
 from .errors import ValidationError
 from .options import MAX_COUNT, Duration, to_ms
 from .workers import WorkerInfo, worker_info
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
-    from ._scripts import Scripts
     from .job import Job
-    from .keys import QueueKeys
     from .queue import Queue
 
 __all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin"]
@@ -58,16 +56,9 @@ _GLOB_SPECIAL = frozenset("\\*?[]")
 Progress = Callable[[int], object]
 
 
-class QueueAdmin:
+class QueueAdmin(QueueCore):
     """Admin calls of a queue; each one is one atomic script (or a series of
     atomic, bounded scripts for calls that page through a large set)."""
-
-    name: str
-    client: Redis
-    keys: QueueKeys
-    scripts: Scripts
-
-    _register: Callable[[], Awaitable[None]]  # Queue's: name the queue in the registry
 
     # -- removing jobs ----------------------------------------------------------
 

@@ -11,17 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from ._queue_base import QueueCore
 from ._stream import text
 from .errors import ValidationError
 from .options import check_count, to_ms
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from ._scripts import Scripts
-    from .keys import QueueKeys
 
 __all__ = ["GroupInfo", "QueueGroups"]
 
@@ -40,13 +34,8 @@ class GroupInfo:
     status: str
 
 
-class QueueGroups:
+class QueueGroups(QueueCore):
     """Group calls of a queue."""
-
-    name: str
-    client: Redis
-    keys: QueueKeys
-    scripts: Scripts
 
     async def set_group_concurrency(self, n: int | None) -> None:
         """At most ``n`` running jobs per group, across all workers (``None``: no cap)."""

@@ -15,7 +15,7 @@ from .connection import ClientOwner, Connection, make_client
 from .errors import ValidationError
 from .groups import QueueGroups
 from .job import Job, JobState, read_fields, with_lock
-from .keys import STATES, QueueKeys, registry_key
+from .keys import STATES, QueueKeys
 from .metrics import QueueMetrics
 from .options import (
     BackoffSpec,
@@ -82,12 +82,6 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         if self.default_job_options:
             JobOptions.parse(self.default_job_options)  # refuse bad defaults early
         self._registered = False
-
-    async def _register(self) -> None:
-        """Name this queue in the registry (once per Queue object: an add's cost)."""
-        if not self._registered:
-            await self.client.sadd(registry_key(self.prefix), self.name)
-            self._registered = True
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} prefix={self.prefix!r}>"
