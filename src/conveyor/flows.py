@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from ._prepare import prepare_job
 from ._scripts import FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
@@ -226,8 +227,8 @@ class FlowProducer(ClientOwner):
             if option in opts:
                 raise ValidationError(path + "opts." + option, "is not supported in a flow")
         try:
-            name, data_json, options, opts_json = queue._prepare(
-                tree["name"], tree.get("data"), opts
+            name, data_json, options, opts_json = prepare_job(
+                queue, tree["name"], tree.get("data"), opts
             )
         except ValidationError as exc:
             prefix = path if exc.field in ("name", "data") else path + "opts."

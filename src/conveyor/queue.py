@@ -8,7 +8,8 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from ._corrupt import not_a_hash, unreadable_job
-from ._scripts import NewJob, Scripts
+from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
+from ._scripts import Scripts
 from ._stream import text
 from .admin import QueueAdmin, _check_int
 from .connection import ClientOwner, Connection, make_client
@@ -23,11 +24,8 @@ from .options import (
     JobOptions,
     RetentionSpec,
     check_count,
-    dump_data,
-    parse_options,
     to_ms,
     validate_job_id,
-    validate_job_name,
     validate_queue_name,
 )
 from .schedulers import QueueSchedulers
@@ -88,15 +86,6 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
 
     # -- adding -------------------------------------------------------------
 
-    def _prepare(self, name: object, data: Any, options: Mapping[str, Any]) -> tuple[
-        str, bytes, JobOptions, bytes
-    ]:
-        name = validate_job_name(name)
-        if self.default_job_options:
-            options = {**self.default_job_options, **options}
-        opts, stored = parse_options(options)
-        return name, dump_data(data, self.max_data_bytes), opts, stored
-
     async def add(
         self,
         name: str,
@@ -142,28 +131,28 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             remove_on_fail=remove_on_fail, deduplication=deduplication,
             dead_letter_queue=dead_letter_queue, group=group,
         )
-        prepared = self._prepare(name, data, options)
+        prepared = prepare_job(self, name, data, options)
         if not self._registered:
             await self._register()
-        [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])
+        [reply] = await self.scripts.add_jobs(None, [new_job(*prepared)])
         return await self._job_from_add(reply, prepared, data)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically in one round trip. Each item is a dict with
         ``name``, ``data`` and any option of :meth:`add`."""
-        prepared_all, datas = self._prepare_bulk(jobs)
+        prepared_all, datas = prepare_bulk(self, jobs)
         if not prepared_all:
             return []
         if not self._registered:
             await self._register()
-        chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
-        if len(chunks) == 1:
-            replies = await self.scripts.add_jobs(None, chunks[0])
+        batches = chunks([new_job(*prepared) for prepared in prepared_all])
+        if len(batches) == 1:
+            replies = await self.scripts.add_jobs(None, batches[0])
         else:
             calls = self.scripts.calls
-            tokens = [calls.for_ids(job[0] for job in chunk) for chunk in chunks]
+            tokens = [calls.for_ids(job[0] for job in chunk) for chunk in batches]
             async with self.client.pipeline(transaction=True) as pipe:
-                for chunk, token in zip(chunks, tokens, strict=True):
+                for chunk, token in zip(batches, tokens, strict=True):
                     await self.scripts.add_jobs(pipe, chunk, token)
                 replies = [reply for part in await pipe.execute() for reply in part]
             for token in tokens:
@@ -173,26 +162,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
         ]
 
-    def _prepare_bulk(
-        self, jobs: Iterable[Mapping[str, Any]]
-    ) -> tuple[list[tuple[str, bytes, JobOptions, bytes]], list[Any]]:
-        """Validate every item of an add_bulk first: all or nothing."""
-        prepared_all = []
-        datas = []
-        for i, spec in enumerate(jobs):
-            if not isinstance(spec, Mapping) or "name" not in spec:
-                raise ValidationError(f"jobs[{i}]", "must be a dict with at least 'name'")
-            options = {k: v for k, v in spec.items() if k not in ("name", "data")}
-            try:
-                prepared_all.append(self._prepare(spec["name"], spec.get("data"), options))
-            except ValidationError as exc:
-                raise ValidationError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1],
-                                      exc.value) from None
-            datas.append(spec.get("data"))
-        return prepared_all, datas
-
     def _created_job(
-        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+        self, reply: Sequence[Any], prepared: Prepared, data: Any
     ) -> Job | None:
         """The Job an add_jobs reply made, or None if the id existed (read it instead)."""
         if not int(reply[1]):
@@ -201,7 +172,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         return Job(self, text(reply[0]), name, data, opts, int(reply[2]))
 
     async def _job_from_add(
-        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+        self, reply: Sequence[Any], prepared: Prepared, data: Any
     ) -> Job:
         job = self._created_job(reply, prepared, data) or await self._read_job(text(reply[0]))
         if job is None:  # the id existed, and was removed before we could read it
@@ -373,21 +344,6 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         back to 0."""
         job_id = validate_job_id(job_id)
         await self.scripts.retry_job(job_id, reset_attempts)
-
-
-_BULK_CHUNK = 1000
-
-
-def _chunks(jobs: list[NewJob]) -> list[list[NewJob]]:
-    """add_bulk's jobs in script calls of at most _BULK_CHUNK: Redis serves nobody
-    else while a script runs; MULTI keeps the whole batch atomic."""
-    return [jobs[i:i + _BULK_CHUNK] for i in range(0, len(jobs), _BULK_CHUNK)]
-
-
-def _new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
-    dedup = "" if opts.deduplication is None else opts.deduplication.as_arg()
-    return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
-            opts.attempts, dedup, opts.group or "")
 
 
 def _given(**options: Any) -> dict[str, Any]:
