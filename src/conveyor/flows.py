@@ -35,14 +35,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from ._prepare import prepare_job
 from ._scripts import FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
-from .job import Job, JobState
+from .job import Dependencies, Job, JobState
 from .keys import QueueKeys, parse_job_key
 from .options import JobOptions, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
@@ -52,14 +52,6 @@ __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
 _NODE_KEYS = frozenset({"name", "queue_name", "data", "opts", "children"})
 #: Options a node of a flow may not have (add_flow does not implement them).
 _UNSUPPORTED = ("deduplication", "group")
-
-
-class Dependencies(TypedDict):
-    """A parent's children (``"<queue>:<id>"``), from :meth:`Job.get_dependencies`."""
-
-    processed: dict[str, Any]
-    unprocessed: list[str]
-    ignored: dict[str, str]
 
 
 @dataclass(slots=True)

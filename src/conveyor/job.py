@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 from redis.exceptions import ResponseError
@@ -38,10 +38,9 @@ from .keys import parse_job_key
 from .options import MAX_PRIORITY, JobOptions, dump_data, to_ms
 
 if TYPE_CHECKING:
-    from .flows import Dependencies
     from .queue import Queue
 
-__all__ = ["Job", "JobState"]
+__all__ = ["Dependencies", "Job", "JobState"]
 
 JobState = str
 _FINAL_EVENTS = ("completed", "failed")
@@ -72,6 +71,14 @@ def _json(fields: Mapping[str, bytes | str], name: str) -> Any:
     value = fields.get(name)
     return None if value is None else orjson.loads(value)
 
+
+class Dependencies(TypedDict):
+    """A flow parent's children (``"<queue>:<id>"``), from :meth:`Job.get_dependencies`:
+    ``processed`` (name -> return value), ``unprocessed``, ``ignored`` (name -> reason)."""
+
+    processed: dict[str, Any]
+    unprocessed: list[str]
+    ignored: dict[str, str]
 
 class Job:
     """A job of a queue, as last read from Redis (call :meth:`refresh` to re-read)."""

@@ -23,9 +23,8 @@ from .scripts import source
 
 if TYPE_CHECKING:
     from .admin import Progress
-    from .flows import Dependencies
     from .groups import GroupInfo
-    from .job import Job, JobState
+    from .job import Dependencies, Job, JobState
     from .metrics import MetricKind, MetricsSeries, Timings
     from .options import JobOptions
     from .queue import Queue as AsyncQueue
