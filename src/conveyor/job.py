@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import orjson
 from redis.exceptions import ResponseError
 
+from . import admin
 from ._corrupt import CORRUPT_ERRORS, fill_field_by_field, not_a_hash
 from ._stream import decode_entry, text
 from .connection import raise_if_cancelled
@@ -35,7 +36,7 @@ from .errors import (
     WaitTimeoutError,
 )
 from .keys import parse_job_key
-from .options import MAX_PRIORITY, JobOptions, dump_data, to_ms
+from .options import JobOptions, dump_data, to_ms
 
 if TYPE_CHECKING:
     from .queue import Queue
@@ -377,28 +378,20 @@ class Job:
     async def promote(self) -> None:
         """Run a delayed job now: it becomes ready at once. Raises
         :class:`JobStateError` if the job is not delayed."""
-        await self.queue.scripts.promote_job(self.id)
+        await admin.promote_job(self.queue, self.id)
 
     async def change_delay(self, delay: int | timedelta) -> int:
         """Make a delayed job due ``delay`` from now (by Redis' clock); returns the
         new due time (epoch ms). Raises :class:`JobStateError` if the job is
         not delayed. ``job.delay`` keeps the delay the job was added with."""
-        ms = to_ms("delay", delay) or 0
-        return await self.queue.scripts.change_delay(self.id, ms)
+        return await admin.change_delay(self.queue, self.id, delay)
 
     async def change_priority(self, priority: int, *, lifo: bool = False) -> None:
         """Give the job a new priority (0: none, else 1 = highest ..
         ``MAX_PRIORITY``), in any state. A job that is ready to run moves to
         its new place at once: behind the jobs of its priority, or at the head
         of the wait list for priority 0 with ``lifo``."""
-        if not isinstance(priority, int) or isinstance(priority, bool) or not (
-            0 <= priority <= MAX_PRIORITY
-        ):
-            raise ValidationError("priority", f"must be an int in 0..{MAX_PRIORITY}, "
-                                  f"got {priority!r}", priority)
-        if not isinstance(lifo, bool):
-            raise ValidationError("lifo", f"must be a bool, got {lifo!r}", lifo)
-        await self.queue.scripts.change_priority(self.id, priority, lifo)
+        await admin.change_priority(self.queue, self.id, priority, lifo)
         self.opts = replace(self.opts, priority=priority)
 
     # -- flows --

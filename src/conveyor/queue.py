@@ -1,4 +1,6 @@
-"""The producer's and administrator's handle on one queue."""
+"""The producer's and administrator's handle on one queue: adding and reading
+jobs here; the admin writes come from :mod:`conveyor.admin`, schedules, metrics
+and groups from their own modules (each a mixin on :class:`QueueCore`)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,6 @@ from .options import (
     JobOptions,
     RetentionSpec,
     check_count,
-    to_ms,
     validate_job_id,
     validate_queue_name,
 )
@@ -277,73 +278,6 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         (a simple key is let go when its job finishes, a ttl key when it expires)."""
         value = await self.client.get(self.keys.deduplication(str(key)))
         return None if value is None else text(value)
-
-    async def remove_deduplication_key(self, key: str) -> bool:
-        """Let go of deduplication ``key`` now: the next add with it adds a job."""
-        return bool(await self.client.delete(self.keys.deduplication(str(key))))
-
-    # -- administering -----------------------------------------------------
-
-    async def pause(self) -> None:
-        """Stop workers from starting jobs of this queue; adds still land."""
-        await self.scripts.set_paused(True)
-
-    async def resume(self) -> None:
-        """Let workers start jobs again."""
-        await self.scripts.set_paused(False)
-
-    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a job from anywhere. A waiting, prioritized or delayed job (or
-        a flow parent waiting for children) is removed as :meth:`remove` removes
-        it: its pending children too, :class:`JobStateError` while one of them
-        runs. A running one is cancelled by its worker within moments (its
-        task gets ``CancelledError``, ``job.cancel_reason`` says why) and fails
-        for good with the reason. ``False`` if the job had already finished;
-        :class:`JobNotFoundError` if there is no such job."""
-        job_id = validate_job_id(job_id)
-        if not isinstance(reason, str):
-            raise ValidationError("reason", f"must be a str, got {reason!r}")
-        return await self.scripts.cancel_job(job_id, reason) > 0
-
-    async def set_global_concurrency(self, n: int | None) -> None:
-        """At most ``n`` jobs of this queue run at once across all workers
-        (``None`` or 0: no cap beyond each worker's own concurrency)."""
-        if n is None:
-            n = 0
-        check_count("n", n, 0)
-        await self.scripts.set_global_concurrency(n)
-
-    async def get_global_concurrency(self) -> int | None:
-        """The cap set by :meth:`set_global_concurrency`, or ``None``."""
-        value = await self.client.hget(self.keys.meta, "concurrency")
-        return None if value is None else int(value)
-
-    async def rate_limit(self, delay: Duration) -> None:
-        """Make every worker of the queue wait ``delay`` before starting another
-        job (jobs already running go on)."""
-        ms = to_ms("delay", delay) or 0
-        await self.scripts.rate_limit(ms)
-
-    async def is_paused(self) -> bool:
-        return bool(await self.client.hexists(self.keys.meta, "paused"))
-
-    async def remove(self, job_id: str, *, remove_children: bool = True) -> bool:
-        """Delete a job and its logs; ``False`` if it did not exist. Raises
-        :class:`JobStateError` while a worker holds the job, and for a job
-        scheduler's pending job (remove the scheduler instead). A flow parent's
-        pending children (and theirs) go with it, unless ``remove_children=False``:
-        then they stay and run as jobs without a parent."""
-        job_id = validate_job_id(job_id)
-        if not isinstance(remove_children, bool):
-            raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
-        return await self.scripts.remove_job(job_id, remove_children) == 1
-
-    async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
-        """Send a failed (or completed) job back to waiting. It keeps its
-        stalled count; ``reset_attempts`` sets its attempts made and started
-        back to 0."""
-        job_id = validate_job_id(job_id)
-        await self.scripts.retry_job(job_id, reset_attempts)
 
 
 def _given(**options: Any) -> dict[str, Any]:
