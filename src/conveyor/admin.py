@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -242,6 +243,25 @@ class QueueAdmin(QueueCore):
     async def remove_deduplication_key(self, key: str) -> bool:
         """Let go of deduplication ``key`` now: the next add with it adds a job."""
         return bool(await self.client.delete(self.keys.deduplication(str(key))))
+
+    async def set_group_concurrency(self, n: int | None) -> None:
+        """At most ``n`` running jobs per group, across all workers (``None``: no cap)."""
+        if n is None:
+            n = 0
+        check_count("n", n, 0)
+        await self.scripts.set_group_limits("group_concurrency", str(n))
+
+    async def set_group_limit(self, max: int | None, duration: int | timedelta = 1000) -> None:
+        """At most ``max`` job starts per ``duration`` per group, across all workers
+        (``None``: no limit)."""
+        if max is None:
+            await self.scripts.set_group_limits("group_limit", "0")
+            return
+        check_count("max", max, 1)
+        ms = to_ms("duration", duration)
+        if not ms:
+            raise ValidationError("duration", "must be positive")
+        await self.scripts.set_group_limits("group_limit", f"{max}:{ms}")
 
     # -- the dead-letter set ---------------------------------------------------------
 
