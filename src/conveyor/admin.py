@@ -37,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._queue_base import QueueCore
 from ._stream import text
 from .errors import ValidationError
+from .keys import FINISHED, JobState
 from .options import MAX_COUNT, MAX_PRIORITY, Duration, check_count, to_ms, validate_job_id
 from .workers import WorkerInfo, worker_info
 
@@ -54,7 +55,8 @@ BATCH = 1000
 #: A worker's heartbeat interval; its registry entry lives three intervals.
 HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
-CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
+CLEANABLE_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.WAITING, JobState.PRIORITIZED,
+                    JobState.DELAYED, JobState.ACTIVE)
 _REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _GLOB_SPECIAL = frozenset("\\*?[]")
 #: progress(done) of a call that runs in batches: the running count after each batch.
@@ -147,7 +149,7 @@ class QueueAdmin(QueueCore):
         is not retried twice. Each job is retried as by :meth:`retry_job`.
         ``progress``, if given, is called with the number moved so far after
         each batch."""
-        if state not in ("failed", "completed"):
+        if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         _check_int("count", count, 1)
         _check_bool("reset_attempts", reset_attempts)
@@ -272,7 +274,7 @@ class QueueAdmin(QueueCore):
         all with ``retry_jobs("failed")``; empty it with ``clean(0, 0, "failed")``."""
         _check_int("start", start)
         _check_int("end", end)
-        return await cast("Queue", self).get_jobs("failed", start, end)
+        return await cast("Queue", self).get_jobs(JobState.FAILED, start, end)
 
     async def get_dead_letter_count(self) -> int:
         """Number of jobs in the dead-letter set."""

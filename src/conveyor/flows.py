@@ -42,8 +42,8 @@ from ._scripts import FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
-from .job import Dependencies, Job, JobState
-from .keys import QueueKeys, parse_job_key
+from .job import Dependencies, Job
+from .keys import JobState, QueueKeys, parse_job_key
 from .options import JobOptions, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
@@ -274,12 +274,12 @@ class FlowProducer(ClientOwner):
 
 def _state_when_added(node: _Flat) -> JobState:
     if node.has_children:
-        return "waiting-children"
+        return JobState.WAITING_CHILDREN
     if node.opts.delay:
-        return "delayed"
+        return JobState.DELAYED
     if node.opts.priority:
-        return "prioritized"
-    return "waiting"
+        return JobState.PRIORITIZED
+    return JobState.WAITING
 
 
 def _refuse_duplicate_ids(flat: Sequence[_Flat], paths: Sequence[str]) -> None:

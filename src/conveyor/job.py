@@ -35,7 +35,7 @@ from .errors import (
     ValidationError,
     WaitTimeoutError,
 )
-from .keys import parse_job_key
+from .keys import JobState, parse_job_key
 from .options import JobOptions, dump_data, to_ms
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Dependencies", "Job", "JobState"]
 
-JobState = str
 _FINAL_EVENTS = ("completed", "failed")
 # What Job.refresh re-reads: every attribute that comes from the job's hash.
 _READ_FROM_HASH = (
@@ -367,9 +366,9 @@ class Job:
             return None
         self._read(fields)
         state = await self.get_state()
-        if state == "completed":
+        if state == JobState.COMPLETED:
             return (self.return_value,)
-        if state == "failed":
+        if state == JobState.FAILED:
             raise JobFailedError(self.id, self.failed_reason, self.stacktrace)
         return None
 

@@ -17,8 +17,8 @@ from .admin import QueueAdmin, _check_int
 from .connection import ClientOwner, Connection, make_client
 from .errors import ValidationError
 from .groups import QueueGroups
-from .job import Job, JobState, read_fields, with_lock
-from .keys import STATES, QueueKeys
+from .job import Job, read_fields, with_lock
+from .keys import STATES, JobState, QueueKeys
 from .metrics import QueueMetrics
 from .options import (
     BackoffSpec,
@@ -204,7 +204,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """The job's state: waiting, active, delayed, prioritized, completed, failed
         (``None`` when there is no such job)."""
         state = text(await self.scripts.get_state(validate_job_id(job_id)))
-        return state or None
+        return JobState(state) if state else None
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Number of jobs per state (all states when none are named)."""
@@ -212,14 +212,14 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         async with self.client.pipeline(transaction=False) as pipe:
             for state in wanted:
                 key = self.keys.state_key(state)
-                if state == "waiting":
+                if state == JobState.WAITING:
                     pipe.llen(key)
                 else:
                     pipe.zcard(key)
             counts = await pipe.execute()
         result = dict(zip(wanted, (int(c) for c in counts), strict=True))
-        if "waiting" in result:
-            result["waiting"] += sum(group.waiting for group in await self.get_groups())
+        if JobState.WAITING in result:
+            result[JobState.WAITING] += sum(group.waiting for group in await self.get_groups())
         return result
 
     async def get_jobs(
@@ -240,7 +240,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 key = self.keys.state_key(state)
-                if state == "waiting":
+                if state == JobState.WAITING:
                     if asc:
                         pipe.lrange(key, start, end)
                     else:
@@ -253,7 +253,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         ids: list[str] = []
         for state, found in zip(states, ranges, strict=True):
             found = [text(i) for i in found]
-            if state == "waiting" and not asc:
+            if state == JobState.WAITING and not asc:
                 found.reverse()
             ids.extend(found)
         if not ids:
