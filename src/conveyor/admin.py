@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .job import Job
     from .queue import Queue
 
-__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin"]
+__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin", "change_delay",
+           "change_priority", "promote_job"]
 
 log = logging.getLogger("conveyor.admin")
 
