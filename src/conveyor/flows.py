@@ -35,14 +35,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
+from ._prepare import prepare_job
 from ._scripts import FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
-from .job import Job, JobState
-from .keys import QueueKeys, parse_job_key
+from .job import Dependencies, Job
+from .keys import JobState, QueueKeys, parse_job_key
 from .options import JobOptions, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
@@ -51,14 +52,6 @@ __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
 _NODE_KEYS = frozenset({"name", "queue_name", "data", "opts", "children"})
 #: Options a node of a flow may not have (add_flow does not implement them).
 _UNSUPPORTED = ("deduplication", "group")
-
-
-class Dependencies(TypedDict):
-    """A parent's children (``"<queue>:<id>"``), from :meth:`Job.get_dependencies`."""
-
-    processed: dict[str, Any]
-    unprocessed: list[str]
-    ignored: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -226,8 +219,8 @@ class FlowProducer(ClientOwner):
             if option in opts:
                 raise ValidationError(path + "opts." + option, "is not supported in a flow")
         try:
-            name, data_json, options, opts_json = queue._prepare(
-                tree["name"], tree.get("data"), opts
+            name, data_json, options, opts_json = prepare_job(
+                queue, tree["name"], tree.get("data"), opts
             )
         except ValidationError as exc:
             prefix = path if exc.field in ("name", "data") else path + "opts."
@@ -281,12 +274,12 @@ class FlowProducer(ClientOwner):
 
 def _state_when_added(node: _Flat) -> JobState:
     if node.has_children:
-        return "waiting-children"
+        return JobState.WAITING_CHILDREN
     if node.opts.delay:
-        return "delayed"
+        return JobState.DELAYED
     if node.opts.priority:
-        return "prioritized"
-    return "waiting"
+        return JobState.PRIORITIZED
+    return JobState.WAITING
 
 
 def _refuse_duplicate_ids(flat: Sequence[_Flat], paths: Sequence[str]) -> None:

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._queue_base import QueueCore
 from .errors import ValidationError
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
 
-    from .keys import QueueKeys
 
 __all__ = ["MetricsSeries", "MetricsSnapshot", "Percentiles", "QueueMetrics", "Timings",
            "sum_histograms"]
@@ -156,11 +155,8 @@ def _to_ms(field: str, value: datetime | int) -> int:
     raise ValidationError(field, f"expected an aware datetime or epoch ms, got {value!r}")
 
 
-class QueueMetrics:
+class QueueMetrics(QueueCore):
     """Metrics reads of a queue."""
-
-    client: Redis
-    keys: QueueKeys
 
     async def _redis_now_ms(self) -> int:
         seconds, micros = await self.client.time()

@@ -26,10 +26,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -37,6 +37,7 @@ from croniter import CroniterBadDateError, croniter
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ._queue_base import QueueCore
 from ._stream import text
 from .connection import raise_if_cancelled, socket_timeout
 from .errors import ValidationError
@@ -48,12 +49,6 @@ from .options import (
     to_ms,
     validate_job_name,
 )
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from ._scripts import Scripts
-    from .keys import QueueKeys
 
 __all__ = ["JobScheduler", "MissedPolicy", "QueueSchedulers", "next_cron_time"]
 
@@ -296,16 +291,8 @@ def _spec(
 # -- the queue calls ----------------------------------------------------------
 
 
-class QueueSchedulers:
+class QueueSchedulers(QueueCore):
     """The job-scheduler calls of a queue."""
-
-    name: str
-    client: Redis
-    keys: QueueKeys
-    scripts: Scripts
-    max_data_bytes: int
-    default_job_options: dict[str, Any]
-    _register: Callable[[], Awaitable[None]]  # Queue's: name the queue in the registry
 
     async def upsert_job_scheduler(
         self,
