@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import redis
 
+from conveyor._prepare import new_job, prepare_job
 from conveyor.embedded import RedisServer
-from conveyor.queue import _new_job
 from conveyor.sync import Queue
 
 
@@ -54,14 +54,14 @@ def main() -> None:
         queue.add("noop", i)
     stats = client.info("commandstats")["cmdstat_evalsha"]
     inside = stats["usec"] / stats["calls"]
-    keys, args = inner.scripts.add_jobs_layout([_new_job(*inner._prepare("noop", 1, {}))])
+    keys, args = inner.scripts.add_jobs_layout([new_job(*prepare_job(inner, "noop", 1, {}))])
     assert queue._add_jobs is not None
     script = queue._add_jobs
     script_only = rate(lambda i: script(keys, args))
     lpush = rate(lambda i: client.lpush("list", b'{"id": "x", "data": 1}'))
     start = time.perf_counter()
     for i in range(n):
-        inner._prepare("noop", i, {})
+        prepare_job(inner, "noop", i, {})
     prepare = (time.perf_counter() - start) / n * 1e6
     print(f"Queue.add:                      {full:8,.0f}/s  {1e6 / full:6.1f} us each")
     print(f"the add script alone:           {script_only:8,.0f}/s  {1e6 / script_only:6.1f} us")

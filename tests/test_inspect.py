@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-import conveyor._admin as admin_module
+import conveyor.admin as admin_module
 import conveyor.inspection.inspector as inspector_module
 from conveyor import Job, JobStateError, Queue, ValidationError
 from conveyor.inspection import (

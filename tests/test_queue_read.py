@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, Worker
+from conveyor.job import JobState
 from helpers import running, wait_for
 
 ALL_STATES = {"waiting", "active", "delayed", "prioritized", "completed", "failed",
@@ -113,6 +115,18 @@ async def test_get_job_state_of_every_state(
         )
     assert await queue.get_job_state(waiting.id) == "completed"
     assert await queue.get_job_state(delayed.id) == "delayed"
+
+
+async def test_a_job_state_is_the_enum_member_and_still_its_name(queue: Queue) -> None:
+    job = await queue.add("x", delay=60_000)
+    state = await queue.get_job_state(job.id)
+    assert state is JobState.DELAYED
+    assert state == "delayed" and f"{state}" == "delayed"
+    assert orjson.dumps({"state": state}) == b'{"state":"delayed"}'  # JSON as before
+    assert {s.value for s in JobState} == ALL_STATES | {"unknown"}
+    counts = await queue.get_job_counts()
+    assert all(type(name) is str for name in counts)  # plain names: they key JSON objects
+    assert orjson.dumps(counts)
 
 
 async def _is(queue: Queue, job_id: str, state: str) -> bool:

@@ -35,15 +35,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
+from ._prepare import prepare_job
 from ._scripts import FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
-from .job import Job, JobState
-from .keys import QueueKeys, parse_job_key, validate_prefix
-from .options import JobOptions, validate_queue_name
+from .job import Dependencies, Job
+from .keys import JobState, QueueKeys, parse_job_key, validate_prefix
+from .options import JobOptions, check_int, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
 __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
@@ -51,14 +52,6 @@ __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
 _NODE_KEYS = frozenset({"name", "queue_name", "data", "opts", "children"})
 #: Options a node of a flow may not have (add_flow does not implement them).
 _UNSUPPORTED = ("deduplication", "group")
-
-
-class Dependencies(TypedDict):
-    """A parent's children (``"<queue>:<id>"``), from :meth:`Job.get_dependencies`."""
-
-    processed: dict[str, Any]
-    unprocessed: list[str]
-    ignored: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -224,8 +217,8 @@ class FlowProducer(ClientOwner):
             if option in opts:
                 raise ValidationError(path + "opts." + option, "is not supported in a flow")
         try:
-            name, data_json, options, opts_json = queue._prepare(
-                tree["name"], tree.get("data"), opts
+            name, data_json, options, opts_json = prepare_job(
+                queue, tree["name"], tree.get("data"), opts
             )
         except ValidationError as exc:
             prefix = path if exc.field in ("name", "data") else path + "opts."
@@ -249,10 +242,8 @@ class FlowProducer(ClientOwner):
         now: ``depth`` levels of children (0: the job alone), at most
         ``max_children`` per parent, ordered by queue and id. ``None`` if there
         is no such job. Children removed since are left out."""
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-            raise ValidationError("depth", f"must be an int >= 0, got {depth!r}")
-        if not isinstance(max_children, int) or isinstance(max_children, bool) or max_children < 1:
-            raise ValidationError("max_children", f"must be an int >= 1, got {max_children!r}")
+        check_int("depth", depth, 0)
+        check_int("max_children", max_children, 1)
         job = await self.queue(validate_queue_name(queue_name)).get_job(job_id)
         if job is None:
             return None
@@ -279,12 +270,12 @@ class FlowProducer(ClientOwner):
 
 def _state_when_added(node: _Flat) -> JobState:
     if node.has_children:
-        return "waiting-children"
+        return JobState.WAITING_CHILDREN
     if node.opts.delay:
-        return "delayed"
+        return JobState.DELAYED
     if node.opts.priority:
-        return "prioritized"
-    return "waiting"
+        return JobState.PRIORITIZED
+    return JobState.WAITING
 
 
 def _refuse_duplicate_ids(flat: Sequence[_Flat], paths: Sequence[str]) -> None:

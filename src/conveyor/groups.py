@@ -3,25 +3,17 @@
 ``queue.add(..., group="tenant-123")`` puts a job in its group's own list.
 Workers take turns between groups with work (round-robin), so a tenant that
 adds 10,000 jobs delays another tenant's one job by at most one turn.
-``set_group_concurrency`` and ``set_group_limit`` bound each group on its own.
-:class:`QueueGroups` is mixed into :class:`conveyor.Queue`.
+``set_group_concurrency`` and ``set_group_limit`` (admin writes:
+:mod:`conveyor.admin`) bound each group on its own. :class:`QueueGroups`, the
+group reads, is mixed into :class:`conveyor.Queue`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TYPE_CHECKING
 
+from ._queue_base import QueueCore
 from ._stream import text
-from .errors import ValidationError
-from .options import check_count, to_ms
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from ._scripts import Scripts
-    from .keys import QueueKeys
 
 __all__ = ["GroupInfo", "QueueGroups"]
 
@@ -40,35 +32,8 @@ class GroupInfo:
     status: str
 
 
-class QueueGroups:
-    """Group calls of a queue."""
-
-    name: str
-    client: Redis
-    keys: QueueKeys
-    scripts: Scripts
-
-    async def set_group_concurrency(self, n: int | None) -> None:
-        """At most ``n`` running jobs per group, across all workers (``None``: no cap)."""
-        if n is None:
-            n = 0
-        check_count("n", n, 0)
-        await self._set_group_limits("group_concurrency", str(n))
-
-    async def set_group_limit(self, max: int | None, duration: int | timedelta = 1000) -> None:
-        """At most ``max`` job starts per ``duration`` per group, across all workers
-        (``None``: no limit)."""
-        if max is None:
-            await self._set_group_limits("group_limit", "0")
-            return
-        check_count("max", max, 1)
-        ms = to_ms("duration", duration)
-        if not ms:
-            raise ValidationError("duration", "must be positive")
-        await self._set_group_limits("group_limit", f"{max}:{ms}")
-
-    async def _set_group_limits(self, field: str, value: str) -> None:
-        await self.scripts.set_group_limits(field, value)
+class QueueGroups(QueueCore):
+    """Group reads of a queue."""
 
     async def get_groups(self) -> list[GroupInfo]:
         """Every group with waiting or running jobs, by name."""

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import orjson
 from redis.exceptions import ResponseError
 
+from . import admin
 from ._corrupt import CORRUPT_ERRORS, fill_field_by_field, not_a_hash
 from ._stream import decode_entry, text
 from .connection import raise_if_cancelled
@@ -34,16 +35,14 @@ from .errors import (
     ValidationError,
     WaitTimeoutError,
 )
-from .keys import parse_job_key
-from .options import MAX_PRIORITY, JobOptions, dump_data, to_ms
+from .keys import JobState, parse_job_key
+from .options import JobOptions, dump_data, to_ms
 
 if TYPE_CHECKING:
-    from .flows import Dependencies
     from .queue import Queue
 
-__all__ = ["Job", "JobState"]
+__all__ = ["Dependencies", "Job", "JobState"]
 
-JobState = str
 _FINAL_EVENTS = ("completed", "failed")
 # What Job.refresh re-reads: every attribute that comes from the job's hash.
 _READ_FROM_HASH = (
@@ -72,6 +71,14 @@ def _json(fields: Mapping[str, bytes | str], name: str) -> Any:
     value = fields.get(name)
     return None if value is None else orjson.loads(value)
 
+
+class Dependencies(TypedDict):
+    """A flow parent's children (``"<queue>:<id>"``), from :meth:`Job.get_dependencies`:
+    ``processed`` (name -> return value), ``unprocessed``, ``ignored`` (name -> reason)."""
+
+    processed: dict[str, Any]
+    unprocessed: list[str]
+    ignored: dict[str, str]
 
 class Job:
     """A job of a queue, as last read from Redis (call :meth:`refresh` to re-read)."""
@@ -359,9 +366,9 @@ class Job:
             return None
         self._read(fields)
         state = await self.get_state()
-        if state == "completed":
+        if state == JobState.COMPLETED:
             return (self.return_value,)
-        if state == "failed":
+        if state == JobState.FAILED:
             raise JobFailedError(self.id, self.failed_reason, self.stacktrace)
         return None
 
@@ -370,28 +377,20 @@ class Job:
     async def promote(self) -> None:
         """Run a delayed job now: it becomes ready at once. Raises
         :class:`JobStateError` if the job is not delayed."""
-        await self.queue.scripts.promote_job(self.id)
+        await admin.promote_job(self.queue, self.id)
 
     async def change_delay(self, delay: int | timedelta) -> int:
         """Make a delayed job due ``delay`` from now (by Redis' clock); returns the
         new due time (epoch ms). Raises :class:`JobStateError` if the job is
         not delayed. ``job.delay`` keeps the delay the job was added with."""
-        ms = to_ms("delay", delay) or 0
-        return await self.queue.scripts.change_delay(self.id, ms)
+        return await admin.change_delay(self.queue, self.id, delay)
 
     async def change_priority(self, priority: int, *, lifo: bool = False) -> None:
         """Give the job a new priority (0: none, else 1 = highest ..
         ``MAX_PRIORITY``), in any state. A job that is ready to run moves to
         its new place at once: behind the jobs of its priority, or at the head
         of the wait list for priority 0 with ``lifo``."""
-        if not isinstance(priority, int) or isinstance(priority, bool) or not (
-            0 <= priority <= MAX_PRIORITY
-        ):
-            raise ValidationError("priority", f"must be an int in 0..{MAX_PRIORITY}, "
-                                  f"got {priority!r}", priority)
-        if not isinstance(lifo, bool):
-            raise ValidationError("lifo", f"must be a bool, got {lifo!r}", lifo)
-        await self.queue.scripts.change_priority(self.id, priority, lifo)
+        await admin.change_priority(self.queue, self.id, priority, lifo)
         self.opts = replace(self.opts, priority=priority)
 
     # -- flows --

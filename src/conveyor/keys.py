@@ -90,7 +90,7 @@ part               type    contents
 ``worker:<id>``    string  one worker's heartbeat, JSON: ``host``, ``pid``,
                            ``conc``, ``run`` (ids of its running jobs),
                            ``started`` (ms), ``ttl`` (ms); expires unless the
-                           next heartbeat renews it (see :mod:`conveyor._admin`)
+                           next heartbeat renews it (see :mod:`conveyor.admin`)
 =================  ======  =====================================================
 
 Outside the queues' hash tags, ``<prefix>:queues`` (set) names every queue
@@ -106,10 +106,13 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
 
 from .errors import ValidationError
 
 __all__ = [
+    "STATES",
+    "JobState",
     "QueueKeys",
     "delayed_due",
     "glob_escape",
@@ -118,6 +121,27 @@ __all__ = [
     "validate_prefix",
     "validate_queue_name",
 ]
+
+
+class JobState(StrEnum):
+    """The state a job is in. A state is its name (``JobState.WAITING ==
+    "waiting"``): the name Redis replies, JSON, the REST API and the CLI use.
+    Each state but ``UNKNOWN`` is a key of the queue (:meth:`QueueKeys.state_key`)."""
+
+    WAITING = "waiting"
+    PRIORITIZED = "prioritized"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    WAITING_CHILDREN = "waiting-children"
+    #: The job's hash exists but no state's key holds its id (a job being
+    #: moved, or one whose keys were edited by hand).
+    UNKNOWN = "unknown"
+
+
+#: A finished job's states (its ids scored by finish time).
+FINISHED: tuple[JobState, ...] = (JobState.COMPLETED, JobState.FAILED)
 
 #: The delayed zset's score is ``due * DELAY_SHIFT + n`` (see the table above).
 DELAY_SHIFT = 1024
@@ -267,17 +291,19 @@ class QueueKeys:
             ) from None
 
 
-_STATE_PARTS = {
-    "waiting": "wait",
-    "prioritized": "prioritized",
-    "delayed": "delayed",
-    "active": "active",
-    "completed": "completed",
-    "failed": "failed",
-    "waiting-children": "waiting-children",
+#: The key part holding each state's job ids (see the table above).
+_STATE_PARTS: dict[str, str] = {
+    JobState.WAITING.value: "wait",
+    JobState.PRIORITIZED.value: "prioritized",
+    JobState.DELAYED.value: "delayed",
+    JobState.ACTIVE.value: "active",
+    JobState.COMPLETED.value: "completed",
+    JobState.FAILED.value: "failed",
+    JobState.WAITING_CHILDREN.value: "waiting-children",
 }
 
-#: Every state a job can be in, in the order counts are reported.
+#: Every state a job can be counted in, in the order counts are reported (their
+#: names as plain strings: they key count dicts that go out as JSON).
 STATES: tuple[str, ...] = tuple(_STATE_PARTS)
 
 

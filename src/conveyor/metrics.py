@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._queue_base import QueueCore
 from .connection import time_ms
 from .errors import ValidationError
 from .options import check_int
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
 
-    from .keys import QueueKeys
 
 __all__ = ["MetricsSeries", "MetricsSnapshot", "Percentiles", "QueueMetrics", "Timings",
            "sum_histograms"]
@@ -158,11 +157,8 @@ def _to_ms(field: str, value: datetime | int) -> int:
     raise ValidationError(field, f"expected an aware datetime or epoch ms, got {value!r}")
 
 
-class QueueMetrics:
+class QueueMetrics(QueueCore):
     """Metrics reads of a queue."""
-
-    client: Redis
-    keys: QueueKeys
 
     async def _redis_now_ms(self) -> int:
         return time_ms(await self.client.time())

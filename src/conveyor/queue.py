@@ -1,4 +1,6 @@
-"""The producer's and administrator's handle on one queue."""
+"""The producer's and administrator's handle on one queue: adding and reading
+jobs here; the admin writes come from :mod:`conveyor.admin`, schedules, metrics
+and groups from their own modules (each a mixin on :class:`QueueCore`)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,15 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from ._admin import QueueAdmin
 from ._corrupt import not_a_hash, unreadable_job
-from ._scripts import NewJob, Scripts
+from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
+from ._scripts import Scripts
 from ._stream import text
+from .admin import QueueAdmin
 from .connection import ClientOwner, Connection, make_client
-from .errors import ValidationError
 from .groups import QueueGroups
-from .job import Job, JobState, read_fields, with_lock
-from .keys import STATES, QueueKeys, registry_key, validate_prefix
+from .job import Job, read_fields, with_lock
+from .keys import STATES, JobState, QueueKeys, validate_prefix
 from .metrics import QueueMetrics
 from .options import (
     MAX_COUNT,
@@ -25,11 +27,7 @@ from .options import (
     RetentionSpec,
     check_count,
     check_int,
-    dump_data,
-    parse_options,
-    to_ms,
     validate_job_id,
-    validate_job_name,
     validate_queue_name,
 )
 from .schedulers import QueueSchedulers
@@ -83,25 +81,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             JobOptions.parse(self.default_job_options)  # refuse bad defaults early
         self._registered = False
 
-    async def _register(self) -> None:
-        """Name this queue in the registry (once per Queue object: an add's cost)."""
-        if not self._registered:
-            await self.client.sadd(registry_key(self.prefix), self.name)
-            self._registered = True
-
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} prefix={self.prefix!r}>"
 
     # -- adding -------------------------------------------------------------
-
-    def _prepare(self, name: object, data: Any, options: Mapping[str, Any]) -> tuple[
-        str, bytes, JobOptions, bytes
-    ]:
-        name = validate_job_name(name)
-        if self.default_job_options:
-            options = {**self.default_job_options, **options}
-        opts, stored = parse_options(options)
-        return name, dump_data(data, self.max_data_bytes), opts, stored
 
     async def add(
         self,
@@ -148,28 +131,28 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             remove_on_fail=remove_on_fail, deduplication=deduplication,
             dead_letter_queue=dead_letter_queue, group=group,
         )
-        prepared = self._prepare(name, data, options)
+        prepared = prepare_job(self, name, data, options)
         if not self._registered:
             await self._register()
-        [reply] = await self.scripts.add_jobs(None, [_new_job(*prepared)])
+        [reply] = await self.scripts.add_jobs(None, [new_job(*prepared)])
         return await self._job_from_add(reply, prepared, data)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically in one round trip. Each item is a dict with
         ``name``, ``data`` and any option of :meth:`add`."""
-        prepared_all, datas = self._prepare_bulk(jobs)
+        prepared_all, datas = prepare_bulk(self, jobs)
         if not prepared_all:
             return []
         if not self._registered:
             await self._register()
-        chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
-        if len(chunks) == 1:
-            replies = await self.scripts.add_jobs(None, chunks[0])
+        batches = chunks([new_job(*prepared) for prepared in prepared_all])
+        if len(batches) == 1:
+            replies = await self.scripts.add_jobs(None, batches[0])
         else:
             calls = self.scripts.calls
-            tokens = [calls.for_ids(job[0] for job in chunk) for chunk in chunks]
+            tokens = [calls.for_ids(job[0] for job in chunk) for chunk in batches]
             async with self.client.pipeline(transaction=True) as pipe:
-                for chunk, token in zip(chunks, tokens, strict=True):
+                for chunk, token in zip(batches, tokens, strict=True):
                     await self.scripts.add_jobs(pipe, chunk, token)
                 replies = [reply for part in await pipe.execute() for reply in part]
             for token in tokens:
@@ -179,26 +162,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
             for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
         ]
 
-    def _prepare_bulk(
-        self, jobs: Iterable[Mapping[str, Any]]
-    ) -> tuple[list[tuple[str, bytes, JobOptions, bytes]], list[Any]]:
-        """Validate every item of an add_bulk first: all or nothing."""
-        prepared_all = []
-        datas = []
-        for i, spec in enumerate(jobs):
-            if not isinstance(spec, Mapping) or "name" not in spec:
-                raise ValidationError(f"jobs[{i}]", "must be a dict with at least 'name'")
-            options = {k: v for k, v in spec.items() if k not in ("name", "data")}
-            try:
-                prepared_all.append(self._prepare(spec["name"], spec.get("data"), options))
-            except ValidationError as exc:
-                raise ValidationError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1],
-                                      exc.value) from None
-            datas.append(spec.get("data"))
-        return prepared_all, datas
-
     def _created_job(
-        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+        self, reply: Sequence[Any], prepared: Prepared, data: Any
     ) -> Job | None:
         """The Job an add_jobs reply made, or None if the id existed (read it instead)."""
         if not int(reply[1]):
@@ -207,7 +172,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         return Job(self, text(reply[0]), name, data, opts, int(reply[2]))
 
     async def _job_from_add(
-        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+        self, reply: Sequence[Any], prepared: Prepared, data: Any
     ) -> Job:
         job = self._created_job(reply, prepared, data) or await self._read_job(text(reply[0]))
         if job is None:  # the id existed, and was removed before we could read it
@@ -238,7 +203,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """The job's state: waiting, active, delayed, prioritized, completed, failed
         (``None`` when there is no such job)."""
         state = text(await self.scripts.get_state(validate_job_id(job_id)))
-        return state or None
+        return JobState(state) if state else None
 
     async def get_job_counts(self, *states: str) -> dict[str, int]:
         """Number of jobs per state (all states when none are named)."""
@@ -246,14 +211,14 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         async with self.client.pipeline(transaction=False) as pipe:
             for state in wanted:
                 key = self.keys.state_key(state)
-                if state == "waiting":
+                if state == JobState.WAITING:
                     pipe.llen(key)
                 else:
                     pipe.zcard(key)
             counts = await pipe.execute()
         result = dict(zip(wanted, (int(c) for c in counts), strict=True))
-        if "waiting" in result:
-            result["waiting"] += sum(group.waiting for group in await self.get_groups())
+        if JobState.WAITING in result:
+            result[JobState.WAITING] += sum(group.waiting for group in await self.get_groups())
         return result
 
     async def get_jobs(
@@ -274,7 +239,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         async with self.client.pipeline(transaction=False) as pipe:
             for state in states:
                 key = self.keys.state_key(state)
-                if state == "waiting":
+                if state == JobState.WAITING:
                     if asc:
                         pipe.lrange(key, start, end)
                     else:
@@ -287,7 +252,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         ids: list[str] = []
         for state, found in zip(states, ranges, strict=True):
             found = [text(i) for i in found]
-            if state == "waiting" and not asc:
+            if state == JobState.WAITING and not asc:
                 found.reverse()
             ids.extend(found)
         if not ids:
@@ -312,88 +277,6 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         (a simple key is let go when its job finishes, a ttl key when it expires)."""
         value = await self.client.get(self.keys.deduplication(str(key)))
         return None if value is None else text(value)
-
-    async def remove_deduplication_key(self, key: str) -> bool:
-        """Let go of deduplication ``key`` now: the next add with it adds a job."""
-        return bool(await self.client.delete(self.keys.deduplication(str(key))))
-
-    # -- administering -----------------------------------------------------
-
-    async def pause(self) -> None:
-        """Stop workers from starting jobs of this queue; adds still land."""
-        await self.scripts.set_paused(True)
-
-    async def resume(self) -> None:
-        """Let workers start jobs again."""
-        await self.scripts.set_paused(False)
-
-    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
-        """Cancel a job from anywhere. A waiting, prioritized or delayed job (or
-        a flow parent waiting for children) is removed as :meth:`remove` removes
-        it: its pending children too, :class:`JobStateError` while one of them
-        runs. A running one is cancelled by its worker within moments (its
-        task gets ``CancelledError``, ``job.cancel_reason`` says why) and fails
-        for good with the reason. ``False`` if the job had already finished;
-        :class:`JobNotFoundError` if there is no such job."""
-        job_id = validate_job_id(job_id)
-        if not isinstance(reason, str):
-            raise ValidationError("reason", f"must be a str, got {reason!r}")
-        return await self.scripts.cancel_job(job_id, reason) > 0
-
-    async def set_global_concurrency(self, n: int | None) -> None:
-        """At most ``n`` jobs of this queue run at once across all workers
-        (``None`` or 0: no cap beyond each worker's own concurrency)."""
-        if n is None:
-            n = 0
-        check_count("n", n, 0)
-        await self.scripts.set_global_concurrency(n)
-
-    async def get_global_concurrency(self) -> int | None:
-        """The cap set by :meth:`set_global_concurrency`, or ``None``."""
-        value = await self.client.hget(self.keys.meta, "concurrency")
-        return None if value is None else int(value)
-
-    async def rate_limit(self, delay: Duration) -> None:
-        """Make every worker of the queue wait ``delay`` before starting another
-        job (jobs already running go on)."""
-        ms = to_ms("delay", delay) or 0
-        await self.scripts.rate_limit(ms)
-
-    async def is_paused(self) -> bool:
-        return bool(await self.client.hexists(self.keys.meta, "paused"))
-
-    async def remove(self, job_id: str, *, remove_children: bool = True) -> bool:
-        """Delete a job and its logs; ``False`` if it did not exist. Raises
-        :class:`JobStateError` while a worker holds the job, and for a job
-        scheduler's pending job (remove the scheduler instead). A flow parent's
-        pending children (and theirs) go with it, unless ``remove_children=False``:
-        then they stay and run as jobs without a parent."""
-        job_id = validate_job_id(job_id)
-        if not isinstance(remove_children, bool):
-            raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
-        return await self.scripts.remove_job(job_id, remove_children) == 1
-
-    async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
-        """Send a failed (or completed) job back to waiting. It keeps its
-        stalled count; ``reset_attempts`` sets its attempts made and started
-        back to 0."""
-        job_id = validate_job_id(job_id)
-        await self.scripts.retry_job(job_id, reset_attempts)
-
-
-_BULK_CHUNK = 1000
-
-
-def _chunks(jobs: list[NewJob]) -> list[list[NewJob]]:
-    """add_bulk's jobs in script calls of at most _BULK_CHUNK: Redis serves nobody
-    else while a script runs; MULTI keeps the whole batch atomic."""
-    return [jobs[i:i + _BULK_CHUNK] for i in range(0, len(jobs), _BULK_CHUNK)]
-
-
-def _new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
-    dedup = "" if opts.deduplication is None else opts.deduplication.as_arg()
-    return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
-            opts.attempts, dedup, opts.group or "")
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from ._queue_base import QueueCore
 from ._schedule import (
     MissedPolicy,
     ScheduleSpec,
@@ -47,12 +48,6 @@ from .options import (
     dump_data,
     validate_job_name,
 )
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
-    from ._scripts import Scripts
-    from .keys import QueueKeys
 
 __all__ = ["JobScheduler", "MissedPolicy", "QueueSchedulers", "next_cron_time"]
 
@@ -120,16 +115,8 @@ def _fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
 # -- the queue calls ----------------------------------------------------------
 
 
-class QueueSchedulers:
+class QueueSchedulers(QueueCore):
     """The job-scheduler calls of a queue."""
-
-    name: str
-    client: Redis
-    keys: QueueKeys
-    scripts: Scripts
-    max_data_bytes: int
-    default_job_options: dict[str, Any]
-    _register: Callable[[], Awaitable[None]]  # Queue's: name the queue in the registry
 
     async def upsert_job_scheduler(
         self,

@@ -15,17 +15,16 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
 from .connection import Connection, make_sync_client
 from .keys import registry_key
 from .options import OPTION_NAMES
-from .queue import _chunks, _new_job
 from .scripts import source
 
 if TYPE_CHECKING:
-    from ._admin import Progress
-    from .flows import Dependencies
+    from .admin import Progress
     from .groups import GroupInfo
-    from .job import Job, JobState
+    from .job import Dependencies, Job, JobState
     from .metrics import MetricKind, MetricsSeries, Timings
     from .options import JobOptions
     from .queue import Queue as AsyncQueue
@@ -281,10 +280,10 @@ class Queue:
         for option in options:
             if option not in OPTION_NAMES:  # as the asyncio add() would say
                 raise TypeError(f"add() got an unexpected keyword argument {option!r}")
-        prepared = self._queue._prepare(name, data, options)
+        prepared = prepare_job(self._queue, name, data, options)
         self._register()
         calls = self._queue.scripts.calls
-        job = _new_job(*prepared)
+        job = new_job(*prepared)
         call = calls.for_ids([job[0]])
         [reply] = self._add_jobs(*self._queue.scripts.add_jobs_layout([job], call))
         calls.answered(call)
@@ -293,19 +292,19 @@ class Queue:
     def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[SyncJob]:
         if self._add_jobs is None or self._client is None:
             return [SyncJob(j, self._loop) for j in _run(self._loop, self._queue.add_bulk(jobs))]
-        prepared_all, datas = self._queue._prepare_bulk(jobs)
+        prepared_all, datas = prepare_bulk(self._queue, jobs)
         if not prepared_all:
             return []
         self._register()
         layout = self._queue.scripts.add_jobs_layout
-        chunks = _chunks([_new_job(*prepared) for prepared in prepared_all])
+        batches = chunks([new_job(*prepared) for prepared in prepared_all])
         calls = self._queue.scripts.calls
-        tokens = [calls.for_ids(job[0] for job in chunk) for chunk in chunks]
-        if len(chunks) == 1:
-            replies = self._add_jobs(*layout(chunks[0], tokens[0]))
+        tokens = [calls.for_ids(job[0] for job in chunk) for chunk in batches]
+        if len(batches) == 1:
+            replies = self._add_jobs(*layout(batches[0], tokens[0]))
         else:
             with self._client.pipeline(transaction=True) as pipe:
-                for chunk, token in zip(chunks, tokens, strict=True):
+                for chunk, token in zip(batches, tokens, strict=True):
                     self._add_jobs(*layout(chunk, token), client=pipe)
                 replies = [reply for part in pipe.execute() for reply in part]
         for token in tokens:
@@ -316,7 +315,7 @@ class Queue:
         ]
 
     def _added(
-        self, reply: Sequence[Any], prepared: tuple[str, bytes, JobOptions, bytes], data: Any
+        self, reply: Sequence[Any], prepared: Prepared, data: Any
     ) -> SyncJob:
         job = self._queue._created_job(reply, prepared, data) or _run(
             self._loop, self._queue._job_from_add(reply, prepared, data)

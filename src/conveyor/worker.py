@@ -884,7 +884,7 @@ class Worker:
         await self.queue._run_job_schedulers(lambda: self._stopping)
 
     async def _heartbeat(self) -> None:
-        """Keep this worker listed by ``Queue.get_workers`` (see conveyor._admin)."""
+        """Keep this worker listed by ``Queue.get_workers`` (see conveyor.admin)."""
         await self.queue._run_worker_heartbeat(
             self.id, self.concurrency, lambda: [job_id for job_id, _ in self._running],
             lambda: self._stopping,

@@ -1,6 +1,6 @@
 """The worker registry as readers see it: :class:`WorkerInfo`, one live worker
 as its last heartbeat described it, and how a heartbeat entry (JSON, written by
-the worker's heartbeat in ``_admin.py``) becomes one. ``Queue.get_workers``,
+the worker's heartbeat in ``admin.py``) becomes one. ``Queue.get_workers``,
 the inspector, the REST API and the CLI all use this one shape."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ..keys import STATES
+from ..keys import STATES, JobState
 from .support import (
     DURATION,
     Target,
@@ -194,7 +194,7 @@ def _jobs_view(page: JobPage) -> RenderableType:
     table.add_column("attempts", justify="right")
     table.add_column("progress", justify="right")
     table.add_column("added", justify="right")
-    delayed = page.state == "delayed"
+    delayed = page.state == JobState.DELAYED
     table.add_column("due" if delayed else "finished", justify="right")
     table.add_column("reason", overflow="ellipsis", max_width=40, no_wrap=True)
     for job in page.jobs:
@@ -269,7 +269,7 @@ def _job_view(detail: JobDetail, log_lines: int) -> RenderableType:
         ("data", _json_text(detail.data)),
         ("options", _json_text(detail.opts)),
     ]
-    if s.state == "completed":
+    if s.state == JobState.COMPLETED:
         rows.append(("result", _json_text(detail.return_value)))
     if s.failed_reason:
         rows.append(("error", s.failed_reason))

@@ -15,8 +15,8 @@
 - ``reads.py``: the bounded reads behind a page of jobs and the recent failures.
 """
 
-from .._admin import CLEANABLE_STATES
 from .._render import iso
+from ..admin import CLEANABLE_STATES
 from ..errors import JobNotFoundError
 from ..keys import STATES
 from ..workers import WorkerInfo

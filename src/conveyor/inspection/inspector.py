@@ -16,13 +16,21 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .._admin import BATCH, CLEANABLE_STATES
 from .._render import epoch_ms, iso
 from .._stream import text
+from ..admin import BATCH, CLEANABLE_STATES
 from ..connection import ClientOwner, Connection, make_client, time_ms
 from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
-from ..keys import STATES, delayed_due, glob_escape, registry_key, validate_prefix
+from ..keys import (
+    FINISHED,
+    STATES,
+    JobState,
+    delayed_due,
+    glob_escape,
+    registry_key,
+    validate_prefix,
+)
 from ..metrics import MINUTE_MS
 from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_name
 from ..queue import Queue
@@ -243,7 +251,7 @@ class Inspector(ClientOwner):
         """Send every ``failed`` (or ``completed``) job back to waiting, in atomic
         batches of at most 1,000; returns how many. Jobs finishing again while
         it runs are not retried twice."""
-        if state not in ("failed", "completed"):
+        if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         queue = await self._existing(name)
         total = int(await self.client.zcard(queue.keys.state_key(state)))
@@ -274,7 +282,7 @@ class Inspector(ClientOwner):
             check_int("limit", limit, 1)
         queue = await self._existing(name)
         key = queue.keys.state_key(state)
-        present = await (self.client.llen(key) if state == "waiting"
+        present = await (self.client.llen(key) if state == JobState.WAITING
                          else self.client.zcard(key))
         # Bounded by what was there at the start, so a busy queue cannot keep it going.
         total = int(present) if limit is None else min(limit, int(present))
@@ -422,7 +430,7 @@ def _timeline(job: Job, state: str | None, due: int | None) -> list[dict[str, An
     if job.processed_on is not None:
         events.append(("started", job.processed_on))
     if job.finished_on is not None:
-        final = state if state in ("completed", "failed") else "finished"
+        final = state if state in FINISHED else "finished"
         events.append((final or "finished", job.finished_on))
     if job.dead_letter_of and isinstance(job.dead_letter_of.get("failed_on"), int):
         events.append(("failed in " + str(job.dead_letter_of.get("queue")),

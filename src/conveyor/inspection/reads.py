@@ -19,7 +19,7 @@ from .._corrupt import not_a_hash, unreadable_job
 from .._render import iso
 from .._stream import text
 from ..job import Job, with_lock
-from ..keys import delayed_due
+from ..keys import JobState, delayed_due
 from .views import JobSummary
 
 if TYPE_CHECKING:
@@ -41,17 +41,17 @@ async def read_page(
     ("waiting": the wait list, in reverse order of running): 2 round trips."""
     key = queue.keys.state_key(state)
     async with queue.client.pipeline(transaction=False) as pipe:
-        if state == "waiting":
+        if state == JobState.WAITING:
             pipe.llen(key)
             pipe.lrange(key, -(start + count), -(start + 1))
         else:
             pipe.zcard(key)
             pipe.zrevrange(key, start, start + count - 1, withscores=True)
         total, found = await pipe.execute()
-    if state == "waiting":
+    if state == JobState.WAITING:
         listed: list[tuple[str, int | None]] = [(text(i), None) for i in reversed(found)]
     else:
-        listed = [(text(i), delayed_due(score) if state == "delayed" else None)
+        listed = [(text(i), delayed_due(score) if state == JobState.DELAYED else None)
                   for i, score in found]
     if not listed:
         return int(total), []

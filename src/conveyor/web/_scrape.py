@@ -33,7 +33,7 @@ from typing import Any
 from .._stream import text
 from ..connection import time_ms
 from ..inspection import Inspector
-from ..keys import STATES
+from ..keys import STATES, JobState
 from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS, sum_histograms
 from ..queue import Queue
 
@@ -90,7 +90,7 @@ async def _read_queue(
         at = queue.pipe_metrics(pipe, kept, unread)
         for state in STATES:
             key = keys.state_key(state)
-            if state == "waiting":
+            if state == JobState.WAITING:
                 pipe.llen(key)
             else:
                 pipe.zcard(key)

@@ -1,6 +1,10 @@
-"""Queue administration: cleaning, draining, obliterating, bulk retry and
-promotion, the dead-letter set and the worker registry. Mixed into
-:class:`conveyor.Queue`.
+"""Every write an administrator makes to a queue and its jobs, in one place:
+cleaning, draining, obliterating, bulk retry and promotion, cancelling,
+removing and retrying one job, pausing, concurrency and rate caps, the
+dead-letter set and the worker registry. :class:`QueueAdmin` is mixed into
+:class:`conveyor.Queue`; :meth:`conveyor.Job.promote`, ``change_delay`` and
+``change_priority`` call this module's functions. (Adding and reading jobs
+are :mod:`conveyor.queue`'s.)
 
 Calls that may touch any number of jobs run as a series of atomic scripts, each
 on at most a bounded batch (Redis serves nobody else while a script runs), so a
@@ -21,28 +25,36 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 from redis.exceptions import RedisError
 
+from ._queue_base import QueueCore
 from ._stream import text
 from .connection import REDIS_DOWN as _REDIS_DOWN
 from .errors import ValidationError
-from .keys import glob_escape
-from .options import MAX_COUNT, Duration, check_count, check_int, to_ms
+from .keys import FINISHED, JobState, glob_escape
+from .options import (
+    MAX_COUNT,
+    MAX_PRIORITY,
+    Duration,
+    check_count,
+    check_int,
+    to_ms,
+    validate_job_id,
+)
 from .workers import WorkerInfo, worker_info
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
-    from ._scripts import Scripts
     from .job import Job
-    from .keys import QueueKeys
     from .queue import Queue
 
-__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin"]
+__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin", "change_delay",
+           "change_priority", "promote_job"]
 
 log = logging.getLogger("conveyor.admin")
 
@@ -51,21 +63,15 @@ BATCH = 1000
 #: A worker's heartbeat interval; its registry entry lives three intervals.
 HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
-CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
+CLEANABLE_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.WAITING, JobState.PRIORITIZED,
+                    JobState.DELAYED, JobState.ACTIVE)
 #: progress(done) of a call that runs in batches: the running count after each batch.
 Progress = Callable[[int], object]
 
 
-class QueueAdmin:
+class QueueAdmin(QueueCore):
     """Admin calls of a queue; each one is one atomic script (or a series of
     atomic, bounded scripts for calls that page through a large set)."""
-
-    name: str
-    client: Redis
-    keys: QueueKeys
-    scripts: Scripts
-
-    _register: Callable[[], Awaitable[None]]  # Queue's: name the queue in the registry
 
     # -- removing jobs ----------------------------------------------------------
 
@@ -149,7 +155,7 @@ class QueueAdmin:
         is not retried twice. Each job is retried as by :meth:`retry_job`.
         ``progress``, if given, is called with the number moved so far after
         each batch."""
-        if state not in ("failed", "completed"):
+        if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         check_count("count", count, 1)
         _check_bool("reset_attempts", reset_attempts)
@@ -176,6 +182,95 @@ class QueueAdmin:
             if n < count or total >= bound:
                 return total
 
+    # -- one job ------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a job from anywhere. A waiting, prioritized or delayed job (or
+        a flow parent waiting for children) is removed as :meth:`remove` removes
+        it: its pending children too, :class:`JobStateError` while one of them
+        runs. A running one is cancelled by its worker within moments (its
+        task gets ``CancelledError``, ``job.cancel_reason`` says why) and fails
+        for good with the reason. ``False`` if the job had already finished;
+        :class:`JobNotFoundError` if there is no such job."""
+        job_id = validate_job_id(job_id)
+        if not isinstance(reason, str):
+            raise ValidationError("reason", f"must be a str, got {reason!r}")
+        return await self.scripts.cancel_job(job_id, reason) > 0
+
+    async def remove(self, job_id: str, *, remove_children: bool = True) -> bool:
+        """Delete a job and its logs; ``False`` if it did not exist. Raises
+        :class:`JobStateError` while a worker holds the job, and for a job
+        scheduler's pending job (remove the scheduler instead). A flow parent's
+        pending children (and theirs) go with it, unless ``remove_children=False``:
+        then they stay and run as jobs without a parent."""
+        job_id = validate_job_id(job_id)
+        if not isinstance(remove_children, bool):
+            raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
+        return await self.scripts.remove_job(job_id, remove_children) == 1
+
+    async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
+        """Send a failed (or completed) job back to waiting. It keeps its
+        stalled count; ``reset_attempts`` sets its attempts made and started
+        back to 0."""
+        job_id = validate_job_id(job_id)
+        await self.scripts.retry_job(job_id, reset_attempts)
+
+    # -- the queue's settings -------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Stop workers from starting jobs of this queue; adds still land."""
+        await self.scripts.set_paused(True)
+
+    async def resume(self) -> None:
+        """Let workers start jobs again."""
+        await self.scripts.set_paused(False)
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused (see :meth:`pause`)."""
+        return bool(await self.client.hexists(self.keys.meta, "paused"))
+
+    async def set_global_concurrency(self, n: int | None) -> None:
+        """At most ``n`` jobs of this queue run at once across all workers
+        (``None`` or 0: no cap beyond each worker's own concurrency)."""
+        if n is None:
+            n = 0
+        check_count("n", n, 0)
+        await self.scripts.set_global_concurrency(n)
+
+    async def get_global_concurrency(self) -> int | None:
+        """The cap set by :meth:`set_global_concurrency`, or ``None``."""
+        value = await self.client.hget(self.keys.meta, "concurrency")
+        return None if value is None else int(value)
+
+    async def rate_limit(self, delay: Duration) -> None:
+        """Make every worker of the queue wait ``delay`` before starting another
+        job (jobs already running go on)."""
+        ms = to_ms("delay", delay) or 0
+        await self.scripts.rate_limit(ms)
+
+    async def remove_deduplication_key(self, key: str) -> bool:
+        """Let go of deduplication ``key`` now: the next add with it adds a job."""
+        return bool(await self.client.delete(self.keys.deduplication(str(key))))
+
+    async def set_group_concurrency(self, n: int | None) -> None:
+        """At most ``n`` running jobs per group, across all workers (``None``: no cap)."""
+        if n is None:
+            n = 0
+        check_count("n", n, 0)
+        await self.scripts.set_group_limits("group_concurrency", str(n))
+
+    async def set_group_limit(self, max: int | None, duration: int | timedelta = 1000) -> None:
+        """At most ``max`` job starts per ``duration`` per group, across all workers
+        (``None``: no limit)."""
+        if max is None:
+            await self.scripts.set_group_limits("group_limit", "0")
+            return
+        check_count("max", max, 1)
+        ms = to_ms("duration", duration)
+        if not ms:
+            raise ValidationError("duration", "must be positive")
+        await self.scripts.set_group_limits("group_limit", f"{max}:{ms}")
+
     # -- the dead-letter set ---------------------------------------------------------
 
     async def get_dead_letter(self, start: int = 0, end: int = -1) -> list[Job]:
@@ -185,7 +280,7 @@ class QueueAdmin:
         all with ``retry_jobs("failed")``; empty it with ``clean(0, 0, "failed")``."""
         check_int("start", start, -MAX_COUNT, MAX_COUNT)
         check_int("end", end, -MAX_COUNT, MAX_COUNT)
-        return await cast("Queue", self).get_jobs("failed", start, end)
+        return await cast("Queue", self).get_jobs(JobState.FAILED, start, end)
 
     async def get_dead_letter_count(self) -> int:
         """Number of jobs in the dead-letter set."""
@@ -255,3 +350,23 @@ def _check_bool(field: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValidationError(field, f"must be a bool, got {value!r}", value)
 
+
+# -- one job's settings (called by Job) ------------------------------------------------
+
+
+async def promote_job(queue: QueueCore, job_id: str) -> None:
+    """Make delayed job ``job_id`` ready now (:meth:`conveyor.Job.promote`)."""
+    await queue.scripts.promote_job(job_id)
+
+
+async def change_delay(queue: QueueCore, job_id: str, delay: Duration) -> int:
+    """Make delayed job ``job_id`` due ``delay`` from now; its new due time (ms)."""
+    ms = to_ms("delay", delay) or 0
+    return await queue.scripts.change_delay(job_id, ms)
+
+
+async def change_priority(queue: QueueCore, job_id: str, priority: int, lifo: bool) -> None:
+    """Give job ``job_id`` a new priority (:meth:`conveyor.Job.change_priority`)."""
+    check_int("priority", priority, 0, MAX_PRIORITY)
+    _check_bool("lifo", lifo)
+    await queue.scripts.change_priority(job_id, priority, lifo)

@@ -1,0 +1,70 @@
+"""Turning what a caller passes to an add into what the add script takes.
+
+One place for it, called by :meth:`conveyor.Queue.add` / ``add_bulk``, by
+:class:`conveyor.FlowProducer` (each node of a flow) and by
+:class:`conveyor.sync.Queue` (which calls the script on its blocking client):
+the job name checked, the queue's default options merged under the call's,
+the options parsed and the data encoded within the queue's size cap. A
+package-internal module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import ValidationError
+from .options import JobOptions, dump_data, parse_options, validate_job_name
+
+if TYPE_CHECKING:
+    from ._queue_base import QueueCore
+    from ._scripts import NewJob
+
+__all__ = ["BULK_CHUNK", "Prepared", "chunks", "new_job", "prepare_bulk", "prepare_job"]
+
+#: A job ready for the add script: name, data (JSON), options, options (JSON).
+Prepared = tuple[str, bytes, JobOptions, bytes]
+#: Most jobs one add script call takes (see :func:`chunks`).
+BULK_CHUNK = 1000
+
+
+def prepare_job(queue: QueueCore, name: object, data: Any, options: Mapping[str, Any]) -> Prepared:
+    """One job of ``queue``, checked and encoded; raises :class:`ValidationError`
+    naming the field at fault."""
+    name = validate_job_name(name)
+    if queue.default_job_options:
+        options = {**queue.default_job_options, **options}
+    opts, stored = parse_options(options)
+    return name, dump_data(data, queue.max_data_bytes), opts, stored
+
+
+def prepare_bulk(
+    queue: QueueCore, jobs: Iterable[Mapping[str, Any]]
+) -> tuple[list[Prepared], list[Any]]:
+    """Every item of an add_bulk, checked first (all or nothing), and its data."""
+    prepared_all = []
+    datas = []
+    for i, spec in enumerate(jobs):
+        if not isinstance(spec, Mapping) or "name" not in spec:
+            raise ValidationError(f"jobs[{i}]", "must be a dict with at least 'name'")
+        options = {k: v for k, v in spec.items() if k not in ("name", "data")}
+        try:
+            prepared_all.append(prepare_job(queue, spec["name"], spec.get("data"), options))
+        except ValidationError as exc:
+            raise ValidationError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1],
+                                  exc.value) from None
+        datas.append(spec.get("data"))
+    return prepared_all, datas
+
+
+def new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
+    """A prepared job as the add script's arguments take it."""
+    dedup = "" if opts.deduplication is None else opts.deduplication.as_arg()
+    return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
+            opts.attempts, dedup, opts.group or "")
+
+
+def chunks(jobs: list[NewJob]) -> list[list[NewJob]]:
+    """add_bulk's jobs in script calls of at most BULK_CHUNK: Redis serves nobody
+    else while a script runs; MULTI keeps the whole batch atomic."""
+    return [jobs[i:i + BULK_CHUNK] for i in range(0, len(jobs), BULK_CHUNK)]

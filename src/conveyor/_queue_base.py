@@ -1,0 +1,42 @@
+"""What every part of :class:`conveyor.Queue` stands on: its name, client, keys
+and scripts, its add settings, and naming the queue in the registry.
+
+:class:`conveyor.Queue` is assembled from mixins (:mod:`conveyor.admin`,
+:mod:`conveyor.schedulers`, :mod:`conveyor.metrics`, :mod:`conveyor.groups`);
+each of them subclasses :class:`QueueCore` instead of repeating these
+declarations, and ``Queue.__init__`` sets them. A package-internal module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .keys import registry_key
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from ._scripts import Scripts
+    from .keys import QueueKeys
+
+__all__ = ["QueueCore"]
+
+
+class QueueCore:
+    """The attributes a queue's mixins share (set by ``Queue.__init__``)."""
+
+    name: str
+    prefix: str
+    client: Redis
+    keys: QueueKeys
+    scripts: Scripts
+    keep_logs: int
+    max_data_bytes: int
+    default_job_options: dict[str, Any]
+    _registered: bool
+
+    async def _register(self) -> None:
+        """Name this queue in the registry (once per Queue object: an add's cost)."""
+        if not self._registered:
+            await self.client.sadd(registry_key(self.prefix), self.name)
+            self._registered = True
