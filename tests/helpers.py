@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import inspect
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,49 @@ async def worker_process(app: str, redis_url: str, app_dir: Path) -> asyncio.sub
 def unique_queue_name() -> str:
     """A queue name no other test uses (the ``queue_name`` fixture's)."""
     return f"q-{uuid.uuid4().hex[:8]}"
+
+
+# -- long-running commands ---------------------------------------------------------------
+
+
+class Lines:
+    """The stdout lines of a process, read with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str], timeout: float) -> None:
+        self.proc = proc
+        self.deadline = time.monotonic() + timeout
+
+    def __iter__(self) -> Iterator[str]:
+        assert self.proc.stdout is not None
+        while time.monotonic() < self.deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                return
+            yield line
+
+
+@contextlib.contextmanager
+def process_lines(
+    argv: Sequence[str], timeout: float = 60
+) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+    """A process with piped output; killed at the end if it is still running."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield proc, Lines(proc, timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def url_line(lines: Lines, prefix: str) -> str:
+    for line in lines:
+        if line.startswith(prefix):
+            found = re.search(r"http://\S+/", line)
+            assert found, line
+            return found[0]
+    raise AssertionError(f"no line starting with {prefix!r}")

@@ -6,14 +6,11 @@ private redis-server through ``--redis``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,7 @@ from conveyor import Job, Queue, Worker
 from conveyor.cli import main
 from conveyor.cli.support import DURATION, format_duration
 from conveyor.embedded import free_port
-from helpers import running, wait_for
+from helpers import process_lines, running, url_line, wait_for
 
 CONVEYOR = Path(sys.executable).with_name("conveyor")
 ROOT = Path(__file__).resolve().parent.parent
@@ -403,49 +400,6 @@ def test_bad_redis_url_and_password_kept_out_of_messages() -> None:
 
 
 # -- long-running commands ---------------------------------------------------------------
-
-
-class Lines:
-    """The stdout lines of a process, read with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str], timeout: float) -> None:
-        self.proc = proc
-        self.deadline = time.monotonic() + timeout
-
-    def __iter__(self) -> Iterator[str]:
-        assert self.proc.stdout is not None
-        while time.monotonic() < self.deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                return
-            yield line
-
-
-@contextlib.contextmanager
-def process_lines(
-    argv: Sequence[str], timeout: float = 60
-) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
-    """A process with piped output; killed at the end if it is still running."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        yield proc, Lines(proc, timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def url_line(lines: Lines, prefix: str) -> str:
-    for line in lines:
-        if line.startswith(prefix):
-            found = re.search(r"http://\S+/", line)
-            assert found, line
-            return found[0]
-    raise AssertionError(f"no line starting with {prefix!r}")
 
 
 def test_dashboard_serves_the_api_and_stops_on_ctrl_c(redis_url: str, queue_name: str) -> None:

@@ -23,8 +23,7 @@ from click.testing import CliRunner
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
 from conveyor.embedded import find_redis_server, free_port
-from helpers import running
-from test_cli import process_lines, url_line
+from helpers import process_lines, running, url_line
 
 trustme = pytest.importorskip("trustme")
 

@@ -187,6 +187,25 @@ def test_bad_prefix_is_refused(redis_url: str, queue_name: str, prefix: str) -> 
     _check(info.value, "prefix")
 
 
+@pytest.mark.parametrize("prefix", [5, None, b"conveyor"])
+def test_a_prefix_that_is_not_a_string_is_refused_alike_everywhere(
+    redis_url: str, queue_name: str, prefix: object,
+) -> None:
+    from conveyor import Conveyor, FlowProducer
+    from conveyor.inspection import Inspector
+
+    makers = [
+        lambda: Queue(queue_name, redis_url, prefix=prefix),  # type: ignore[arg-type]
+        lambda: FlowProducer(redis_url, prefix=prefix),  # type: ignore[arg-type]
+        lambda: Inspector(redis_url, prefix=prefix),  # type: ignore[arg-type]
+        lambda: Conveyor(redis_url, prefix=prefix),  # type: ignore[arg-type]
+    ]
+    for make in makers:
+        with pytest.raises(ValidationError) as info:
+            make()
+        _check(info.value, "prefix")
+
+
 async def test_job_name_must_be_a_string(queue: Queue, redis: aioredis.Redis) -> None:
     with pytest.raises(ValidationError) as info:
         await queue.add(123, {})  # type: ignore[arg-type]

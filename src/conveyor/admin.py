@@ -30,15 +30,22 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._queue_base import QueueCore
 from ._stream import text
+from .connection import REDIS_DOWN as _REDIS_DOWN
 from .errors import ValidationError
-from .keys import FINISHED, JobState
-from .options import MAX_COUNT, MAX_PRIORITY, Duration, check_count, to_ms, validate_job_id
+from .keys import FINISHED, JobState, glob_escape
+from .options import (
+    MAX_COUNT,
+    MAX_PRIORITY,
+    Duration,
+    check_count,
+    check_int,
+    to_ms,
+    validate_job_id,
+)
 from .workers import WorkerInfo, worker_info
 
 if TYPE_CHECKING:
@@ -58,8 +65,6 @@ HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
 CLEANABLE_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.WAITING, JobState.PRIORITIZED,
                     JobState.DELAYED, JobState.ACTIVE)
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-_GLOB_SPECIAL = frozenset("\\*?[]")
 #: progress(done) of a call that runs in batches: the running count after each batch.
 Progress = Callable[[int], object]
 
@@ -88,7 +93,7 @@ class QueueAdmin(QueueCore):
         the latest due). ``progress``, if given, is called with the number
         removed so far after each batch (of at most 1,000)."""
         grace = to_ms("grace_ms", grace_ms) or 0
-        _check_int("limit", limit, 0)
+        check_count("limit", limit, 0)
         if state not in CLEANABLE_STATES:
             raise ValidationError(
                 "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
@@ -128,7 +133,7 @@ class QueueAdmin(QueueCore):
         queue does not block Redis. Jobs added while it runs may survive."""
         _check_bool("force", force)
         await self.scripts.obliterate("start", force)
-        pattern = "".join("\\" + c if c in _GLOB_SPECIAL else c for c in self.keys.base) + "*"
+        pattern = glob_escape(self.keys.base) + "*"
         cursor: Any = 0
         while True:
             cursor, found = await self.client.scan(cursor, match=pattern, count=BATCH)
@@ -152,7 +157,7 @@ class QueueAdmin(QueueCore):
         each batch."""
         if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
-        _check_int("count", count, 1)
+        check_count("count", count, 1)
         _check_bool("reset_attempts", reset_attempts)
         total, cutoff = 0, ""
         while True:
@@ -167,7 +172,7 @@ class QueueAdmin(QueueCore):
         """Make every delayed job ready now, ``count`` per atomic batch; returns
         how many were promoted (at most the number delayed when the call
         started, so jobs delayed again meanwhile are left alone)."""
-        _check_int("count", count, 1)
+        check_count("count", count, 1)
         total, bound = 0, None
         while True:
             n, left = await self.scripts.promote_jobs(count)
@@ -273,8 +278,8 @@ class QueueAdmin(QueueCore):
         ``start``..``end`` inclusive, each with ``failed_reason``,
         ``stacktrace`` and ``attempts_made``. Retry one with ``job.retry()``,
         all with ``retry_jobs("failed")``; empty it with ``clean(0, 0, "failed")``."""
-        _check_int("start", start)
-        _check_int("end", end)
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
         return await cast("Queue", self).get_jobs(JobState.FAILED, start, end)
 
     async def get_dead_letter_count(self) -> int:
@@ -287,8 +292,8 @@ class QueueAdmin(QueueCore):
         """The workers of this queue that are alive, oldest first, ``start``..``end``
         inclusive. A worker's entry goes when it stops, or expires three
         heartbeats after it died."""
-        _check_int("start", start)
-        _check_int("end", end)
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
         now, entries = await self.scripts.get_workers(start, end)
         workers = []
         for raw_id, raw_entry, ms_left in entries:
@@ -341,16 +346,6 @@ class QueueAdmin(QueueCore):
                 await self.scripts.unregister_worker(worker_id)
 
 
-def _check_int(field: str, value: object, minimum: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValidationError(field, f"must be an int, got {value!r}", value)
-    if minimum is not None and value < minimum:
-        raise ValidationError(field, f"must be >= {minimum}, got {value}", value)
-    if abs(value) > MAX_COUNT:  # Redis refuses what does not fit 64 bits
-        low = -MAX_COUNT if minimum is None else minimum
-        raise ValidationError(field, f"must be in {low}..{MAX_COUNT}, got {value}", value)
-
-
 def _check_bool(field: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ValidationError(field, f"must be a bool, got {value!r}", value)
@@ -372,10 +367,6 @@ async def change_delay(queue: QueueCore, job_id: str, delay: Duration) -> int:
 
 async def change_priority(queue: QueueCore, job_id: str, priority: int, lifo: bool) -> None:
     """Give job ``job_id`` a new priority (:meth:`conveyor.Job.change_priority`)."""
-    if not isinstance(priority, int) or isinstance(priority, bool) or not (
-        0 <= priority <= MAX_PRIORITY
-    ):
-        raise ValidationError("priority", f"must be an int in 0..{MAX_PRIORITY}, "
-                              f"got {priority!r}", priority)
+    check_int("priority", priority, 0, MAX_PRIORITY)
     _check_bool("lifo", lifo)
     await queue.scripts.change_priority(job_id, priority, lifo)

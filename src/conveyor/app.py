@@ -36,17 +36,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import tracing
-from .connection import AsyncClosing, Connection, make_client
+from ._schedule import MissedPolicy, check_scheduler_id, parse_schedule
+from .connection import REDIS_DOWN, AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
+from .keys import validate_prefix
 from .options import BackoffSpec, Duration, RetentionSpec, validate_job_name
 from .queue import Queue
 from .sandbox import SandboxPool, make_pool, task_reference
-from .schedulers import JobScheduler, MissedPolicy, _scheduler_id, _spec
+from .schedulers import JobScheduler
 from .sync import SyncJob
 from .tasks import (
     TASK_OPTIONS,
@@ -113,7 +113,6 @@ class ScheduleArguments(ScheduleOptions, total=False):
     missed: MissedPolicy
 
 
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 SCHEDULE_OPTIONS = ScheduleOptions.__optional_keys__
 #: What configure_worker may set: the Worker's options but those the app owns.
 WORKER_OPTIONS = frozenset(inspect.signature(Worker.__init__).parameters) - {
@@ -166,10 +165,8 @@ class Conveyor(AsyncClosing):
         default_queue: str = "default",
         tracer_provider: Any = None,
     ) -> None:
-        if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
         self.connection = connection
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.default_queue = checked_queue_name(default_queue)
         self.tracer_provider = tracer_provider
         self._tasks: dict[str, dict[str, Task[Any, Any]]] = {}  # queue -> name -> task
@@ -259,7 +256,7 @@ class Conveyor(AsyncClosing):
         The scheduler (id: ``scheduler_id``, default the task's name) is upserted
         whenever a worker of the queue starts; see
         :meth:`conveyor.Queue.upsert_job_scheduler` for the other arguments."""
-        _spec(every, cron, tz, start_date, end_date, limit, missed)  # refuse it now
+        parse_schedule(every, cron, tz, start_date, end_date, limit, missed)  # refuse it now
         if not isinstance(immediately, bool):
             raise ValidationError("immediately", f"must be a bool, got {immediately!r}")
         check_options(options, SCHEDULE_OPTIONS, "schedule")
@@ -276,7 +273,7 @@ class Conveyor(AsyncClosing):
                     )
             else:
                 task = self.task(queue=queue)(fn)
-            sid = _scheduler_id(task.name if scheduler_id is None else scheduler_id)
+            sid = check_scheduler_id(task.name if scheduler_id is None else scheduler_id)
             if (task.queue, sid) in self._schedules:
                 raise ValidationError(
                     "scheduler_id", f"{sid!r} is already scheduled on queue {task.queue!r}; "
@@ -585,7 +582,7 @@ class _TaskWorker(Worker):
                 try:
                     await schedule.upsert(self.queue)
                     break
-                except _REDIS_DOWN as exc:
+                except REDIS_DOWN as exc:
                     if delay == 0.1:
                         log.warning("schedulers of %r: no connection to Redis (%s); "
                                     "trying again", queue, exc)

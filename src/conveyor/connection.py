@@ -22,11 +22,13 @@ from redis.retry import Retry as SyncRetry
 
 __all__ = [
     "DEFAULT_URL",
+    "REDIS_DOWN",
     "Connection",
     "make_client",
     "make_sync_client",
     "raise_if_cancelled",
     "socket_timeout",
+    "time_ms",
 ]
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -42,6 +44,15 @@ KEEPALIVE_OPTIONS: dict[int, int] = {
     if (option := getattr(socket, name, None)) is not None
 }
 Connection = str | Redis | None
+#: What a call raises when Redis is away (refused, reset, timed out): loops that
+#: must outlive an outage catch these, log and try again.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def time_ms(reply: Any) -> int:
+    """Redis ``TIME``'s reply (seconds, microseconds) as epoch ms."""
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def socket_timeout(client: Redis) -> float | None:

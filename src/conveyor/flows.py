@@ -43,8 +43,8 @@ from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
 from .job import Dependencies, Job
-from .keys import JobState, QueueKeys, parse_job_key
-from .options import JobOptions, validate_queue_name
+from .keys import JobState, QueueKeys, parse_job_key, validate_prefix
+from .options import JobOptions, check_int, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
 __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
@@ -101,9 +101,7 @@ class FlowProducer(ClientOwner):
         events_maxlen: int = 10_000,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.client, self._owns_client = make_client(connection)
         self.events_maxlen = events_maxlen
         self.max_data_bytes = max_data_bytes
@@ -244,10 +242,8 @@ class FlowProducer(ClientOwner):
         now: ``depth`` levels of children (0: the job alone), at most
         ``max_children`` per parent, ordered by queue and id. ``None`` if there
         is no such job. Children removed since are left out."""
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-            raise ValidationError("depth", f"must be an int >= 0, got {depth!r}")
-        if not isinstance(max_children, int) or isinstance(max_children, bool) or max_children < 1:
-            raise ValidationError("max_children", f"must be an int >= 1, got {max_children!r}")
+        check_int("depth", depth, 0)
+        check_int("max_children", max_children, 1)
         job = await self.queue(validate_queue_name(queue_name)).get_job(job_id)
         if job is None:
             return None

@@ -104,12 +104,23 @@ workers, whatever their hosts' clocks say.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
 from .errors import ValidationError
 
-__all__ = ["STATES", "JobState", "QueueKeys", "delayed_due", "registry_key"]
+__all__ = [
+    "STATES",
+    "JobState",
+    "QueueKeys",
+    "delayed_due",
+    "glob_escape",
+    "registry_key",
+    "validate_job_id",
+    "validate_prefix",
+    "validate_queue_name",
+]
 
 
 class JobState(StrEnum):
@@ -308,3 +319,89 @@ def parse_job_key(key: str) -> tuple[str, str, str]:
     if not part.startswith("job:"):
         raise ValueError(f"not a job key: {key!r}")
     return prefix, queue, part[4:]
+
+
+# -- what may go into a key name ---------------------------------------------------
+
+MAX_QUEUE_NAME = 200
+MAX_JOB_ID = 255
+#: What a prefix may not hold: a brace would end the hash tag early.
+_NOT_IN_PREFIXES = frozenset("{}")
+#: Characters SCAN MATCH reads as a pattern.
+_GLOB_SPECIAL = frozenset("\\*?[]")
+
+
+def validate_prefix(prefix: object) -> str:
+    """``prefix`` if it can start key names: a non-empty ``str`` without braces,
+    else a ValidationError naming ``prefix``."""
+    if not isinstance(prefix, str) or not prefix or not _NOT_IN_PREFIXES.isdisjoint(prefix):
+        raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
+    return prefix
+
+
+def glob_escape(value: str) -> str:
+    """``value`` with glob specials escaped, to match itself in SCAN MATCH."""
+    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in value)
+
+
+#: Unicode categories a queue name may not use: controls, format characters
+#: (zero-width, bidi, BOM, tags: invisible, so ``email`` and ``email\u200b``
+#: would look alike), line and paragraph separators, surrogates, private-use
+#: and unassigned code points (no glyph anyone can check).
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+#: ':', '{' and '}' would break key names; '/' the REST API's paths.
+_NOT_IN_QUEUE_NAMES = frozenset(":{}/")
+
+
+def validate_queue_name(name: object) -> str:
+    """``name`` if it can name a queue, else a ValidationError on ``name`` saying
+    which character is refused: a non-empty string of at most
+    :data:`MAX_QUEUE_NAME` characters, without ':', '/', '{', '}', whitespace, or
+    control, invisible format, private-use or unassigned characters."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError("name", f"queue name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_QUEUE_NAME:
+        raise ValidationError("name", f"queue name longer than {MAX_QUEUE_NAME} characters")
+    if name.isascii() and name.isprintable() and " " not in name and (
+        _NOT_IN_QUEUE_NAMES.isdisjoint(name)
+    ):
+        return name
+    for char in name:
+        if char in _NOT_IN_QUEUE_NAMES or char.isspace() or (
+            unicodedata.category(char) in _INVISIBLE
+        ):
+            raise ValidationError("name", (
+                f"queue name {name!r} may not contain {_describe(char)} (refused: ':', '/', "
+                "'{', '}', whitespace, control and invisible characters)"
+            ), name)
+    return name
+
+
+def _describe(char: str) -> str:
+    if char.isprintable() and not char.isspace():
+        return repr(char)
+    what = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({what})" if what else "")
+
+
+def validate_job_id(job_id: object) -> str:
+    """A job id as every call that takes one accepts it (an ``int`` as its
+    digits), else a :class:`ValidationError` naming ``job_id``: a non-empty
+    ``str`` of at most :data:`MAX_JOB_ID` characters, without ``:`` and not
+    ``.`` or ``..``. Any other character, ``/`` included, is allowed: the REST
+    API takes the rest of the path as the id (the action, if any, is the last
+    segment)."""
+    if isinstance(job_id, int) and not isinstance(job_id, bool):
+        job_id = str(job_id)
+    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
+        raise ValidationError(
+            "job_id", f"must be a non-empty string of at most {MAX_JOB_ID} characters, "
+            f"got {job_id!r:.80}", job_id
+        )
+    if ":" in job_id:
+        # ids live inside key names: "x:logs" would be job x's log key
+        raise ValidationError("job_id", f"may not contain ':', got {job_id!r:.80}", job_id)
+    if job_id in (".", ".."):
+        # a URL path resolves these segments away: .../jobs/../retry is .../retry
+        raise ValidationError("job_id", f"may not be '.' or '..', got {job_id!r}", job_id)
+    return job_id

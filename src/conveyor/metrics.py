@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._queue_base import QueueCore
+from .connection import time_ms
 from .errors import ValidationError
+from .options import check_int
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline
@@ -159,8 +161,7 @@ class QueueMetrics(QueueCore):
     """Metrics reads of a queue."""
 
     async def _redis_now_ms(self) -> int:
-        seconds, micros = await self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
+        return time_ms(await self.client.time())
 
     async def get_metrics(
         self,
@@ -190,12 +191,7 @@ class QueueMetrics(QueueCore):
     async def get_timings(self, minutes: int = 5) -> Timings:
         """p50/p95/p99 of wait and processing time (ms) over the last ``minutes``
         minutes (this one included; at most three hours are kept)."""
-        if not isinstance(minutes, int) or isinstance(minutes, bool) or not (
-            1 <= minutes <= KEPT_TIME_MINUTES
-        ):
-            raise ValidationError(
-                "minutes", f"must be an int in 1..{KEPT_TIME_MINUTES}, got {minutes!r}"
-            )
+        check_int("minutes", minutes, 1, KEPT_TIME_MINUTES)
         now = await self._redis_now_ms() // MINUTE_MS
         async with self.client.pipeline(transaction=False) as pipe:
             for minute in range(now - minutes + 1, now + 1):

@@ -15,7 +15,6 @@ score packs a counter beside it); a count (attempts, jobs to keep) at most
 from __future__ import annotations
 
 import random
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +23,7 @@ from typing import Any, Literal, TypeAlias
 import orjson
 
 from .errors import ValidationError
+from .keys import MAX_JOB_ID, validate_job_id, validate_queue_name
 
 __all__ = [
     "DEFAULT_KEEP_COMPLETED",
@@ -54,8 +54,6 @@ MAX_DURATION_MS = 315_576_000_000
 MAX_COUNT = 2_147_483_647
 #: The latest epoch ms a date option takes: the last ms of year 9999.
 MAX_EPOCH_MS = 253_402_300_799_999
-MAX_QUEUE_NAME = 200
-MAX_JOB_ID = 255
 #: The longest job name. A name says which handler runs the job (a task's
 #: function name or dotted path), so it gets the bound of the other names a
 #: caller picks (job ids, deduplication ids, groups); it also keeps each row of
@@ -119,77 +117,23 @@ def validate_job_name(name: object, field: str = "name") -> str:
     return name
 
 
-def check_count(field: str, value: object, minimum: int) -> int:
-    """An ``int`` in ``minimum``..:data:`MAX_COUNT`, else a ValidationError naming ``field``."""
-    if not isinstance(value, int) or isinstance(value, bool) or not (
-        minimum <= value <= MAX_COUNT
-    ):
-        raise ValidationError(field, f"must be an int in {minimum}..{MAX_COUNT}, got {value!r}",
-                              value)
+def check_int(field: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """``value`` if it is an ``int`` (not a bool) in ``low``..``high`` (``None``:
+    unbounded), else a ValidationError naming ``field``."""
+    if not isinstance(value, int) or isinstance(value, bool) or (
+        low is not None and value < low) or (high is not None and value > high):
+        bound = (f" in {low}..{high}" if low is not None and high is not None
+                 else f" >= {low}" if low is not None
+                 else f" <= {high}" if high is not None else "")
+        raise ValidationError(field, f"must be an int{bound}, got {value!r}", value)
     return value
 
 
-#: Unicode categories a queue name may not use: controls, format characters
-#: (zero-width, bidi, BOM, tags: invisible, so ``email`` and ``email\u200b``
-#: would look alike), line and paragraph separators, surrogates, private-use
-#: and unassigned code points (no glyph anyone can check).
-_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-#: ':', '{' and '}' would break key names; '/' the REST API's paths.
-_NOT_IN_QUEUE_NAMES = frozenset(":{}/")
-
-
-def validate_queue_name(name: object) -> str:
-    """``name`` if it can name a queue, else a ValidationError on ``name`` saying
-    which character is refused: a non-empty string of at most
-    :data:`MAX_QUEUE_NAME` characters, without ':', '/', '{', '}', whitespace, or
-    control, invisible format, private-use or unassigned characters."""
-    if not isinstance(name, str) or not name:
-        raise ValidationError("name", f"queue name must be a non-empty string, got {name!r}")
-    if len(name) > MAX_QUEUE_NAME:
-        raise ValidationError("name", f"queue name longer than {MAX_QUEUE_NAME} characters")
-    if name.isascii() and name.isprintable() and " " not in name and (
-        _NOT_IN_QUEUE_NAMES.isdisjoint(name)
-    ):
-        return name
-    for char in name:
-        if char in _NOT_IN_QUEUE_NAMES or char.isspace() or (
-            unicodedata.category(char) in _INVISIBLE
-        ):
-            raise ValidationError("name", (
-                f"queue name {name!r} may not contain {_describe(char)} (refused: ':', '/', "
-                "'{', '}', whitespace, control and invisible characters)"
-            ), name)
-    return name
-
-
-def _describe(char: str) -> str:
-    if char.isprintable() and not char.isspace():
-        return repr(char)
-    what = unicodedata.name(char, "")
-    return f"U+{ord(char):04X}" + (f" ({what})" if what else "")
-
-
-def validate_job_id(job_id: object) -> str:
-    """A job id as every call that takes one accepts it (an ``int`` as its
-    digits), else a :class:`ValidationError` naming ``job_id``: a non-empty
-    ``str`` of at most :data:`MAX_JOB_ID` characters, without ``:`` and not
-    ``.`` or ``..``. Any other character, ``/`` included, is allowed: the REST
-    API takes the rest of the path as the id (the action, if any, is the last
-    segment)."""
-    if isinstance(job_id, int) and not isinstance(job_id, bool):
-        job_id = str(job_id)
-    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID:
-        raise ValidationError(
-            "job_id", f"must be a non-empty string of at most {MAX_JOB_ID} characters, "
-            f"got {job_id!r:.80}", job_id
-        )
-    if ":" in job_id:
-        # ids live inside key names: "x:logs" would be job x's log key
-        raise ValidationError("job_id", f"may not contain ':', got {job_id!r:.80}", job_id)
-    if job_id in (".", ".."):
-        # a URL path resolves these segments away: .../jobs/../retry is .../retry
-        raise ValidationError("job_id", f"may not be '.' or '..', got {job_id!r}", job_id)
-    return job_id
+def check_count(field: str, value: object, minimum: int) -> int:
+    """An ``int`` in ``minimum``..:data:`MAX_COUNT`, else a ValidationError naming ``field``."""
+    if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_COUNT:
+        return value  # the common case without a second call: job options take this per add
+    return check_int(field, value, minimum, MAX_COUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,11 +328,7 @@ class JobOptions:
             job_id = None
         if job_id is not None:
             job_id = validate_job_id(job_id)
-        priority = options.get("priority", 0)
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ValidationError("priority", f"must be an int, got {priority!r}")
-        if not 0 <= priority <= MAX_PRIORITY:
-            raise ValidationError("priority", f"must be in 0..{MAX_PRIORITY}, got {priority}")
+        priority = check_int("priority", options.get("priority", 0), 0, MAX_PRIORITY)
         attempts = check_count("attempts", options.get("attempts", 1), 1)
         lifo = options.get("lifo", False)
         if not isinstance(lifo, bool):

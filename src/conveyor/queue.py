@@ -13,19 +13,20 @@ from ._corrupt import not_a_hash, unreadable_job
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
 from ._scripts import Scripts
 from ._stream import text
-from .admin import QueueAdmin, _check_int
+from .admin import QueueAdmin
 from .connection import ClientOwner, Connection, make_client
-from .errors import ValidationError
 from .groups import QueueGroups
 from .job import Job, read_fields, with_lock
-from .keys import STATES, JobState, QueueKeys
+from .keys import STATES, JobState, QueueKeys, validate_prefix
 from .metrics import QueueMetrics
 from .options import (
+    MAX_COUNT,
     BackoffSpec,
     Duration,
     JobOptions,
     RetentionSpec,
     check_count,
+    check_int,
     validate_job_id,
     validate_queue_name,
 )
@@ -66,9 +67,7 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self.name = validate_queue_name(name)
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         check_count("events_maxlen", events_maxlen, 0)
         check_count("keep_logs", keep_logs, 0)
         check_count("max_data_bytes", max_data_bytes, 1)
@@ -232,8 +231,8 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         """Jobs in the given states, ``start``..``end`` (inclusive) of each state's
         ordering: newest first unless ``asc``. The wait list's order is the order
         jobs will be taken. A state named twice is listed once."""
-        _check_int("start", start)
-        _check_int("end", end)
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
         if isinstance(states, str):
             states = [states]
         states = list(dict.fromkeys(states))  # a state named twice lists its jobs once

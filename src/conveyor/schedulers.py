@@ -24,29 +24,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import orjson
-from croniter import CroniterBadDateError, croniter
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._queue_base import QueueCore
+from ._schedule import (
+    MissedPolicy,
+    ScheduleSpec,
+    check_scheduler_id,
+    next_cron_time,
+    parse_schedule,
+)
 from ._stream import text
-from .connection import raise_if_cancelled, socket_timeout
+from .connection import REDIS_DOWN, raise_if_cancelled, socket_timeout, time_ms
 from .errors import ValidationError
 from .options import (
-    MAX_EPOCH_MS,
     JobOptions,
-    check_count,
     dump_data,
-    to_ms,
     validate_job_name,
 )
 
@@ -54,10 +53,6 @@ __all__ = ["JobScheduler", "MissedPolicy", "QueueSchedulers", "next_cron_time"]
 
 log = logging.getLogger("conveyor.schedulers")
 
-MissedPolicy = Literal["run_once", "run_all"]
-_MISSED_POLICIES = ("run_once", "run_all")
-#: run_all makes up at most this many missed slots (the earliest); the rest are skipped.
-MAX_CATCH_UP = 100
 #: An idle scheduler loop reads the schedulers at least this often (seconds); an
 #: upsert wakes one worker's loop at once through the ``schedulers-marker`` key.
 RECHECK_INTERVAL = 30.0
@@ -66,94 +61,6 @@ RECHECK_INTERVAL = 30.0
 IDLE_RECHECK_INTERVAL = 120.0
 #: Schedulers looked at per read of the ``schedulers`` zset.
 _BATCH = 64
-MAX_SCHEDULER_ID = 200
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-# croniter's random (R) and hashed (H) fields would give each process other slots.
-_NONDETERMINISTIC = re.compile(r"(?<![A-Z])[HR](?![A-Z])")
-
-
-# -- slots ------------------------------------------------------------------
-
-
-def next_cron_time(expression: str, after: datetime, tz: str = "UTC") -> datetime:
-    """The first time after ``after`` (an aware datetime) that the cron
-    ``expression`` (5 fields, or 6 with seconds first) names, read in time zone
-    ``tz``; returned in ``tz``. Raises ``ValueError`` if it never fires."""
-    zone = ZoneInfo(tz)
-    fields = expression.split()
-    seconds = len(fields) == 6
-    hour_field = fields[2 if seconds else 1]
-    it = croniter(expression, after.astimezone(zone), second_at_beginning=seconds)
-    while True:
-        try:
-            found = cast(datetime, it.get_next(datetime))
-        except CroniterBadDateError:
-            raise ValueError(f"cron expression {expression!r} never fires") from None
-        # The second pass through a wall time clocks went back over (fold=1):
-        # a job at a fixed hour has already run in the first pass.
-        repeated = found.fold == 1 and found.replace(fold=0).utcoffset() != found.utcoffset()
-        if not repeated or hour_field == "*":
-            return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """The schedule of a scheduler (stored as canonical JSON)."""
-
-    every: int | None
-    cron: str | None
-    tz: str
-    start: int | None
-    end: int | None
-    limit: int | None
-    missed: MissedPolicy
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(
-            {"every": self.every, "cron": self.cron, "tz": self.tz, "start": self.start,
-             "end": self.end, "limit": self.limit, "missed": self.missed},
-            option=orjson.OPT_SORT_KEYS,
-        )
-
-    @classmethod
-    def from_json(cls, raw: bytes | str) -> _Spec:
-        d = orjson.loads(raw)
-        return cls(d["every"], d["cron"], d["tz"], d["start"], d["end"], d["limit"],
-                   d["missed"])
-
-    def slot_after(self, after: int) -> int | None:
-        """The first slot later than ``after`` (ms), or None past ``end``."""
-        if self.start is not None and after < self.start:
-            after = self.start - 1
-        if self.every is not None:
-            origin = self.start if self.start is not None else 0
-            slot = origin + ((after - origin) // self.every + 1) * self.every
-        else:
-            assert self.cron is not None
-            after_dt = datetime.fromtimestamp(after / 1000, UTC)
-            try:
-                found = next_cron_time(self.cron, after_dt, self.tz)
-            except ValueError:
-                return None
-            slot = round(found.timestamp() * 1000)
-        if self.end is not None and slot > self.end:
-            return None
-        return slot
-
-    def plan(self, next_slot: int, now: int) -> tuple[list[int], int | None, int | None]:
-        """From the stored next slot at ``now``: (missed slots to make up,
-        the first slot after now, the slot after that)."""
-        cap = MAX_CATCH_UP if self.missed == "run_all" else 1
-        missed: list[int] = []
-        slot: int | None = next_slot
-        while slot is not None and slot <= now:
-            if len(missed) == cap:
-                slot = self.slot_after(now)  # skip the rest without walking them
-                break
-            missed.append(slot)
-            slot = self.slot_after(slot)
-        following = None if slot is None else self.slot_after(slot)
-        return missed, slot, following
 
 
 # -- the record -----------------------------------------------------------------
@@ -186,7 +93,7 @@ def _utc(ms: int | None) -> datetime | None:
 
 
 def _record(scheduler_id: str, fields: Mapping[str, Any], now: int) -> JobScheduler:
-    spec = _Spec.from_json(fields["spec"])
+    spec = ScheduleSpec.from_json(fields["spec"])
     cur, nxt = text(fields.get("cur", b"")), text(fields.get("nxt", b""))
     if cur and int(cur) >= now:
         next_run: int | None = int(cur)
@@ -203,89 +110,6 @@ def _record(scheduler_id: str, fields: Mapping[str, Any], now: int) -> JobSchedu
 
 def _fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
     return {text(k): v for k, v in raw.items()}
-
-
-def _ms(t: list[Any] | tuple[Any, ...]) -> int:
-    """Redis TIME as ms."""
-    return int(t[0]) * 1000 + int(t[1]) // 1000
-
-
-# -- validation -------------------------------------------------------------
-
-
-def _scheduler_id(value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_SCHEDULER_ID:
-        raise ValidationError(
-            "scheduler_id", f"must be a non-empty str of at most {MAX_SCHEDULER_ID} "
-            f"characters, got {value!r}", value
-        )
-    if ":" in value:
-        raise ValidationError("scheduler_id", f"may not contain ':', got {value!r}", value)
-    return value
-
-
-def _date(field: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValidationError(field, f"must be timezone-aware, got {value!r}", value)
-        return round(value.timestamp() * 1000)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH_MS:
-        return value
-    raise ValidationError(
-        field, f"expected an aware datetime or epoch ms up to year 9999, got {value!r}", value
-    )
-
-
-def _cron(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValidationError("cron", f"must be a str, got {value!r}", value)
-    fields = value.split()
-    if len(fields) not in (5, 6):
-        raise ValidationError(
-            "cron", f"needs 5 fields (or 6 with seconds first), got {value!r}", value
-        )
-    expression = " ".join(fields)
-    if _NONDETERMINISTIC.search(expression.upper()) or not croniter.is_valid(
-        expression, second_at_beginning=len(fields) == 6
-    ):
-        raise ValidationError("cron", f"not a valid cron expression: {value!r}", value)
-    return expression
-
-
-def _spec(
-    every: object, cron: object, tz: object, start_date: object, end_date: object,
-    limit: object, missed: object,
-) -> _Spec:
-    if (every is None) == (cron is None):
-        raise ValidationError("every", "give exactly one of every= and cron=")
-    every_ms = to_ms("every", every, allow_none=True)
-    if every_ms == 0:
-        raise ValidationError("every", "must be positive", every)
-    expression = None if cron is None else _cron(cron)
-    if not isinstance(tz, str) or not tz:
-        raise ValidationError("tz", f"must be an IANA time zone name, got {tz!r}", tz)
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError("tz", f"unknown time zone {tz!r}", tz) from None
-    start, end = _date("start_date", start_date), _date("end_date", end_date)
-    if end is not None:
-        if start is not None and end <= start:
-            raise ValidationError("end_date", "must be after start_date", end_date)
-        if end <= time.time() * 1000:
-            raise ValidationError("end_date", "is in the past", end_date)
-    limit = None if limit is None else check_count("limit", limit, 1)
-    if missed not in _MISSED_POLICIES:
-        raise ValidationError(
-            "missed", f"must be one of {', '.join(_MISSED_POLICIES)}, got {missed!r}", missed
-        )
-    spec = _Spec(every_ms, expression, tz, start, end, limit, cast(MissedPolicy, missed))
-    never = expression is not None and spec.slot_after(round(time.time() * 1000)) is None
-    if never and end is None:
-        raise ValidationError("cron", f"{expression!r} never fires", cron)
-    return spec
 
 
 # -- the queue calls ----------------------------------------------------------
@@ -338,8 +162,8 @@ class QueueSchedulers(QueueCore):
         (``limit``, ``end_date``) stays listed, with ``next_run`` ``None``,
         until removed.
         """
-        scheduler_id = _scheduler_id(scheduler_id)
-        spec = _spec(every, cron, tz, start_date, end_date, limit, missed)
+        scheduler_id = check_scheduler_id(scheduler_id)
+        spec = parse_schedule(every, cron, tz, start_date, end_date, limit, missed)
         if not isinstance(immediately, bool):
             raise ValidationError("immediately", f"must be a bool, got {immediately!r}")
         name = scheduler_id if job_name is None else job_name
@@ -356,7 +180,7 @@ class QueueSchedulers(QueueCore):
         opts = JobOptions.parse({**defaults, **job_options})
         encoded = dump_data(data, self.max_data_bytes)
 
-        now = _ms(await self.client.time())
+        now = time_ms(await self.client.time())
         if immediately and spec.start is not None and spec.start > now:
             raise ValidationError(
                 "immediately", "cannot run now a schedule whose start_date is in the future",
@@ -390,7 +214,7 @@ class QueueSchedulers(QueueCore):
             now, raw = await pipe.execute()
         if not raw:
             return None
-        return _record(str(scheduler_id), _fields(raw), _ms(now))
+        return _record(str(scheduler_id), _fields(raw), time_ms(now))
 
     async def get_job_schedulers(self, start: int = 0, end: int = -1) -> list[JobScheduler]:
         """The queue's schedulers ``start``..``end`` (inclusive), soonest next job first."""
@@ -404,7 +228,7 @@ class QueueSchedulers(QueueCore):
                 pipe.hgetall(self.keys.scheduler(scheduler_id))
             now, *raws = await pipe.execute()
         return [
-            _record(scheduler_id, _fields(raw), _ms(now))
+            _record(scheduler_id, _fields(raw), time_ms(now))
             for scheduler_id, raw in zip(ids, raws, strict=True)
             if raw
         ]
@@ -423,12 +247,12 @@ class QueueSchedulers(QueueCore):
             pipe.time()
             pipe.hgetall(k.scheduler(scheduler_id))
             raw_now, raw = await pipe.execute()
-        now = _ms(raw_now)
+        now = time_ms(raw_now)
         fields = _fields(raw)
         cur, nxt = text(fields.get("cur", b"")), text(fields.get("nxt", b""))
         if not fields or not nxt or (cur and int(cur) > now):
             return now  # gone, finished, or not due by Redis' clock
-        spec = _Spec.from_json(fields["spec"])
+        spec = ScheduleSpec.from_json(fields["spec"])
         missed, future, following = spec.plan(int(nxt), now)
         await self.scripts.advance_job_scheduler(
             scheduler_id, text(fields["gen"]), nxt, spec.missed, spec.limit or 0, _arg(future),
@@ -488,7 +312,7 @@ async def run_job_schedulers(queue: QueueSchedulers, stopping: Callable[[], bool
                 down, retry = False, 0.1
             if wait > 0:
                 await _sleep(queue, wait)
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             if not down:
                 log.warning("job schedulers of %r: lost connection to Redis (%s)",
                             queue.name, exc)

@@ -27,14 +27,13 @@ from datetime import timedelta
 from typing import Any, TypeAlias
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._corrupt import corrupt_failure
 from ._finishing import record_attempt, stalled_failures, strategy_delay
 from ._scripts import NO_LIMIT, Limit, Outcome, outcome
 from ._stream import text
+from .connection import REDIS_DOWN as _REDIS_DOWN
 from .connection import Connection, socket_timeout
 from .errors import JobTimeoutError, RateLimitError, UnrecoverableError, ValidationError
 from .job import Job, fields_to_dict
@@ -57,7 +56,6 @@ BackoffStrategy: TypeAlias = Callable[
 Listener: TypeAlias = Callable[..., Any]
 
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _MAX_RECONNECT_DELAY = 5.0
 #: Seconds a stopping worker that holds no results waits for Redis to answer
 #: the fetches it sent; then it stops without them (a job one took comes back

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import subprocess
@@ -11,26 +10,18 @@ from pathlib import Path
 
 import click
 
+from .._util import is_loopback
 from .support import Target, fail, needs_web_extra, redis_options, run
 
 __all__ = ["bench", "dashboard", "demo", "is_loopback", "listen"]
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is reachable only from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: a free one); one line of error
-    if the address is taken or not ours."""
+    """A listening socket on ``host:port`` (port 0: a free one; IPv6 with or
+    without brackets); one line of error if the address is taken or not ours."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror}")
     family, kind, proto, _, address = infos[0]
@@ -50,7 +41,7 @@ def url_of(sock: socket.socket, host: str) -> str:
     """The http URL a browser uses for ``sock``."""
     port = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (a comparison)
-    if ":" in shown:
+    if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/"
 

@@ -19,12 +19,20 @@ from typing import Any
 from .._render import epoch_ms, iso
 from .._stream import text
 from ..admin import BATCH, CLEANABLE_STATES
-from ..connection import ClientOwner, Connection, make_client
+from ..connection import ClientOwner, Connection, make_client, time_ms
 from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
-from ..keys import FINISHED, STATES, JobState, delayed_due, registry_key
+from ..keys import (
+    FINISHED,
+    STATES,
+    JobState,
+    delayed_due,
+    glob_escape,
+    registry_key,
+    validate_prefix,
+)
 from ..metrics import MINUTE_MS
-from ..options import OPTION_NAMES, validate_job_id, validate_queue_name
+from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_name
 from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
@@ -89,9 +97,7 @@ class Inspector(ClientOwner):
         queues: Sequence[str] | None = None,
         thresholds: HealthThresholds | None = None,
     ) -> None:
-        if not prefix or any(c in prefix for c in "{}"):
-            raise ValidationError("prefix", f"must be non-empty without braces, got {prefix!r}")
-        self.prefix = prefix
+        self.prefix = validate_prefix(prefix)
         self.client, self._owns_client = make_client(connection)
         self.explicit_queues = [validate_queue_name(name) for name in queues or ()]
         self.thresholds = thresholds or HealthThresholds()
@@ -123,7 +129,7 @@ class Inspector(ClientOwner):
         found: set[str] = set()
         head = self.prefix + ":{"
         # One pass over the keyspace for the meta, events and id keys of any queue.
-        async for raw in self.client.scan_iter(match=f"{_glob(head)}*}}:[mei][evd]*",
+        async for raw in self.client.scan_iter(match=f"{glob_escape(head)}*}}:[mei][evd]*",
                                                count=BATCH):
             key = text(raw)
             for tail in ("}:meta", "}:events", "}:id"):
@@ -164,8 +170,8 @@ class Inspector(ClientOwner):
             pipe.time()
             pipe.hmget(k.meta, ["paused", "concurrency"])
             pipe.zrevrange(k.completed, 0, 0, withscores=True)
-            (seconds, micros), (paused, concurrency), newest = await pipe.execute()
-        now = int(seconds) * 1000 + int(micros) // 1000
+            now_reply, (paused, concurrency), newest = await pipe.execute()
+        now = time_ms(now_reply)
         since = now - (RATE_MINUTES - 1) * MINUTE_MS
         counts, completed, failed, timings, workers = await asyncio.gather(
             queue.get_job_counts(), queue.get_metrics("completed", since, now),
@@ -203,8 +209,8 @@ class Inspector(ClientOwner):
         the wait list, in reverse order of running), and the state's total. Rows
         carry previews: see :class:`JobSummary`'s ``*_truncated``."""
         state = _state(state)
-        _check_int("start", start, 0)
-        _check_int("count", count, 1, 1000)
+        check_int("start", start, 0)
+        check_int("count", count, 1, 1000)
         queue = await self._existing(name)
         total, rows = await read_page(queue, state, start, count)
         return JobPage(name, state, start, count, total, rows)
@@ -271,9 +277,9 @@ class Inspector(ClientOwner):
             raise ValidationError(
                 "state", f"cannot clean {state!r}; one of {', '.join(CLEANABLE_STATES)}", state
             )
-        _check_int("grace_ms", grace_ms, 0)
+        check_int("grace_ms", grace_ms, 0)
         if limit is not None:
-            _check_int("limit", limit, 1)
+            check_int("limit", limit, 1)
         queue = await self._existing(name)
         key = queue.keys.state_key(state)
         present = await (self.client.llen(key) if state == JobState.WAITING
@@ -353,10 +359,9 @@ class Inspector(ClientOwner):
     async def throughput(self, name: str, minutes: int = 60) -> Throughput:
         """Jobs completed and failed (for good) in each of the last ``minutes``
         minutes (this one included), oldest first."""
-        _check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
+        check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
         queue = await self._existing(name)
-        seconds, micros = await self.client.time()
-        now = int(seconds) * 1000 + int(micros) // 1000
+        now = time_ms(await self.client.time())
         since = now - (minutes - 1) * MINUTE_MS
         completed, failed = await asyncio.gather(
             queue.get_metrics("completed", since, now), queue.get_metrics("failed", since, now)
@@ -383,8 +388,8 @@ class Inspector(ClientOwner):
             pipe.lrange(k.wait, 0, 0)
             pipe.lrange(k.wait, -1, -1)
             pipe.zrange(k.prioritized, 0, 0)
-            (seconds, micros), *ends = await pipe.execute()
-        now = int(seconds) * 1000 + int(micros) // 1000
+            now_reply, *ends = await pipe.execute()
+        now = time_ms(now_reply)
         if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
             return False
         ids = {text(i) for found in ends for i in found}
@@ -441,23 +446,10 @@ def _state(state: object) -> str:
     return state.replace("_", "-")
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (
-        high is not None and value > high
-    ):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValidationError(name, f"must be an int {bound}, got {value!r}", value)
-
-
 def _valid_name(name: str) -> bool:
     try:
         validate_queue_name(name)
     except ValidationError:
         return False
     return True
-
-
-def _glob(value: str) -> str:
-    """``value`` with glob specials escaped, for SCAN MATCH."""
-    return "".join("\\" + c if c in "\\*?[]" else c for c in value)
 

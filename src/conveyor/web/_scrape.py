@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._stream import text
+from ..connection import time_ms
 from ..inspection import Inspector
 from ..keys import STATES, JobState
 from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS, sum_histograms
@@ -66,8 +67,7 @@ async def read_queues(inspector: Inspector) -> list[QueueSample]:
     names = await inspector.queue_names()
     for gone in set(ended) - set(names):
         del ended[gone]
-    seconds, micros = await inspector.client.time()
-    minute = (int(seconds) * 1000 + int(micros) // 1000) // MINUTE_MS
+    minute = time_ms(await inspector.client.time()) // MINUTE_MS
     limit = asyncio.Semaphore(_PARALLEL_QUEUES)
 
     async def one(name: str) -> QueueSample:

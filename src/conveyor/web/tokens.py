@@ -14,7 +14,7 @@ token differ from the one the clients send.
 
 from __future__ import annotations
 
-import ipaddress
+from .._util import is_loopback
 
 __all__ = ["MIN_LENGTH_BEYOND_LOOPBACK", "check_token", "is_loopback"]
 
@@ -23,17 +23,6 @@ __all__ = ["MIN_LENGTH_BEYOND_LOOPBACK", "check_token", "is_loopback"]
 MIN_LENGTH_BEYOND_LOOPBACK = 16
 
 _PRINTABLE_ASCII = frozenset(chr(code) for code in range(0x20, 0x7F))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is
-    reachable only from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_token(token: object, *, host: str | None = None) -> str:
