@@ -28,11 +28,8 @@ MAX_LINES = 600
 # TODO(issue 14, move 2: the worker split along its seams): worker.py is split
 # into the hot loop, one attempt and upkeep; the lead empties this after merging.
 KNOWN_LONG = {"worker.py"}
-# Script calls outside conveyor._scripts, as (file, the call), in files another
-# move left. TODO(issue 14, move 1's door, for the blocking client): sync.Queue
-# registers add_jobs on its own blocking client; a method of the _scripts package
-# should own that call (KEYS/ARGV already come from Scripts.add_jobs_layout).
-KNOWN_SCRIPT_CALLS = {("sync.py", 'self._client.register_script(source("add_jobs"))')}
+# Script calls outside conveyor._scripts, as (file, the call): none left.
+KNOWN_SCRIPT_CALLS: set[tuple[str, str]] = set()
 
 
 def modules() -> Iterator[tuple[str, Path]]:

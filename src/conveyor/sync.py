@@ -16,10 +16,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
+from ._scripts import blocking_add_jobs
 from .connection import Connection, make_sync_client
 from .keys import registry_key
 from .options import OPTION_NAMES
-from .scripts import source
 
 if TYPE_CHECKING:
     from .admin import Progress
@@ -226,7 +226,7 @@ class Queue:
         # blocking client, not through the background loop (a thread hop each way).
         self._client = make_sync_client(connection)
         self._add_jobs = (
-            None if self._client is None else self._client.register_script(source("add_jobs"))
+            None if self._client is None else blocking_add_jobs(self._client)
         )
 
     @property

@@ -11,12 +11,24 @@ raw :meth:`~ScriptsBase.call` and the code check.
 
 from __future__ import annotations
 
+import redis
+from redis.commands.core import Script
+
+from ..scripts import source
 from .admin import AdminScripts
 from .fetch import NO_LIMIT, FetchScripts, Limit, NewJob, Outcome, outcome
 from .jobs import JobScripts
 from .producers import FlowJob, ProducerScripts
 
-__all__ = ["NO_LIMIT", "FlowJob", "Limit", "NewJob", "Outcome", "Scripts", "outcome"]
+__all__ = [
+    "NO_LIMIT", "FlowJob", "Limit", "NewJob", "Outcome", "Scripts", "blocking_add_jobs", "outcome",
+]
+
+
+def blocking_add_jobs(client: redis.Redis) -> Script:
+    """``add_jobs`` on a blocking client (``conveyor.sync``'s adds, which skip the
+    event loop); call it with :meth:`Scripts.add_jobs_layout`'s KEYS and ARGV."""
+    return client.register_script(source("add_jobs"))
 
 
 class Scripts(FetchScripts, JobScripts, AdminScripts, ProducerScripts):
