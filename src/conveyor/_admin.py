@@ -1,38 +1,22 @@
 """Queue administration: cleaning, draining, obliterating, bulk retry and
-promotion, the dead-letter set and the worker registry. Mixed into
-:class:`conveyor.Queue`.
+promotion, the dead-letter set, and reading the worker registry (kept by
+:mod:`conveyor.workers`). Mixed into :class:`conveyor.Queue`.
 
 Calls that may touch any number of jobs run as a series of atomic scripts, each
 on at most a bounded batch (Redis serves nobody else while a script runs), so a
 queue of millions never stalls Redis; each batch is atomic, the call as a whole
 is not (a worker may take a job between two batches).
-
-Workers register themselves: each sends a heartbeat every
-``HEARTBEAT_INTERVAL_MS`` (one ``SET``: an idle worker must cost well under one
-Redis command per second) that rewrites ``worker:<id>`` with a time to live of
-three intervals, so the entry of a worker that dies expires on its own; a
-worker that stops cleanly removes its entry. See ``register_worker.lua``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
-
-import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._stream import text
 from .errors import ValidationError
 from .options import MAX_COUNT, Duration, to_ms
-from .workers import WorkerInfo, worker_info
+from .workers import WorkerInfo, read_workers
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -42,17 +26,12 @@ if TYPE_CHECKING:
     from .keys import QueueKeys
     from .queue import Queue
 
-__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin"]
-
-log = logging.getLogger("conveyor.admin")
+__all__ = ["CLEANABLE_STATES", "Progress", "QueueAdmin"]
 
 #: Most jobs one admin script call removes, moves or examines.
 BATCH = 1000
-#: A worker's heartbeat interval; its registry entry lives three intervals.
-HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
 CLEANABLE_STATES = ("completed", "failed", "waiting", "prioritized", "delayed", "active")
-_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 _GLOB_SPECIAL = frozenset("\\*?[]")
 #: progress(done) of a call that runs in batches: the running count after each batch.
 Progress = Callable[[int], object]
@@ -201,56 +180,7 @@ class QueueAdmin:
         heartbeats after it died."""
         _check_int("start", start)
         _check_int("end", end)
-        now, entries = await self.scripts.get_workers(start, end)
-        workers = []
-        for raw_id, raw_entry, ms_left in entries:
-            try:
-                workers.append(worker_info(text(raw_id), raw_entry, int(now), int(ms_left)))
-            except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
-                # One unreadable entry must not hide the others (nor break stats).
-                log.warning("queue %s: heartbeat of worker %s is unreadable (%s); skipped",
-                            self.name, text(raw_id), exc)
-        return workers
-
-    async def _run_worker_heartbeat(
-        self,
-        worker_id: str,
-        concurrency: int,
-        running: Callable[[], Iterable[str]],
-        stopping: Callable[[], bool],
-    ) -> None:
-        """A worker's side task: register it, then renew its entry every
-        ``HEARTBEAT_INTERVAL_MS`` until ``stopping()``: one SET per heartbeat
-        (XX: an entry that expired meanwhile is registered again)."""
-        k = self.keys
-        entry: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                                 "conc": concurrency}
-        started: int | None = None
-        while not stopping():
-            interval = HEARTBEAT_INTERVAL_MS
-            entry["run"] = sorted(set(running()))
-            entry["ttl"] = 3 * interval
-            try:
-                renewed = started is not None and await self.client.set(
-                    k.worker(worker_id), orjson.dumps({"started": started, **entry}),
-                    px=3 * interval, xx=True,
-                )
-                if not renewed:
-                    await self._register()
-                    started = await self.scripts.register_worker(
-                        worker_id, orjson.dumps(entry), 3 * interval, started
-                    )
-            except _REDIS_DOWN:
-                pass  # the worker's main loop reports the outage; try again next time
-            except RedisError as exc:
-                log.warning("worker %s: heartbeat refused by Redis (%s)", worker_id, exc)
-            await asyncio.sleep(interval / 1000)
-
-    async def _unregister_worker(self, worker_id: str) -> None:
-        """A stopping worker leaves the registry (if Redis is away, its entry expires)."""
-        with contextlib.suppress(RedisError, *_REDIS_DOWN):
-            async with asyncio.timeout(2):
-                await self.scripts.unregister_worker(worker_id)
+        return await read_workers(cast("Queue", self), start, end)
 
 
 def _check_int(field: str, value: object, minimum: int | None = None) -> None:
