@@ -84,6 +84,7 @@ async def wait_for_work(worker: Worker) -> None:
         worker._block_task = None
         worker._wake.set()
 
+
 async def wait_and_fetch(worker: Worker, n: int, timeout: float) -> tuple[Any, int] | None:
     """BZPOPMIN and move_to_active in one pipeline; returns (popped marker or
     None, number of jobs taken), or None when the fetch must be done again

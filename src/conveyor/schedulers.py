@@ -7,8 +7,9 @@ the ``schedulers`` zset, scored by when its next job must be made. The job of
 a slot is made ahead of time, as a delayed job with the id
 ``sched-<scheduler id>-<slot ms>``, so the worker's delayed machinery starts it
 on time. When it falls due, the scheduler loop of any worker (one side task per
-worker, :func:`conveyor._upkeep.run_job_schedulers`) computes the following slot (Python: cron
-needs a library) and makes its job with ``advance_job_scheduler.lua``, a
+worker, :func:`conveyor._upkeep.run_job_schedulers`) computes the following
+slot (Python: cron needs a library) and makes its job with
+``advance_job_scheduler.lua`` (:func:`advance_job_scheduler`), a
 compare-and-set on the stored next slot: however many workers race over a
 slot, exactly one makes its job.
 
