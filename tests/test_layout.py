@@ -25,9 +25,7 @@ import conveyor
 SRC = Path(conveyor.__file__).parent
 MAX_LINES = 600
 
-# TODO(issue 14, move 2: the worker split along its seams): worker.py is split
-# into the hot loop, one attempt and upkeep; the lead empties this after merging.
-KNOWN_LONG = {"worker.py"}
+KNOWN_LONG: set[str] = set()
 # Script calls outside conveyor._scripts, as (file, the call): none left.
 KNOWN_SCRIPT_CALLS: set[tuple[str, str]] = set()
 

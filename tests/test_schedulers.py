@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, ValidationError
-from conveyor.schedulers import JobScheduler, next_cron_time
+from conveyor.schedulers import JobScheduler, advance_job_scheduler, next_cron_time
 from conveyor.sync import Queue as SyncQueue
 from helpers import StartWorker, wait_for
 from worker_proc import command, release_key, started_key
@@ -106,7 +106,7 @@ async def test_many_processes_advancing_one_slot_make_one_job(
 
     racers = [Queue(queue.name, redis_url) for _ in range(12)]
     try:
-        await asyncio.gather(*(q._advance_job_scheduler("race") for q in racers))
+        await asyncio.gather(*(advance_job_scheduler(q, "race") for q in racers))
     finally:
         for q in racers:
             await q.close()
@@ -358,7 +358,7 @@ async def test_missed_run_once_waiting_job_stands_for_the_missed_slots(
     queue: Queue, redis: aioredis.Redis
 ) -> None:
     last, t0 = await _down_for_five_slots(queue, redis, "daily", "run_once")
-    await queue._advance_job_scheduler("daily")
+    await advance_job_scheduler(queue, "daily")
 
     [waiting] = await queue.get_jobs("waiting")
     assert waiting.id == last  # no catch-up job: the waiting one has yet to run
@@ -371,7 +371,7 @@ async def test_missed_run_once_makes_one_job_when_the_last_one_already_ran(
 ) -> None:
     last, t0 = await _down_for_five_slots(queue, redis, "daily", "run_once")
     await _ran_and_gone(queue, redis, last)
-    await queue._advance_job_scheduler("daily")
+    await advance_job_scheduler(queue, "daily")
 
     [catch_up] = await queue.get_jobs("waiting")
     assert catch_up.id == f"sched-daily-{t0 + 1000}"  # one job for the five slots
@@ -384,7 +384,7 @@ async def test_missed_run_all_makes_one_job_per_missed_slot(
     queue: Queue, redis: aioredis.Redis
 ) -> None:
     _, t0 = await _down_for_five_slots(queue, redis, "each", "run_all")
-    await queue._advance_job_scheduler("each")
+    await advance_job_scheduler(queue, "each")
 
     waiting = sorted(slot_of(job.id) for job in await queue.get_jobs("waiting"))
     assert waiting[:6] == [t0 + i * 1000 for i in range(6)]  # t0's job + five missed

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import conveyor.admin
+import conveyor.workers
 from conveyor import Job, Queue, ValidationError
 from helpers import StartWorker, wait_for
 
@@ -59,7 +59,7 @@ async def len_is(ids: Any, n: int) -> bool:
 @pytest.fixture
 def fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
     """Heartbeats every 200 ms (entries then live 600 ms)."""
-    monkeypatch.setattr(conveyor.admin, "HEARTBEAT_INTERVAL_MS", 200)
+    monkeypatch.setattr(conveyor.workers, "HEARTBEAT_INTERVAL_MS", 200)
 
 
 async def test_heartbeat_reports_the_running_jobs(
@@ -97,10 +97,10 @@ async def worker_has_no_jobs(queue: Queue) -> bool:
 
 _CRASHING_WORKER = textwrap.dedent("""
     import asyncio, sys
-    import conveyor.admin
+    import conveyor.workers
     from conveyor import Worker
 
-    conveyor.admin.HEARTBEAT_INTERVAL_MS = 200
+    conveyor.workers.HEARTBEAT_INTERVAL_MS = 200
 
     async def main() -> None:
         async def process(job):

@@ -1,7 +1,8 @@
 """Every write an administrator makes to a queue and its jobs, in one place:
 cleaning, draining, obliterating, bulk retry and promotion, cancelling,
 removing and retrying one job, pausing, concurrency and rate caps, the
-dead-letter set and the worker registry. :class:`QueueAdmin` is mixed into
+dead-letter set; and reading the worker registry (kept by
+:mod:`conveyor.workers`). :class:`QueueAdmin` is mixed into
 :class:`conveyor.Queue`; :meth:`conveyor.Job.promote`, ``change_delay`` and
 ``change_priority`` call this module's functions. (Adding and reading jobs
 are :mod:`conveyor.queue`'s.)
@@ -10,31 +11,16 @@ Calls that may touch any number of jobs run as a series of atomic scripts, each
 on at most a bounded batch (Redis serves nobody else while a script runs), so a
 queue of millions never stalls Redis; each batch is atomic, the call as a whole
 is not (a worker may take a job between two batches).
-
-Workers register themselves: each sends a heartbeat every
-``HEARTBEAT_INTERVAL_MS`` (one ``SET``: an idle worker must cost well under one
-Redis command per second) that rewrites ``worker:<id>`` with a time to live of
-three intervals, so the entry of a worker that dies expires on its own; a
-worker that stops cleanly removes its entry. See ``register_worker.lua``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import os
-import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
-from redis.exceptions import RedisError
-
 from ._queue_base import QueueCore
 from ._stream import text
-from .connection import REDIS_DOWN as _REDIS_DOWN
 from .errors import ValidationError
 from .keys import FINISHED, JobState, glob_escape
 from .options import (
@@ -46,22 +32,18 @@ from .options import (
     to_ms,
     validate_job_id,
 )
-from .workers import WorkerInfo, worker_info
+from .workers import WorkerInfo, read_workers
 
 if TYPE_CHECKING:
 
     from .job import Job
     from .queue import Queue
 
-__all__ = ["CLEANABLE_STATES", "HEARTBEAT_INTERVAL_MS", "Progress", "QueueAdmin", "change_delay",
-           "change_priority", "promote_job"]
-
-log = logging.getLogger("conveyor.admin")
+__all__ = ["CLEANABLE_STATES", "Progress", "QueueAdmin", "change_delay", "change_priority",
+           "promote_job"]
 
 #: Most jobs one admin script call removes, moves or examines.
 BATCH = 1000
-#: A worker's heartbeat interval; its registry entry lives three intervals.
-HEARTBEAT_INTERVAL_MS = 15_000
 #: States :meth:`QueueAdmin.clean` accepts.
 CLEANABLE_STATES = (JobState.COMPLETED, JobState.FAILED, JobState.WAITING, JobState.PRIORITIZED,
                     JobState.DELAYED, JobState.ACTIVE)
@@ -294,56 +276,7 @@ class QueueAdmin(QueueCore):
         heartbeats after it died."""
         check_int("start", start, -MAX_COUNT, MAX_COUNT)
         check_int("end", end, -MAX_COUNT, MAX_COUNT)
-        now, entries = await self.scripts.get_workers(start, end)
-        workers = []
-        for raw_id, raw_entry, ms_left in entries:
-            try:
-                workers.append(worker_info(text(raw_id), raw_entry, int(now), int(ms_left)))
-            except (ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
-                # One unreadable entry must not hide the others (nor break stats).
-                log.warning("queue %s: heartbeat of worker %s is unreadable (%s); skipped",
-                            self.name, text(raw_id), exc)
-        return workers
-
-    async def _run_worker_heartbeat(
-        self,
-        worker_id: str,
-        concurrency: int,
-        running: Callable[[], Iterable[str]],
-        stopping: Callable[[], bool],
-    ) -> None:
-        """A worker's side task: register it, then renew its entry every
-        ``HEARTBEAT_INTERVAL_MS`` until ``stopping()``: one SET per heartbeat
-        (XX: an entry that expired meanwhile is registered again)."""
-        k = self.keys
-        entry: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
-                                 "conc": concurrency}
-        started: int | None = None
-        while not stopping():
-            interval = HEARTBEAT_INTERVAL_MS
-            entry["run"] = sorted(set(running()))
-            entry["ttl"] = 3 * interval
-            try:
-                renewed = started is not None and await self.client.set(
-                    k.worker(worker_id), orjson.dumps({"started": started, **entry}),
-                    px=3 * interval, xx=True,
-                )
-                if not renewed:
-                    await self._register()
-                    started = await self.scripts.register_worker(
-                        worker_id, orjson.dumps(entry), 3 * interval, started
-                    )
-            except _REDIS_DOWN:
-                pass  # the worker's main loop reports the outage; try again next time
-            except RedisError as exc:
-                log.warning("worker %s: heartbeat refused by Redis (%s)", worker_id, exc)
-            await asyncio.sleep(interval / 1000)
-
-    async def _unregister_worker(self, worker_id: str) -> None:
-        """A stopping worker leaves the registry (if Redis is away, its entry expires)."""
-        with contextlib.suppress(RedisError, *_REDIS_DOWN):
-            async with asyncio.timeout(2):
-                await self.scripts.unregister_worker(worker_id)
+        return await read_workers(cast("Queue", self), start, end)
 
 
 def _check_bool(field: str, value: object) -> None:

@@ -30,7 +30,6 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, overload
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, ov
 from redis.asyncio import Redis
 
 from . import tracing
+from ._attempt import Attempts
 from ._schedule import MissedPolicy, check_scheduler_id, parse_schedule
 from .connection import REDIS_DOWN, AsyncClosing, Connection, make_client
 from .errors import UnrecoverableError, ValidationError
@@ -417,7 +417,7 @@ class Conveyor(AsyncClosing):
             options.pop("max_jobs_per_child", None), options.pop("max_memory_per_child", None),
         )
         return _TaskWorker(
-            self, queue, _Dispatcher(self, queue, concurrency, pool, sandbox_all),
+            self, queue, _Dispatcher(self, queue, pool, sandbox_all),
             connection=connection, concurrency=concurrency, **options,
         )
 
@@ -484,14 +484,16 @@ class Conveyor(AsyncClosing):
 class _Dispatcher:
     """A worker's processor: runs the task a job names with the job's data."""
 
+    #: The worker's attempts (set by _TaskWorker): plain ``def`` tasks run on its
+    #: thread pool, as a plain ``def`` processor would.
+    attempts: Attempts
+
     def __init__(
-        self, app: Conveyor, queue: str, concurrency: int, pool: SandboxPool | None = None,
+        self, app: Conveyor, queue: str, pool: SandboxPool | None = None,
         sandbox_all: bool = False,
     ) -> None:
         self.app = app
         self.queue = queue
-        self.concurrency = concurrency
-        self._executor: ThreadPoolExecutor | None = None
         self._pool = pool
         self._sandbox_all = sandbox_all
         self._targets: dict[str, str] = {}  # task name -> "module:function"
@@ -536,22 +538,16 @@ class _Dispatcher:
                 return await task.fn(**kwargs)
             finally:
                 current_job_var.reset(token)
-        loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the trace's span, into the thread
-        context.run(current_sync_job_var.set, SyncJob(job, loop))
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor")
-        result = await loop.run_in_executor(
-            self._executor, context.run, functools.partial(task.fn, **kwargs)
+        context.run(current_sync_job_var.set, SyncJob(job, asyncio.get_running_loop()))
+        result = await self.attempts.in_thread(
+            context.run, functools.partial(task.fn, **kwargs)
         )
         if inspect.isawaitable(result):  # a plain def wrapping an async function
             result = await result
         return result
 
     async def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
         if self._pool is not None:
             await self._pool.close()
 
@@ -565,6 +561,7 @@ class _TaskWorker(Worker):
         super().__init__(queue, dispatcher, **options)
         self.app = app
         self._dispatcher = dispatcher
+        dispatcher.attempts = self._attempts
 
     async def run(self) -> None:
         try:

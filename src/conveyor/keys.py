@@ -90,7 +90,7 @@ part               type    contents
 ``worker:<id>``    string  one worker's heartbeat, JSON: ``host``, ``pid``,
                            ``conc``, ``run`` (ids of its running jobs),
                            ``started`` (ms), ``ttl`` (ms); expires unless the
-                           next heartbeat renews it (see :mod:`conveyor.admin`)
+                           next heartbeat renews it (see :mod:`conveyor.workers`)
 =================  ======  =====================================================
 
 Outside the queues' hash tags, ``<prefix>:queues`` (set) names every queue

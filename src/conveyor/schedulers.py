@@ -7,8 +7,9 @@ the ``schedulers`` zset, scored by when its next job must be made. The job of
 a slot is made ahead of time, as a delayed job with the id
 ``sched-<scheduler id>-<slot ms>``, so the worker's delayed machinery starts it
 on time. When it falls due, the scheduler loop of any worker (one side task per
-worker, :func:`run_job_schedulers`) computes the following slot (Python: cron
-needs a library) and makes its job with ``advance_job_scheduler.lua``, a
+worker, :func:`conveyor._upkeep.run_job_schedulers`) computes the following
+slot (Python: cron needs a library) and makes its job with
+``advance_job_scheduler.lua`` (:func:`advance_job_scheduler`), a
 compare-and-set on the stored next slot: however many workers race over a
 slot, exactly one makes its job.
 
@@ -22,10 +23,7 @@ spring runs at the end of the gap (croniter's rule).
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +39,7 @@ from ._schedule import (
     parse_schedule,
 )
 from ._stream import text
-from .connection import REDIS_DOWN, raise_if_cancelled, socket_timeout, time_ms
+from .connection import time_ms
 from .errors import ValidationError
 from .options import (
     JobOptions,
@@ -49,18 +47,9 @@ from .options import (
     validate_job_name,
 )
 
-__all__ = ["JobScheduler", "MissedPolicy", "QueueSchedulers", "next_cron_time"]
-
-log = logging.getLogger("conveyor.schedulers")
-
-#: An idle scheduler loop reads the schedulers at least this often (seconds); an
-#: upsert wakes one worker's loop at once through the ``schedulers-marker`` key.
-RECHECK_INTERVAL = 30.0
-#: The same while the queue has no scheduler at all (an idle worker's commands
-#: per second count; an upsert still wakes the loop at once).
-IDLE_RECHECK_INTERVAL = 120.0
-#: Schedulers looked at per read of the ``schedulers`` zset.
-_BATCH = 64
+__all__ = [
+    "JobScheduler", "MissedPolicy", "QueueSchedulers", "advance_job_scheduler", "next_cron_time",
+]
 
 
 # -- the record -----------------------------------------------------------------
@@ -238,99 +227,31 @@ class QueueSchedulers(QueueCore):
         running or finished stay). ``False`` if there was no such scheduler."""
         return await self.scripts.remove_job_scheduler(str(scheduler_id))
 
-    async def _advance_job_scheduler(self, scheduler_id: str) -> int:
-        """Make the next jobs of a scheduler whose last job fell due. Returns
-        Redis' clock (ms) as read for it. Safe to call from any number of
-        processes at once: one of them makes the jobs."""
-        k = self.keys
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(k.scheduler(scheduler_id))
-            raw_now, raw = await pipe.execute()
-        now = time_ms(raw_now)
-        fields = _fields(raw)
-        cur, nxt = text(fields.get("cur", b"")), text(fields.get("nxt", b""))
-        if not fields or not nxt or (cur and int(cur) > now):
-            return now  # gone, finished, or not due by Redis' clock
-        spec = ScheduleSpec.from_json(fields["spec"])
-        missed, future, following = spec.plan(int(nxt), now)
-        await self.scripts.advance_job_scheduler(
-            scheduler_id, text(fields["gen"]), nxt, spec.missed, spec.limit or 0, _arg(future),
-            _arg(following), missed,
-        )
-        return now
-
-    async def _run_job_schedulers(self, stopping: Callable[[], bool]) -> None:
-        """A worker's scheduler loop (see :func:`run_job_schedulers`)."""
-        await run_job_schedulers(self, stopping)
 
 
 def _arg(slot: int | None) -> str:
     return "" if slot is None else str(slot)
 
 
-# -- the worker's loop ----------------------------------------------------------
-
-
-async def run_job_schedulers(queue: QueueSchedulers, stopping: Callable[[], bool]) -> None:
-    """Make the jobs of ``queue``'s schedulers as their slots come, until
-    ``stopping()`` (or cancelled). Each worker runs one; they need no
-    coordination (see ``advance_job_scheduler.lua``).
-
-    The loop sleeps until the earliest scheduler is due, at most
-    :data:`RECHECK_INTERVAL`, blocked on the ``schedulers-marker`` key so that
-    an upsert wakes it at once (the upsert made the first slot's job already:
-    the loop only has to make the following ones). Idle, it costs a
-    ``BZPOPMIN`` and a ``ZRANGE`` per interval (:data:`IDLE_RECHECK_INTERVAL`
-    when the queue has no scheduler).
-    """
-    skew = 0  # Redis' clock minus ours (ms), from the last advance
-    down = False
-    retry = 0.1
-    while not stopping():
-        try:
-            wait = RECHECK_INTERVAL
-            entries: Any = await queue.client.zrange(
-                queue.keys.schedulers, 0, _BATCH - 1, withscores=True
-            )
-            raise_if_cancelled()
-            if not entries:
-                wait = IDLE_RECHECK_INTERVAL
-            for raw_id, score in entries:
-                now = time.time() * 1000 + skew
-                if score > now:
-                    wait = min(wait, (score - now) / 1000)
-                    break
-                redis_now = await queue._advance_job_scheduler(text(raw_id))
-                raise_if_cancelled()
-                skew = redis_now - round(time.time() * 1000)
-                wait = 0  # read again: the advanced schedulers have new scores
-                if stopping():
-                    return
-            if down:
-                log.warning("job schedulers of %r: connection to Redis is back", queue.name)
-                down, retry = False, 0.1
-            if wait > 0:
-                await _sleep(queue, wait)
-        except REDIS_DOWN as exc:
-            if not down:
-                log.warning("job schedulers of %r: lost connection to Redis (%s)",
-                            queue.name, exc)
-                down = True
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, 5.0)
-        except Exception:
-            log.exception("job schedulers of %r failed; trying again", queue.name)
-            await asyncio.sleep(5.0)
-
-
-async def _sleep(queue: QueueSchedulers, seconds: float) -> None:
-    """Wait ``seconds`` or until an upsert leaves the wake-up marker."""
-    read_timeout = socket_timeout(queue.client)
-    if read_timeout is not None:
-        seconds = min(seconds, read_timeout * 0.8)
-    if seconds < 0.01:  # below what a blocking wait resolves
-        await asyncio.sleep(seconds)
-        return
-    await queue.client.bzpopmin(queue.keys.schedulers_marker, round(seconds, 3))
-    raise_if_cancelled()
+async def advance_job_scheduler(queue: QueueSchedulers, scheduler_id: str) -> int:
+    """Make the next jobs of a scheduler of ``queue`` whose last job fell due (the
+    worker's scheduler loop, :mod:`conveyor._upkeep`, calls it). Returns
+    Redis' clock (ms) as read for it. Safe to call from any number of
+    processes at once: one of them makes the jobs."""
+    k = queue.keys
+    async with queue.client.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.hgetall(k.scheduler(scheduler_id))
+        raw_now, raw = await pipe.execute()
+    now = time_ms(raw_now)
+    fields = _fields(raw)
+    cur, nxt = text(fields.get("cur", b"")), text(fields.get("nxt", b""))
+    if not fields or not nxt or (cur and int(cur) > now):
+        return now  # gone, finished, or not due by Redis' clock
+    spec = ScheduleSpec.from_json(fields["spec"])
+    missed, future, following = spec.plan(int(nxt), now)
+    await queue.scripts.advance_job_scheduler(
+        scheduler_id, text(fields["gen"]), nxt, spec.missed, spec.limit or 0, _arg(future),
+        _arg(following), missed,
+    )
+    return now
