@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -444,19 +444,16 @@ def queue_workers(target: Target, name: str, as_json: bool) -> None:
     async def body(inspector: Inspector) -> list[dict[str, Any]]:
         return [w.to_dict() for w in await inspector.workers(name)]
 
-    found = with_inspector(target, body)
-    if as_json:
-        echo_json(found)
-        return
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("id", "host", "pid", "running", "started", "heartbeat"):
-        table.add_column(column)
     now = time.time() * 1000
-    for w in found:
-        table.add_row(safe_cell(w["id"]), safe_cell(w["hostname"]), safe_cell(w["pid"]),
-                      f"{w['running']}/{w['concurrency']}", _ago(w["started_at_ms"], now),
-                      _ago(w["last_heartbeat_ms"], now))
-    console().print(table if found else safe_cell(f"no live worker serves {name!r}"))
+
+    def row(w: dict[str, Any]) -> list[Any]:
+        return [safe_cell(w["id"]), safe_cell(w["hostname"]), safe_cell(w["pid"]),
+                f"{w['running']}/{w['concurrency']}", _ago(w["started_at_ms"], now),
+                _ago(w["last_heartbeat_ms"], now)]
+
+    _print_rows(with_inspector(target, body), as_json, row,
+                ("id", "host", "pid", "running", "started", "heartbeat"),
+                f"no live worker serves {name!r}")
 
 
 @queue.command("schedulers")
@@ -469,20 +466,31 @@ def queue_schedulers(target: Target, name: str, as_json: bool) -> None:
     async def body(inspector: Inspector) -> list[dict[str, Any]]:
         return [s.to_dict() for s in await inspector.schedulers(name)]
 
-    found = with_inspector(target, body)
+    def row(s: dict[str, Any]) -> list[Any]:
+        when = (f"{s['cron']} ({s['tz']})" if s["cron"] else
+                f"every {format_duration(s['every_ms'])}")
+        made = f"{s['count']}" + (f"/{s['limit']}" if s["limit"] else "")
+        return [safe_cell(s["id"]), safe_cell(s["job_name"]), safe_cell(when),
+                format_ms(s["next_run_ms"]), made]
+
+    _print_rows(with_inspector(target, body), as_json, row,
+                ("id", "job", "every / cron", "next run (UTC)", "made"),
+                f"no job schedulers in {name!r}")
+
+
+def _print_rows(found: list[dict[str, Any]], as_json: bool,
+                row: Callable[[dict[str, Any]], list[Any]], columns: Sequence[str],
+                empty: str) -> None:
+    """``found`` as JSON, or as a table of ``columns`` (one ``row`` each), or ``empty``."""
     if as_json:
         echo_json(found)
         return
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("id", "job", "every / cron", "next run (UTC)", "made"):
+    for column in columns:
         table.add_column(column)
-    for s in found:
-        when = (f"{s['cron']} ({s['tz']})" if s["cron"] else
-                f"every {format_duration(s['every_ms'])}")
-        made = f"{s['count']}" + (f"/{s['limit']}" if s["limit"] else "")
-        table.add_row(safe_cell(s["id"]), safe_cell(s["job_name"]), safe_cell(when),
-                      format_ms(s["next_run_ms"]), made)
-    console().print(table if found else safe_cell(f"no job schedulers in {name!r}"))
+    for item in found:
+        table.add_row(*row(item))
+    console().print(table if found else safe_cell(empty))
 
 
 # -- enqueue -------------------------------------------------------------------
