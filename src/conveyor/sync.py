@@ -13,7 +13,7 @@ import threading
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
 from ._scripts import blocking_add_jobs
@@ -55,6 +55,28 @@ def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
+class _OfJob(Generic[T]):
+    """A read-only attribute of a :class:`SyncJob`: the same attribute of the
+    asyncio :class:`~conveyor.Job` behind it, typed as there."""
+
+    def __init__(self, doc: str | None = None) -> None:
+        self.__doc__ = doc
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _OfJob[T]: ...
+    @overload
+    def __get__(self, obj: SyncJob, owner: type | None = None) -> T: ...
+    def __get__(self, obj: SyncJob | None, owner: type | None = None) -> T | _OfJob[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj._job, self._name)
+        return value
+
+
 class SyncJob:
     """A job seen from synchronous code; its calls block until Redis answers."""
 
@@ -72,79 +94,26 @@ class SyncJob:
         """The underlying asyncio :class:`~conveyor.Job`."""
         return self._job
 
-    @property
-    def id(self) -> str:
-        return self._job.id
-
-    @property
-    def name(self) -> str:
-        return self._job.name
-
-    @property
-    def data(self) -> Any:
-        return self._job.data
-
-    @property
-    def opts(self) -> JobOptions:
-        return self._job.opts
-
-    @property
-    def attempts_made(self) -> int:
-        return self._job.attempts_made
-
-    @property
-    def attempts_started(self) -> int:
-        return self._job.attempts_started
-
-    @property
-    def stalled_count(self) -> int:
-        return self._job.stalled_count
-
-    @property
-    def delay(self) -> int:
-        return self._job.delay
-
-    @property
-    def priority(self) -> int:
-        return self._job.priority
-
-    @property
-    def parent_key(self) -> str | None:
-        """Key of the parent job's hash when this job is a child in a flow."""
-        return self._job.parent_key
-
-    @property
-    def corrupt(self) -> str | None:
-        """What is wrong with the job's hash when a field of it does not parse."""
-        return self._job.corrupt
-
-    @property
-    def progress(self) -> Any:
-        return self._job.progress
-
-    @property
-    def return_value(self) -> Any:
-        return self._job.return_value
-
-    @property
-    def failed_reason(self) -> str | None:
-        return self._job.failed_reason
-
-    @property
-    def stacktrace(self) -> list[str]:
-        return self._job.stacktrace
-
-    @property
-    def timestamp(self) -> int:
-        return self._job.timestamp
-
-    @property
-    def processed_on(self) -> int | None:
-        return self._job.processed_on
-
-    @property
-    def finished_on(self) -> int | None:
-        return self._job.finished_on
+    id: _OfJob[str] = _OfJob()
+    name: _OfJob[str] = _OfJob()
+    data: _OfJob[Any] = _OfJob()
+    opts: _OfJob[JobOptions] = _OfJob()
+    attempts_made: _OfJob[int] = _OfJob()
+    attempts_started: _OfJob[int] = _OfJob()
+    stalled_count: _OfJob[int] = _OfJob()
+    delay: _OfJob[int] = _OfJob()
+    priority: _OfJob[int] = _OfJob()
+    parent_key: _OfJob[str | None] = _OfJob(
+        "Key of the parent job's hash when this job is a child in a flow.")
+    corrupt: _OfJob[str | None] = _OfJob(
+        "What is wrong with the job's hash when a field of it does not parse.")
+    progress: _OfJob[Any] = _OfJob()
+    return_value: _OfJob[Any] = _OfJob()
+    failed_reason: _OfJob[str | None] = _OfJob()
+    stacktrace: _OfJob[list[str]] = _OfJob()
+    timestamp: _OfJob[int] = _OfJob()
+    processed_on: _OfJob[int | None] = _OfJob()
+    finished_on: _OfJob[int | None] = _OfJob()
 
     def update_progress(self, progress: int | float | dict[str, Any]) -> None:
         _run(self._loop, self._job.update_progress(progress))
@@ -180,19 +149,11 @@ class SyncJob:
     def change_priority(self, priority: int, *, lifo: bool = False) -> None:
         _run(self._loop, self._job.change_priority(priority, lifo=lifo))
 
-    @property
-    def cancel_reason(self) -> str | None:
-        return self._job.cancel_reason
-
-    @property
-    def is_cancelled(self) -> bool:
-        """True once ``Queue.cancel`` reached the worker: a plain ``def``
-        processor cannot be interrupted, so a long loop should check this."""
-        return self._job.is_cancelled
-
-    @property
-    def dead_letter_of(self) -> dict[str, Any] | None:
-        return self._job.dead_letter_of
+    cancel_reason: _OfJob[str | None] = _OfJob()
+    is_cancelled: _OfJob[bool] = _OfJob(
+        "True once ``Queue.cancel`` reached the worker: a plain ``def`` processor "
+        "cannot be interrupted, so a long loop should check this.")
+    dead_letter_of: _OfJob[dict[str, Any] | None] = _OfJob()
 
     def update_data(self, data: Any) -> None:
         _run(self._loop, self._job.update_data(data))
