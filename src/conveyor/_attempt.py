@@ -11,7 +11,6 @@ hands it here; the task app's dispatcher (:mod:`conveyor.app`) runs plain
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import traceback
@@ -24,6 +23,7 @@ import orjson
 
 from ._finishing import record_attempt, strategy_delay
 from ._scripts import Outcome, outcome
+from ._util import is_async_callable
 from .errors import JobTimeoutError, RateLimitError, UnrecoverableError
 from .job import Job
 from .metrics import time_bucket
@@ -200,13 +200,6 @@ def keep_arg(retention: Retention) -> str:
         arg = _keep_args[retention] = f"{count}:{age}"
     return arg
 
-
-def is_async_callable(fn: Any) -> bool:
-    """Whether calling ``fn`` returns a coroutine (an ``async def`` or a callable
-    object with one as ``__call__``)."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004
-    )
 
 
 def _held_deduplication_key(job: Job) -> str:

@@ -36,6 +36,7 @@ import time
 import traceback
 from typing import Any
 
+from ._util import is_async_callable
 from .errors import UnrecoverableError
 
 __all__ = ["AsyncSandboxedJob", "SandboxedJob", "boot", "main", "resolve"]
@@ -251,9 +252,7 @@ class _Child:
         fn = self.targets.get(target)
         if fn is None:
             fn = self.targets[target] = resolve(target)
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004
-        )
+        is_async = is_async_callable(fn)
         job: _JobView = (AsyncSandboxedJob if is_async else SandboxedJob)(self.channel, info)
         if kwargs is not None:
             return self._run_task(fn, job, kwargs, is_async)

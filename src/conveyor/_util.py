@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
+from typing import Any
 
-__all__ = ["is_loopback"]
+__all__ = ["is_async_callable", "is_loopback"]
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` returns a coroutine (an ``async def`` or a callable
+    object with one as ``__call__``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
 
 
 def is_loopback(host: str) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypedDict, TypeVar, U
 import orjson
 
 from . import tracing
+from ._util import is_async_callable
 from .errors import ValidationError
 from .job import Job
 from .options import BackoffSpec, Duration, JobOptions, RetentionSpec, validate_queue_name
@@ -132,9 +133,7 @@ class Task(Generic[P, R]):
         #: Run in a child process of the worker (see conveyor.sandbox).
         self.sandbox = sandbox
         self.signature = inspect.signature(fn)
-        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004
-        )
+        self.is_async = is_async_callable(fn)
         self._var_keyword: str | None = None
         for param in self.signature.parameters.values():
             if param.kind in (param.POSITIONAL_ONLY, param.VAR_POSITIONAL):
