@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
+
 from conveyor import Queue, Worker
 
 # start_worker(processor, **options) -> a running Worker (the ``start_worker`` fixture).
@@ -154,3 +156,18 @@ def url_line(lines: Lines, prefix: str) -> str:
             assert found, line
             return found[0]
     raise AssertionError(f"no line starting with {prefix!r}")
+
+
+async def command_calls(redis: Any) -> dict[str, int]:
+    """Calls per command so far (``INFO commandstats``), over every node of a cluster."""
+    if isinstance(redis, RedisClusterClient):
+        await redis.initialize()  # its nodes are known once it ran a command
+        stats = [await redis.info("commandstats", target_nodes=node) for node in redis.get_nodes()]
+    else:
+        stats = [await redis.info("commandstats")]
+    total: dict[str, int] = {}
+    for info in stats:
+        for key, value in info.items():
+            name = key.removeprefix("cmdstat_")
+            total[name] = total.get(name, 0) + int(value["calls"])
+    return total

@@ -20,6 +20,9 @@ from conveyor.inspection import (
 )
 from helpers import StartWorker, finished, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture
 async def inspector(redis_url: str) -> AsyncIterator[Inspector]:

@@ -20,6 +20,9 @@ from conveyor.sync import Queue as SyncQueue
 from helpers import StartWorker, wait_for
 from worker_proc import command, release_key, started_key
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
