@@ -21,7 +21,7 @@ import asyncio
 import bisect
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote
 
 import redis
@@ -240,6 +240,12 @@ class Connector:
             else:
                 self._url = url
                 self._client, self._owns_client = make_client(url)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         if self.slots is None:

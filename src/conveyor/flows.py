@@ -243,7 +243,7 @@ class FlowProducer(ConnectorOwner):
         first = flat[0].queue
         for node, path in zip(flat, paths, strict=True):
             if not self.connector.same_slot(first.keys.base, node.queue.keys.base):
-                raise ValidationError(path + "queue_name" if path else "queue_name", (
+                raise ValidationError(f"{path}.queue_name" if path else "queue_name", (
                     f"queues {first.name!r} and {node.queue.name!r} of one flow are in "
                     "different Redis Cluster hash slots; give them one hash tag, e.g. "
                     f"{tagged(first.name, node.queue.name)!r} and "
