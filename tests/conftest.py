@@ -18,11 +18,14 @@ from redis_server import RedisServer, flushed
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster: run the test on one Redis server and on a 3-master Redis Cluster "
-        "(the redis_url fixture is parametrized: [server] and [cluster])")
+        "(the redis_url fixture is parametrized: [server] and [cluster]); cluster(False) "
+        "opts a test of a marked module out")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "redis_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("cluster"):
+    marker = metafunc.definition.get_closest_marker("cluster")
+    # A test opts out of its module's mark with @pytest.mark.cluster(False).
+    if "redis_url" in metafunc.fixturenames and marker and marker.args != (False,):
         metafunc.parametrize("backend", ["server", "cluster"], indirect=True)
 
 

@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.connection import SSLConnection as SyncSSLConnection
 from redis.crc import key_slot
-from redis.exceptions import AskError, ClusterDownError, RedisError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .connection import (
@@ -65,11 +65,18 @@ class SlotMap:
         self.auth = auth  # username, password, ssl settings: for a plain client
         self._starts: list[int] = []
         self._ranges: list[tuple[int, int, str, int]] = []
+        self._moved: dict[int, tuple[str, int]] = {}  # slot -> owner a MOVED named
         self._stale = True
         self._refreshing: asyncio.Task[None] | None = None
 
     def stale(self) -> None:
         """Read the map again before the next connection uses it."""
+        self._stale = True
+
+    def moved(self, slot: int, host: str, port: int) -> None:
+        """A node answered MOVED: ``slot`` is served by ``host:port`` now (the
+        map is read again too, for the other slots that may have moved)."""
+        self._moved[slot] = (host, port)
         self._stale = True
 
     def masters(self) -> list[tuple[str, int]]:
@@ -78,6 +85,8 @@ class SlotMap:
 
     async def owner(self, slot: int) -> tuple[str, int]:
         """(host, port) of the master that owns ``slot``."""
+        if slot in self._moved:
+            return self._moved[slot]
         if self._stale or not self._ranges:
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.ensure_future(self._refresh())
@@ -131,9 +140,12 @@ class SlotMap:
         ranges.sort()
         self._ranges = ranges
         self._starts = [r[0] for r in ranges]
+        self._moved = {}
         self._stale = False
 
     def _lookup(self, slot: int) -> tuple[str, int]:
+        if slot in self._moved:
+            return self._moved[slot]
         i = bisect.bisect_right(self._starts, slot) - 1
         if i >= 0:
             start, end, host, port = self._ranges[i]
@@ -170,10 +182,18 @@ class _Pinned:
             raise await self._moved(exc) from exc
 
     async def _moved(self, exc: Exception) -> RedisConnectionError:
-        self.conveyor_slots.stale()
+        _note(self.conveyor_slots, self.conveyor_slot, exc)
         await self.disconnect()  # type: ignore[attr-defined]
         return RedisConnectionError(
             f"{self.host}:{self.port} does not serve slot {self.conveyor_slot} now ({exc})")
+
+
+def _note(slots: SlotMap, slot: int, exc: Exception) -> None:
+    """What a reply that sends us elsewhere says about the map."""
+    if isinstance(exc, MovedError) and exc.slot_id == slot:
+        slots.moved(slot, exc.host, int(exc.port))
+    else:
+        slots.stale()
 
 
 class _SyncPinned:
@@ -196,7 +216,7 @@ class _SyncPinned:
         try:
             return super().read_response(*args, **kwargs)  # type: ignore[misc]
         except _ELSEWHERE as exc:
-            self.conveyor_slots.stale()
+            _note(self.conveyor_slots, self.conveyor_slot, exc)
             self.disconnect()  # type: ignore[attr-defined]
             raise RedisConnectionError(
                 f"{self.host}:{self.port} does not serve slot {self.conveyor_slot} now "

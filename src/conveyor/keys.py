@@ -1,9 +1,15 @@
 """Every Redis key of a queue, built in one place.
 
 All keys of one queue share the hash tag ``{<queue>}`` so every script touches a
-single slot and a queue works unchanged on Redis Cluster::
+single slot, and on Redis Cluster a queue lives on the master of that slot
+(:mod:`conveyor._cluster`)::
 
     <prefix>:{<queue>}:<part>
+
+A queue name may open with its own hash tag, ``{<tag>}<rest>``; its keys are
+then ``<prefix>:{<tag>}<rest>:<part>``, in the slot of ``<tag>``: queues that
+share a tag share a slot, as the queues of a flow and a queue and its
+dead-letter queue must on a cluster (one script writes them).
 
 =================  ======  =====================================================
 part               type    contents
