@@ -158,15 +158,32 @@ def url_line(lines: Lines, prefix: str) -> str:
     raise AssertionError(f"no line starting with {prefix!r}")
 
 
-async def command_calls(redis: Any) -> dict[str, int]:
-    """Calls per command so far (``INFO commandstats``), over every node of a cluster."""
+async def node_info(redis: Any, section: str) -> list[dict[str, Any]]:
+    """``INFO <section>`` of the server, or of every node of a cluster."""
     if isinstance(redis, RedisClusterClient):
         await redis.initialize()  # its nodes are known once it ran a command
-        stats = [await redis.info("commandstats", target_nodes=node) for node in redis.get_nodes()]
+        return [await redis.info(section, target_nodes=node) for node in redis.get_nodes()]
+    return [await redis.info(section)]
+
+
+async def reset_stats(redis: Any) -> None:
+    """CONFIG RESETSTAT on the server, or on every node of a cluster."""
+    if isinstance(redis, RedisClusterClient):
+        await redis.initialize()
+        await redis.config_resetstat(target_nodes=RedisClusterClient.ALL_NODES)
     else:
-        stats = [await redis.info("commandstats")]
+        await redis.config_resetstat()
+
+
+async def commands_processed(redis: Any) -> int:
+    """Commands the server (every node of a cluster) ran since its stats were reset."""
+    return sum(int(info["total_commands_processed"]) for info in await node_info(redis, "stats"))
+
+
+async def command_calls(redis: Any) -> dict[str, int]:
+    """Calls per command so far (``INFO commandstats``), over every node of a cluster."""
     total: dict[str, int] = {}
-    for info in stats:
+    for info in await node_info(redis, "commandstats"):
         for key, value in info.items():
             name = key.removeprefix("cmdstat_")
             total[name] = total.get(name, 0) + int(value["calls"])
