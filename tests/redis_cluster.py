@@ -34,24 +34,24 @@ def _cluster_port() -> int:
 class RedisCluster:
     """Three ``redis-server --cluster-enabled yes`` children joined into one cluster."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, *, replica: bool = False) -> None:
+        """``replica``: one more node, a replica of the first master (for failovers)."""
         self.binary = find_redis_server()
         self.cli = shutil.which("redis-cli") or str(Path(self.binary).with_name("redis-cli"))
         self.ports = [_cluster_port() for _ in range(masters)]
         self._tmp = tempfile.TemporaryDirectory(prefix="conveyor-cluster-")
         self.dir = Path(self._tmp.name)
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.replica_port = _cluster_port() if replica else None
 
     @property
     def url(self) -> str:
         """``redis+cluster://`` URL naming every node."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
-    def node_url(self, port: int) -> str:
-        return f"redis://127.0.0.1:{port}/0"
-
     def start(self) -> None:
-        for port in self.ports:
+        extra = [] if self.replica_port is None else [self.replica_port]
+        for port in [*self.ports, *extra]:
             node_dir = self.dir / str(port)
             node_dir.mkdir()
             self.procs.append(subprocess.Popen(
@@ -62,7 +62,7 @@ class RedisCluster:
                 cwd=node_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             ))
-        for port in self.ports:
+        for port in [*self.ports, *extra]:
             self._wait(port, lambda client: client.ping())
         subprocess.run(
             [self.cli, "--cluster", "create",
@@ -70,7 +70,19 @@ class RedisCluster:
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=STARTUP_TIMEOUT,
         )
-        for port in self.ports:
+        if self.replica_port is not None:
+            first = f"127.0.0.1:{self.ports[0]}"
+            with redis_sync.Redis(host="127.0.0.1", port=self.ports[0]) as client:
+                master_id = client.execute_command("CLUSTER", "MYID").decode()
+            subprocess.run(
+                [self.cli, "--cluster", "add-node", f"127.0.0.1:{self.replica_port}", first,
+                 "--cluster-slave", "--cluster-master-id", master_id],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                timeout=STARTUP_TIMEOUT,
+            )
+            self._wait(self.replica_port, lambda client: client.info("replication").get(
+                "master_link_status") == "up")
+        for port in [*self.ports, *extra]:
             self._wait(port, lambda client: b"cluster_state:ok" in client.execute_command(
                 "CLUSTER", "INFO"))
 

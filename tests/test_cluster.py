@@ -275,3 +275,26 @@ async def test_close_leaves_a_shared_connector_open(cluster: RedisCluster) -> No
         # Another object can still use it: the queue did not close it.
         async with Queue(queue.name, connector) as again:
             assert await again.get_job_counts("waiting") == {"waiting": 1}
+
+
+async def test_a_queue_follows_a_failover_to_the_promoted_replica() -> None:
+    with RedisCluster(replica=True) as cluster:
+        name = next(n for n in (unique_queue_name() for _ in range(1000))
+                    if cluster.owner(QueueKeys("conveyor", n).base) == cluster.ports[0])
+        assert cluster.replica_port is not None
+        async with Queue(name, cluster.url) as queue:
+            first = await queue.add("a", 1)
+            promoted = aioredis.Redis(host="127.0.0.1", port=cluster.replica_port)
+            try:
+                await promoted.execute_command("CLUSTER", "FAILOVER")  # a planned one
+
+                async def took_over() -> bool:
+                    return (await promoted.info("replication"))["role"] == "master"
+
+                await wait_for(took_over, timeout=15)
+                # The old master now answers MOVED; the queue's connections follow.
+                second = await queue.add("b", 2)
+                assert await queue.get_job_counts("waiting") == {"waiting": 2}
+                assert await promoted.exists(queue.keys.job(second.id), queue.keys.job(first.id))
+            finally:
+                await promoted.aclose()
