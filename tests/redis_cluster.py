@@ -34,8 +34,11 @@ def _cluster_port() -> int:
 class RedisCluster:
     """Three ``redis-server --cluster-enabled yes`` children joined into one cluster."""
 
-    def __init__(self, masters: int = 3, *, replica: bool = False) -> None:
-        """``replica``: one more node, a replica of the first master (for failovers)."""
+    def __init__(self, masters: int = 3, *, replica: bool = False,
+                 password: str | None = None) -> None:
+        """``replica``: one more node, a replica of the first master (for
+        failovers); ``password``: every node requires it."""
+        self.password = password
         self.binary = find_redis_server()
         self.cli = shutil.which("redis-cli") or str(Path(self.binary).with_name("redis-cli"))
         self.ports = [_cluster_port() for _ in range(masters)]
@@ -47,7 +50,17 @@ class RedisCluster:
     @property
     def url(self) -> str:
         """``redis+cluster://`` URL naming every node."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        auth = "" if self.password is None else f":{self.password}@"
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def client(self, port: int, **options: Any) -> redis_sync.Redis:
+        """A plain blocking client of one node."""
+        return redis_sync.Redis(host="127.0.0.1", port=port, password=self.password, **options)
+
+    def _cli(self, *args: str) -> None:
+        auth = [] if self.password is None else ["-a", self.password, "--no-auth-warning"]
+        subprocess.run([self.cli, *auth, *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=STARTUP_TIMEOUT)
 
     def start(self) -> None:
         extra = [] if self.replica_port is None else [self.replica_port]
@@ -58,28 +71,22 @@ class RedisCluster:
                 [self.binary, "--port", str(port), "--bind", "127.0.0.1",
                  "--dir", str(node_dir), "--save", "", "--appendonly", "no",
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000", "--logfile", str(node_dir / "redis.log")],
+                 "--cluster-node-timeout", "5000", "--logfile", str(node_dir / "redis.log"),
+                 *([] if self.password is None else
+                   ["--requirepass", self.password, "--masterauth", self.password])],
                 cwd=node_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             ))
         for port in [*self.ports, *extra]:
             self._wait(port, lambda client: client.ping())
-        subprocess.run(
-            [self.cli, "--cluster", "create",
-             *(f"127.0.0.1:{port}" for port in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=STARTUP_TIMEOUT,
-        )
+        self._cli("--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+                  "--cluster-replicas", "0", "--cluster-yes")
         if self.replica_port is not None:
             first = f"127.0.0.1:{self.ports[0]}"
-            with redis_sync.Redis(host="127.0.0.1", port=self.ports[0]) as client:
+            with self.client(self.ports[0]) as client:
                 master_id = client.execute_command("CLUSTER", "MYID").decode()
-            subprocess.run(
-                [self.cli, "--cluster", "add-node", f"127.0.0.1:{self.replica_port}", first,
-                 "--cluster-slave", "--cluster-master-id", master_id],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                timeout=STARTUP_TIMEOUT,
-            )
+            self._cli("--cluster", "add-node", f"127.0.0.1:{self.replica_port}", first,
+                      "--cluster-slave", "--cluster-master-id", master_id)
             self._wait(self.replica_port, lambda client: client.info("replication").get(
                 "master_link_status") == "up")
         for port in [*self.ports, *extra]:
@@ -91,8 +98,7 @@ class RedisCluster:
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                with redis_sync.Redis(host="127.0.0.1", port=port, socket_timeout=1,
-                                      socket_connect_timeout=1) as client:
+                with self.client(port, socket_timeout=1, socket_connect_timeout=1) as client:
                     if ready(client):
                         return
             except redis.exceptions.RedisError as exc:
@@ -103,13 +109,13 @@ class RedisCluster:
     def flush(self) -> str:
         """FLUSHALL on every master; the cluster URL."""
         for port in self.ports:
-            with redis_sync.Redis(host="127.0.0.1", port=port) as client:
+            with self.client(port) as client:
                 client.flushall()
         return self.url
 
     def owner(self, key: str) -> int:
         """The port of the master that holds ``key``'s slot."""
-        with redis_sync.Redis(host="127.0.0.1", port=self.ports[0]) as client:
+        with self.client(self.ports[0]) as client:
             slot = int(client.execute_command("CLUSTER KEYSLOT", key))
             for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
                 if int(start) <= slot <= int(end):

@@ -278,13 +278,16 @@ async def test_close_leaves_a_shared_connector_open(cluster: RedisCluster) -> No
 
 
 async def test_a_queue_follows_a_failover_to_the_promoted_replica() -> None:
-    with RedisCluster(replica=True) as cluster:
+    # A cluster of its own (the failover swaps roles), with a password: our
+    # connections and our reads of the slot map authenticate.
+    with RedisCluster(replica=True, password="s3cret") as cluster:
         name = next(n for n in (unique_queue_name() for _ in range(1000))
                     if cluster.owner(QueueKeys("conveyor", n).base) == cluster.ports[0])
         assert cluster.replica_port is not None
         async with Queue(name, cluster.url) as queue:
             first = await queue.add("a", 1)
-            promoted = aioredis.Redis(host="127.0.0.1", port=cluster.replica_port)
+            promoted = aioredis.Redis(host="127.0.0.1", port=cluster.replica_port,
+                                      password=cluster.password)
             try:
                 await promoted.execute_command("CLUSTER", "FAILOVER")  # a planned one
 
