@@ -213,10 +213,12 @@ class Queue:
     def _register(self) -> None:
         """As Queue._register, on the blocking client."""
         if not self._queue._registered and self._client is not None:
-            if self._queue.connector.cluster:  # the registry is on another slot
-                _run(self._loop, self._queue._register())
-                return
-            self._client.sadd(registry_key(self._queue.prefix), self._queue.name)
+            key = registry_key(self._queue.prefix)
+            if self._queue.connector.cluster:  # the registry is in another slot
+                with self._queue.connector.sync_client(key) as client:  # type: ignore[union-attr]
+                    client.sadd(key, self._queue.name)
+            else:
+                self._client.sadd(key, self._queue.name)
             self._queue._registered = True
 
     @property
