@@ -7,10 +7,26 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 
 from conveyor import FlowProducer, Queue, Worker
 from helpers import StartWorker, unique_queue_name, workers_running
+from redis_cluster import RedisCluster
 from redis_server import RedisServer, flushed
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: run the test on one Redis server and on a 3-master Redis Cluster "
+        "(the redis_url fixture is parametrized: [server] and [cluster]); cluster(False) "
+        "opts a test of a marked module out")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("cluster")
+    # A test opts out of its module's mark with @pytest.mark.cluster(False).
+    if "redis_url" in metafunc.fixturenames and marker and marker.args != (False,):
+        metafunc.parametrize("backend", ["server", "cluster"], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -19,17 +35,42 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """URL of the private server, (re)started if a test killed it, and flushed."""
-    if not redis_server.running:
-        redis_server.start()
-    return flushed(redis_server)
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """Three masters, started the first time a test asks (see tests/redis_cluster.py)."""
+    with RedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+def backend(request: pytest.FixtureRequest) -> str:
+    """"server" (one Redis) or "cluster": what ``redis_url`` names."""
+    return str(getattr(request, "param", "server"))
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """URL of the private server, (re)started if a test killed it, and flushed;
+    for a test marked ``cluster``, also the private cluster's (flushed)."""
+    if backend == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.flush()
+    server: RedisServer = request.getfixturevalue("redis_server")
+    if not server.running:
+        server.start()
+    return flushed(server)
+
+
+@pytest.fixture
+async def redis(redis_url: str, backend: str, request: pytest.FixtureRequest
+                ) -> AsyncIterator[aioredis.Redis]:
+    """A plain client of the test's Redis; on the cluster a RedisCluster client
+    (single-key commands and same-slot multi-key ones work as on one server)."""
+    if backend == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        client: Any = RedisClusterClient(host="127.0.0.1", port=cluster.ports[0])
+    else:
+        client = aioredis.Redis.from_url(redis_url)
     try:
         yield client
     finally:

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster as RedisClusterClient
+
 from conveyor import Queue, Worker
 
 # start_worker(processor, **options) -> a running Worker (the ``start_worker`` fixture).
@@ -154,3 +156,35 @@ def url_line(lines: Lines, prefix: str) -> str:
             assert found, line
             return found[0]
     raise AssertionError(f"no line starting with {prefix!r}")
+
+
+async def node_info(redis: Any, section: str) -> list[dict[str, Any]]:
+    """``INFO <section>`` of the server, or of every node of a cluster."""
+    if isinstance(redis, RedisClusterClient):
+        await redis.initialize()  # its nodes are known once it ran a command
+        return [await redis.info(section, target_nodes=node) for node in redis.get_nodes()]
+    return [await redis.info(section)]
+
+
+async def reset_stats(redis: Any) -> None:
+    """CONFIG RESETSTAT on the server, or on every node of a cluster."""
+    if isinstance(redis, RedisClusterClient):
+        await redis.initialize()
+        await redis.config_resetstat(target_nodes=RedisClusterClient.ALL_NODES)
+    else:
+        await redis.config_resetstat()
+
+
+async def commands_processed(redis: Any) -> int:
+    """Commands the server (every node of a cluster) ran since its stats were reset."""
+    return sum(int(info["total_commands_processed"]) for info in await node_info(redis, "stats"))
+
+
+async def command_calls(redis: Any) -> dict[str, int]:
+    """Calls per command so far (``INFO commandstats``), over every node of a cluster."""
+    total: dict[str, int] = {}
+    for info in await node_info(redis, "commandstats"):
+        for key, value in info.items():
+            name = key.removeprefix("cmdstat_")
+            total[name] = total.get(name, 0) + int(value["calls"])
+    return total

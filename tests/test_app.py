@@ -22,6 +22,9 @@ from conveyor.inspection import Inspector
 from helpers import finished, wait_for, workers_running
 from redis_server import RedisServer
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 RunWorker = Callable[..., Worker]
 
 

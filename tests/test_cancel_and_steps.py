@@ -12,6 +12,9 @@ import redis.asyncio as aioredis
 from conveyor import Job, JobNotFoundError, JobStateError, Queue
 from helpers import StartWorker, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def _state(queue: Queue, job_id: str) -> str | None:
     return await queue.get_job_state(job_id)

@@ -121,6 +121,7 @@ def test_durations_shown(ms: int | None, text: str) -> None:
 # -- enqueue, list, show ---------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_enqueue_list_and_show(redis_url: str, queue_name: str) -> None:
     r = ("--redis", redis_url)
     out = ok("enqueue", queue_name, "send-welcome", "--data", '{"to": "ada@example.com"}',
@@ -232,6 +233,7 @@ def test_stats_without_queues(redis_url: str) -> None:
     assert "no queues found" in ok("stats", "--redis", redis_url)
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_stats_watch_refreshes_until_ctrl_c(redis_url: str, queue_name: str) -> None:
     ok("enqueue", queue_name, "hello", "--redis", redis_url)
     with process_lines([str(CONVEYOR), "stats", "--watch", "--interval", "0.2",
@@ -250,6 +252,7 @@ def test_stats_watch_refreshes_until_ctrl_c(redis_url: str, queue_name: str) -> 
 # -- actions ----------------------------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_failed_jobs_listed_shown_and_retried(redis_url: str, queue_name: str) -> None:
     finish_jobs(redis_url, queue_name, completed=1, failed=3)
     r = ("--redis", redis_url)
@@ -298,6 +301,7 @@ def test_bulk_actions_show_a_progress_bar_on_a_terminal(redis_url: str, queue_na
     assert f"removed 2500 waiting jobs from '{queue_name}'" in result.stdout
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_pause_resume_promote_remove(redis_url: str, queue_name: str) -> None:
     r = ("--redis", redis_url)
     ok("enqueue", queue_name, "later", "--delay", "1h", "--job-id", "d", *r)
@@ -312,6 +316,7 @@ def test_pause_resume_promote_remove(redis_url: str, queue_name: str) -> None:
     assert "not found" in one_line_error(cli("jobs", "show", queue_name, "w", *r))
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_queue_workers_and_schedulers(redis_url: str, queue_name: str) -> None:
     async def go() -> list[str]:
         async with Queue(queue_name, redis_url) as q:
@@ -402,6 +407,7 @@ def test_bad_redis_url_and_password_kept_out_of_messages() -> None:
 # -- long-running commands ---------------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_dashboard_serves_the_api_and_stops_on_ctrl_c(redis_url: str, queue_name: str) -> None:
     ok("enqueue", queue_name, "hello", "--redis", redis_url)
     argv = [str(CONVEYOR), "dashboard", "--port", "0", "--redis", redis_url]

@@ -162,6 +162,7 @@ def test_a_bad_app_is_one_line_and_a_failing_exit(
 # -- one process ------------------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_one_process_serves_every_queue_and_finishes_jobs_on_sigterm(
     spawn: Spawn, email: Queue, reports: Queue, redis_url: str
 ) -> None:

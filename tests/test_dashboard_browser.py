@@ -96,6 +96,7 @@ def no_horizontal_scroll(page: Page) -> bool:
 # -- the retry click-through ----------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_retrying_a_failed_job_from_its_page_runs_it_to_completion(
     dashboard: DashboardServer, page: Page
 ) -> None:
@@ -134,6 +135,7 @@ def test_retrying_a_failed_job_from_its_page_runs_it_to_completion(
 # -- overview -----------------------------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_overview_lists_every_queue_and_its_counts_update_live(
     dashboard: DashboardServer, page: Page
 ) -> None:

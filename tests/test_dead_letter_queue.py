@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import pytest
@@ -11,11 +10,14 @@ import pytest
 from conveyor import Job, Queue, ValidationError, Worker
 from helpers import StartWorker, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def test_an_exhausted_job_is_forwarded_and_handled_there(
     queue: Queue, redis_url: str, start_worker: StartWorker
 ) -> None:
-    dead_name = f"dead-{uuid.uuid4().hex[:8]}"
+    dead_name = f"{{{queue.name}}}dead"  # the slot of queue's keys (for a cluster)
     attempts_seen: list[int] = []
 
     def charge(job: Any) -> None:

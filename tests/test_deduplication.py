@@ -14,6 +14,9 @@ from conveyor._stream import decode_entry
 from conveyor.sync import Queue as SyncQueue
 from helpers import StartWorker, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def _events(redis: aioredis.Redis, queue: Queue, name: str) -> list[dict[str, Any]]:
     found = []

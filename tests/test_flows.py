@@ -13,6 +13,9 @@ from conveyor import FlowProducer, Job, JobStateError, Queue, ValidationError, W
 from conveyor.flows import FlowNode
 from helpers import StartWorker, running, unique_queue_name, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def _state_is(flow: FlowProducer, queue_name: str, job_id: str, state: str) -> bool:
     return await flow.queue(queue_name).get_job_state(job_id) == state
@@ -97,7 +100,9 @@ async def test_three_levels_run_leaves_first(
 
 
 async def test_children_in_other_queues(flow: FlowProducer, redis_url: str) -> None:
-    reports, fetchers, renderers = unique_queue_name(), unique_queue_name(), unique_queue_name()
+    # One hash tag: on a cluster the queues of a flow share a slot.
+    reports = unique_queue_name()
+    fetchers, renderers = f"{{{reports}}}fetchers", f"{{{reports}}}renderers"
 
     async def fetch(job: Job) -> Any:
         return {"rows": job.data["n"]}
@@ -216,7 +221,7 @@ async def test_by_default_a_failed_child_keeps_the_parent_waiting_until_retried(
 async def test_get_flow_shows_the_tree_with_states(
     flow: FlowProducer, queue_name: str, start_worker: StartWorker, redis_url: str
 ) -> None:
-    other = unique_queue_name()
+    other = f"{{{queue_name}}}other"  # the slot of queue_name's keys (for a cluster)
     await flow.add({
         "name": "root", "queue_name": queue_name, "opts": {"job_id": "root"},
         "children": [

@@ -10,6 +10,9 @@ import pytest
 from conveyor import Job, Queue, ValidationError
 from helpers import StartWorker, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def _completed(queue: Queue, n: int) -> bool:
     return (await queue.get_job_counts("completed"))["completed"] == n

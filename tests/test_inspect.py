@@ -18,7 +18,10 @@ from conveyor.inspection import (
     QueueNotFoundError,
     iso,
 )
-from helpers import StartWorker, finished, wait_for
+from helpers import StartWorker, commands_processed, finished, reset_stats, wait_for
+
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
@@ -358,11 +361,10 @@ async def test_a_dashboard_refresh_costs_the_same_for_3_or_3000_jobs(
 ) -> None:
     async def commands_of_a_refresh() -> int:
         await inspector.dashboard()  # warm: scripts loaded, queues listed once
-        await redis.config_resetstat()
+        await reset_stats(redis)
         await inspector.dashboard()
         await inspector.summaries()
-        stats = await redis.info("stats")
-        return int(stats["total_commands_processed"])
+        return await commands_processed(redis)
 
     await queue.add_bulk([{"name": "few", "delay": d} for d in (0, 0, 60_000)])
     few = await commands_of_a_refresh()

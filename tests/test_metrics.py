@@ -13,6 +13,9 @@ from conveyor import Job, Queue, UnrecoverableError, ValidationError
 from conveyor.metrics import KEPT_MINUTES, MINUTE_MS, Percentiles
 from helpers import StartWorker, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def test_counts_completed_and_failed_jobs_of_this_minute(
     queue: Queue, start_worker: StartWorker

@@ -10,6 +10,7 @@ import conveyor
 import conveyor.sync
 
 PUBLIC = {
+    "Connector",
     "Conveyor",
     "ConveyorError",
     "FlowProducer",

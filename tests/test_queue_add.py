@@ -15,6 +15,9 @@ from conveyor import Job, JobOptions, Queue, ValidationError, Worker
 from conveyor.keys import delayed_due
 from helpers import running, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def processing_order(redis_url: str, queue_name: str, expected: int) -> list[str]:
     """Run one worker (concurrency 1) until ``expected`` jobs ran; their ids in run order."""

@@ -19,7 +19,10 @@ from conveyor import (
     Worker,
 )
 from conveyor.options import DEFAULT_KEEP_COMPLETED, DEFAULT_KEEP_FAILED, Retention
-from helpers import running, wait_for
+from helpers import command_calls, running, wait_for
+
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
 
 
 class Recorder:
@@ -83,8 +86,7 @@ async def test_adds_land_while_paused(queue: Queue) -> None:
 async def idle_waits(redis: aioredis.Redis) -> int:
     """How many blocking waits for work (BZPOPMIN on the queue's marker) the server has
     run: an idle worker that does one more has looked at the queue once more."""
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_bzpopmin", {}).get("calls", 0))
+    return (await command_calls(redis)).get("bzpopmin", 0)
 
 
 async def test_worker_starts_nothing_while_paused(

@@ -13,6 +13,9 @@ import redis.asyncio as aioredis
 from conveyor import Job, Queue, QueueEvents, ValidationError, Worker
 from helpers import running, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 @contextlib.asynccontextmanager
 async def collecting(events: QueueEvents) -> AsyncIterator[list[dict[str, Any]]]:
@@ -151,6 +154,7 @@ async def test_events_with_a_shared_client(
     assert await redis.ping()  # a client we passed in is not closed for us
 
 
+@pytest.mark.cluster(False)  # builds a client from a plain URL
 async def test_events_with_a_decoding_client(queue: Queue, queue_name: str,
                                              redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)

@@ -48,6 +48,7 @@ async def failed_jobs(queue: Queue, start_worker: StartWorker, n: int) -> list[s
 # -- our own family -------------------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_queues_and_a_queue_summary(client: httpx.AsyncClient, queue: Queue) -> None:
     await queue.add("a")
     await queue.add("b", delay=60_000)
@@ -116,6 +117,7 @@ async def test_bad_params_and_bodies_are_422_naming_the_field(
                  "validation_error")["field"] == "pageSize"
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_enqueue_read_promote_retry_and_remove_a_job(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:
@@ -231,6 +233,7 @@ async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
     return await queue.get_job_state(job_id) == state
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_job_pages(client: httpx.AsyncClient, queue: Queue) -> None:
     ids = [(await queue.add("n", i)).id for i in range(7)]
     page = data(await client.get(f"{API}/queues/{queue.name}/jobs",
@@ -239,6 +242,7 @@ async def test_job_pages(client: httpx.AsyncClient, queue: Queue) -> None:
     assert [j["id"] for j in page["jobs"]] == ids[::-1][5:]
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_pause_resume_retry_all_and_clean(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:
@@ -258,6 +262,7 @@ async def test_pause_resume_retry_all_and_clean(
     assert all([await queue.get_job(i) is None for i in ids])
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_throughput_schedulers_and_workers(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker
 ) -> None:
@@ -283,6 +288,7 @@ async def _workers(client: httpx.AsyncClient, name: str) -> list[dict[str, Any]]
 # -- the BullMQ-seed family -------------------------------------------------------------
 
 
+@pytest.mark.cluster  # on one server and on a Redis Cluster
 async def test_seed_metrics_dead_letter_retry_clean_and_dashboard(
     client: httpx.AsyncClient, queue: Queue, start_worker: StartWorker, redis_url: str
 ) -> None:

@@ -20,6 +20,9 @@ from conveyor.sync import Queue as SyncQueue
 from helpers import StartWorker, wait_for
 from worker_proc import command, release_key, started_key
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
@@ -81,6 +84,7 @@ async def test_every_makes_one_job_per_interval_on_time(
     assert job is not None and job.name == "tick" and job.return_value == {"n": 1}
 
 
+@pytest.mark.cluster(False)  # slow, and nothing cluster-specific
 async def test_six_field_cron_runs_every_second(queue: Queue, start_worker: StartWorker) -> None:
     rec = Recorder()
     start_worker(rec)
@@ -142,6 +146,7 @@ def spawn(redis_url: str, queue_name: str, tmp_path: Path) -> Iterator[Any]:
             proc.wait()
 
 
+@pytest.mark.cluster(False)  # slow, and nothing cluster-specific
 async def test_two_worker_processes_run_each_slot_once(
     queue: Queue, redis: aioredis.Redis, spawn: Any
 ) -> None:
@@ -434,6 +439,7 @@ def test_sync_queue_upserts_lists_and_removes(redis_url: str, queue_name: str) -
         assert q.get_job_counts("delayed") == {"delayed": 0}
 
 
+@pytest.mark.cluster(False)  # slow, and nothing cluster-specific
 async def test_idle_worker_with_a_scheduler_costs_under_one_command_per_second(
     queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
 ) -> None:

@@ -25,6 +25,9 @@ from conveyor import Queue as AsyncQueue
 from conveyor.sync import Queue
 from helpers import wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture
 def queue(redis_url: str, queue_name: str) -> Iterator[Queue]:
@@ -33,9 +36,17 @@ def queue(redis_url: str, queue_name: str) -> Iterator[Queue]:
 
 
 @pytest.fixture
-def client(redis_url: str) -> Iterator[redis_sync.Redis]:
-    with redis_sync.Redis.from_url(redis_url) as c:
-        yield c
+def client(redis_url: str, backend: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A plain blocking client (on the cluster, a RedisCluster one)."""
+    if backend == "cluster":
+        from redis.cluster import RedisCluster as RedisClusterClient
+
+        port = request.getfixturevalue("redis_cluster").ports[0]
+        with RedisClusterClient(host="127.0.0.1", port=port) as c:
+            yield c
+    else:
+        with redis_sync.Redis.from_url(redis_url) as c:
+            yield c
 
 
 class ThreadedWorker:
@@ -351,6 +362,7 @@ def test_add_bulk_larger_than_one_script_call(queue: Queue, client: redis_sync.R
     assert waiting == [j.id for j in jobs[:2_050]] + [j.id for j in jobs[2_051:]]
 
 
+@pytest.mark.cluster(False)  # builds a client from a plain URL
 def test_queue_on_an_asyncio_client_adds_through_the_loop(
     redis_url: str, queue_name: str
 ) -> None:

@@ -28,6 +28,7 @@ JOB_ASYNC_ONLY = {
 }
 QUEUE_ASYNC_ONLY = {
     "client": "the asyncio Redis client; it works only on its own event loop",
+    "connector": "the asyncio clients' Connector; it works only on its own event loop",
     "keys": "key names for the asyncio scripts and clients (sync.Queue.queue.keys)",
     "scripts": "the asyncio scripts, bound to the asyncio client",
     "pipe_metrics": "queues reads on the caller's asyncio pipeline (the Prometheus scrape)",

@@ -14,7 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, Worker
-from helpers import StartWorker, queue_state_is, running, wait_for
+from helpers import StartWorker, command_calls, queue_state_is, running, wait_for
+
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
@@ -36,8 +39,7 @@ class Stats:
         self.base: dict[str, int] = {}
 
     async def _read(self) -> dict[str, int]:
-        info = await self.redis.info("commandstats")
-        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+        return await command_calls(self.redis)
 
     async def snapshot(self) -> None:
         self.base = await self._read()

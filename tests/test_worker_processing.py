@@ -11,6 +11,9 @@ import pytest
 from conveyor import Job, Queue, SyncJob, Worker
 from helpers import StartWorker, finished, wait_for
 
+# Each test runs on one Redis server and on a Redis Cluster (conftest.py).
+pytestmark = pytest.mark.cluster
+
 
 async def test_async_processor_return_value_is_stored(
     queue: Queue, start_worker: StartWorker

@@ -13,6 +13,7 @@
     await Worker("email", process, connection="redis://localhost:6379/0").run()
 """
 
+from ._cluster import Connector
 from .app import Conveyor, Task
 from .errors import (
     ConveyorError,
@@ -38,6 +39,7 @@ from .workers import WorkerInfo
 __version__ = "0.1.0"
 
 __all__ = [
+    "Connector",
     "Conveyor",
     "ConveyorError",
     "FlowProducer",

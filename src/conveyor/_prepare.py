@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
+from .keys import QueueKeys, tagged
 from .options import JobOptions, dump_data, parse_options, validate_job_name
 
 if TYPE_CHECKING:
@@ -35,7 +36,20 @@ def prepare_job(queue: QueueCore, name: object, data: Any, options: Mapping[str,
     if queue.default_job_options:
         options = {**queue.default_job_options, **options}
     opts, stored = parse_options(options)
+    if opts.dead_letter_queue is not None:
+        _refuse_cross_slot_dead_letter(queue, opts.dead_letter_queue)
     return name, dump_data(data, queue.max_data_bytes), opts, stored
+
+
+def _refuse_cross_slot_dead_letter(queue: QueueCore, target: str) -> None:
+    """On a cluster the script that fails a job adds its copy to the dead-letter
+    queue: both queues must share a hash slot."""
+    if not queue.connector.same_slot(queue.keys.base, QueueKeys(queue.prefix, target).base):
+        raise ValidationError("dead_letter_queue", (
+            f"queue {target!r} is in another Redis Cluster hash slot than {queue.name!r}; "
+            f"give both one hash tag, e.g. {tagged(queue.name, target)!r} and "
+            f"{tagged(target, queue.name)!r}"
+        ), target)
 
 
 def prepare_bulk(

@@ -16,6 +16,7 @@ from .keys import registry_key
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from ._cluster import Connector
     from ._scripts import Scripts
     from .keys import QueueKeys
 
@@ -27,6 +28,7 @@ class QueueCore:
 
     name: str
     prefix: str
+    connector: Connector
     client: Redis
     keys: QueueKeys
     scripts: Scripts
@@ -38,5 +40,6 @@ class QueueCore:
     async def _register(self) -> None:
         """Name this queue in the registry (once per Queue object: an add's cost)."""
         if not self._registered:
-            await self.client.sadd(registry_key(self.prefix), self.name)
+            key = registry_key(self.prefix)
+            await self.connector.client_for(key).sadd(key, self.name)
             self._registered = True

@@ -35,11 +35,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from . import tracing
 from ._attempt import Attempts
+from ._cluster import Connector, connect
 from ._schedule import MissedPolicy, check_scheduler_id, parse_schedule
-from .connection import REDIS_DOWN, AsyncClosing, Connection, make_client
+from .connection import REDIS_DOWN, AsyncClosing, Connection
 from .errors import UnrecoverableError, ValidationError
 from .job import Job
 from .keys import validate_prefix
@@ -171,8 +173,8 @@ class Conveyor(AsyncClosing):
         self.tracer_provider = tracer_provider
         self._tasks: dict[str, dict[str, Task[Any, Any]]] = {}  # queue -> name -> task
         self._schedules: dict[tuple[str, str], _Schedule] = {}
-        self._client: Redis | None = None
-        self._owns_client = False
+        self._connector: Connector | None = None
+        self._owns_connector = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queues: dict[str, Queue] = {}
         self._sync_queues: dict[str, sync.Queue] = {}
@@ -319,27 +321,27 @@ class Conveyor(AsyncClosing):
 
     def queue(self, name: str) -> Queue:
         """The :class:`~conveyor.Queue` ``name`` on the app's connection (one
-        client shared by every queue of the app, made on first use)."""
+        Connector shared by every queue of the app, made on first use)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             # A client belongs to the loop it first ran on (a script may call
             # asyncio.run() more than once): start afresh on a new loop.
-            self._client, self._loop, self._queues = None, loop, {}
-        if self._client is None:
-            self._client, self._owns_client = make_client(self.connection)
+            self._connector, self._loop, self._queues = None, loop, {}
+        if self._connector is None:
+            self._connector, self._owns_connector = connect(self.connection)
         queue = self._queues.get(name)
         if queue is None:
-            queue = self._queues[name] = Queue(name, self._client, prefix=self.prefix)
+            queue = self._queues[name] = Queue(name, self._connector, prefix=self.prefix)
         return queue
 
     def sync_queue(self, name: str) -> sync.Queue:
         """The blocking :class:`conveyor.sync.Queue` ``name`` (for ``enqueue_sync``)."""
         from . import sync
 
-        if isinstance(self.connection, Redis):
+        if isinstance(self.connection, Redis | RedisCluster | Connector):
             raise ValidationError(
                 "connection", "enqueue_sync needs a Conveyor made with a URL (or None): "
-                "a redis.asyncio client cannot be used from synchronous code"
+                "an asyncio client cannot be used from synchronous code"
             )
         with self._sync_lock:
             queue = self._sync_queues.get(name)
@@ -353,9 +355,9 @@ class Conveyor(AsyncClosing):
         """Close the connections the app opened."""
         for queue in self._queues.values():
             await queue.close()
-        if self._client is not None and self._owns_client:
-            await self._client.aclose()
-        self._client, self._queues = None, {}
+        if self._connector is not None and self._owns_connector:
+            await self._connector.aclose()
+        self._connector, self._queues = None, {}
         self.close_sync()
 
     def close_sync(self) -> None:

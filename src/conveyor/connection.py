@@ -7,25 +7,34 @@ import os
 import socket
 import threading
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, Union
 
 import hiredis
 import redis
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import parse_url as parse_sync_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as SyncRetry
 
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+
+    from ._cluster import Connector
+
 __all__ = [
     "DEFAULT_URL",
     "REDIS_DOWN",
     "Connection",
+    "client_options",
     "make_client",
     "make_sync_client",
+    "pooled_client",
+    "pooled_sync_client",
     "raise_if_cancelled",
     "socket_timeout",
     "time_ms",
@@ -43,7 +52,9 @@ KEEPALIVE_OPTIONS: dict[int, int] = {
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
     if (option := getattr(socket, name, None)) is not None
 }
-Connection = str | Redis | None
+#: What ``connection=`` takes: a URL (``redis+cluster://`` for Redis Cluster), a
+#: client, a ``RedisCluster`` client, a :class:`conveyor.Connector`, or None.
+Connection = Union[str, Redis, "RedisCluster", "Connector", None]
 #: What a call raises when Redis is away (refused, reset, timed out): loops that
 #: must outlive an outage catch these, log and try again.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -74,7 +85,7 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-def make_client(connection: Connection) -> tuple[Redis, bool]:
+def make_client(connection: str | Redis | None) -> tuple[Redis, bool]:
     """A client for ``connection`` and whether we own it (and so must close it).
 
     ``None`` means ``$CONVEYOR_REDIS_URL``, else ``redis://localhost:6379/0``.
@@ -85,14 +96,32 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
     if isinstance(connection, Redis):
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
-    pool = _WaitingPool.from_url(
-        url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url)
+    return pooled_client({**client_options(url), **parse_url(url)}), True
+
+
+def pooled_client(options: dict[str, Any], *mixins: type) -> Redis:
+    """A client with our pool, retry and connection behaviours for the server
+    that ``options`` (ConnectionPool keyword arguments) name; its connections'
+    class also derives from ``mixins`` (first)."""
+    pool = _WaitingPool(retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3),
+                        **options)
+    pool.connection_class = _our_connection(pool.connection_class, mixins)
+    return Redis.from_pool(pool)
+
+
+def pooled_sync_client(options: dict[str, Any], *mixins: type) -> redis.Redis:
+    """The blocking twin of :func:`pooled_client` (``options`` name a blocking
+    connection class, if any)."""
+    pool = _SyncWaitingPool(
+        retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **options
     )
-    pool.connection_class = _our_connection(pool.connection_class)
-    return Redis.from_pool(pool), True
+    if mixins:
+        base = pool.connection_class
+        pool.connection_class = type(base.__name__, (*mixins, base), {})
+    return redis.Redis.from_pool(pool)
 
 
-def make_sync_client(connection: Connection) -> redis.Redis | None:
+def make_sync_client(connection: str | Redis | None) -> redis.Redis | None:
     """A blocking client for the same server as ``connection`` (a URL or None), for
     conveyor.sync's hot calls; None when ``connection`` is an asyncio client, whose
     settings we cannot copy."""
@@ -100,13 +129,10 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
         return None
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
     # Threads beyond the pool's 100 connections wait for one instead of failing.
-    pool = _SyncWaitingPool.from_url(
-        url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url),
-    )
-    return redis.Redis.from_pool(pool)
+    return pooled_sync_client({**client_options(url), **parse_sync_url(url)})  # type: ignore[no-untyped-call]
 
 
-def _options(url: str) -> dict[str, Any]:
+def client_options(url: str) -> dict[str, Any]:
     """Settings of every client conveyor creates for ``url`` (but the retry,
     which differs in type). TCP keepalive is for TCP: redis-py's unix socket
     connections refuse its options."""
@@ -139,19 +165,6 @@ class AsyncClosing:
 
     async def close(self) -> None:
         raise NotImplementedError
-
-
-class ClientOwner(AsyncClosing):
-    """An async context manager over a client that closes it only if it opened
-    it (from a URL); a client passed in belongs to the caller and stays open."""
-
-    client: Redis
-    _owns_client: bool
-
-    async def close(self) -> None:
-        """Close the connection if this object opened it."""
-        if self._owns_client:
-            await self.client.aclose()
 
 
 class _WaitingPool(ConnectionPool):
@@ -261,10 +274,14 @@ class _BoundedHandshake:
                                     "handshake)") from None
 
 
-_our_classes: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+_our_classes: dict[tuple[type[AbstractConnection], tuple[type, ...]], type[AbstractConnection]] = {}
 
 
-def _our_connection(base: type[AbstractConnection]) -> type[AbstractConnection]:
-    if base not in _our_classes:
-        _our_classes[base] = type(base.__name__, (_BoundedHandshake, _HiredisPacking, base), {})
-    return _our_classes[base]
+def _our_connection(
+    base: type[AbstractConnection], mixins: tuple[type, ...] = ()
+) -> type[AbstractConnection]:
+    if (base, mixins) not in _our_classes:
+        _our_classes[base, mixins] = type(
+            base.__name__, (*mixins, _BoundedHandshake, _HiredisPacking, base), {}
+        )
+    return _our_classes[base, mixins]

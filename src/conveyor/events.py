@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._cluster import ConnectorOwner, connect
 from ._stream import decode_entry, text
-from .connection import ClientOwner, Connection, make_client, raise_if_cancelled
+from .connection import Connection, raise_if_cancelled
 from .keys import QueueKeys
 from .options import validate_queue_name
 
 __all__ = ["QueueEvents"]
 
 
-class QueueEvents(ClientOwner):
+class QueueEvents(ConnectorOwner):
     """Async iteration over a queue's events, as dicts::
 
         async for event in QueueEvents("email", connection=url):
@@ -40,8 +41,9 @@ class QueueEvents(ClientOwner):
         block: int = 5_000,
     ) -> None:
         self.name = validate_queue_name(queue_name)
-        self.client, self._owns_client = make_client(connection)
+        self.connector, self._owns_connector = connect(connection)
         self.key = QueueKeys(prefix, queue_name).events
+        self.client = self.connector.client_for(self.key)
         self.last_id = last_id
         self.block = block
 

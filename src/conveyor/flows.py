@@ -17,8 +17,10 @@ nothing. A node with children waits in its queue's ``waiting-children`` state;
 when its last child completes it moves to waiting (or delayed, prioritized, as
 its own options say) and its processor reads the children's return values with
 :meth:`Job.get_children_values`. Children may be in other queues than their
-parent, on the same Redis: a flow spanning queues needs one Redis server, not
-a cluster, because each queue's keys sit in their own hash slot.
+parent, on the same Redis. On a Redis Cluster the queues of one flow must
+share a hash slot, as one script writes them all: give them one hash tag
+(``{shop}orders``, ``{shop}emails``); a flow across slots is refused before
+anything is written.
 
 A child that fails for good (no attempts left):
 
@@ -37,13 +39,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._cluster import ConnectorOwner, connect
 from ._prepare import prepare_job
 from ._scripts import FlowJob
 from ._stream import text
-from .connection import ClientOwner, Connection, make_client
+from .connection import Connection
 from .errors import JobStateError, ValidationError
 from .job import Dependencies, Job
-from .keys import JobState, QueueKeys, parse_job_key, validate_prefix
+from .keys import JobState, QueueKeys, parse_job_key, tagged, validate_prefix
 from .options import JobOptions, check_int, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
@@ -85,12 +88,13 @@ class _Flat:
     has_children: bool
 
 
-class FlowProducer(ClientOwner):
+class FlowProducer(ConnectorOwner):
     """Adds flows (trees of parent and child jobs) and reads them back.
 
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed
     by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
-    Every queue of a flow is on this one connection, under ``prefix``.
+    Every queue of a flow is on this one connection, under ``prefix``; on a
+    Redis Cluster (see :class:`~conveyor.Connector`) they must share a hash slot.
     """
 
     def __init__(
@@ -102,7 +106,7 @@ class FlowProducer(ClientOwner):
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
     ) -> None:
         self.prefix = validate_prefix(prefix)
-        self.client, self._owns_client = make_client(connection)
+        self.connector, self._owns_connector = connect(connection)
         self.events_maxlen = events_maxlen
         self.max_data_bytes = max_data_bytes
         self._queues: dict[tuple[str, str], Queue] = {}
@@ -115,7 +119,7 @@ class FlowProducer(ClientOwner):
         prefix = self.prefix if prefix is None else prefix
         found = self._queues.get((prefix, name))
         if found is None:
-            found = Queue(name, self.client, prefix=prefix, events_maxlen=self.events_maxlen,
+            found = Queue(name, self.connector, prefix=prefix, events_maxlen=self.events_maxlen,
                           max_data_bytes=self.max_data_bytes)
             self._queues[(prefix, name)] = found
         return found
@@ -153,6 +157,7 @@ class FlowProducer(ClientOwner):
         queues: dict[QueueKeys, int] = {}
         for node in flat:
             queues.setdefault(node.queue.keys, len(queues) + 1)
+        self._refuse_cross_slot(flat, paths)
         jobs: list[FlowJob] = [
             (node.parent, queues[node.queue.keys], node.opts.job_id or "", node.name,
              node.data_json, node.opts_json, node.opts.delay, node.opts.priority,
@@ -233,6 +238,18 @@ class FlowProducer(ClientOwner):
         for i, child in enumerate(children):
             self._flatten(child, f"{path}children[{i}].", index, out, paths)
 
+    def _refuse_cross_slot(self, flat: Sequence[_Flat], paths: Sequence[str]) -> None:
+        """On a cluster, one script writes the whole flow: its queues must share a slot."""
+        first = flat[0].queue
+        for node, path in zip(flat, paths, strict=True):
+            if not self.connector.same_slot(first.keys.base, node.queue.keys.base):
+                raise ValidationError(f"{path}.queue_name" if path else "queue_name", (
+                    f"queues {first.name!r} and {node.queue.name!r} of one flow are in "
+                    "different Redis Cluster hash slots; give them one hash tag, e.g. "
+                    f"{tagged(first.name, node.queue.name)!r} and "
+                    f"{tagged(node.queue.name, first.name)!r}"
+                ), node.queue.name)
+
     # -- reading ------------------------------------------------------------
 
     async def get_flow(
@@ -254,7 +271,7 @@ class FlowProducer(ClientOwner):
         if depth == 0:
             return node
         keys = job.queue.keys
-        async with self.client.pipeline(transaction=True) as pipe:
+        async with job.queue.client.pipeline(transaction=True) as pipe:
             pipe.smembers(keys.dependencies(job.id))
             pipe.hkeys(keys.processed(job.id))
             pipe.hkeys(keys.failed_children(job.id))

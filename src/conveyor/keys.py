@@ -1,9 +1,15 @@
 """Every Redis key of a queue, built in one place.
 
 All keys of one queue share the hash tag ``{<queue>}`` so every script touches a
-single slot and a queue works unchanged on Redis Cluster::
+single slot, and on Redis Cluster a queue lives on the master of that slot
+(:mod:`conveyor._cluster`)::
 
     <prefix>:{<queue>}:<part>
+
+A queue name may open with its own hash tag, ``{<tag>}<rest>``; its keys are
+then ``<prefix>:{<tag>}<rest>:<part>``, in the slot of ``<tag>``: queues that
+share a tag share a slot, as the queues of a flow and a queue and its
+dead-letter queue must on a cluster (one script writes them).
 
 =================  ======  =====================================================
 part               type    contents
@@ -117,6 +123,7 @@ __all__ = [
     "delayed_due",
     "glob_escape",
     "registry_key",
+    "tagged",
     "validate_job_id",
     "validate_prefix",
     "validate_queue_name",
@@ -161,7 +168,10 @@ class QueueKeys:
 
     @property
     def base(self) -> str:
-        """Common prefix of every key of this queue, ending in ``:``."""
+        """Common prefix of every key of this queue, ending in ``:``: the name
+        in braces, or as it is when it carries its own hash tag (``{tag}rest``)."""
+        if self.queue.startswith("{"):
+            return f"{self.prefix}:{self.queue}:"
         return f"{self.prefix}:{{{self.queue}}}:"
 
     def key(self, part: str) -> str:
@@ -307,15 +317,39 @@ _STATE_PARTS: dict[str, str] = {
 STATES: tuple[str, ...] = tuple(_STATE_PARTS)
 
 
+def tagged(name: str, other: str) -> str:
+    """``name`` with the hash tag of ``other`` (else ``{tag}``), for messages
+    that suggest one; a name with a tag keeps its own."""
+    if name.startswith("{"):
+        return name
+    tag = other[:other.find("}") + 1] if other.startswith("{") else "{tag}"
+    return tag + name
+
+
 def registry_key(prefix: str) -> str:
     """The set of every queue name under ``prefix`` (see the table above)."""
     return f"{prefix}:queues"
 
 
+def parse_queue_key(key: str) -> tuple[str, str, str]:
+    """A key of a queue -> (prefix, queue, part): ``<prefix>:{<queue>}:<part>``,
+    or ``<prefix>:{<tag>}<rest>:<part>`` for a name with its own hash tag.
+    Raises ValueError for any other key."""
+    prefix, brace, rest = key.partition(":{")  # a prefix holds no braces
+    close = rest.find("}")
+    if not brace or close < 0:
+        raise ValueError(f"not a queue key: {key!r}")
+    if rest[close + 1:close + 2] == ":":
+        return prefix, rest[:close], rest[close + 2:]
+    name, colon, part = rest.partition(":")  # a name holds no ':'
+    if not colon:
+        raise ValueError(f"not a queue key: {key!r}")
+    return prefix, "{" + name, part
+
+
 def parse_job_key(key: str) -> tuple[str, str, str]:
     """``<prefix>:{<queue>}:job:<id>`` (say, a flow child's key) -> (prefix, queue, id)."""
-    prefix, _, rest = key.partition(":{")
-    queue, _, part = rest.partition("}:")
+    prefix, queue, part = parse_queue_key(key)
     if not part.startswith("job:"):
         raise ValueError(f"not a job key: {key!r}")
     return prefix, queue, part[4:]
@@ -349,7 +383,8 @@ def glob_escape(value: str) -> str:
 #: would look alike), line and paragraph separators, surrogates, private-use
 #: and unassigned code points (no glyph anyone can check).
 _INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-#: ':', '{' and '}' would break key names; '/' the REST API's paths.
+#: ':', '{' and '}' would break key names (but a leading hash tag); '/' the REST
+#: API's paths.
 _NOT_IN_QUEUE_NAMES = frozenset(":{}/")
 
 
@@ -357,7 +392,11 @@ def validate_queue_name(name: object) -> str:
     """``name`` if it can name a queue, else a ValidationError on ``name`` saying
     which character is refused: a non-empty string of at most
     :data:`MAX_QUEUE_NAME` characters, without ':', '/', '{', '}', whitespace, or
-    control, invisible format, private-use or unassigned characters."""
+    control, invisible format, private-use or unassigned characters.
+
+    One exception: a name may open with its own hash tag, ``{tag}rest`` (tag and
+    rest non-empty), so that queues sharing the tag share a Redis Cluster slot
+    (what a flow across queues, or a dead-letter queue, needs there)."""
     if not isinstance(name, str) or not name:
         raise ValidationError("name", f"queue name must be a non-empty string, got {name!r}")
     if len(name) > MAX_QUEUE_NAME:
@@ -366,15 +405,30 @@ def validate_queue_name(name: object) -> str:
         _NOT_IN_QUEUE_NAMES.isdisjoint(name)
     ):
         return name
+    close = name.find("}")
+    if name.startswith("{") and close > 1 and len(name) > close + 1:
+        # {tag}rest: tag and rest as any name (so neither holds a brace)
+        parts = (name[1:close], name[close + 1:])
+        if all(_is_plain_name(part) for part in parts):
+            return name
     for char in name:
         if char in _NOT_IN_QUEUE_NAMES or char.isspace() or (
             unicodedata.category(char) in _INVISIBLE
         ):
             raise ValidationError("name", (
                 f"queue name {name!r} may not contain {_describe(char)} (refused: ':', '/', "
-                "'{', '}', whitespace, control and invisible characters)"
+                "'{', '}' (but a leading hash tag: '{tag}name'), whitespace, control and "
+                "invisible characters)"
             ), name)
     return name
+
+
+def _is_plain_name(name: str) -> bool:
+    """Whether ``name`` is a queue name without a hash tag of its own."""
+    try:
+        return validate_queue_name(name) == name and "{" not in name
+    except ValidationError:
+        return False
 
 
 def _describe(char: str) -> str:

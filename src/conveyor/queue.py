@@ -9,12 +9,13 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from ._cluster import ConnectorOwner, connect
 from ._corrupt import not_a_hash, unreadable_job
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
 from ._scripts import Scripts
 from ._stream import text
 from .admin import QueueAdmin
-from .connection import ClientOwner, Connection, make_client
+from .connection import Connection
 from .groups import QueueGroups
 from .job import Job, read_fields, with_lock
 from .keys import STATES, JobState, QueueKeys, validate_prefix
@@ -47,11 +48,13 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
-class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups):
+class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups):
     """A named queue on Redis: add jobs, read them, and administer the queue.
 
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed
-    by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
+    by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``;
+    for Redis Cluster a ``redis+cluster://host:port,...`` URL, a ``RedisCluster``
+    client or a :class:`~conveyor.Connector` (see :class:`~conveyor.Connector`).
     ``default_job_options`` apply to every ``add`` unless the call overrides them.
     """
 
@@ -71,8 +74,10 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
         check_count("events_maxlen", events_maxlen, 0)
         check_count("keep_logs", keep_logs, 0)
         check_count("max_data_bytes", max_data_bytes, 1)
-        self.client, self._owns_client = make_client(connection)
+        self.connector, self._owns_connector = connect(connection)
         self.keys = QueueKeys(prefix, name)
+        #: The client of this queue's keys (on a cluster, their slot's master).
+        self.client = self.connector.client_for(self.keys.base)
         self.scripts = Scripts(self.client, self.keys, events_maxlen)
         self.keep_logs = keep_logs
         self.max_data_bytes = max_data_bytes

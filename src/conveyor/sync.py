@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
 from ._scripts import blocking_add_jobs
-from .connection import Connection, make_sync_client
+from .connection import Connection
 from .keys import registry_key
 from .options import OPTION_NAMES
 
@@ -185,7 +185,7 @@ class Queue:
         self._queue = _run(self._loop, create())
         # Adding is what a web request does: it goes straight to Redis on a
         # blocking client, not through the background loop (a thread hop each way).
-        self._client = make_sync_client(connection)
+        self._client = self._queue.connector.sync_client(self._queue.keys.base)
         self._add_jobs = (
             None if self._client is None else blocking_add_jobs(self._client)
         )
@@ -213,7 +213,12 @@ class Queue:
     def _register(self) -> None:
         """As Queue._register, on the blocking client."""
         if not self._queue._registered and self._client is not None:
-            self._client.sadd(registry_key(self._queue.prefix), self._queue.name)
+            key = registry_key(self._queue.prefix)
+            if self._queue.connector.cluster:  # the registry is in another slot
+                with self._queue.connector.sync_client(key) as client:  # type: ignore[union-attr]
+                    client.sadd(key, self._queue.name)
+            else:
+                self._client.sadd(key, self._queue.name)
             self._queue._registered = True
 
     @property

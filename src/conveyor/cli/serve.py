@@ -139,14 +139,15 @@ def _dashboard_token(token: str | None, token_file: Path | None) -> str | None:
 
 
 def _ping(target: Target) -> None:
-    from ..connection import make_client
+    from .._cluster import Connector
+    from ..keys import registry_key
 
     async def ping() -> None:
-        client, _ = make_client(target.url)
+        connector = Connector(target.url)
         try:
-            await client.ping()
+            await connector.client_for(registry_key(target.prefix)).ping()
         finally:
-            await client.aclose()
+            await connector.aclose()
 
     run(target, ping())
 

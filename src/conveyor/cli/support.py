@@ -32,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.text import Text
 
+from .._cluster import CLUSTER_SCHEMES, Connector
 from ..connection import DEFAULT_URL
 from ..errors import ConveyorError
 
@@ -64,7 +65,7 @@ T = TypeVar("T")
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
 #: Width of tables written to a pipe or a file.
 PIPED_WIDTH = 200
 
@@ -176,10 +177,14 @@ def check_url(url: str) -> str:
     # Not urlsplit: it raises on a '[' or ']' (an IPv6 host to it) in a raw password.
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
-        problem = "redis://host:port/db, rediss://... or unix://..."
+        problem = ("redis://host:port/db, rediss://..., unix://... or "
+                   "redis+cluster://host:port,host:port")
     else:
         try:
-            parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            if scheme in CLUSTER_SCHEMES:
+                Connector(url)  # reads the URL; connects on first use only
+            else:
+                parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         except ValueError as exc:
             # redis-py's words quote the piece it could not read, which may be
             # part of a password typed unencoded.

@@ -16,10 +16,11 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .._cluster import ConnectorOwner, connect, pipelined
 from .._render import epoch_ms, iso
 from .._stream import text
 from ..admin import BATCH, CLEANABLE_STATES
-from ..connection import ClientOwner, Connection, make_client, time_ms
+from ..connection import Connection, time_ms
 from ..errors import ConveyorError, JobNotFoundError, ValidationError
 from ..job import Job
 from ..keys import (
@@ -28,6 +29,7 @@ from ..keys import (
     JobState,
     delayed_due,
     glob_escape,
+    parse_queue_key,
     registry_key,
     validate_prefix,
 )
@@ -78,11 +80,12 @@ class QueueNotFoundError(ConveyorError, LookupError):
 # -- the inspector --------------------------------------------------------------------
 
 
-class Inspector(ClientOwner):
+class Inspector(ConnectorOwner):
     """Reads and administers the queues under one prefix on one Redis.
 
-    ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed)
-    or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
+    ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed),
+    a Redis Cluster (see :class:`~conveyor.Connector`) or ``None`` for
+    ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
     ``queues`` are listed even before anything names them in the registry.
     Methods taking a queue name raise :class:`QueueNotFoundError` for a queue
     that does not exist, and :class:`JobNotFoundError` for a missing job.
@@ -98,7 +101,10 @@ class Inspector(ClientOwner):
         thresholds: HealthThresholds | None = None,
     ) -> None:
         self.prefix = validate_prefix(prefix)
-        self.client, self._owns_client = make_client(connection)
+        self.connector, self._owns_connector = connect(connection)
+        self._registry = registry_key(self.prefix)
+        #: The client of the registry (on a cluster, its slot's master).
+        self.client = self.connector.client_for(self._registry)
         self.explicit_queues = [validate_queue_name(name) for name in queues or ()]
         self.thresholds = thresholds or HealthThresholds()
         self._queues: dict[str, Queue] = {}
@@ -111,14 +117,14 @@ class Inspector(ClientOwner):
         """The :class:`Queue` ``name`` (cached; all share this inspector's client)."""
         found = self._queues.get(name)
         if found is None:
-            found = self._queues[name] = Queue(name, self.client, prefix=self.prefix)
+            found = self._queues[name] = Queue(name, self.connector, prefix=self.prefix)
         return found
 
     async def queue_names(self) -> list[str]:
         """Every known queue, sorted: the registry and the queues named explicitly.
         While the registry is empty (queues made before it existed), the first
         call runs :meth:`discover`."""
-        members = await self.client.smembers(registry_key(self.prefix))
+        members = await self.client.smembers(self._registry)
         if not members and not self._discovered:
             return await self.discover()
         return sorted({text(m) for m in members} | set(self.explicit_queues))
@@ -127,19 +133,22 @@ class Inspector(ClientOwner):
         """SCAN once for queues missing from the registry, add them to it, and
         return every known queue (sorted)."""
         found: set[str] = set()
-        head = self.prefix + ":{"
-        # One pass over the keyspace for the meta, events and id keys of any queue.
-        async for raw in self.client.scan_iter(match=f"{glob_escape(head)}*}}:[mei][evd]*",
-                                               count=BATCH):
-            key = text(raw)
-            for tail in ("}:meta", "}:events", "}:id"):
-                name = key[len(head):-len(tail)]
-                if key.endswith(tail) and _valid_name(name):
+        # One pass over the keyspace (of each master) for the meta, events and
+        # id keys of any queue.
+        match = f"{glob_escape(self.prefix)}:{{*:[mei][evd]*"
+        for client in await self.connector.node_clients():
+            async for raw in client.scan_iter(match=match, count=BATCH):
+                try:
+                    prefix, name, part = parse_queue_key(text(raw))
+                except ValueError:
+                    continue
+                if prefix == self.prefix and part in ("meta", "events", "id") and (
+                        _valid_name(name)):
                     found.add(name)
         if found:
-            await self.client.sadd(registry_key(self.prefix), *sorted(found))
+            await self.client.sadd(self._registry, *sorted(found))
         self._discovered = True
-        members = await self.client.smembers(registry_key(self.prefix))
+        members = await self.client.smembers(self._registry)
         return sorted({text(m) for m in members} | found | set(self.explicit_queues))
 
     async def _existing(self, name: str) -> Queue:
@@ -150,12 +159,16 @@ class Inspector(ClientOwner):
         if name in self.explicit_queues:
             return queue
         k = queue.keys
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.sismember(registry_key(self.prefix), name)
-            pipe.exists(k.meta, k.id, k.events, k.wait, k.prioritized, k.delayed, k.active,
-                        k.completed, k.failed, k.state_key("waiting-children"),
-                        k.schedulers, k.workers)
-            registered, keys = await pipe.execute()
+        registered, keys = await pipelined([
+            (self.client, lambda pipe: pipe.sismember(self._registry, name)),
+            (queue.client, lambda pipe: pipe.exists(
+                k.meta, k.id, k.events, k.wait, k.prioritized, k.delayed, k.active,
+                k.completed, k.failed, k.state_key("waiting-children"), k.schedulers,
+                k.workers)),
+        ])
+        for reply in (registered, keys):
+            if isinstance(reply, Exception):
+                raise reply
         if not registered and not keys:
             raise QueueNotFoundError(name)
         return queue
@@ -166,7 +179,7 @@ class Inspector(ClientOwner):
         """Counts, workers, rates and timings of one queue."""
         queue = await self._existing(name)
         k = queue.keys
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with queue.client.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.hmget(k.meta, ["paused", "concurrency"])
             pipe.zrevrange(k.completed, 0, 0, withscores=True)
@@ -225,8 +238,8 @@ class Inspector(ClientOwner):
         state, logs, logs_total, delayed_score = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
-            self.client.llen(queue.keys.logs(job_id)),
-            self.client.zscore(queue.keys.delayed, job_id),
+            queue.client.llen(queue.keys.logs(job_id)),
+            queue.client.zscore(queue.keys.delayed, job_id),
         )
         due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
@@ -254,7 +267,7 @@ class Inspector(ClientOwner):
         if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         queue = await self._existing(name)
-        total = int(await self.client.zcard(queue.keys.state_key(state)))
+        total = int(await queue.client.zcard(queue.keys.state_key(state)))
 
         def report(done: int) -> None:
             if progress is not None:
@@ -282,8 +295,8 @@ class Inspector(ClientOwner):
             check_int("limit", limit, 1)
         queue = await self._existing(name)
         key = queue.keys.state_key(state)
-        present = await (self.client.llen(key) if state == JobState.WAITING
-                         else self.client.zcard(key))
+        present = await (queue.client.llen(key) if state == JobState.WAITING
+                         else queue.client.zcard(key))
         # Bounded by what was there at the start, so a busy queue cannot keep it going.
         total = int(present) if limit is None else min(limit, int(present))
         if not total:
@@ -361,7 +374,7 @@ class Inspector(ClientOwner):
         minutes (this one included), oldest first."""
         check_int("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
         queue = await self._existing(name)
-        now = time_ms(await self.client.time())
+        now = time_ms(await queue.client.time())
         since = now - (minutes - 1) * MINUTE_MS
         completed, failed = await asyncio.gather(
             queue.get_metrics("completed", since, now), queue.get_metrics("failed", since, now)
@@ -382,8 +395,9 @@ class Inspector(ClientOwner):
     async def _stalled(self, summary: QueueSummary) -> bool:
         """Has the oldest waiting job waited stalled_minutes with no job completed since?"""
         window = self.thresholds.stalled_minutes * MINUTE_MS
-        k = self.queue(summary.name).keys
-        async with self.client.pipeline(transaction=False) as pipe:
+        queue = self.queue(summary.name)
+        k = queue.keys
+        async with queue.client.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.lrange(k.wait, 0, 0)
             pipe.lrange(k.wait, -1, -1)
@@ -395,7 +409,7 @@ class Inspector(ClientOwner):
         ids = {text(i) for found in ends for i in found}
         if not ids:
             return False
-        async with self.client.pipeline(transaction=False) as pipe:
+        async with queue.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hget(k.job(job_id), "ts")
             replies = await pipe.execute(raise_on_error=False)
@@ -413,7 +427,7 @@ class Inspector(ClientOwner):
     async def _alerts(self, summaries: Sequence[QueueSummary]) -> list[dict[str, Any]]:
         """The ALERTS newest failed jobs over all queues (2 pipelined round trips)."""
         with_failures = [s.name for s in summaries if s.counts["failed"]]
-        return await read_alerts(self.client, self.queue, with_failures, ALERTS)
+        return await read_alerts(self.queue, with_failures, ALERTS)
 
 
 # -- helpers ------------------------------------------------------------------------------

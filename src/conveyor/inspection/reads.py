@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 
+from .._cluster import pipelined
 from .._corrupt import not_a_hash, unreadable_job
 from .._render import iso
 from .._stream import text
@@ -23,7 +24,7 @@ from ..keys import JobState, delayed_due
 from .views import JobSummary
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
 
     from ..queue import Queue
 
@@ -62,17 +63,21 @@ async def read_page(
 
 
 async def read_alerts(
-    client: Redis, queue: Callable[[str], Queue], names: Sequence[str], most: int
+    queue: Callable[[str], Queue], names: Sequence[str], most: int
 ) -> list[dict[str, Any]]:
     """The ``most`` newest failed jobs over the queues ``names``: {"queue", "id",
     "name", "reason", "reason_truncated", "failed_on", "failed_on_ms"} (a
-    pipeline, then one script call per queue, concurrently)."""
+    pipeline per Redis node, then one script call per queue, concurrently)."""
     if not names:
         return []
-    async with client.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.zrevrange(queue(name).keys.failed, 0, most - 1, withscores=True)
-        ranges = await pipe.execute()
+    def newest_of(key: str) -> Callable[[Pipeline], Any]:
+        return lambda pipe: pipe.zrevrange(key, 0, most - 1, withscores=True)
+
+    ranges = await pipelined([(queue(name).client, newest_of(queue(name).keys.failed))
+                              for name in names])
+    for found in ranges:
+        if isinstance(found, Exception):
+            raise found
     newest = sorted(
         ((int(score), name, text(job_id))
          for name, found in zip(names, ranges, strict=True)

@@ -12,6 +12,22 @@ local function job_fields(key, ...)
   return found
 end
 
+-- A queue's key base: `<prefix>:{<queue>}:`, or `<prefix>:<queue>:` for a name
+-- that carries its own hash tag (`{tag}rest`, see conveyor.keys).
+local function queue_base(prefix, queue)
+  if string.sub(queue, 1, 1) == '{' then
+    return prefix .. ':' .. queue .. ':'
+  end
+  return prefix .. ':{' .. queue .. '}:'
+end
+
+-- A key base -> its prefix and queue name (the inverse of queue_base; a prefix
+-- holds no braces).
+local function queue_of_base(base)
+  local prefix, rest = string.match(base, '^(.-):({.*):$')
+  return prefix, string.match(rest, '^{([^{}]*)}$') or rest
+end
+
 -- Milliseconds since the epoch by Redis' own clock: one clock for every
 -- producer and worker, whatever their hosts say.
 local function now_ms()

@@ -2,6 +2,8 @@
 -- option dead_letter_queue): a new job in that queue (same Redis; its keys are
 -- in another hash slot) with the same name and data, and `dlq` = where it
 -- came from and why it failed. The failed job stays in its own failed set.
+-- On a cluster the two queues must share a slot (a queue name with its own
+-- hash tag, `{tag}name`): the add refuses a dead-letter queue that does not.
 
 local function forward_to_dead_letter(base, job_key, id, opts_json, reason, made, now, maxlen)
   if not opts_json or not string.find(opts_json, 'dead_letter_queue', 1, true) then
@@ -12,8 +14,8 @@ local function forward_to_dead_letter(base, job_key, id, opts_json, reason, made
   if type(target) ~= 'string' then
     return
   end
-  local prefix, queue = string.match(base, '^(.*):{([^}]*)}:$')
-  local other = prefix .. ':{' .. target .. '}:'
+  local prefix, queue = queue_of_base(base)
+  local other = queue_base(prefix, target)
   local new_id, new_key
   repeat
     new_id = tostring(redis.call('INCR', other .. 'id'))

@@ -9,9 +9,10 @@
 -- different queues (same Redis, other hash slots): the parent's queue keys are
 -- built from the parent's key.
 
--- `<prefix>:{<queue>}:job:<id>` -> the queue's key base, the job id.
+-- `<prefix>:{<queue>}:job:<id>` (or `<prefix>:{<tag>}<rest>:job:<id>`) -> the
+-- queue's key base, the job id (ids hold no ':').
 local function flow_key_parts(job_key)
-  return string.match(job_key, '^(.-}:)job:([^:]+)$')
+  return string.match(job_key, '^(.*:)job:([^:]+)$')
 end
 
 -- The parent's last child is done: from waiting-children to its queue's wait
@@ -85,7 +86,7 @@ local function flow_fail_parent(pkey, child_key, reason, now, maxlen)
     return
   end
   local cbase, cid = flow_key_parts(child_key)
-  local why = 'child ' .. string.match(cbase, '{([^}]*)}') .. ':' .. cid .. ' failed: ' .. reason
+  local why = 'child ' .. select(2, queue_of_base(cbase)) .. ':' .. cid .. ' failed: ' .. reason
   local job = redis.call('HMGET', pkey, 'par', 'opts', 'atm')
   redis.call('HSET', pkey, 'fr', why, 'fon', now)
   redis.call('ZADD', pbase .. 'failed', now, pid)

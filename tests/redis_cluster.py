@@ -1,0 +1,147 @@
+"""The test suite's private Redis Cluster: three masters (no replicas) on free
+ports, made with ``redis-cli --cluster create``, started once per session and
+only when a test asks for it (see the ``cluster`` fixture in conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis as redis_sync
+import redis.exceptions
+
+from conveyor.embedded import find_redis_server, free_port
+
+__all__ = ["RedisCluster"]
+
+STARTUP_TIMEOUT = 30.0
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a port too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535:
+            return port
+
+
+class RedisCluster:
+    """Three ``redis-server --cluster-enabled yes`` children joined into one cluster."""
+
+    def __init__(self, masters: int = 3, *, replica: bool = False,
+                 password: str | None = None) -> None:
+        """``replica``: one more node, a replica of the first master (for
+        failovers); ``password``: every node requires it."""
+        self.password = password
+        self.binary = find_redis_server()
+        self.cli = shutil.which("redis-cli") or str(Path(self.binary).with_name("redis-cli"))
+        self.ports = [_cluster_port() for _ in range(masters)]
+        self._tmp = tempfile.TemporaryDirectory(prefix="conveyor-cluster-")
+        self.dir = Path(self._tmp.name)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.replica_port = _cluster_port() if replica else None
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` URL naming every node."""
+        auth = "" if self.password is None else f":{self.password}@"
+        return f"redis+cluster://{auth}" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    def client(self, port: int, **options: Any) -> redis_sync.Redis:
+        """A plain blocking client of one node."""
+        return redis_sync.Redis(host="127.0.0.1", port=port, password=self.password, **options)
+
+    def _cli(self, *args: str) -> None:
+        auth = [] if self.password is None else ["-a", self.password, "--no-auth-warning"]
+        subprocess.run([self.cli, *auth, *args], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, timeout=STARTUP_TIMEOUT)
+
+    def start(self) -> None:
+        extra = [] if self.replica_port is None else [self.replica_port]
+        for port in [*self.ports, *extra]:
+            node_dir = self.dir / str(port)
+            node_dir.mkdir()
+            self.procs.append(subprocess.Popen(
+                [self.binary, "--port", str(port), "--bind", "127.0.0.1",
+                 "--dir", str(node_dir), "--save", "", "--appendonly", "no",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "5000", "--logfile", str(node_dir / "redis.log"),
+                 *([] if self.password is None else
+                   ["--requirepass", self.password, "--masterauth", self.password])],
+                cwd=node_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ))
+        for port in [*self.ports, *extra]:
+            self._wait(port, lambda client: client.ping())
+        self._cli("--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+                  "--cluster-replicas", "0", "--cluster-yes")
+        if self.replica_port is not None:
+            first = f"127.0.0.1:{self.ports[0]}"
+            with self.client(self.ports[0]) as client:
+                master_id = client.execute_command("CLUSTER", "MYID").decode()
+            self._cli("--cluster", "add-node", f"127.0.0.1:{self.replica_port}", first,
+                      "--cluster-slave", "--cluster-master-id", master_id)
+            self._wait(self.replica_port, lambda client: client.info("replication").get(
+                "master_link_status") == "up")
+        for port in [*self.ports, *extra]:
+            self._wait(port, lambda client: b"cluster_state:ok" in client.execute_command(
+                "CLUSTER", "INFO"))
+
+    def _wait(self, port: int, ready: Callable[[redis_sync.Redis], Any]) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                with self.client(port, socket_timeout=1, socket_connect_timeout=1) as client:
+                    if ready(client):
+                        return
+            except redis.exceptions.RedisError as exc:
+                last = exc
+            time.sleep(0.05)
+        raise RuntimeError(f"cluster node {port} not ready in {STARTUP_TIMEOUT}s ({last!r})")
+
+    def flush(self) -> str:
+        """FLUSHALL on every master; the cluster URL."""
+        for port in self.ports:
+            with self.client(port) as client:
+                client.flushall()
+        return self.url
+
+    def owner(self, key: str) -> int:
+        """The port of the master that holds ``key``'s slot."""
+        with self.client(self.ports[0]) as client:
+            slot = int(client.execute_command("CLUSTER KEYSLOT", key))
+            for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(master[1])
+        raise AssertionError(f"no master owns slot {slot}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs = []
+        self._tmp.cleanup()
+
+    def __enter__(self) -> RedisCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
