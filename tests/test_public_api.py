@@ -12,6 +12,7 @@ import conveyor.sync
 PUBLIC = {
     "Conveyor",
     "ConveyorError",
+    "DurabilityError",
     "FlowProducer",
     "Job",
     "JobFailedError",
@@ -88,6 +89,7 @@ def test_public_classes_come_from_their_modules() -> None:
         ("JobFailedError", (conveyor.ConveyorError,)),
         ("WaitTimeoutError", (conveyor.ConveyorError, TimeoutError)),
         ("JobTimeoutError", (conveyor.ConveyorError, TimeoutError)),
+        ("DurabilityError", (conveyor.ConveyorError,)),
         ("ConveyorError", (Exception,)),
     ],
 )

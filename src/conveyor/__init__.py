@@ -16,6 +16,7 @@
 from .app import Conveyor, Task
 from .errors import (
     ConveyorError,
+    DurabilityError,
     JobFailedError,
     JobNotFoundError,
     JobStateError,
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Conveyor",
     "ConveyorError",
+    "DurabilityError",
     "FlowProducer",
     "Job",
     "JobFailedError",

@@ -20,6 +20,8 @@ from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as SyncRetry
 
+from ._sentinel import blocking_sentinel_client, is_sentinel_url, sentinel_client
+
 __all__ = [
     "DEFAULT_URL",
     "REDIS_DOWN",
@@ -81,10 +83,14 @@ def make_client(connection: Connection) -> tuple[Redis, bool]:
     Clients we create retry a dropped connection a few times with jittered
     exponential backoff before the error reaches the caller, and a call that
     finds all of the pool's connections busy waits for one (see _WaitingPool).
+    A ``redis+sentinel://`` URL gets such a client of the service's master
+    (see :mod:`conveyor._sentinel`).
     """
     if isinstance(connection, Redis):
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    if is_sentinel_url(url):
+        return sentinel_client(url, _WaitingPool, _our_connection, _options(url)), True
     pool = _WaitingPool.from_url(
         url, retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url)
     )
@@ -99,6 +105,8 @@ def make_sync_client(connection: Connection) -> redis.Redis | None:
     if isinstance(connection, Redis):
         return None
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    if is_sentinel_url(url):
+        return blocking_sentinel_client(url, _SyncWaitingPool, _options(url))
     # Threads beyond the pool's 100 connections wait for one instead of failing.
     pool = _SyncWaitingPool.from_url(
         url, retry=SyncRetry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), 3), **_options(url),

@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._prepare import prepare_job
-from ._scripts import FlowJob
+from ._scripts import Durability, FlowJob
 from ._stream import text
 from .connection import ClientOwner, Connection, make_client
 from .errors import JobStateError, ValidationError
 from .job import Dependencies, Job
 from .keys import JobState, QueueKeys, parse_job_key, validate_prefix
-from .options import JobOptions, check_int, validate_queue_name
+from .options import Duration, JobOptions, check_int, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
 __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
@@ -91,6 +91,8 @@ class FlowProducer(ClientOwner):
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed
     by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
     Every queue of a flow is on this one connection, under ``prefix``.
+    ``durable``/``durable_timeout``: as :class:`Queue`'s, for every flow added
+    (a flow is acknowledged once that many replicas hold it).
     """
 
     def __init__(
@@ -100,8 +102,12 @@ class FlowProducer(ClientOwner):
         prefix: str = "conveyor",
         events_maxlen: int = 10_000,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        durable: int = 0,
+        durable_timeout: Duration = 1000,
     ) -> None:
         self.prefix = validate_prefix(prefix)
+        Durability.parse(durable, durable_timeout)  # refused before a client is made
+        self._durable = (durable, durable_timeout)
         self.client, self._owns_client = make_client(connection)
         self.events_maxlen = events_maxlen
         self.max_data_bytes = max_data_bytes
@@ -116,7 +122,8 @@ class FlowProducer(ClientOwner):
         found = self._queues.get((prefix, name))
         if found is None:
             found = Queue(name, self.client, prefix=prefix, events_maxlen=self.events_maxlen,
-                          max_data_bytes=self.max_data_bytes)
+                          max_data_bytes=self.max_data_bytes, durable=self._durable[0],
+                          durable_timeout=self._durable[1])
             self._queues[(prefix, name)] = found
         return found
 

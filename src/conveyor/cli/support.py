@@ -32,6 +32,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.text import Text
 
+from .._sentinel import SCHEMES as SENTINEL_SCHEMES
+from .._sentinel import parse_sentinel_url
 from ..connection import DEFAULT_URL
 from ..errors import ConveyorError
 
@@ -64,7 +66,7 @@ T = TypeVar("T")
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_SCHEMES = ("redis", "rediss", "unix")
+_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
 #: Width of tables written to a pipe or a file.
 PIPED_WIDTH = 200
 
@@ -143,8 +145,9 @@ class Target:
         return redact(self.url)
 
 
-#: A ``password=`` query argument (redis-py reads one in any scheme, unix:// too).
-_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&;#]*", re.IGNORECASE)
+#: A ``password=`` query argument (redis-py reads one in any scheme, unix:// too),
+#: or a sentinel URL's ``sentinel_password=``.
+_QUERY_PASSWORD = re.compile(r"([?&;](?:sentinel_)?password=)[^&;#]*", re.IGNORECASE)
 
 
 def redact(url: str) -> str:
@@ -176,10 +179,14 @@ def check_url(url: str) -> str:
     # Not urlsplit: it raises on a '[' or ']' (an IPv6 host to it) in a raw password.
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
-        problem = "redis://host:port/db, rediss://... or unix://..."
+        problem = ("redis://host:port/db, rediss://..., unix://... or "
+                   "redis+sentinel://host:port,host:port/service/db")
     else:
         try:
-            parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            if scheme in SENTINEL_SCHEMES:
+                parse_sentinel_url(url)
+            else:
+                parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         except ValueError as exc:
             # redis-py's words quote the piece it could not read, which may be
             # part of a password typed unencoded.

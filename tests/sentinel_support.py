@@ -1,0 +1,166 @@
+"""A private Sentinel setup for the tests: a master, a replica and three
+sentinels (``redis-server --sentinel``), each on a free port of 127.0.0.1 in its
+own temporary directory, with failure detection and failover timeouts short
+enough that a failover takes seconds."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import redis as redis_sync
+
+from redis_server import RedisServer
+
+__all__ = ["SERVICE", "SentinelSetup"]
+
+SERVICE = "conveyor-main"
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 3000
+
+
+class _Process(RedisServer):
+    """A redis-server started with ``args`` (after the binary) instead of the
+    embedded server's own: the replica, or a sentinel with its config file."""
+
+    def __init__(self, args: Callable[[RedisServer], list[str]]) -> None:
+        super().__init__()
+        self._args = args
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.proc = subprocess.Popen(
+            [self.binary, *self._args(self)], cwd=self.dir, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready()
+
+
+def _server_args(master_port: int | None) -> Callable[[RedisServer], list[str]]:
+    def args(server: RedisServer) -> list[str]:
+        common = ["--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(server.dir),
+                  "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                  "--logfile", str(server.logfile)]
+        if master_port is None:
+            return common
+        return [*common, "--replicaof", "127.0.0.1", str(master_port)]
+    return args
+
+
+def _sentinel_args(master_port: int) -> Callable[[RedisServer], list[str]]:
+    def args(server: RedisServer) -> list[str]:
+        config = server.dir / "sentinel.conf"
+        config.write_text("\n".join([
+            f"port {server.port}",
+            "bind 127.0.0.1",
+            f"dir {server.dir}",
+            f"logfile {server.logfile}",
+            f"sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2",
+            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
+            f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
+            f"sentinel parallel-syncs {SERVICE} 1",
+        ]) + "\n")
+        return [str(config), "--sentinel"]
+    return args
+
+
+class SentinelSetup:
+    """``with SentinelSetup() as s:`` a master (``s.master``), a replica
+    (``s.replica``) and three sentinels (``s.sentinels``), ready: the replica
+    in sync and known to every sentinel."""
+
+    def __init__(self) -> None:
+        self.master = _Process(_server_args(None))
+        self.replica = _Process(_server_args(self.master.port))
+        self.sentinels = [_Process(_sentinel_args(self.master.port)) for _ in range(3)]
+
+    def url(self, db: int = 0, scheme: str = "redis+sentinel") -> str:
+        """The ``redis+sentinel://`` URL of the service."""
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"{scheme}://{hosts}/{SERVICE}/{db}"
+
+    def client(self, server: RedisServer) -> redis_sync.Redis:
+        return redis_sync.Redis(host="127.0.0.1", port=server.port, decode_responses=True,
+                                socket_timeout=5)
+
+    def master_port(self, sentinel: RedisServer) -> int:
+        """The master's port as ``sentinel`` reports it now."""
+        with self.client(sentinel) as client:
+            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+            return int(port)
+
+    def wait(self, condition: Callable[[], Any], what: str, timeout: float = 20) -> None:
+        """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if condition():
+                    return
+            except redis_sync.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        with self.client(self.replica) as replica:
+            if replica.info("replication").get("master_link_status") != "up":
+                return False
+        for sentinel in self.sentinels:
+            with self.client(sentinel) as client:
+                replicas = client.execute_command("SENTINEL", "REPLICAS", SERVICE)
+                master = client.execute_command("SENTINEL", "MASTER", SERVICE)
+            if not any(_fields(r).get("port") == str(self.replica.port)
+                       and "s_down" not in _fields(r).get("flags", "") for r in replicas):
+                return False
+            if int(_fields(master).get("num-other-sentinels", 0)) < 2:
+                return False
+        return True
+
+    def failover(self) -> int:
+        """Force ``SENTINEL FAILOVER``; the new master's port (the replica's)."""
+        with self.client(self.sentinels[0]) as client:
+            client.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        return self.replica.port
+
+    def switched(self) -> bool:
+        """Every sentinel names the replica as master, and the old master replicates it."""
+        if any(self.master_port(s) != self.replica.port for s in self.sentinels):
+            return False
+        with self.client(self.master) as old:
+            info = old.info("replication")
+        return bool(info.get("role") == "slave" and info.get("master_link_status") == "up")
+
+    def __enter__(self) -> SentinelSetup:
+        try:
+            self.master.start()
+            self.replica.start()
+            for sentinel in self.sentinels:
+                sentinel.start()
+            self.wait(self._ready, "the replica in sync and known to three sentinels")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        for process in [*self.sentinels, self.replica, self.master]:
+            process.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _fields(reply: Any) -> dict[str, str]:
+    """A sentinel's flat [name, value, ...] reply (or a dict, with RESP3) as a dict."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    return {str(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}

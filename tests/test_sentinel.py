@@ -1,0 +1,264 @@
+"""Redis Sentinel and durable adds, against a private master, replica and three
+sentinels (tests/sentinel_support.py): ``redis+sentinel://`` URLs and
+``Sentinel(...).master_for(...)`` clients work everywhere a connection is
+taken; a durable queue's adds wait for a replica (``WAIT`` on the same
+connection) and say so when it does not come; and across a forced
+``SENTINEL FAILOVER`` work carries on with no restart, with no acknowledged
+durable add lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis as redis_sync
+from click.testing import CliRunner
+from redis.asyncio.sentinel import Sentinel
+
+from conveyor import ConveyorError, DurabilityError, FlowProducer, Job, Queue, Worker
+from conveyor._sentinel import parse_sentinel_url
+from conveyor.cli import main
+from conveyor.connection import REDIS_DOWN
+from conveyor.errors import ValidationError
+from conveyor.sync import Queue as SyncQueue
+from helpers import running, unique_queue_name, wait_for
+from sentinel_support import SERVICE, SentinelSetup
+
+KEEP_ALL = {"remove_on_complete": 1_000_000}
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[SentinelSetup]:
+    with SentinelSetup() as servers:
+        yield servers
+
+
+async def _done(job: Job) -> str:
+    return job.name
+
+
+# -- connecting ----------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_sentinels_service_database_and_logins() -> None:
+    target = parse_sentinel_url(
+        "redis+sentinel://app:p%40ss@10.0.0.1:26380,[::1],sentinel-3:1/main/2"
+        "?sentinel_password=s3&socket_connect_timeout=2")
+    assert target.sentinels == [("10.0.0.1", 26380), ("::1", 26379), ("sentinel-3", 1)]
+    assert (target.service, target.ssl) == ("main", False)
+    assert target.server == {"username": "app", "password": "p@ss", "db": 2,
+                             "socket_connect_timeout": 2.0}
+    assert target.sentinel == {"password": "s3"}
+    tls = parse_sentinel_url("rediss+sentinel://h/main?ssl_cert_reqs=none")
+    assert tls.ssl and tls.sentinel == {"ssl": True, "ssl_cert_reqs": "none"}
+    for bad in ("redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel:///main",
+                "redis+sentinel://h:port/main", "redis+sentinel://h/main/x",
+                "redis+sentinel://h/main?sentinel_ssl=maybe"):
+        with pytest.raises(ValueError):
+            parse_sentinel_url(bad)
+
+
+async def test_queue_worker_flows_and_sync_queue_work_through_a_sentinel_url(
+    setup: SentinelSetup,
+) -> None:
+    url = setup.url()
+    name = unique_queue_name()
+    async with Queue(name, url) as queue, FlowProducer(url) as flows:
+        job = await queue.add("plain")
+        flow = await flows.add({"name": "parent", "queue_name": name,
+                                "children": [{"name": "child", "queue_name": name}]})
+        with SyncQueue(name, url) as sync_queue:
+            synced = sync_queue.add("sync")
+            sync_queue.add_bulk([{"name": "sync-bulk"}])
+        async with running(Worker(name, _done, connection=url, handle_signals=False)):
+            for job_id in (job.id, flow.job.id, synced.id):
+                await wait_for(lambda j=job_id: _state_is(queue, j, "completed"), timeout=10)
+        # written on the master the sentinels name
+        with setup.client(setup.master) as master:
+            assert master.exists(queue.keys.job(job.id))
+
+
+async def test_a_client_made_by_sentinel_master_for_is_taken_as_is(
+    setup: SentinelSetup,
+) -> None:
+    sentinel = Sentinel([("127.0.0.1", s.port) for s in setup.sentinels])
+    client = sentinel.master_for(SERVICE)
+    name = unique_queue_name()
+    try:
+        async with Queue(name, client, durable=1) as queue:
+            job = await queue.add("x")
+            async with running(Worker(name, _done, connection=client, handle_signals=False)):
+                await wait_for(lambda: _state_is(queue, job.id, "completed"), timeout=10)
+        assert await client.ping()  # the caller's client stays open
+    finally:
+        await client.aclose()
+        await sentinel.aclose()
+
+
+def test_the_cli_reads_a_sentinel_url(setup: SentinelSetup) -> None:
+    name = unique_queue_name()
+    result = CliRunner().invoke(main, ["enqueue", name, "x", "--redis", setup.url()])
+    assert result.exit_code == 0, result.output
+    with setup.client(setup.master) as master:
+        assert master.llen(f"conveyor:{{{name}}}:wait") == 1
+
+
+# -- durable adds --------------------------------------------------------------
+
+
+async def test_durable_adds_bulks_and_flows_return_once_a_replica_holds_them(
+    setup: SentinelSetup,
+) -> None:
+    name = unique_queue_name()
+    url = setup.url()
+    async with Queue(name, url, durable=1) as queue, FlowProducer(url, durable=1) as flows:
+        added = [await queue.add("one"),
+                 *await queue.add_bulk([{"name": "bulk", "data": i} for i in range(3)]),
+                 # more than one script call: MULTI, the calls, EXEC, then WAIT
+                 *await queue.add_bulk([{"name": "big", "data": i} for i in range(1200)]),
+                 (await flows.add({"name": "flow", "queue_name": name})).job]
+    with SyncQueue(name, url, durable=1) as sync_queue:
+        added += [sync_queue.add("sync").job,
+                  *(j.job for j in sync_queue.add_bulk([{"name": "sb"}] * 1200))]
+    # WAIT's answer was 1, so the replica had every one of them as the call returned
+    with setup.client(setup.replica) as replica, replica.pipeline() as pipe:
+        for job in added:
+            pipe.exists(queue.keys.job(job.id))
+        assert all(pipe.execute())
+
+
+async def test_an_add_short_of_replicas_says_it_is_on_the_master_only(
+    setup: SentinelSetup,
+) -> None:
+    name = unique_queue_name()
+    url = setup.url()
+    async with Queue(name, url, durable=2, durable_timeout=50) as queue:
+        with pytest.raises(DurabilityError) as caught:
+            await queue.add("x", job_id="only-on-master")
+        assert (caught.value.wanted, caught.value.acked) == (2, 1)
+        assert caught.value.job_ids == ["only-on-master"]
+        assert "added on the master but confirmed by 1 of the 2" in str(caught.value)
+        assert await queue.get_job("only-on-master") is not None  # written, not confirmed
+        with pytest.raises(DurabilityError):
+            await queue.add_bulk([{"name": "b"}] * 1100)
+        assert await queue.get_job_counts("waiting") == {"waiting": 1101}
+    with SyncQueue(name, url, durable=2, durable_timeout=50) as sync_queue:
+        with pytest.raises(DurabilityError) as caught:
+            sync_queue.add("y", job_id="sync-only-on-master")
+        assert caught.value.job_ids == ["sync-only-on-master"]
+        with pytest.raises(DurabilityError):
+            sync_queue.add_bulk([{"name": "b"}] * 1100)
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"durable": -1}, "durable"), ({"durable": "1"}, "durable"),
+    ({"durable": 1, "durable_timeout": 0}, "durable_timeout"),
+    ({"durable": 1, "durable_timeout": -5}, "durable_timeout"),
+])
+def test_bad_durability_options_are_refused_naming_the_field(
+    options: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Queue("q", "redis://127.0.0.1:1/0", **options)
+    assert caught.value.field == field
+    with pytest.raises(ValidationError):
+        FlowProducer("redis://127.0.0.1:1/0", **options)
+
+
+# -- failover ------------------------------------------------------------------
+
+
+class _Producer:
+    """Adds a job every 10 ms (about 100/s) with ids of its own, and keeps the
+    ids whose add returned: the acknowledged ones."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+        self.acked: list[str] = []
+        self.refused = 0
+        self.stop = False
+
+    async def run(self) -> None:
+        n = 0
+        while not self.stop:
+            n += 1
+            try:
+                job = await self.queue.add("work", job_id=f"{self.queue.name}-{n}")
+            except (ConveyorError, *REDIS_DOWN):
+                self.refused += 1
+            else:
+                self.acked.append(job.id)
+            await asyncio.sleep(0.01)  # pacing, not waiting for a condition
+
+
+async def _state_is(queue: Queue, job_id: str, state: str) -> bool:
+    return await queue.get_job_state(job_id) == state
+
+
+def _present(client: redis_sync.Redis, queue: Queue, ids: list[str]) -> list[bool]:
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.exists(queue.keys.job(job_id))
+        return [bool(n) for n in pipe.execute()]
+
+
+@pytest.fixture
+async def failover_setup() -> AsyncIterator[SentinelSetup]:
+    setup = await asyncio.to_thread(SentinelSetup().__enter__)
+    try:
+        yield setup
+    finally:
+        await asyncio.to_thread(setup.close)
+
+
+async def test_a_forced_failover_loses_no_durable_add_and_work_carries_on(
+    failover_setup: SentinelSetup,
+) -> None:
+    setup = failover_setup
+    url = setup.url()
+    started = time.monotonic()
+    async with Queue("durable", url, durable=1, durable_timeout=200,
+                     default_job_options=KEEP_ALL) as durable, \
+            Queue("plain", url, default_job_options=KEEP_ALL) as plain:
+        producers = [_Producer(durable), _Producer(plain)]
+        workers = [Worker(q.name, _done, connection=url, handle_signals=False,
+                          lock_duration=2000, stalled_interval=1000)
+                   for q in (durable, plain)]
+        tasks = [asyncio.create_task(p.run()) for p in producers]
+        async with running(workers[0]), running(workers[1]):
+            await wait_for(lambda: all(len(p.acked) >= 50 for p in producers), timeout=10)
+            await asyncio.to_thread(setup.failover)
+            # the sentinels name the replica, and the old master now replicates it
+            await asyncio.to_thread(setup.wait, setup.switched, "the failover to end", 25)
+            after = [len(p.acked) for p in producers]
+            await wait_for(lambda: all(len(p.acked) >= n + 30
+                                       for p, n in zip(producers, after, strict=True)),
+                           timeout=10, message="adds after the failover")
+            for producer in producers:
+                producer.stop = True
+            await asyncio.gather(*tasks)
+            # jobs added after the failover complete, on the same workers
+            for producer, n in zip(producers, after, strict=True):
+                later = producer.acked[n:]
+                await wait_for(lambda q=producer.queue, ids=later: _all_completed(q, ids),
+                               timeout=15, message=f"{producer.queue.name}: later jobs done")
+    with setup.client(setup.replica) as new_master:
+        lost = [[job_id for job_id, ok in
+                 zip(p.acked, _present(new_master, p.queue, p.acked), strict=True) if not ok]
+                for p in producers]
+    print(f"\nfailover at ~100 adds/s per queue, {time.monotonic() - started:.1f} s: "
+          f"durable: {len(lost[0])} of {len(producers[0].acked)} acknowledged adds lost "
+          f"({producers[0].refused} refused); without durability: {len(lost[1])} of "
+          f"{len(producers[1].acked)} lost ({producers[1].refused} refused)")
+    assert lost[0] == []
+    assert len(producers[0].acked) >= 80
+
+
+async def _all_completed(queue: Queue, ids: list[str]) -> bool:
+    async with queue.client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.zscore(queue.keys.completed, job_id)
+        return all(score is not None for score in await pipe.execute())
