@@ -15,14 +15,14 @@ import redis as redis_sync
 
 from redis_server import RedisServer
 
-__all__ = ["SERVICE", "SentinelSetup"]
+__all__ = ["SERVICE", "CustomServer", "SentinelSetup"]
 
 SERVICE = "conveyor-main"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 
 
-class _Process(RedisServer):
+class CustomServer(RedisServer):
     """A redis-server started with ``args`` (after the binary) instead of the
     embedded server's own: the replica, or a sentinel with its config file."""
 
@@ -73,9 +73,9 @@ class SentinelSetup:
     in sync and known to every sentinel."""
 
     def __init__(self) -> None:
-        self.master = _Process(_server_args(None))
-        self.replica = _Process(_server_args(self.master.port))
-        self.sentinels = [_Process(_sentinel_args(self.master.port)) for _ in range(3)]
+        self.master = CustomServer(_server_args(None))
+        self.replica = CustomServer(_server_args(self.master.port))
+        self.sentinels = [CustomServer(_sentinel_args(self.master.port)) for _ in range(3)]
 
     def url(self, db: int = 0, scheme: str = "redis+sentinel") -> str:
         """The ``redis+sentinel://`` URL of the service."""

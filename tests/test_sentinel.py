@@ -120,6 +120,10 @@ async def test_durable_adds_bulks_and_flows_return_once_a_replica_holds_them(
                  # more than one script call: MULTI, the calls, EXEC, then WAIT
                  *await queue.add_bulk([{"name": "big", "data": i} for i in range(1200)]),
                  (await flows.add({"name": "flow", "queue_name": name})).job]
+        with setup.client(setup.master) as master:
+            master.script_flush()  # NOSCRIPT: loaded, then the pipeline is sent again
+        added += [await queue.add("reloaded"),
+                  *await queue.add_bulk([{"name": "reloaded"}] * 1100)]
     with SyncQueue(name, url, durable=1) as sync_queue:
         added += [sync_queue.add("sync").job,
                   *(j.job for j in sync_queue.add_bulk([{"name": "sb"}] * 1200))]

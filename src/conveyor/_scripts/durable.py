@@ -10,6 +10,11 @@ trip). A retry after a dropped connection sends the lot again: the add scripts
 are safe to run twice (their call tokens), and the ``WAIT`` then covers
 whichever server answered.
 
+Scripts go by SHA, loaded only after a ``NOSCRIPT`` reply (then the pipeline
+is sent again: nothing ran): redis-py would precede every pipeline holding a
+script with ``SCRIPT EXISTS``, a round trip per add, and a command the
+documented ACL does not grant.
+
 Fewer acknowledgements than asked raise :class:`~conveyor.errors.DurabilityError`:
 the jobs were written on the master but may not survive a failover. On a
 sentinel-managed pool, that is also the sign of a failover under way (the
@@ -28,7 +33,7 @@ import redis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript, Script
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from .._stream import text
 from ..errors import DurabilityError, ValidationError
@@ -77,19 +82,136 @@ class Durability:
             raise DurabilityError(queue, self.replicas, int(acked), job_ids)
 
 
+Command = tuple[Any, ...]
+
+
+def _wait(durability: Durability) -> Command:
+    return ("WAIT", durability.replicas, durability.timeout_ms)
+
+
+async def _execute(
+    client: Redis, fill: Callable[[Pipeline], Awaitable[Any]], transaction: bool,
+    before: Sequence[Command] = (), after: Sequence[Command] = (),
+) -> list[Any]:
+    """The replies of a pipeline of ``before``, the script calls ``fill`` queues,
+    and ``after`` (see the module's docstring for NOSCRIPT); the first error raised."""
+    for attempt in (1, 2):
+        async with client.pipeline(transaction=transaction) as pipe:
+            for command in before:
+                pipe.execute_command(*command)
+            await fill(pipe)
+            for command in after:
+                pipe.execute_command(*command)
+            scripts = list(pipe.scripts)
+            pipe.scripts.clear()  # no SCRIPT EXISTS first
+            replies = list(await pipe.execute(raise_on_error=False))
+        if attempt == 1 and _missing_script(replies):
+            for script in scripts:
+                await client.script_load(script.script)
+            continue
+        _raise_first(replies)
+    return replies
+
+
+def _execute_blocking(
+    client: redis.Redis, fill: Callable[[redis.client.Pipeline], Any], transaction: bool,
+    before: Sequence[Command] = (), after: Sequence[Command] = (),
+) -> list[Any]:
+    """:func:`_execute` on a blocking client."""
+    for attempt in (1, 2):
+        with client.pipeline(transaction=transaction) as pipe:
+            for command in before:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            fill(pipe)
+            for command in after:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+            scripts = list(pipe.scripts)
+            pipe.scripts.clear()
+            replies = list(pipe.execute(raise_on_error=False))
+        if attempt == 1 and _missing_script(replies):
+            for script in scripts:
+                client.script_load(script.script)
+            continue
+        _raise_first(replies)
+    return replies
+
+
+def _missing_script(replies: list[Any]) -> bool:
+    return any(isinstance(r, NoScriptError) or (isinstance(r, list) and any(
+        isinstance(e, NoScriptError) for e in r)) for r in replies)
+
+
+def _raise_first(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
 async def call_and_wait(
     client: Redis, script: AsyncScript, name: str, keys: Sequence[str], args: Sequence[Any],
     durability: Durability, queue: str,
 ) -> Any:
     """``script``'s reply, once ``durability`` holds for it."""
-    async with client.pipeline(transaction=False) as pipe:
-        await script(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
-        reply, acked = await pipe.execute()
+    reply, acked = await _execute(
+        client, lambda pipe: script(keys=keys, args=args, client=pipe), False,
+        after=[_wait(durability)])
     if int(acked) < durability.replicas:
         await _ask_sentinels(client)
     durability.confirm(acked, queue, ADDED_IDS[name](reply))
     return reply
+
+
+def blocking_call_and_wait(
+    client: redis.Redis, script: Script, name: str, keys: Sequence[Any], args: Sequence[Any],
+    durability: Durability, queue: str,
+) -> Any:
+    """:func:`call_and_wait` on a blocking client."""
+    reply, acked = _execute_blocking(
+        client, lambda pipe: script(keys=keys, args=args, client=pipe), False,
+        after=[_wait(durability)])
+    if int(acked) < durability.replicas:
+        _ask_sentinels_blocking(client)
+    durability.confirm(acked, queue, ADDED_IDS[name](reply))
+    return reply
+
+
+async def atomic_and_wait(
+    client: Redis, fill: Callable[[Pipeline], Awaitable[None]], name: str,
+    durability: Durability | None, queue: str,
+) -> list[Any]:
+    """The replies of the script calls ``fill`` queues, run in one MULTI/EXEC;
+    with ``durability``, once it holds for all of them."""
+    if durability is None:
+        return await _execute(client, fill, True)
+    *_, replies, acked = await _execute(client, fill, False, before=[("MULTI",)],
+                                        after=[("EXEC",), _wait(durability)])
+    if int(acked) < durability.replicas:
+        await _ask_sentinels(client)
+    return _confirmed(replies, acked, name, durability, queue)
+
+
+def blocking_atomic_and_wait(
+    client: redis.Redis, fill: Callable[[redis.client.Pipeline], None], name: str,
+    durability: Durability | None, queue: str,
+) -> list[Any]:
+    """:func:`atomic_and_wait` on a blocking client."""
+    if durability is None:
+        return _execute_blocking(client, fill, True)
+    *_, replies, acked = _execute_blocking(client, fill, False, before=[("MULTI",)],
+                                           after=[("EXEC",), _wait(durability)])
+    if int(acked) < durability.replicas:
+        _ask_sentinels_blocking(client)
+    return _confirmed(replies, acked, name, durability, queue)
+
+
+def _confirmed(
+    replies: list[Any], acked: Any, name: str, durability: Durability, queue: str
+) -> list[Any]:
+    """EXEC's replies (a script's error among them raised, as MULTI/EXEC would),
+    once ``durability`` holds for them."""
+    _raise_first(replies)
+    durability.confirm(acked, queue, [i for reply in replies for i in ADDED_IDS[name](reply)])
+    return replies
 
 
 async def _ask_sentinels(client: Redis) -> None:
@@ -106,71 +228,3 @@ def _ask_sentinels_blocking(client: redis.Redis) -> None:
     if proxy is not None:
         with contextlib.suppress(*REDIS_ERRORS):
             proxy.get_master_address()
-
-
-def blocking_call_and_wait(
-    client: redis.Redis, script: Script, name: str, keys: Sequence[Any], args: Sequence[Any],
-    durability: Durability, queue: str,
-) -> Any:
-    """:func:`call_and_wait` on a blocking client."""
-    with client.pipeline(transaction=False) as pipe:
-        script(keys=keys, args=args, client=pipe)
-        pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)  # type: ignore[no-untyped-call]
-        reply, acked = pipe.execute()
-    if int(acked) < durability.replicas:
-        _ask_sentinels_blocking(client)
-    durability.confirm(acked, queue, ADDED_IDS[name](reply))
-    return reply
-
-
-async def atomic_and_wait(
-    client: Redis, fill: Callable[[Pipeline], Awaitable[None]], name: str,
-    durability: Durability | None, queue: str,
-) -> list[Any]:
-    """The replies of the script calls ``fill`` queues, run in one MULTI/EXEC;
-    with ``durability``, once it holds for all of them."""
-    if durability is None:
-        async with client.pipeline(transaction=True) as pipe:
-            await fill(pipe)
-            return list(await pipe.execute())
-    async with client.pipeline(transaction=False) as pipe:
-        pipe.execute_command("MULTI")
-        await fill(pipe)
-        pipe.execute_command("EXEC")
-        pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)
-        *_, replies, acked = await pipe.execute()
-    if int(acked) < durability.replicas:
-        await _ask_sentinels(client)
-    return _confirmed(replies, acked, name, durability, queue)
-
-
-def blocking_atomic_and_wait(
-    client: redis.Redis, fill: Callable[[redis.client.Pipeline], None], name: str,
-    durability: Durability | None, queue: str,
-) -> list[Any]:
-    """:func:`atomic_and_wait` on a blocking client."""
-    if durability is None:
-        with client.pipeline(transaction=True) as pipe:
-            fill(pipe)
-            return list(pipe.execute())
-    with client.pipeline(transaction=False) as pipe:
-        pipe.execute_command("MULTI")  # type: ignore[no-untyped-call]
-        fill(pipe)
-        pipe.execute_command("EXEC")  # type: ignore[no-untyped-call]
-        pipe.execute_command("WAIT", durability.replicas, durability.timeout_ms)  # type: ignore[no-untyped-call]
-        *_, replies, acked = pipe.execute()
-    if int(acked) < durability.replicas:
-        _ask_sentinels_blocking(client)
-    return _confirmed(replies, acked, name, durability, queue)
-
-
-def _confirmed(
-    replies: list[Any], acked: Any, name: str, durability: Durability, queue: str
-) -> list[Any]:
-    """EXEC's replies (a script's error among them raised, as MULTI/EXEC would),
-    once ``durability`` holds for them."""
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-    durability.confirm(acked, queue, [i for reply in replies for i in ADDED_IDS[name](reply)])
-    return replies
