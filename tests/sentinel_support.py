@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import redis as redis_sync
@@ -150,12 +149,7 @@ class SentinelSetup:
         for process in [*self.sentinels, self.replica, self.master]:
             process.close()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

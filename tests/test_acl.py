@@ -352,6 +352,8 @@ async def test_a_durable_add_and_the_server_check_run_as_the_user(
         # WAIT allowed: this server has no replica, so the add is refused as short
         with pytest.raises(DurabilityError):
             await queue.add("x")
+    async with Queue("acl-durable", url) as queue:  # bulks of several script calls
+        assert len(await queue.add_bulk([{"name": "b"}] * 1100)) == 1100
     worker = Worker("acl-durable", _process, connection=url, handle_signals=False)
     async with running(worker):
         await wait_for(lambda: "conveyor-server-check" not in

@@ -18,14 +18,25 @@ import redis as redis_sync
 from click.testing import CliRunner
 from redis.asyncio.sentinel import Sentinel
 
-from conveyor import ConveyorError, DurabilityError, FlowProducer, Job, Queue, Worker
+from conveyor import (
+    ConveyorError,
+    DurabilityError,
+    FlowProducer,
+    Job,
+    Queue,
+    QueueEvents,
+    Worker,
+)
 from conveyor._sentinel import parse_sentinel_url
 from conveyor.cli import main
 from conveyor.connection import REDIS_DOWN
 from conveyor.errors import ValidationError
+from conveyor.inspection import Inspector
 from conveyor.sync import Queue as SyncQueue
+from conveyor.web import create_app
 from helpers import running, unique_queue_name, wait_for
 from sentinel_support import SERVICE, SentinelSetup
+from web_support import asgi_client
 
 KEEP_ALL = {"remove_on_complete": 1_000_000}
 
@@ -96,6 +107,29 @@ async def test_a_client_made_by_sentinel_master_for_is_taken_as_is(
     finally:
         await client.aclose()
         await sentinel.aclose()
+
+
+async def test_events_the_inspector_and_the_web_app_read_through_a_sentinel_url(
+    setup: SentinelSetup,
+) -> None:
+    url = setup.url()
+    name = unique_queue_name()
+    async with Queue(name, url) as queue:
+        job = await queue.add("seen")
+    events = QueueEvents(name, url, last_id="0", block=100)
+    async with asyncio.timeout(10):
+        async for event in events:
+            if event["event"] == "waiting" and event["job_id"] == job.id:
+                break
+    await events.close()
+    async with Inspector(url) as inspector:
+        assert name in await inspector.discover()
+    app = create_app(url)
+    async with asgi_client(app) as client:
+        reply = await client.get(f"/api/v1/queues/{name}/jobs/{job.id}")
+        assert reply.status_code == 200 and reply.json()["data"]["id"] == job.id
+        assert (await client.get("/metrics")).status_code == 200
+    await app.state.conveyor.close()
 
 
 def test_the_cli_reads_a_sentinel_url(setup: SentinelSetup) -> None:

@@ -68,26 +68,20 @@ def _checks_done(caplog: pytest.LogCaptureFixture) -> int:
     return sum(r.getMessage().startswith("server settings") for r in caplog.records)
 
 
+@pytest.mark.parametrize(("policy", "why"), [
+    ("allkeys-lru", "noeviction"),
+    ("volatile-lru", "volatile-* too: conveyor's deduplication keys"),
+])
 async def test_an_evicting_policy_is_warned_about_once(
-    started: list[CustomServer], caplog: pytest.LogCaptureFixture
+    started: list[CustomServer], caplog: pytest.LogCaptureFixture, policy: str, why: str
 ) -> None:
-    server = _server({"maxmemory-policy": "allkeys-lru", "appendonly": "yes"})
+    server = _server({"maxmemory-policy": policy, "appendonly": "yes"})
     started.append(server)
     server.start()
     warnings = await _warnings_at_start(server, caplog, workers=2)
     assert len(warnings) == 1, warnings  # two workers, one process: said once
-    assert "maxmemory-policy is allkeys-lru" in warnings[0]
-    assert "noeviction" in warnings[0]
-
-
-async def test_a_volatile_policy_is_warned_about_with_the_keys_that_have_ttls(
-    started: list[CustomServer], caplog: pytest.LogCaptureFixture
-) -> None:
-    server = _server({"maxmemory-policy": "volatile-lru", "appendonly": "yes"})
-    started.append(server)
-    server.start()
-    [warning] = await _warnings_at_start(server, caplog)
-    assert "volatile-* too" in warning and "deduplication keys" in warning
+    assert f"maxmemory-policy is {policy}" in warnings[0]
+    assert why in warnings[0]
 
 
 async def test_aof_off_is_warned_about_on_a_server_with_a_config_file(
