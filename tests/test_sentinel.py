@@ -23,6 +23,7 @@ from conveyor import (
     DurabilityError,
     FlowProducer,
     Job,
+    JobStateError,
     Queue,
     QueueEvents,
     Worker,
@@ -67,9 +68,11 @@ def test_a_sentinel_url_names_sentinels_service_database_and_logins() -> None:
     assert tls.ssl and tls.sentinel == {"ssl": True, "ssl_cert_reqs": "none"}
     for bad in ("redis+sentinel://h", "redis+sentinel://h/", "redis+sentinel:///main",
                 "redis+sentinel://h:port/main", "redis+sentinel://h/main/x",
-                "redis+sentinel://h/main?sentinel_ssl=maybe"):
-        with pytest.raises(ValueError):
-            parse_sentinel_url(bad)
+                "redis+sentinel://h/main?sentinel_ssl=maybe",
+                "redis+sentinel://h/main?socket_connect_timeout=soon"):
+        with pytest.raises(ValidationError) as caught:
+            Queue("q", bad)
+        assert caught.value.field == "connection"
 
 
 async def test_queue_worker_flows_and_sync_queue_work_through_a_sentinel_url(
@@ -90,6 +93,19 @@ async def test_queue_worker_flows_and_sync_queue_work_through_a_sentinel_url(
         # written on the master the sentinels name
         with setup.client(setup.master) as master:
             assert master.exists(queue.keys.job(job.id))
+
+
+async def test_a_sentinel_url_client_waits_for_a_free_connection_under_many_calls(
+    setup: SentinelSetup,
+) -> None:
+    """conveyor's pool behaviours hold on the sentinel-managed pool: 4,000
+    concurrent calls take turns on at most 100 connections instead of failing
+    with "Too many connections"."""
+    async with Queue(unique_queue_name(), setup.url()) as queue:
+        jobs = await asyncio.gather(*(queue.add("a", i) for i in range(500)))
+        removed = await asyncio.gather(*(queue.remove(job.id) for job in jobs * 8))
+        assert removed.count(True) == 500
+        assert queue.client.connection_pool.max_connections <= 100
 
 
 async def test_a_client_made_by_sentinel_master_for_is_taken_as_is(
@@ -138,6 +154,10 @@ def test_the_cli_reads_a_sentinel_url(setup: SentinelSetup) -> None:
     assert result.exit_code == 0, result.output
     with setup.client(setup.master) as master:
         assert master.llen(f"conveyor:{{{name}}}:wait") == 1
+    bad = "redis+sentinel://app:s3cret@h1,h2:x/main?sentinel_password=t0ken"
+    refused = CliRunner().invoke(main, ["stats", "--redis", bad])
+    assert refused.exit_code == 2 and "is not a Redis URL" in refused.output
+    assert "s3cret" not in refused.output and "t0ken" not in refused.output
 
 
 # -- durable adds --------------------------------------------------------------
@@ -183,6 +203,12 @@ async def test_an_add_short_of_replicas_says_it_is_on_the_master_only(
         with pytest.raises(DurabilityError):
             await queue.add_bulk([{"name": "b"}] * 1100)
         assert await queue.get_job_counts("waiting") == {"waiting": 1101}
+    async with FlowProducer(url, durable=2, durable_timeout=50) as flows:
+        with pytest.raises(DurabilityError):
+            await flows.add({"name": "flow", "queue_name": name})
+        with pytest.raises(JobStateError):  # refused, not written: its own error
+            await flows.add({"name": "p", "queue_name": name, "children": [
+                {"name": "c", "queue_name": name, "opts": {"job_id": "only-on-master"}}]})
     with SyncQueue(name, url, durable=2, durable_timeout=50) as sync_queue:
         with pytest.raises(DurabilityError) as caught:
             sync_queue.add("y", job_id="sync-only-on-master")

@@ -45,6 +45,8 @@ from redis.asyncio.sentinel import (
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry as SyncRetry
 
+from .errors import ValidationError
+
 __all__ = [
     "SCHEMES",
     "SentinelURL",
@@ -85,10 +87,11 @@ def is_sentinel_url(url: str) -> bool:
 
 
 def parse_sentinel_url(url: str) -> SentinelURL:
-    """Read ``url`` (see the module's docstring); ValueError says what is wrong."""
+    """Read ``url`` (see the module's docstring); a ValidationError (a ValueError)
+    says what is wrong."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
-        raise ValueError("a sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
+        raise _refused("a sentinel URL starts with redis+sentinel:// or rediss+sentinel://")
     ssl = scheme.lower() == "rediss+sentinel"
     rest, _, query = rest.partition("?")
     rest = rest.partition("#")[0]
@@ -98,15 +101,18 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         hosts = location
     sentinels = [_host_port(part) for part in hosts.split(",") if part.strip()]
     if not sentinels:
-        raise ValueError("no sentinel host:port before the service name")
+        raise _refused("no sentinel host:port before the service name")
     parts = [unquote(p) for p in path.split("/")] if slash else []
     if not parts or not parts[0]:
-        raise ValueError("no service name: redis+sentinel://host:port/<service>/<db>")
+        raise _refused("no service name: redis+sentinel://host:port/<service>/<db>")
     if len(parts) > 2 or (len(parts) == 2 and parts[1] and not parts[1].isdigit()):
-        raise ValueError("the path is /<service> or /<service>/<db number>")
+        raise _refused("the path is /<service> or /<service>/<db number>")
     # The query and the login as redis-py reads them in a redis:// URL.
     login = f"{userinfo}@" if at else ""
-    server: dict[str, Any] = dict(redis_parse_url(f"redis://{login}localhost/?{query}"))
+    try:
+        server: dict[str, Any] = dict(redis_parse_url(f"redis://{login}localhost/?{query}"))
+    except ValueError as exc:
+        raise _refused(str(exc)) from None
     server.pop("host", None)
     if len(parts) == 2 and parts[1] and "db" not in server:
         server["db"] = int(parts[1])
@@ -116,11 +122,16 @@ def parse_sentinel_url(url: str) -> SentinelURL:
             sentinel[name.removeprefix("sentinel_")] = server.pop(name)
     sentinel_ssl = str(server.pop("sentinel_ssl", ssl)).lower()
     if sentinel_ssl not in _TRUE | _FALSE:
-        raise ValueError("sentinel_ssl is true or false")
+        raise _refused("sentinel_ssl is true or false")
     tls = {k: v for k, v in server.items() if k.startswith("ssl_")}
     if sentinel_ssl in _TRUE:
         sentinel.update(ssl=True, **tls)
     return SentinelURL(sentinels, parts[0], ssl, server, sentinel)
+
+
+def _refused(message: str) -> ValidationError:
+    """A bad sentinel URL: a ValidationError (a ValueError) naming ``connection``."""
+    return ValidationError("connection", message)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -131,9 +142,9 @@ def _host_port(text: str) -> tuple[str, int]:
     else:
         host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
     if not host:
-        raise ValueError(f"sentinel {text!r} has no host")
+        raise _refused(f"sentinel {text!r} has no host")
     if port and not port.isdigit():
-        raise ValueError(f"sentinel {text!r}: the port is not a number")
+        raise _refused(f"sentinel {text!r}: the port is not a number")
     return unquote(host), int(port) if port else DEFAULT_SENTINEL_PORT
 
 

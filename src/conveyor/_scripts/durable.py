@@ -54,7 +54,8 @@ REDIS_ERRORS = (RedisError, OSError)
 #: ids of the jobs a reply made (for the error message).
 ADDED_IDS: dict[str, Callable[[Any], list[str]]] = {
     "add_jobs": lambda reply: [text(r[0]) for r in reply],
-    "add_flow": lambda reply: [text(i) for i in reply[1]],
+    # [-1, index]: a refused flow, which wrote nothing
+    "add_flow": lambda reply: [] if int(reply[0]) == -1 else [text(i) for i in reply[1]],
 }
 
 
@@ -76,10 +77,13 @@ class Durability:
                                   "forever)", timeout)
         return cls(count, ms) if count else None
 
-    def confirm(self, acked: Any, queue: str, job_ids: list[str]) -> None:
-        """Raise :class:`DurabilityError` unless ``acked`` (WAIT's reply) is enough."""
+    def confirm(self, acked: Any, queue: str, name: str, replies: list[Any]) -> None:
+        """Raise :class:`DurabilityError` unless ``acked`` (WAIT's reply) is enough
+        for ``replies`` (of script ``name``)."""
         if int(acked) < self.replicas:
-            raise DurabilityError(queue, self.replicas, int(acked), job_ids)
+            job_ids = [i for reply in replies for i in ADDED_IDS[name](reply)]
+            if job_ids:  # a refused flow wrote nothing: its own error says so
+                raise DurabilityError(queue, self.replicas, int(acked), job_ids)
 
 
 Command = tuple[Any, ...]
@@ -157,7 +161,7 @@ async def call_and_wait(
         after=[_wait(durability)])
     if int(acked) < durability.replicas:
         await _ask_sentinels(client)
-    durability.confirm(acked, queue, ADDED_IDS[name](reply))
+    durability.confirm(acked, queue, name, [reply])
     return reply
 
 
@@ -171,7 +175,7 @@ def blocking_call_and_wait(
         after=[_wait(durability)])
     if int(acked) < durability.replicas:
         _ask_sentinels_blocking(client)
-    durability.confirm(acked, queue, ADDED_IDS[name](reply))
+    durability.confirm(acked, queue, name, [reply])
     return reply
 
 
@@ -210,7 +214,7 @@ def _confirmed(
     """EXEC's replies (a script's error among them raised, as MULTI/EXEC would),
     once ``durability`` holds for them."""
     _raise_first(replies)
-    durability.confirm(acked, queue, [i for reply in replies for i in ADDED_IDS[name](reply)])
+    durability.confirm(acked, queue, name, replies)
     return replies
 
 
