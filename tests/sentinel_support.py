@@ -14,11 +14,15 @@ import redis as redis_sync
 
 from redis_server import RedisServer
 
-__all__ = ["SERVICE", "CustomServer", "SentinelSetup"]
+__all__ = ["SENTINEL_LOGIN", "SERVER_LOGIN", "SERVICE", "CustomServer", "SentinelSetup"]
 
 SERVICE = "conveyor-main"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
+#: A user and password on the servers, and one on the sentinels (each also keeps
+#: its open default user).
+SERVER_LOGIN = ("app", "app-pw")
+SENTINEL_LOGIN = ("watcher", "watcher-pw")
 
 
 class CustomServer(RedisServer):
@@ -42,7 +46,9 @@ def _server_args(master_port: int | None) -> Callable[[RedisServer], list[str]]:
     def args(server: RedisServer) -> list[str]:
         common = ["--port", str(server.port), "--bind", "127.0.0.1", "--dir", str(server.dir),
                   "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-                  "--logfile", str(server.logfile)]
+                  "--logfile", str(server.logfile),
+                  # a login besides the open default user (which the checks here use)
+                  "--user", SERVER_LOGIN[0], "on", f">{SERVER_LOGIN[1]}", "~*", "&*", "+@all"]
         if master_port is None:
             return common
         return [*common, "--replicaof", "127.0.0.1", str(master_port)]
@@ -61,6 +67,7 @@ def _sentinel_args(master_port: int) -> Callable[[RedisServer], list[str]]:
             f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}",
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}",
             f"sentinel parallel-syncs {SERVICE} 1",
+            f"user {SENTINEL_LOGIN[0]} on >{SENTINEL_LOGIN[1]} +@all",
         ]) + "\n")
         return [str(config), "--sentinel"]
     return args
@@ -76,10 +83,10 @@ class SentinelSetup:
         self.replica = CustomServer(_server_args(self.master.port))
         self.sentinels = [CustomServer(_sentinel_args(self.master.port)) for _ in range(3)]
 
-    def url(self, db: int = 0, scheme: str = "redis+sentinel") -> str:
-        """The ``redis+sentinel://`` URL of the service."""
+    def url(self, db: int = 0, login: str = "", query: str = "") -> str:
+        """The ``redis+sentinel://`` URL of the service (``login``: ``user:password@``)."""
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"{scheme}://{hosts}/{SERVICE}/{db}"
+        return f"redis+sentinel://{login}{hosts}/{SERVICE}/{db}" + (f"?{query}" if query else "")
 
     def client(self, server: RedisServer) -> redis_sync.Redis:
         return redis_sync.Redis(host="127.0.0.1", port=server.port, decode_responses=True,

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import redis as redis_sync
 from click.testing import CliRunner
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.exceptions import AuthenticationError
 
 from conveyor import (
     ConveyorError,
@@ -36,7 +37,7 @@ from conveyor.inspection import Inspector
 from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app
 from helpers import running, unique_queue_name, wait_for
-from sentinel_support import SERVICE, SentinelSetup
+from sentinel_support import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup
 from web_support import asgi_client
 
 KEEP_ALL = {"remove_on_complete": 1_000_000}
@@ -93,6 +94,28 @@ async def test_queue_worker_flows_and_sync_queue_work_through_a_sentinel_url(
         # written on the master the sentinels name
         with setup.client(setup.master) as master:
             assert master.exists(queue.keys.job(job.id))
+
+
+async def test_the_urls_logins_reach_the_servers_and_the_sentinels(
+    setup: SentinelSetup,
+) -> None:
+    user, password = SERVER_LOGIN
+    watcher, secret = SENTINEL_LOGIN
+    query = f"sentinel_username={watcher}&sentinel_password={secret}"
+    url = setup.url(login=f"{user}:{password}@", query=query)
+    async with Queue(unique_queue_name(), url) as queue:
+        await queue.add("x")
+        assert await queue.client.execute_command("ACL", "WHOAMI") == user.encode()
+        manager = queue.client.connection_pool.sentinel_manager
+        assert await manager.sentinels[0].execute_command("ACL", "WHOAMI") == watcher.encode()
+    wrong_server = setup.url(login=f"{user}:nope@", query=query)
+    async with Queue(unique_queue_name(), wrong_server) as queue:
+        with pytest.raises(AuthenticationError):
+            await queue.add("x")
+    wrong_sentinel = setup.url(query=f"sentinel_username={watcher}&sentinel_password=nope")
+    async with Queue(unique_queue_name(), wrong_sentinel) as queue:
+        with pytest.raises(MasterNotFoundError):  # no sentinel would answer
+            await queue.add("x")
 
 
 async def test_a_sentinel_url_client_waits_for_a_free_connection_under_many_calls(

@@ -42,7 +42,8 @@ from redis.asyncio.sentinel import (
     SentinelManagedConnection,
     SentinelManagedSSLConnection,
 )
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import AuthenticationError
 from redis.retry import Retry as SyncRetry
 
 from .errors import ValidationError
@@ -186,7 +187,36 @@ def _backoff() -> ExponentialWithJitterBackoff:
     return ExponentialWithJitterBackoff(cap=1.0, base=0.05)
 
 
+def _retryable(error: Exception, also: Callable[[Exception], bool] | None) -> bool:
+    """A wrong login stays wrong: fail at once rather than after every retry."""
+    return not isinstance(error, AuthenticationError) and (also is None or also(error))
+
+
+class _Retry(Retry):
+    """The retry of a sentinel client's connections (see :func:`_retryable`)."""
+
+    async def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
+        return await super().call_with_retry(
+            do, fail, lambda error: _retryable(error, is_retryable), with_failure_count)
+
+
+class _SyncRetry(SyncRetry):
+    """:class:`_Retry` for the blocking client."""
+
+    def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
+        return super().call_with_retry(
+            do, fail, lambda error: _retryable(error, is_retryable), with_failure_count)
+
+
 def _sentinel_options(target: SentinelURL, options: dict[str, Any]) -> dict[str, Any]:
+    """Settings of the connections to the sentinels. No retries there: the
+    lookup moves on to the next sentinel, and the caller's connect retries."""
     return {
         "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
         "socket_connect_timeout": options.get("socket_connect_timeout", 5),
@@ -205,13 +235,14 @@ def sentinel_client(
     sentinel-managed ones; ``options`` are conveyor's client settings."""
     target = parse_sentinel_url(url)
     manager = Sentinel(  # type: ignore[no-untyped-call]
-        target.sentinels, sentinel_kwargs=_sentinel_options(target, options))
+        target.sentinels,
+        sentinel_kwargs={**_sentinel_options(target, options), "retry": Retry(NoBackoff(), 0)})
     base = SentinelManagedSSLConnection if target.ssl else SentinelManagedConnection
     return manager.master_for(  # type: ignore[no-any-return]
         target.service,
         connection_pool_class=_pool_class(_ClosesSentinels, pool_base, SentinelConnectionPool),
         connection_class=our_connection(base),
-        retry=Retry(_backoff(), RETRIES),
+        retry=_Retry(_backoff(), RETRIES),
         **{**options, **target.server},
     )
 
@@ -222,7 +253,8 @@ def blocking_sentinel_client(
     """:func:`sentinel_client` for a blocking client (conveyor.sync's adds)."""
     target = parse_sentinel_url(url)
     manager = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        target.sentinels, sentinel_kwargs=_sentinel_options(target, options))
+        target.sentinels,
+        sentinel_kwargs={**_sentinel_options(target, options), "retry": SyncRetry(NoBackoff(), 0)})
     base = (redis.sentinel.SentinelManagedSSLConnection if target.ssl
             else redis.sentinel.SentinelManagedConnection)
     return manager.master_for(  # type: ignore[no-any-return,no-untyped-call]
@@ -230,6 +262,6 @@ def blocking_sentinel_client(
         connection_pool_class=_pool_class(_ClosesSentinelsBlocking, pool_base,
                                            redis.sentinel.SentinelConnectionPool),
         connection_class=base,
-        retry=SyncRetry(_backoff(), RETRIES),
+        retry=_SyncRetry(_backoff(), RETRIES),
         **{**options, **target.server},
     )
