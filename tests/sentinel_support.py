@@ -93,10 +93,15 @@ class SentinelSetup:
                                 socket_timeout=5)
 
     def master_port(self, sentinel: RedisServer) -> int:
-        """The master's port as ``sentinel`` reports it now."""
+        """The master's port as ``sentinel`` gives it to clients now (``SENTINEL
+        MASTER``, as redis-py asks; not GET-MASTER-ADDR-BY-NAME, which names the
+        promoted replica while the failover is still under way)."""
         with self.client(sentinel) as client:
-            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-            return int(port)
+            return int(_fields(client.execute_command("SENTINEL", "MASTER", SERVICE))["port"])
+
+    def announced(self) -> bool:
+        """Every sentinel gives clients the replica as the master."""
+        return all(self.master_port(s) == self.replica.port for s in self.sentinels)
 
     def wait(self, condition: Callable[[], Any], what: str, timeout: float = 20) -> None:
         """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` s."""
@@ -134,7 +139,7 @@ class SentinelSetup:
 
     def switched(self) -> bool:
         """Every sentinel names the replica as master, and the old master replicates it."""
-        if any(self.master_port(s) != self.replica.port for s in self.sentinels):
+        if not self.announced():
             return False
         with self.client(self.master) as old:
             info = old.info("replication")

@@ -9,6 +9,7 @@ durable add lost."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -315,9 +316,20 @@ async def test_a_forced_failover_loses_no_durable_add_and_work_carries_on(
                           lock_duration=2000, stalled_interval=1000)
                    for q in (durable, plain)]
         tasks = [asyncio.create_task(p.run()) for p in producers]
-        async with running(workers[0]), running(workers[1]):
+        probe = Queue("probe", url, durable=1, durable_timeout=100)
+        await probe.add("connects", job_id="probe-0")  # a connection to the old master
+        async with running(workers[0]), running(workers[1]), probe:
             await wait_for(lambda: all(len(p.acked) >= 50 for p in producers), timeout=10)
             await asyncio.to_thread(setup.failover)
+            await asyncio.to_thread(setup.wait, setup.announced, "the sentinels to switch")
+            # The old master, still up, has lost its replica: a durable add there is
+            # refused, and the client asks the sentinels again, so its next add goes
+            # to the new master (refused too while that has no replica yet).
+            for job_id in ("probe-1", "probe-2"):
+                with contextlib.suppress(DurabilityError):
+                    await probe.add("after", job_id=job_id)
+            with setup.client(setup.replica) as new_master:
+                assert new_master.exists(probe.keys.job("probe-2"))
             # the sentinels name the replica, and the old master now replicates it
             await asyncio.to_thread(setup.wait, setup.switched, "the failover to end", 25)
             after = [len(p.acked) for p in producers]

@@ -91,12 +91,16 @@ async def warn_about_server(client: Redis) -> list[str]:
     except (RedisError, OSError) as exc:
         log.debug("server settings not checked: INFO failed (%s)", exc)
         return []
-    server = text(info.get("run_id", ""))
-    if server in _checked:
-        log.debug("server settings checked already (server %s)", server)
+    try:
+        server = text(info.get("run_id", ""))
+        if server in _checked:
+            log.debug("server settings checked already (server %s)", server)
+            return []
+        _checked.add(server)
+        warnings = server_warnings(info, _is_local(client))
+    except Exception as exc:  # an INFO reply of another shape: a check, never a failure
+        log.debug("server settings not checked: INFO unreadable (%r)", exc)
         return []
-    _checked.add(server)
-    warnings = server_warnings(info, _is_local(client))
     for warning in warnings:
         log.warning("%s", warning)
     log.debug("server settings checked: %d warning(s)", len(warnings))
