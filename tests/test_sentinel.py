@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_sync
 from click.testing import CliRunner
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.exceptions import AuthenticationError
 
@@ -38,7 +40,7 @@ from conveyor.inspection import Inspector
 from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app
 from helpers import running, unique_queue_name, wait_for
-from sentinel_support import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup
+from sentinel_support import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup, Tls
 from web_support import asgi_client
 
 KEEP_ALL = {"remove_on_complete": 1_000_000}
@@ -361,3 +363,33 @@ async def _all_completed(queue: Queue, ids: list[str]) -> bool:
         for job_id in ids:
             pipe.zscore(queue.keys.completed, job_id)
         return all(score is not None for score in await pipe.execute())
+
+
+async def test_a_rediss_sentinel_url_speaks_tls_to_the_sentinels_and_the_servers(
+    tmp_path: Path,
+) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    tls = Tls(tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
+    ca.cert_pem.write_to_path(str(tls.ca))
+    issued.cert_chain_pems[0].write_to_path(str(tls.cert))
+    issued.private_key_pem.write_to_path(str(tls.key))
+    with SentinelSetup(tls) as setup:  # only the setup's own checks use plain ports
+        url = setup.url()
+        assert url.startswith("rediss+sentinel://")
+        name = unique_queue_name()
+        async with Queue(name, url, durable=1) as queue:
+            job = await queue.add("over-tls")  # durable: the replica synced over TLS
+            pool = queue.client.connection_pool
+            assert issubclass(pool.connection_class, SSLConnection)
+            assert all(s.connection_pool.connection_kwargs.get("ssl_ca_certs") == str(tls.ca)
+                       for s in pool.sentinel_manager.sentinels)
+            async with running(Worker(name, _done, connection=url, handle_signals=False)):
+                await wait_for(lambda: _state_is(queue, job.id, "completed"), timeout=10)
+        with SyncQueue(name, url) as sync_queue:
+            assert sync_queue.add("sync-over-tls").id
+        untrusted = url.split("?")[0]  # the system's CAs do not know this one
+        async with Queue(name, untrusted) as queue:
+            with pytest.raises(MasterNotFoundError):
+                await queue.add("refused")
