@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from conveyor import (
     Conveyor,
+    DurabilityError,
     FlowProducer,
     Job,
     Queue,
@@ -307,3 +308,54 @@ def test_the_cli_runs_as_the_user(url: str) -> None:
     ok("queue", "schedulers", "acl-cli")
     ok("jobs", "clean", "acl-cli", "--state", "waiting")
     ok("jobs", "retry", "acl-cli", "--all")
+
+
+def _without_channels(line: str) -> str:
+    """The documented user as ``conveyor-nochannels``, granted no channel."""
+    words = shlex.split(line)
+    words[2] = "conveyor-nochannels"
+    return shlex.join(w for w in words if not w.startswith("&"))
+
+
+async def test_cancel_works_for_a_user_without_channel_permissions(
+    acl_server: RedisServer, admin: redis_sync.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    line = _without_channels(acl_setuser_line())
+    assert "resetchannels" in line and "&" not in line
+    admin.execute_command(*shlex.split(line))
+    _, password = user_and_password(line)
+    url = f"redis://conveyor-nochannels:{quote(password)}@127.0.0.1:{acl_server.port}/0"
+    async with Queue("acl-nochannels", url) as queue:
+        worker = Worker("acl-nochannels", _process, connection=url, handle_signals=False,
+                        lock_duration=1000)
+        async with running(worker):
+            slow = await queue.add("slow")
+            await wait_for(lambda: _state_is(queue, slow.id, "active"), timeout=10)
+            # applied (no error after writing), and the worker finds the mark when it
+            # renews its locks: no pub/sub needed
+            assert await queue.cancel(slow.id, "no channel needed")
+            await wait_for(lambda: _state_is(queue, slow.id, "failed"), timeout=10)
+            assert (await queue.get_job(slow.id)).failed_reason == "cancelled: no channel needed"
+            after = await queue.add("plain")  # the worker carries on
+            await wait_for(lambda: _state_is(queue, after.id, "completed"), timeout=10)
+        assert any("may not subscribe" in r.getMessage() for r in caplog.records)
+    refused = admin.execute_command("ACL", "LOG")
+    # the only refusals: the channel, for the worker's SUBSCRIBE and the script's PUBLISH
+    assert refused and {entry["reason"] for entry in refused} == {"channel"}
+    assert {entry["object"] for entry in refused} == {queue.keys.cancel_channel}
+
+
+async def test_a_durable_add_and_the_server_check_run_as_the_user(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Queue("acl-durable", url, durable=1, durable_timeout=10) as queue:
+        # WAIT allowed: this server has no replica, so the add is refused as short
+        with pytest.raises(DurabilityError):
+            await queue.add("x")
+    async with Queue("acl-durable", url) as queue:  # bulks of several script calls
+        assert len(await queue.add_bulk([{"name": "b"}] * 1100)) == 1100
+    worker = Worker("acl-durable", _process, connection=url, handle_signals=False)
+    async with running(worker):
+        await wait_for(lambda: "conveyor-server-check" not in
+                       {t.get_name() for t in asyncio.all_tasks()}, timeout=10)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

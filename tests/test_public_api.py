@@ -13,6 +13,7 @@ PUBLIC = {
     "Connector",
     "Conveyor",
     "ConveyorError",
+    "DurabilityError",
     "FlowProducer",
     "Job",
     "JobFailedError",
@@ -89,6 +90,7 @@ def test_public_classes_come_from_their_modules() -> None:
         ("JobFailedError", (conveyor.ConveyorError,)),
         ("WaitTimeoutError", (conveyor.ConveyorError, TimeoutError)),
         ("JobTimeoutError", (conveyor.ConveyorError, TimeoutError)),
+        ("DurabilityError", (conveyor.ConveyorError,)),
         ("ConveyorError", (Exception,)),
     ],
 )

@@ -17,6 +17,7 @@ from ._cluster import Connector
 from .app import Conveyor, Task
 from .errors import (
     ConveyorError,
+    DurabilityError,
     JobFailedError,
     JobNotFoundError,
     JobStateError,
@@ -42,6 +43,7 @@ __all__ = [
     "Connector",
     "Conveyor",
     "ConveyorError",
+    "DurabilityError",
     "FlowProducer",
     "Job",
     "JobFailedError",

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from . import workers
 from ._finishing import stalled_failures
@@ -133,7 +133,8 @@ async def renew_locks(host: UpkeepHost) -> None:
 async def listen_for_cancels(host: UpkeepHost) -> None:
     """Cancel running jobs the moment ``Queue.cancel`` asks (pub/sub). A message
     missed while disconnected is caught up on resubscribing, and by the
-    next lock renewal, which reports cancelled jobs too."""
+    next lock renewal, which reports cancelled jobs too (and is the only way
+    when the ACL user may not subscribe: this task then says so and ends)."""
     client = host.queue.client
     keys = host.queue.keys
     running = host._running
@@ -156,6 +157,11 @@ async def listen_for_cancels(host: UpkeepHost) -> None:
         except _REDIS_DOWN as exc:
             host._note_redis_down(exc)
             await asyncio.sleep(1)
+        except NoPermissionError as exc:  # an ACL user without channel permissions
+            log.warning("worker %s: may not subscribe to %s (%s); cancels reach running "
+                        "jobs at the next lock renewal (every %d ms) instead", host.id,
+                        keys.cancel_channel, exc, host.lock_duration // 2)
+            return
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -21,6 +21,8 @@ from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry as SyncRetry
 
+from ._sentinel import blocking_sentinel_client, is_sentinel_url, sentinel_client
+
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster
 
@@ -92,10 +94,14 @@ def make_client(connection: str | Redis | None) -> tuple[Redis, bool]:
     Clients we create retry a dropped connection a few times with jittered
     exponential backoff before the error reaches the caller, and a call that
     finds all of the pool's connections busy waits for one (see _WaitingPool).
+    A ``redis+sentinel://`` URL gets such a client of the service's master
+    (see :mod:`conveyor._sentinel`).
     """
     if isinstance(connection, Redis):
         return connection, False
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    if is_sentinel_url(url):
+        return sentinel_client(url, _WaitingPool, _our_connection, client_options(url)), True
     return pooled_client({**client_options(url), **parse_url(url)}), True
 
 
@@ -128,6 +134,8 @@ def make_sync_client(connection: str | Redis | None) -> redis.Redis | None:
     if isinstance(connection, Redis):
         return None
     url = connection or os.environ.get("CONVEYOR_REDIS_URL") or DEFAULT_URL
+    if is_sentinel_url(url):
+        return blocking_sentinel_client(url, _SyncWaitingPool, client_options(url))
     # Threads beyond the pool's 100 connections wait for one instead of failing.
     return pooled_sync_client({**client_options(url), **parse_sync_url(url)})  # type: ignore[no-untyped-call]
 

@@ -9,6 +9,8 @@
      ├── JobFailedError                      wait_until_finished(): the job failed
      ├── WaitTimeoutError (also TimeoutError) wait_until_finished(): gave up waiting
      ├── JobTimeoutError (also TimeoutError) an attempt ran past its ``timeout``
+     ├── DurabilityError                     a durable add was written on the master but
+     │                                       fewer replicas than asked confirmed it
      └── SandboxCrashError                   a sandboxed processor's process died mid-attempt
     UnrecoverableError                        raise it in a processor to fail without retries
     RateLimitError                            raise it in a processor: the queue backs off
@@ -26,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "ConveyorError",
+    "DurabilityError",
     "JobFailedError",
     "JobNotFoundError",
     "JobStateError",
@@ -90,6 +93,28 @@ class WaitTimeoutError(ConveyorError, TimeoutError):
 
 class JobTimeoutError(ConveyorError, TimeoutError):
     """An attempt ran longer than the job's ``timeout``."""
+
+
+class DurabilityError(ConveyorError):
+    """A durable add (``Queue(durable=n)``) was written on the master, but fewer
+    than ``n`` replicas confirmed it within ``durable_timeout``: the jobs exist on
+    the master now, and would be lost if it failed over before they replicated.
+    ``acked`` is how many replicas did confirm, ``job_ids`` the jobs of the call
+    (adding them again with the same ids is safe: an existing id adds nothing)."""
+
+    def __init__(self, queue: str, wanted: int, acked: int, job_ids: list[str]) -> None:
+        self.queue = queue
+        self.wanted = wanted
+        self.acked = acked
+        self.job_ids = job_ids
+        shown = ", ".join(job_ids[:5]) + (f" and {len(job_ids) - 5} more" if len(job_ids) > 5
+                                          else "")
+        super().__init__(
+            f"queue {queue!r}: job(s) {shown} added on the master but confirmed by {acked} "
+            f"of the {wanted} replica(s) asked for; not durable across a failover yet")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.queue, self.wanted, self.acked, self.job_ids)
 
 
 class SandboxCrashError(ConveyorError):

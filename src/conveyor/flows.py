@@ -41,13 +41,13 @@ from typing import Any
 
 from ._cluster import ConnectorOwner, connect
 from ._prepare import prepare_job
-from ._scripts import FlowJob
+from ._scripts import Durability, FlowJob
 from ._stream import text
 from .connection import Connection
 from .errors import JobStateError, ValidationError
 from .job import Dependencies, Job
 from .keys import JobState, QueueKeys, parse_job_key, tagged, validate_prefix
-from .options import JobOptions, check_int, validate_queue_name
+from .options import Duration, JobOptions, check_int, validate_queue_name
 from .queue import DEFAULT_MAX_DATA_BYTES, Queue
 
 __all__ = ["Dependencies", "FlowNode", "FlowProducer"]
@@ -95,6 +95,8 @@ class FlowProducer(ConnectorOwner):
     by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
     Every queue of a flow is on this one connection, under ``prefix``; on a
     Redis Cluster (see :class:`~conveyor.Connector`) they must share a hash slot.
+    ``durable``/``durable_timeout``: as :class:`Queue`'s, for every flow added
+    (a flow is acknowledged once that many replicas hold it).
     """
 
     def __init__(
@@ -104,8 +106,12 @@ class FlowProducer(ConnectorOwner):
         prefix: str = "conveyor",
         events_maxlen: int = 10_000,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        durable: int = 0,
+        durable_timeout: Duration = 1000,
     ) -> None:
         self.prefix = validate_prefix(prefix)
+        Durability.parse(durable, durable_timeout)  # refused before a client is made
+        self._durable = (durable, durable_timeout)
         self.connector, self._owns_connector = connect(connection)
         self.events_maxlen = events_maxlen
         self.max_data_bytes = max_data_bytes
@@ -120,7 +126,8 @@ class FlowProducer(ConnectorOwner):
         found = self._queues.get((prefix, name))
         if found is None:
             found = Queue(name, self.connector, prefix=prefix, events_maxlen=self.events_maxlen,
-                          max_data_bytes=self.max_data_bytes)
+                          max_data_bytes=self.max_data_bytes, durable=self._durable[0],
+                          durable_timeout=self._durable[1])
             self._queues[(prefix, name)] = found
         return found
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from ._cluster import ConnectorOwner, connect
 from ._corrupt import not_a_hash, unreadable_job
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
-from ._scripts import Scripts
+from ._scripts import Durability, Scripts, atomic_and_wait
 from ._stream import text
 from .admin import QueueAdmin
 from .connection import Connection
@@ -56,6 +57,12 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
     for Redis Cluster a ``redis+cluster://host:port,...`` URL, a ``RedisCluster``
     client or a :class:`~conveyor.Connector` (see :class:`~conveyor.Connector`).
     ``default_job_options`` apply to every ``add`` unless the call overrides them.
+
+    ``durable=n`` (0: off) makes every add (``add``, ``add_bulk``, flows through
+    this queue) wait until ``n`` replicas hold it, at most ``durable_timeout``
+    (ms or timedelta, default 1 s), before it returns; fewer raise
+    :class:`~conveyor.errors.DurabilityError` (the jobs are on the master, not
+    yet safe from a failover). See the README's "Durability".
     """
 
     def __init__(
@@ -68,8 +75,11 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         events_maxlen: int = 10_000,
         keep_logs: int = 1_000,
         max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+        durable: int = 0,
+        durable_timeout: Duration = 1000,
     ) -> None:
         self.name = validate_queue_name(name)
+        durability = Durability.parse(durable, durable_timeout)
         self.prefix = validate_prefix(prefix)
         check_count("events_maxlen", events_maxlen, 0)
         check_count("keep_logs", keep_logs, 0)
@@ -79,6 +89,7 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         #: The client of this queue's keys (on a cluster, their slot's master).
         self.client = self.connector.client_for(self.keys.base)
         self.scripts = Scripts(self.client, self.keys, events_maxlen)
+        self.scripts.durability = durability
         self.keep_logs = keep_logs
         self.max_data_bytes = max_data_bytes
         self.default_job_options = dict(default_job_options or {})
@@ -156,10 +167,14 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         else:
             calls = self.scripts.calls
             tokens = [calls.for_ids(job[0] for job in chunk) for chunk in batches]
-            async with self.client.pipeline(transaction=True) as pipe:
+
+            async def fill(pipe: Pipeline) -> None:
                 for chunk, token in zip(batches, tokens, strict=True):
                     await self.scripts.add_jobs(pipe, chunk, token)
-                replies = [reply for part in await pipe.execute() for reply in part]
+
+            parts = await atomic_and_wait(self.client, fill, "add_jobs",
+                                          self.scripts.durability, self.name)
+            replies = [reply for part in parts for reply in part]
             for token in tokens:
                 calls.answered(token)
         return [

@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
+import redis
+
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
-from ._scripts import blocking_add_jobs
+from ._scripts import blocking_add_jobs, blocking_atomic_and_wait, blocking_call_and_wait
 from .connection import Connection
 from .keys import registry_key
 from .options import OPTION_NAMES
@@ -251,7 +253,7 @@ class Queue:
         calls = self._queue.scripts.calls
         job = new_job(*prepared)
         call = calls.for_ids([job[0]])
-        [reply] = self._add_jobs(*self._queue.scripts.add_jobs_layout([job], call))
+        [reply] = self._call_add(*self._queue.scripts.add_jobs_layout([job], call))
         calls.answered(call)
         return self._added(reply, prepared, data)
 
@@ -267,18 +269,32 @@ class Queue:
         calls = self._queue.scripts.calls
         tokens = [calls.for_ids(job[0] for job in chunk) for chunk in batches]
         if len(batches) == 1:
-            replies = self._add_jobs(*layout(batches[0], tokens[0]))
+            replies = self._call_add(*layout(batches[0], tokens[0]))
         else:
-            with self._client.pipeline(transaction=True) as pipe:
+            add_jobs = self._add_jobs
+
+            def fill(pipe: redis.client.Pipeline) -> None:
                 for chunk, token in zip(batches, tokens, strict=True):
-                    self._add_jobs(*layout(chunk, token), client=pipe)
-                replies = [reply for part in pipe.execute() for reply in part]
+                    add_jobs(*layout(chunk, token), client=pipe)
+
+            parts = blocking_atomic_and_wait(self._client, fill, "add_jobs",
+                                             self._queue.scripts.durability, self.name)
+            replies = [reply for part in parts for reply in part]
         for token in tokens:
             calls.answered(token)
         return [
             self._added(reply, prepared, data)
             for reply, prepared, data in zip(replies, prepared_all, datas, strict=True)
         ]
+
+    def _call_add(self, keys: list[str], args: list[Any]) -> Any:
+        """add_jobs on the blocking client (WAIT after it for a durable queue)."""
+        assert self._add_jobs is not None and self._client is not None
+        durability = self._queue.scripts.durability
+        if durability is None:
+            return self._add_jobs(keys, args)
+        return blocking_call_and_wait(self._client, self._add_jobs, "add_jobs", keys, args,
+                                      durability, self.name)
 
     def _added(
         self, reply: Sequence[Any], prepared: Prepared, data: Any

@@ -32,6 +32,7 @@ from ._attempt import Attempts, BackoffStrategy, keep_arg, settle
 from ._corrupt import corrupt_failure
 from ._idle import wait_for_work
 from ._scripts import NO_LIMIT, Limit, Outcome
+from ._server_checks import warn_about_server
 from ._signals import subscribe
 from ._stream import text
 from ._upkeep import release_stranded, start_upkeep
@@ -232,7 +233,8 @@ class Worker:
             raise RuntimeError("Worker.run() was already called")
         self._started = True
         removers = [subscribe(self._on_signal)] if self.handle_signals else []
-        side_tasks = start_upkeep(self)
+        side_tasks = [*start_upkeep(self), asyncio.create_task(
+            warn_about_server(self.queue.client), name="conveyor-server-check")]
         log.info("worker %s started on queue %r (concurrency %d)",
                  self.id, self.queue.name, self.concurrency)
         try:

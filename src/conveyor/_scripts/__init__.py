@@ -16,12 +16,20 @@ from redis.commands.core import Script
 
 from ..scripts import source
 from .admin import AdminScripts
+from .durable import (
+    Durability,
+    atomic_and_wait,
+    blocking_atomic_and_wait,
+    blocking_call_and_wait,
+)
 from .fetch import NO_LIMIT, FetchScripts, Limit, NewJob, Outcome, outcome
 from .jobs import JobScripts
 from .producers import FlowJob, ProducerScripts
 
 __all__ = [
-    "NO_LIMIT", "FlowJob", "Limit", "NewJob", "Outcome", "Scripts", "blocking_add_jobs", "outcome",
+    "NO_LIMIT", "Durability", "FlowJob", "Limit", "NewJob", "Outcome", "Scripts",
+    "atomic_and_wait", "blocking_add_jobs", "blocking_atomic_and_wait",
+    "blocking_call_and_wait", "outcome",
 ]
 
 

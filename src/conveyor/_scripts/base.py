@@ -16,6 +16,7 @@ from .._stream import text
 from ..errors import SCRIPT_ERRORS, script_error
 from ..keys import QueueKeys
 from ..scripts import SCRIPT_NAMES, source
+from .durable import ADDED_IDS, Durability, call_and_wait
 
 __all__ = ["ScriptsBase"]
 
@@ -29,6 +30,8 @@ class ScriptsBase:
         self.keys = keys
         self.maxlen = events_maxlen
         self.calls = CallTokens()
+        #: Set by ``Queue(durable=n)``: adds (add_jobs, add_flow) WAIT for replicas.
+        self.durability: Durability | None = None
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(source(name)) for name in SCRIPT_NAMES
         }
@@ -42,7 +45,12 @@ class ScriptsBase:
     ) -> Any:
         """Run script ``name`` (a file of ``conveyor/scripts``) by its SHA and return
         its raw reply. Callers use the typed methods; this is their transport
-        (and the tests' way to a script's raw reply codes)."""
+        (and the tests' way to a script's raw reply codes). An add of a durable
+        queue called without ``pipe`` returns once replicas confirmed it (see
+        :mod:`.durable`); on ``pipe``, the caller runs it with ``atomic_and_wait``."""
+        if pipe is None and self.durability is not None and name in ADDED_IDS:
+            return await call_and_wait(self.client, self._scripts[name], name, keys, args,
+                                       self.durability, self.keys.queue)
         return await self._scripts[name](keys=keys, args=args, client=pipe)
 
     async def load(self, name: str) -> None:

@@ -33,6 +33,8 @@ from rich.console import Console
 from rich.text import Text
 
 from .._cluster import CLUSTER_SCHEMES, Connector
+from .._sentinel import SCHEMES as SENTINEL_SCHEMES
+from .._sentinel import parse_sentinel_url
 from ..connection import DEFAULT_URL
 from ..errors import ConveyorError
 
@@ -65,7 +67,7 @@ T = TypeVar("T")
 
 _UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES)
+_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
 #: Width of tables written to a pipe or a file.
 PIPED_WIDTH = 200
 
@@ -144,8 +146,9 @@ class Target:
         return redact(self.url)
 
 
-#: A ``password=`` query argument (redis-py reads one in any scheme, unix:// too).
-_QUERY_PASSWORD = re.compile(r"([?&;]password=)[^&;#]*", re.IGNORECASE)
+#: A ``password=`` query argument (redis-py reads one in any scheme, unix:// too),
+#: or a sentinel URL's ``sentinel_password=``.
+_QUERY_PASSWORD = re.compile(r"([?&;](?:sentinel_)?password=)[^&;#]*", re.IGNORECASE)
 
 
 def redact(url: str) -> str:
@@ -178,11 +181,14 @@ def check_url(url: str) -> str:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
         problem = ("redis://host:port/db, rediss://..., unix://... or "
-                   "redis+cluster://host:port,host:port")
+                   "redis+cluster://host:port,host:port or "
+                   "redis+sentinel://host:port,host:port/service/db")
     else:
         try:
             if scheme in CLUSTER_SCHEMES:
                 Connector(url)  # reads the URL; connects on first use only
+            elif scheme in SENTINEL_SCHEMES:
+                parse_sentinel_url(url)
             else:
                 parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         except ValueError as exc:

@@ -1,7 +1,8 @@
 --[[ cancel_job: cancel a job from anywhere. A waiting, prioritized or delayed
 job is removed; a running one is marked in `cancels` and its worker told on the
 `cancel` channel (workers also find the mark when they renew their locks, in
-case they missed the message); the worker then fails it for good. A job
+case they missed the message, or the user may not publish: a refused PUBLISH
+is ignored); the worker then fails it for good. A job
 removed here is removed as remove_job removes one (includes/removal.lua): its
 flow parent stops waiting for it, its deduplication key is let go, and its
 pending flow children (and theirs, in any queue) go with it; refused, as
@@ -29,7 +30,9 @@ if redis.call('EXISTS', job_key) == 0 then
 end
 if redis.call('ZSCORE', KEYS[4], id) then
   redis.call('HSET', KEYS[5], id, ARGV[3])
-  redis.call('PUBLISH', ARGV[5], id)
+  -- pcall: a user without channel permissions (ACL) still cancels; its worker
+  -- finds the mark at its next lock renewal instead of at once.
+  redis.pcall('PUBLISH', ARGV[5], id)
   return 2
 end
 local group = redis.call('HGET', job_key, 'grp')
