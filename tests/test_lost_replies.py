@@ -14,7 +14,7 @@ from conveyor import FlowProducer, Job, Queue, Worker
 from conveyor import sync as conveyor_sync
 from conveyor.scripts import source
 from helpers import running, wait_for
-from reply_dropper import ReplyDropper
+from chaos.reply_dropper import ReplyDropper
 
 
 async def loaded(queue: Queue, script: str) -> bytes:

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from redis_server import free_port
+from conveyor.embedded import free_port
 
 __all__ = ["ReplyDropper"]
 
