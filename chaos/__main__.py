@@ -35,6 +35,8 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--queue", default="chaos")
     parser.add_argument("--logs", type=Path, default=None, help="directory for worker logs")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="write everything recorded here (python -m chaos.checker reads it)")
     args = parser.parse_args(argv)
     options = Options(
         duration=args.duration if args.duration is not None or args.jobs is not None else 90.0,
@@ -42,6 +44,7 @@ def parse(argv: list[str] | None = None) -> Options:
         seed=args.seed, redis_url=args.redis_url, database_url=args.database_url,
         lock_ms=args.lock_ms, fault_interval=args.fault_interval,
         drain_timeout=args.drain_timeout, queue=args.queue, logs=args.logs, out=args.out,
+        record=args.record,
     )
     return options
 

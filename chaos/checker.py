@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Fault", "Record", "Run", "Verdict", "check"]
+__all__ = ["Fault", "Record", "Run", "Verdict", "check", "main"]
 
 #: A fault's reach in time past its end: a run that ended this long before a
 #: fault may still have its report (or its lock) caught by it.
@@ -79,6 +79,21 @@ class Record:
     elapsed_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ends": {k: list(v) for k, v in self.ends.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        return cls(
+            accepted=list(data["accepted"]),
+            ends={k: (v[0], v[1]) for k, v in data["ends"].items()},
+            effects=dict(data["effects"]),
+            runs=[Run(**r) for r in data["runs"]],
+            faults=[Fault(**f) for f in data["faults"]],
+            lock_s=data["lock_s"], elapsed_s=data.get("elapsed_s", 0.0),
+            extra=data.get("extra", {}),
+        )
+
 
 @dataclass
 class Verdict:
@@ -120,7 +135,7 @@ def check(record: Record, *, max_listed: int = 20) -> Verdict:
             problems[f"stuck in state {state!r}"].append(job_id)
 
     duplicates, explained = _duplicates(record, problems)
-    _zombies(record, problems)
+    woken = _zombies(record, problems)
 
     violations = []
     for kind, items in problems.items():
@@ -135,6 +150,7 @@ def check(record: Record, *, max_listed: int = 20) -> Verdict:
         "runs": len(record.runs),
         "duplicate_runs": duplicates,
         "duplicates_explained": explained,
+        "runs_by_paused_workers_after_waking": woken,
         "faults": dict(Counter(f.kind for f in record.faults).most_common()),
         "elapsed_s": round(record.elapsed_s, 1),
         "throughput_jobs_per_s": round(jobs / record.elapsed_s, 1) if record.elapsed_s else None,
@@ -164,14 +180,39 @@ def _duplicates(record: Record, problems: dict[str, list[str]]) -> tuple[int, in
     return duplicates, explained
 
 
-def _zombies(record: Record, problems: dict[str, list[str]]) -> None:
+def _zombies(record: Record, problems: dict[str, list[str]]) -> int:
+    """Flag runs a woken worker started of jobs fetched before its pause; how
+    many runs woken workers started (of jobs fetched after waking, those)."""
+    woken = 0
     for fault in record.faults:
         if fault.kind != "stop" or not fault.pids:
             continue
         for run in record.runs:
-            if (run.pid in fault.pids and run.fetched_at is not None
-                    and run.fetched_at < fault.at and run.started_at > fault.until):
+            if run.pid not in fault.pids or run.started_at <= fault.until:
+                continue
+            woken += 1
+            if run.fetched_at is not None and run.fetched_at < fault.at:
                 problems["a woken zombie ran a job it fetched before its pause"].append(
                     f"{run.job_id} (pid {run.pid}, paused {fault.at:.3f}-{fault.until:.3f}, "
                     f"fetched {run.fetched_at:.3f}, started {run.started_at:.3f})")
 
+    return woken
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m chaos.checker RECORD.json``: check a run's saved record again."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m chaos.checker RECORD.json", file=sys.stderr)
+        return 2
+    with open(args[0]) as f:
+        verdict = check(Record.from_json(json.load(f)))
+    print(json.dumps(verdict.as_dict(), indent=2))
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

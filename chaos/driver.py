@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import tempfile
@@ -58,6 +59,7 @@ class Options:
     queue: str = "chaos"
     logs: Path | None = None  # worker logs (default: a new temp dir)
     out: Path | None = None  # the JSON report (python -m chaos --out)
+    record: Path | None = None  # everything recorded, for python -m chaos.checker
 
 
 #: Job kinds and their share; "exit" and "big" are also capped per run.
@@ -123,6 +125,10 @@ class _Producers:
                 continue
             self.accepted.append(job_id)
             return
+
+
+def _count_in_logs(logs: Path, text: str) -> int:
+    return sum(path.read_text(errors="replace").count(text) for path in logs.glob("*.log"))
 
 
 async def _finished_count(queue: Queue) -> int:
@@ -266,8 +272,11 @@ async def _run(
             "proxy": None if proxy is None else {
                 "swallowed": proxy.swallowed, "connections_cut": proxy.cuts},
             "seed": options.seed, "logs": str(logs),
+            "stale_fetches_not_run": _count_in_logs(logs, "past its lock: not run"),
         },
     )
+    if options.record is not None:
+        options.record.write_text(json.dumps(record.to_json()))
     verdict = check(record)
     verdict.violations[:0] = problems
     report = {**verdict.as_dict(), "options": {k: str(v) for k, v in asdict(options).items()},

@@ -6,8 +6,9 @@ Kinds: ``kill`` (SIGKILL a worker; the watcher starts another), ``term``
 wakes up), ``redis`` (kill -9 the private redis-server and start it on the
 same port from its AOF), ``cut``, ``delay`` and ``swallow`` (the proxy in
 front of some workers closes their connections, holds replies back, loses
-replies). Which fault and when come from ``random.Random(seed)``; what they
-hit (pids, connections) depends on the run's timing.
+replies). Which fault and when come from ``random.Random(seed)`` (each kind
+once first, then drawn by weight); what they hit (pids, connections) depends
+on the run's timing.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class FaultInjector:
         self._last_redis = 0.0
 
     async def run(self) -> None:
+        """Every kind once (in a seeded order), then kinds drawn by weight."""
+        first = list(self.kinds)
+        self.rng.shuffle(first)
         while not self._stopping.is_set():
             wait = self.rng.uniform(0.5, 1.5) * self.mean_interval
             try:
@@ -65,7 +69,8 @@ class FaultInjector:
                 break
             except TimeoutError:
                 pass
-            kind = self.rng.choices(self.kinds, [WEIGHTS[k] for k in self.kinds])[0]
+            kind = first.pop(0) if first else self.rng.choices(
+                self.kinds, [WEIGHTS[k] for k in self.kinds])[0]
             await self.inject(kind)
 
     async def stop(self) -> None:
