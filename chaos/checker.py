@@ -9,7 +9,8 @@ It passes only when
   explained: at most one of the runs is untouched by a fault, a fault being
   one the driver recorded (time, kind, the pids it hit) that overlaps the run;
 - no worker that was paused (SIGSTOP) past its locks started, once woken, a
-  job that was handed to it before the pause (a zombie must not run stale jobs).
+  job Redis handed to it before it woke (its fetch was sent before the pause)
+  whose lock had lapsed by then: a zombie must not run stale jobs.
 
 The checker is pure: :func:`check` takes a :class:`Record` and returns the
 violations and a summary, so a test can doctor a record and see it fail.
@@ -181,8 +182,8 @@ def _duplicates(record: Record, problems: dict[str, list[str]]) -> tuple[int, in
 
 
 def _zombies(record: Record, problems: dict[str, list[str]]) -> int:
-    """Flag runs a woken worker started of jobs fetched before its pause; how
-    many runs woken workers started (of jobs fetched after waking, those)."""
+    """Flag runs a woken worker started, past their lock, of jobs fetched before
+    it woke; how many runs woken workers started."""
     woken = 0
     for fault in record.faults:
         if fault.kind != "stop" or not fault.pids:
@@ -191,8 +192,9 @@ def _zombies(record: Record, problems: dict[str, list[str]]) -> int:
             if run.pid not in fault.pids or run.started_at <= fault.until:
                 continue
             woken += 1
-            if run.fetched_at is not None and run.fetched_at < fault.at:
-                problems["a woken zombie ran a job it fetched before its pause"].append(
+            if (run.fetched_at is not None and run.fetched_at < fault.until
+                    and run.started_at > run.fetched_at + record.lock_s):
+                problems["a woken zombie ran a job fetched before it woke, past its lock"].append(
                     f"{run.job_id} (pid {run.pid}, paused {fault.at:.3f}-{fault.until:.3f}, "
                     f"fetched {run.fetched_at:.3f}, started {run.started_at:.3f})")
 

@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from examples.support.postgres import PostgresServer
+
 from conveyor import Queue
 from conveyor.embedded import RedisServer
-from examples.support.postgres import PostgresServer
 
 from .checker import Fault, Record, Run, Verdict, check
 from .faults import FaultInjector
@@ -152,7 +153,7 @@ async def _read_ends(queue: Queue, accepted: list[str]) -> dict[str, tuple[str, 
     client, keys = queue.client, queue.keys
     ends: dict[str, tuple[str, str | None]] = {}
     for raw in await client.zrange(keys.completed, 0, -1):
-        ends[raw.decode()] = ("completed", None)
+        ends[raw.decode() if isinstance(raw, bytes) else str(raw)] = ("completed", None)
     start = 0
     while page := await queue.get_jobs("failed", start, start + 999, asc=True):
         for job in page:
@@ -160,9 +161,9 @@ async def _read_ends(queue: Queue, accepted: list[str]) -> dict[str, tuple[str, 
         start += len(page)
     for job_id in accepted:
         if job_id not in ends:  # neither finished: where is it?
-            job = await queue.get_job(job_id)
-            if job is not None:
-                ends[job_id] = (await job.get_state(), job.failed_reason)
+            found = await queue.get_job(job_id)
+            if found is not None:
+                ends[job_id] = (str(await found.get_state()), found.failed_reason)
     return ends
 
 

@@ -17,7 +17,8 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from conveyor.embedded import RedisServer
 
@@ -115,8 +116,8 @@ class FaultInjector:
                 # The replies lost are the next ones, within a second or so.
                 self.record(Fault("swallow", now, now + 2.0, pids, f"{n} replies"))
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
@@ -140,9 +141,12 @@ class FaultInjector:
         try:
             await asyncio.sleep(self.lock_s + 2.0 + self.rng.uniform(0, 1))
         finally:
+            # The end is read before the SIGCONT: a job Redis handed out before
+            # it was fetched before the worker woke.
+            until = time.time()
             self.workers.signal(slot, signal.SIGCONT, "")
             slot.paused = False
-            self.record(Fault("stop", at, time.time(), [pid]))
+            self.record(Fault("stop", at, until, [pid]))
 
     async def _restart_redis(self) -> None:
         assert self.redis is not None

@@ -128,9 +128,7 @@ class WorkerSet:
             proc = slot.proc
             if proc is None:
                 continue
-            while proc.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            if proc.poll() is None:
+            if not await self.wait_exit(proc, max(0.0, deadline - time.monotonic())):
                 problems.append(f"worker {proc.pid} did not stop within {timeout:.0f} s of "
                                 "SIGTERM: killed")
                 proc.kill()

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from chaos.checker import Fault, Record, Run, check
 from chaos.faults import WEIGHTS
 
@@ -87,7 +86,8 @@ def test_the_checker_fails_a_doctored_record_of_that_run(chaos_run: dict[str, An
     assert pause.pids is not None
     zombie = Run("c0", pause.pids[0], 9, pause.at - 1, pause.until + 1, pause.until + 2, "ok")
     [violation] = doctored(lambda r: r.runs.append(zombie))
-    assert violation.startswith("a woken zombie ran a job it fetched before its pause: 1: c0")
+    assert violation.startswith(
+        "a woken zombie ran a job fetched before it woke, past its lock: 1: c0")
 
 
 def test_a_duplicate_is_explained_by_a_fault_on_its_process_only() -> None:

@@ -9,8 +9,8 @@ import hashlib
 import logging
 
 import pytest
-
 from chaos.reply_dropper import ReplyDropper
+
 from conveyor import Job, Queue, Worker
 from conveyor.scripts import source
 from helpers import running, wait_for
