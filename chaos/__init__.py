@@ -6,7 +6,7 @@ a checker that every accepted job ended, its effect is there, and every
 duplicate run is explained by a fault.
 
     python -m chaos --duration 90            # the 2-minute run of `make test`
-    python -m chaos --jobs 200000 --rate 400 # the long run (chaos/RESULTS.md)
+    python -m chaos --jobs 200000 --rate 250 --workers 4 --concurrency 16  # the long run
 
 Modules: :mod:`chaos.driver` (the run), :mod:`chaos.tasks` (the jobs),
 :mod:`chaos.faults`, :mod:`chaos.workers`, :mod:`chaos.proxy`,

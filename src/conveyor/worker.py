@@ -385,10 +385,10 @@ class Worker:
             self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
-        call = self.queue.scripts.calls.new()
-        self._sent_at[call] = time.monotonic()
+        token = self.queue.scripts.calls.new()
+        self._sent_at[token] = time.monotonic()
         task = asyncio.create_task(self._exchange(
-            outcomes, finished, timings, n, call, self._wakeups
+            outcomes, finished, timings, n, token, self._wakeups
         ))
         self._calls.add(task)
         if outcomes:
@@ -498,7 +498,8 @@ class Worker:
                 continue
             if self._listeners.get("progress"):
                 job._progress_listener = self._on_progress
-            task = asyncio.create_task(self._process(job, lock_lapses(job, self.lock_duration, sent)))
+            lock_until = lock_lapses(job, self.lock_duration, sent)
+            task = asyncio.create_task(self._process(job, lock_until))
             self._running[job.id, job.token] = (job, task)
             if self._listeners.get("active"):
                 self._emit("active", job)
