@@ -5,7 +5,7 @@ connections cut, delayed and replies lost through a proxy, toxic jobs); then
 a checker that every accepted job ended, its effect is there, and every
 duplicate run is explained by a fault.
 
-    python -m chaos --duration 90            # the 2-minute run of `make test`
+    python -m chaos --duration 75 --rate 40  # about the run `make test` makes
     python -m chaos --jobs 200000 --rate 250 --workers 4 --concurrency 16  # the long run
 
 Modules: :mod:`chaos.driver` (the run), :mod:`chaos.tasks` (the jobs),
