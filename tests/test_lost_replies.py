@@ -9,12 +9,12 @@ import hashlib
 from typing import Any
 
 import pytest
+from chaos.reply_dropper import ReplyDropper
 
 from conveyor import FlowProducer, Job, Queue, Worker
 from conveyor import sync as conveyor_sync
 from conveyor.scripts import source
 from helpers import running, wait_for
-from reply_dropper import ReplyDropper
 
 
 async def loaded(queue: Queue, script: str) -> bytes:

@@ -31,7 +31,7 @@ from .options import Retention, backoff_delay
 from .sandbox import SandboxPool
 from .sync import SyncJob
 
-__all__ = ["Attempts", "BackoffStrategy", "Result", "keep_arg", "settle"]
+__all__ = ["Attempts", "BackoffStrategy", "Result", "keep_arg", "lock_lapses", "settle"]
 
 log = logging.getLogger("conveyor.worker")
 
@@ -86,11 +86,21 @@ class Attempts:
         if self.sandbox is not None:
             await self.sandbox.close()
 
-    async def run(self, job: Job) -> Result:
+    async def run(self, job: Job, lock_until: float | None = None) -> Result:
         """Run one attempt of ``job`` and say how it ended (never raises but for
-        the cancel of a task that is not the attempt's own)."""
+        the cancel of a task that is not the attempt's own). Past ``lock_until``
+        (``time.monotonic()``, see :func:`lock_lapses`) the job is not run but
+        handed back."""
         stack = ""
         retry_delay = 0
+        if lock_until is not None and time.monotonic() > lock_until:
+            # The fetch's answer came (or this task started) after the job's lock
+            # lapsed, e.g. in a process paused with SIGSTOP: the stalled-job check
+            # may have handed it to another worker already. A hand-back is a no-op
+            # if the lock is gone.
+            log.warning("job %s: fetched at least %.1f s ago, past its lock: not run",
+                        job.id, time.monotonic() - lock_until)
+            return "r", None, "", stack, retry_delay
         try:
             if self.force:  # taken by a fetch in flight when close() gave up waiting
                 raise asyncio.CancelledError
@@ -188,6 +198,18 @@ def settle(
     if kind == "f" and (retry_delay < 0 or job.attempts_made >= opts.attempts):
         kind = "F"  # failed for good: finished, as far as listeners are concerned
     return done, kind
+
+
+def lock_lapses(job: Job, lock_duration: int, sent: float | None) -> float:
+    """``time.monotonic()`` by which the lock of a job just fetched may have
+    lapsed: ``lock_duration`` ms from ``sent`` (``time.monotonic()`` when the
+    fetch was first sent) if known, else from when Redis says the fetch ran
+    (``processed_on``, Redis' clock read against this machine's: a fetch behind
+    a blocking wait runs when the wait ends, not when it was sent)."""
+    if sent is not None:
+        return sent + lock_duration / 1000
+    age_s = 0.0 if job.processed_on is None else time.time() - job.processed_on / 1000
+    return time.monotonic() + lock_duration / 1000 - max(0.0, age_s)
 
 
 def keep_arg(retention: Retention) -> str:

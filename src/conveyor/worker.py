@@ -28,7 +28,7 @@ from typing import Any, TypeAlias
 
 from redis.exceptions import RedisError
 
-from ._attempt import Attempts, BackoffStrategy, keep_arg, settle
+from ._attempt import Attempts, BackoffStrategy, keep_arg, lock_lapses, settle
 from ._corrupt import corrupt_failure
 from ._idle import wait_for_work
 from ._scripts import NO_LIMIT, Limit, Outcome
@@ -133,6 +133,9 @@ class Worker:
         # Calls that failed, to send again as they were (same token: if Redis ran
         # one, the resend returns its reply): outcomes, finished, timings, n, token.
         self._resends: list[_Call] = []
+        # time.monotonic() of each call's first send, by token: the jobs it takes
+        # are locked from no earlier than that (see _process).
+        self._sent_at: dict[str, float] = {}
         self._finished: list[tuple[Job, str, Any]] = []
         # Wait and processing times of the attempts in _outcomes, as the metrics
         # histogram's fields (p<bucket>/w<bucket> -> count): one write per report.
@@ -384,8 +387,10 @@ class Worker:
             self._timings_due = time.monotonic() + 1.0
         n = 0 if self._limited() else min(self._free_slots(), self._batch_limit)
         self._reserved += n
+        token = self.queue.scripts.calls.new()
+        self._sent_at[token] = time.monotonic()
         task = asyncio.create_task(self._exchange(
-            outcomes, finished, timings, n, self.queue.scripts.calls.new(), self._wakeups
+            outcomes, finished, timings, n, token, self._wakeups
         ))
         self._calls.add(task)
         if outcomes:
@@ -417,6 +422,7 @@ class Worker:
             self._finished[:0] = finished
             for field, count in timings.items():
                 self._timings[field] = self._timings.get(field, 0) + count
+            self._sent_at.pop(call, None)
             return
         except BaseException as exc:
             # Redis may have run it and the reply was lost: send this call again as
@@ -433,7 +439,7 @@ class Worker:
         scripts.calls.answered(call)
         if outcomes:
             self._report(finished, statuses, int(now))
-        self._start(n, next_due, jobs, wakeups, limit_wait)
+        self._start(n, next_due, jobs, wakeups, limit_wait, self._sent_at.pop(call, None))
         self._retry_delay_s = 0.05
         if self._redis_down:
             self._redis_down = False
@@ -458,6 +464,7 @@ class Worker:
                     self.id, _STOP_PATIENCE_S)
         self._gave_up = True
         self._resends.clear()
+        self._sent_at.clear()
         for call in self._calls:
             call.cancel()
 
@@ -468,13 +475,16 @@ class Worker:
             self._emit("error", exc)
 
     def _start(
-        self, n: int, next_due: Any, jobs: list[Any], wakeups: int, limit_wait: Any = 0
+        self, n: int, next_due: Any, jobs: list[Any], wakeups: int, limit_wait: Any = 0,
+        sent: float | None = None,
     ) -> None:
         """Run the jobs a fetch for ``n`` slots took. ``wakeups`` is the count of
         wake-up markers taken when the fetch was sent: if the blocking wait took
         one since, work may have arrived after the fetch ran, and its marker is
         gone, so "nothing found" must not send the worker back to block.
-        ``limit_wait`` > 0: a rate limit stopped the fetch; ask again after it."""
+        ``limit_wait`` > 0: a rate limit stopped the fetch; ask again after it.
+        ``sent``: ``time.monotonic()`` when the fetch was first sent, if known
+        (not for a fetch behind a blocking wait, which runs when the wait ends)."""
         if n > 0:
             self._last_fetch = time.monotonic()
         if int(limit_wait) > 0:
@@ -490,7 +500,8 @@ class Worker:
                 continue
             if self._listeners.get("progress"):
                 job._progress_listener = self._on_progress
-            task = asyncio.create_task(self._process(job))
+            lock_until = lock_lapses(job, self.lock_duration, sent)
+            task = asyncio.create_task(self._process(job, lock_until))
             self._running[job.id, job.token] = (job, task)
             if self._listeners.get("active"):
                 self._emit("active", job)
@@ -548,9 +559,9 @@ class Worker:
 
     # -- running one job ------------------------------------------------------
 
-    async def _process(self, job: Job) -> None:
+    async def _process(self, job: Job, lock_until: float) -> None:
         began = time.monotonic()
-        result = await self._attempts.run(job)
+        result = await self._attempts.run(job, lock_until)
         assert job.token is not None
         self._running.pop((job.id, job.token), None)
         if result[0] == "l":  # a rate limit: no fetch until it ends

@@ -6,6 +6,10 @@ the command again over a new connection, as it would after a network fault.
     async with ReplyDropper(redis_url, trigger=sha) as proxy:
         queue = Queue(name, proxy.url)   # every other command of the first
         ...                              # send of `trigger` loses its reply
+
+With ``hold=seconds`` the reply is not lost but held back that long, and the
+connection carries on: a reply that comes late, as over a slow network or to
+a process that was paused.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from redis_server import free_port
+from conveyor.embedded import free_port
 
 __all__ = ["ReplyDropper"]
 
@@ -26,7 +30,9 @@ class ReplyDropper:
     script's SHA, or a tuple of bytes all of which must be in the packet), the
     1st, 3rd, 5th... have their reply dropped (``every=2``),
     so each call's first send is lost and its retry goes through. ``limit``
-    bounds how many replies are dropped in all (None: no bound)."""
+    bounds how many replies are dropped in all (None: no bound). With ``hold``
+    (seconds), each such reply is delivered that late instead of lost
+    (``held`` counts those delivered)."""
 
     def __init__(
         self,
@@ -35,6 +41,7 @@ class ReplyDropper:
         *,
         every: int = 2,
         limit: int | None = None,
+        hold: float | None = None,
     ) -> None:
         parts = urlsplit(redis_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 6379)
@@ -43,7 +50,9 @@ class ReplyDropper:
         self.every = every
         self.limit = limit
         self.seen = 0  # commands that contained the trigger
-        self.dropped = 0  # replies dropped
+        self.dropped = 0  # replies dropped (or held, with ``hold``)
+        self.hold = hold
+        self.held = 0  # held replies delivered
         self.port = free_port()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,11 +101,17 @@ class ReplyDropper:
 
         async def forward_replies() -> None:
             while data := await up_r.read(65536):
+                held = False
                 if drop.is_set():
                     self.dropped += 1
-                    return
+                    if self.hold is None:
+                        return
+                    drop.clear()
+                    held = True
+                    await asyncio.sleep(self.hold)
                 client_w.write(data)
                 await client_w.drain()
+                self.held += held
 
         reply_task = asyncio.create_task(replies())
         try:
@@ -113,7 +128,7 @@ class ReplyDropper:
                     drop.set()
                 up_w.write(chunk)
                 await up_w.drain()
-                if drop.is_set():
+                if drop.is_set() and self.hold is None:
                     await reply_task  # Redis ran the command and answered: lose it
                     break
         finally:
