@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import ValidationError
 from .keys import registry_key
 
 if TYPE_CHECKING:
@@ -38,5 +39,15 @@ class QueueCore:
     async def _register(self) -> None:
         """Name this queue in the registry (once per Queue object: an add's cost)."""
         if not self._registered:
-            await self.client.sadd(registry_key(self.prefix), self.name)
+            # In the same round trip: a partitioned queue's meta says so, and a
+            # plain Queue of that name would add jobs no worker takes.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.sadd(registry_key(self.prefix), self.name)
+                pipe.hget(self.keys.meta, "partitions")
+                _, partitions = await pipe.execute()
+            if partitions is not None:
+                raise ValidationError(
+                    "partitions", f"queue {self.name!r} is partitioned: open it with "
+                    f"Queue({self.name!r}, ..., partitions={int(partitions)})", None,
+                )
             self._registered = True

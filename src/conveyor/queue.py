@@ -53,13 +53,25 @@ class Queue(ClientOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGroups)
     ``connection`` is a URL, a ``redis.asyncio.Redis`` (used as is, not closed
     by us) or ``None`` for ``$CONVEYOR_REDIS_URL`` / ``redis://localhost:6379/0``.
     ``default_job_options`` apply to every ``add`` unless the call overrides them.
+
+    ``partitions=n`` spreads the queue over ``n`` hash slots (a
+    :class:`~conveyor.partitions.PartitionedQueue`): see "Partitioned queues"
+    in the README.
     """
+
+    def __new__(cls, *args: Any, partitions: int | None = None, **kwargs: Any) -> Queue:
+        if partitions is not None and cls is Queue:
+            from .partitions import PartitionedQueue  # built on Queue: imported when used
+
+            return super().__new__(PartitionedQueue)
+        return super().__new__(cls)
 
     def __init__(
         self,
         name: str,
         connection: Connection = None,
         *,
+        partitions: int | None = None,  # see __new__
         prefix: str = "conveyor",
         default_job_options: Mapping[str, Any] | None = None,
         events_maxlen: int = 10_000,

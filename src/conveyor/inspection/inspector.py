@@ -33,6 +33,7 @@ from ..keys import (
 )
 from ..metrics import MINUTE_MS
 from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_name
+from ..partitions import PartitionedQueue
 from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
@@ -147,18 +148,25 @@ class Inspector(ClientOwner):
         if not _valid_name(name):
             raise QueueNotFoundError(name)
         queue = self.queue(name)
-        if name in self.explicit_queues:
-            return queue
         k = queue.keys
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.sismember(registry_key(self.prefix), name)
             pipe.exists(k.meta, k.id, k.events, k.wait, k.prioritized, k.delayed, k.active,
                         k.completed, k.failed, k.state_key("waiting-children"),
                         k.schedulers, k.workers)
-            registered, keys = await pipe.execute()
-        if not registered and not keys:
+            pipe.hget(k.meta, "partitions")
+            registered, keys, partitions = await pipe.execute()
+        if not registered and not keys and name not in self.explicit_queues:
             raise QueueNotFoundError(name)
-        return queue
+        return self._partitioned(queue, partitions)
+
+    def _partitioned(self, queue: Queue, partitions: Any) -> Queue:
+        """``queue`` as the partitioned queue its meta says it is (cached), if it is one."""
+        if partitions is None or isinstance(queue, PartitionedQueue):
+            return queue
+        found = self._queues[queue.name] = Queue(
+            queue.name, self.client, prefix=self.prefix, partitions=int(partitions))
+        return found
 
     # -- summaries ------------------------------------------------------------------
 
@@ -185,7 +193,9 @@ class Inspector(ClientOwner):
             failed_per_min=round(failed.total / RATE_MINUTES, 3),
             wait_p50_ms=timings.wait.p50, wait_p95_ms=timings.wait.p95,
             processing_p50_ms=timings.processing.p50, processing_p95_ms=timings.processing.p95,
-            last_completed_ms=int(newest[0][1]) if newest else None,
+            last_completed_ms=(await queue.last_completed_ms()
+                               if isinstance(queue, PartitionedQueue)
+                               else int(newest[0][1]) if newest else None),
             global_concurrency=None if concurrency is None else int(concurrency),
             is_paused=paused is not None,
         )
@@ -225,8 +235,8 @@ class Inspector(ClientOwner):
         state, logs, logs_total, delayed_score = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
-            self.client.llen(queue.keys.logs(job_id)),
-            self.client.zscore(queue.keys.delayed, job_id),
+            self.client.llen(job.queue.keys.logs(job_id)),  # job.queue: its partition
+            self.client.zscore(job.queue.keys.delayed, job_id),
         )
         due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
@@ -254,7 +264,7 @@ class Inspector(ClientOwner):
         if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         queue = await self._existing(name)
-        total = int(await self.client.zcard(queue.keys.state_key(state)))
+        total = (await queue.get_job_counts(state))[state]
 
         def report(done: int) -> None:
             if progress is not None:
@@ -282,8 +292,11 @@ class Inspector(ClientOwner):
             check_int("limit", limit, 1)
         queue = await self._existing(name)
         key = queue.keys.state_key(state)
-        present = await (self.client.llen(key) if state == JobState.WAITING
+        present = await (queue.get_job_counts(state) if isinstance(queue, PartitionedQueue)
+                         else self.client.llen(key) if state == JobState.WAITING
                          else self.client.zcard(key))
+        if isinstance(present, dict):
+            present = present[state]
         # Bounded by what was there at the start, so a busy queue cannot keep it going.
         total = int(present) if limit is None else min(limit, int(present))
         if not total:
@@ -329,7 +342,9 @@ class Inspector(ClientOwner):
         for option in options:
             if option not in OPTION_NAMES or option in _FLOW_OPTIONS:
                 raise ValidationError(f"options.{option}", "unknown job option", option)
-        return await self.queue(validate_queue_name(name)).add(job_name, data, **options)
+        queue = self.queue(validate_queue_name(name))
+        partitions = await self.client.hget(queue.keys.meta, "partitions")
+        return await self._partitioned(queue, partitions).add(job_name, data, **options)
 
     async def job_summary(self, name: str, job: Job) -> JobSummary:
         """A job (say, one :meth:`enqueue` returned) as a summary with its state now."""
