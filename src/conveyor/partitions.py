@@ -322,12 +322,20 @@ class PartitionedQueue(Queue):
 
     async def clean(self, grace_ms: Duration, limit: int = 0, state: str = "completed",
                     *, progress: Any = None) -> list[str]:
-        """As :meth:`conveyor.Queue.clean`, in each partition (``limit`` per partition)."""
-        found = await self._each(lambda p: p.clean(grace_ms, limit, state))
-        removed = [i for ids in found for i in ids]
+        """As :meth:`conveyor.Queue.clean`, over the partitions (with a ``limit``,
+        one after the other until it is reached; without, all at once)."""
+        if not limit:
+            found = await self._each(lambda p: p.clean(grace_ms, 0, state))
+            removed = [i for ids in found for i in ids]
+        else:
+            await self._check()
+            removed = []
+            for part in self.partitions:
+                if len(removed) < limit:
+                    removed += await part.clean(grace_ms, limit - len(removed), state)
         if progress is not None:
             progress(len(removed))
-        return removed[:limit] if limit else removed
+        return removed
 
     async def drain(self, delayed: bool = False) -> int:
         """Remove every waiting (and with ``delayed``, delayed) job of every partition."""

@@ -1,0 +1,83 @@
+"""A partitioned queue through the CLI and the REST API: listed once, counted,
+paged and administered over all its partitions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from conveyor import Queue
+from conveyor.cli import main
+from web_support import API, api_client, data
+
+
+def cli_json(*args: str) -> Any:
+    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)
+
+
+def ok(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+async def _fill(redis_url: str, name: str) -> list[str]:
+    async with Queue(name, redis_url, partitions=4) as queue:
+        jobs = await queue.add_bulk([{"name": "x", "data": i} for i in range(6)])
+        await queue.add("later", delay=3_600_000, job_id="d")
+        return [job.id for job in jobs]
+
+
+def test_the_cli_lists_counts_pages_and_administers_a_partitioned_queue(
+    redis_url: str, queue_name: str
+) -> None:
+    ids = asyncio.run(_fill(redis_url, queue_name))
+    r = ("--redis", redis_url)
+    [summary] = cli_json("stats", *r)  # the logical queue, not its partitions
+    assert summary["name"] == queue_name
+    assert summary["counts"]["waiting"] == 6 and summary["counts"]["delayed"] == 1
+    page = cli_json("jobs", "list", queue_name, *r)
+    assert page["total"] == 6 and {j["id"] for j in page["jobs"]} == set(ids)
+    assert cli_json("jobs", "show", queue_name, ids[3], *r)["data"] == 3
+    ok("jobs", "promote", queue_name, "d", *r)
+    assert cli_json("jobs", "show", queue_name, "d", *r)["state"] == "waiting"
+    ok("queue", "pause", queue_name, *r)
+    assert cli_json("stats", queue_name, *r)[0]["is_paused"] is True
+    ok("queue", "resume", queue_name, *r)
+    ok("jobs", "remove", queue_name, ids[0], *r)
+    added = cli_json("enqueue", queue_name, "via-cli", *r)
+    assert added["created"] is True
+    assert cli_json("stats", queue_name, *r)[0]["counts"]["waiting"] == 7  # 6 - 1 + d + new
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(redis_url) as found:
+        yield found
+
+
+async def test_the_rest_api_spans_a_partitioned_queue(
+    redis_url: str, queue_name: str, client: httpx.AsyncClient
+) -> None:
+    ids = await _fill(redis_url, queue_name)
+    [summary] = data(await client.get(f"{API}/queues"))
+    assert summary["name"] == queue_name and summary["counts"]["waiting"] == 6
+    jobs = f"{API}/queues/{queue_name}/jobs"
+    page = data(await client.get(jobs, params={"state": "waiting", "start": 2, "count": 3}))
+    assert page["total"] == 6 and len(page["jobs"]) == 3
+    assert data(await client.get(f"{jobs}/{ids[5]}"))["data"] == 5
+    made = data(await client.post(jobs, json={"name": "via-api", "data": 1}), 201)
+    assert made["state"] == "waiting"
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        assert await queue.get_job(made["id"]) is not None
+    assert data(await client.post(f"{API}/queues/{queue_name}/clean",
+                                  json={"state": "waiting", "limit": 2})) == {"removed": 2}
+    assert data(await client.get(f"{API}/queues/{queue_name}"))["counts"]["waiting"] == 5
