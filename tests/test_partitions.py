@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from conveyor import Job, Queue, ValidationError, Worker
+from conveyor._partition_worker import SlotShare
 from conveyor.keys import registry_key
 from conveyor.partitions import (
     MAX_PARTITIONS,
@@ -345,3 +347,30 @@ async def test_priorities_and_delays_hold_within_a_partition(
         async with running(Worker(queue_name, record, connection=redis_url)):
             await wait_for(lambda: len(order) == 4)
     assert order == [1, 3, 5, 99]
+
+
+def test_slots_are_dealt_fewest_held_first_then_least_recently_served() -> None:
+    """SlotShare.grant (water filling) against dealing the free slots one by one."""
+    rng = random.Random(7)  # noqa: S311 - a reproducible spread of cases, not a secret
+    for _ in range(300):
+        concurrency = rng.randint(1, 40)
+        share = SlotShare(concurrency)
+        loops = [Worker(f"q#{i}", _noop, connection="redis://127.0.0.1:1/0")
+                 for i in range(rng.randint(2, 6))]
+        share.members.extend(loops)
+        budget = concurrency
+        for loop in loops:
+            loop._reserved = rng.randint(0, max(0, budget // 2))
+            budget -= loop._reserved
+            loop._idle = rng.random() < 0.3
+        for loop in rng.sample(loops, len(loops)):
+            share.served(loop)
+        for me in loops:
+            wanting = [m for m in loops if m is me or not m._idle]
+            load = {id(m): m._reserved for m in wanting}
+            expected = 0
+            for _ in range(concurrency - sum(m._reserved for m in loops)):
+                nxt = min(wanting, key=lambda m: (load[id(m)], share._served[id(m)]))
+                load[id(nxt)] += 1
+                expected += nxt is me
+            assert share.grant(me) == expected

@@ -43,33 +43,54 @@ class SlotShare:
         self._served: dict[int, int] = {}
         self._ticks = count(1)
 
+    def _wanting(self, me: Worker | None = None) -> list[Worker]:
+        """The loops that may take slots: ``me`` and every loop not idle."""
+        return [m for m in self.members
+                if m is me or not (m._idle or m._closing or m._limited())]
+
+    def _rank(self, member: Worker) -> tuple[int, int]:
+        return len(member._running) + member._reserved, self._served.get(id(member), 0)
+
     def grant(self, me: Worker) -> int:
         """How many slots ``me`` may fetch for now: the free slots dealt one at a
         time to the loops that want work (``me`` and every loop not idle),
-        fewest held first, then least recently served."""
-        held = {id(m): len(m._running) + m._reserved for m in self.members}
-        free = self.concurrency - sum(held.values())
+        fewest held first, then least recently served (computed as water
+        filling, not slot by slot)."""
+        held = sum(len(m._running) + m._reserved for m in self.members)
+        free = self.concurrency - held
         if free <= 0:
             return 0
-        wanting = [m for m in self.members
-                   if m is me or not (m._idle or m._closing or m._limited())]
+        wanting = sorted(self._wanting(me), key=self._rank)
         if len(wanting) == 1:
             return free
-        got = 0
-        for _ in range(free):
-            nxt = min(wanting, key=lambda m: (held[id(m)], self._served.get(id(m), 0)))
-            held[id(nxt)] += 1
-            got += nxt is me
-        return got
+        heights = [self._rank(m)[0] for m in wanting]
+        # Raise the lowest k loops to a common level until the free slots run out.
+        k, left = 1, free
+        while k < len(wanting) and left >= (heights[k] - heights[k - 1]) * k:
+            left -= (heights[k] - heights[k - 1]) * k
+            k += 1
+        level, extra = heights[k - 1] + left // k, left % k
+        raised = wanting[:k]
+        if me not in raised:
+            return 0
+        # At one level, the extra slots go to the least recently served.
+        by_service = sorted(raised, key=lambda m: self._served.get(id(m), 0))
+        return level - heights[wanting.index(me)] + (by_service.index(me) < extra)
 
     def served(self, me: Worker) -> None:
         """``me`` sent a fetch: it goes behind the others at equal holdings."""
         self._served[id(me)] = next(self._ticks)
 
     def freed(self, me: Worker) -> None:
-        """A slot of ``me`` came free: the other loops may claim it."""
+        """A slot of ``me`` came free: wake the loop next in line for it (if it
+        is not ``me``), and idle loops that were waiting for a slot to start
+        their blocking wait."""
+        wanting = self._wanting(me)
+        nxt = min(wanting, key=self._rank)
+        if nxt is not me:
+            nxt._wake.set()
         for member in self.members:
-            if member is not me:
+            if member._idle and member._block_task is None:
                 member._wake.set()
 
 
