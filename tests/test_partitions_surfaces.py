@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from conveyor import Queue
 from conveyor.cli import main
+from conveyor.inspection import Inspector
 from web_support import API, api_client, data
 
 
@@ -81,3 +82,12 @@ async def test_the_rest_api_spans_a_partitioned_queue(
     assert data(await client.post(f"{API}/queues/{queue_name}/clean",
                                   json={"state": "waiting", "limit": 2})) == {"removed": 2}
     assert data(await client.get(f"{API}/queues/{queue_name}"))["counts"]["waiting"] == 5
+
+
+async def test_discovery_lists_a_partitioned_queue_once(
+    redis_url: str, queue_name: str, redis: Any
+) -> None:
+    await _fill(redis_url, queue_name)
+    await redis.delete("conveyor:queues")  # a registry lost: the keys are scanned
+    async with Inspector(redis_url) as inspector:
+        assert await inspector.discover() == [queue_name]

@@ -33,7 +33,7 @@ from ..keys import (
 )
 from ..metrics import MINUTE_MS
 from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_name
-from ..partitions import PartitionedQueue
+from ..partitions import PartitionedQueue, partition_names
 from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
@@ -137,11 +137,25 @@ class Inspector(ClientOwner):
                 name = key[len(head):-len(tail)]
                 if key.endswith(tail) and _valid_name(name):
                     found.add(name)
+        found -= await self._partitions_among(found)
         if found:
             await self.client.sadd(registry_key(self.prefix), *sorted(found))
         self._discovered = True
         members = await self.client.smembers(registry_key(self.prefix))
         return sorted({text(m) for m in members} | found | set(self.explicit_queues))
+
+    async def _partitions_among(self, names: set[str]) -> set[str]:
+        """The names in ``names`` that are partitions of a partitioned queue
+        (listed as their logical queue, never on their own)."""
+        bases = sorted({name.rpartition("#")[0] for name in names if "#" in name} & names)
+        if not bases:
+            return set()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for base in bases:
+                pipe.hget(self.queue(base).keys.meta, "partitions")
+            counts = await pipe.execute()
+        return {part for base, n in zip(bases, counts, strict=True) if n is not None
+                for part in partition_names(base, int(n))}
 
     async def _existing(self, name: str) -> Queue:
         """The queue ``name``, or QueueNotFoundError if nothing knows it."""
