@@ -12,9 +12,10 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from conveyor import Queue
+from conveyor import Queue, Worker
 from conveyor.cli import main
-from conveyor.inspection import Inspector
+from conveyor.inspection import HealthThresholds, Inspector
+from helpers import running, wait_for
 from web_support import API, api_client, data
 
 
@@ -91,3 +92,33 @@ async def test_discovery_lists_a_partitioned_queue_once(
     await redis.delete("conveyor:queues")  # a registry lost: the keys are scanned
     async with Inspector(redis_url) as inspector:
         assert await inspector.discover() == [queue_name]
+
+
+async def _fail(job: Any) -> None:
+    raise RuntimeError(f"boom {job.id}")
+
+
+async def test_the_dashboard_shows_a_partitioned_queues_failures_and_stall(
+    redis_url: str, queue_name: str, client: httpx.AsyncClient
+) -> None:
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        bad = [job.id for job in await queue.add_bulk([{"name": "bad"} for _ in range(4)])]
+        async with running(Worker(queue_name, _fail, connection=redis_url, concurrency=4)):
+            await wait_for(lambda: _failed(queue, 4))
+        board = data(await client.get(f"{API}/queue/dashboard"))
+        assert {a["jobId"] for a in board["alerts"]} == set(bad)
+        assert {a["queueName"] for a in board["alerts"]} == {queue_name}
+        assert await queue.get_workers() == []  # stopped: left every partition's registry
+        await queue.add("waits")
+        thresholds = HealthThresholds(stalled_minutes=0.001, require_worker=False)
+        async with Inspector(redis_url, thresholds=thresholds) as inspector:
+
+            async def stalled() -> list[str]:
+                health = await inspector.health(queue_name)
+                return [r for r in health.reasons if "waited" in r]
+
+            assert await wait_for(stalled)
+
+
+async def _failed(queue: Queue, n: int) -> bool:
+    return (await queue.get_job_counts("failed"))["failed"] >= n

@@ -31,6 +31,7 @@ import re
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import count
 from typing import Any, TypeVar
@@ -437,7 +438,10 @@ class PartitionedQueue(Queue):
         seen: dict[str, WorkerInfo] = {}
         for workers in await self._each(lambda p: p.get_workers()):
             for worker in workers:
-                seen.setdefault(worker.id, worker)
+                known = seen.setdefault(worker.id, worker)
+                if known is not worker:  # its running jobs are spread over partitions
+                    seen[worker.id] = replace(known, running_job_ids=(
+                        *known.running_job_ids, *worker.running_job_ids))
         ordered = sorted(seen.values(), key=lambda w: w.started_at)
         return ordered[start:] if end < 0 else ordered[start:end + 1]
 

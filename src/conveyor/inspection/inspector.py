@@ -411,22 +411,24 @@ class Inspector(ClientOwner):
     async def _stalled(self, summary: QueueSummary) -> bool:
         """Has the oldest waiting job waited stalled_minutes with no job completed since?"""
         window = self.thresholds.stalled_minutes * MINUTE_MS
-        k = self.queue(summary.name).keys
+        queue = self.queue(summary.name)
+        parts = queue.partitions if isinstance(queue, PartitionedQueue) else [queue]
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.time()
-            pipe.lrange(k.wait, 0, 0)
-            pipe.lrange(k.wait, -1, -1)
-            pipe.zrange(k.prioritized, 0, 0)
+            for part in parts:
+                pipe.lrange(part.keys.wait, 0, 0)
+                pipe.lrange(part.keys.wait, -1, -1)
+                pipe.zrange(part.keys.prioritized, 0, 0)
             now_reply, *ends = await pipe.execute()
         now = time_ms(now_reply)
         if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
             return False
-        ids = {text(i) for found in ends for i in found}
+        ids = {(parts[n // 3].keys, text(i)) for n, found in enumerate(ends) for i in found}
         if not ids:
             return False
         async with self.client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(k.job(job_id), "ts")
+            for keys, job_id in ids:
+                pipe.hget(keys.job(job_id), "ts")
             replies = await pipe.execute(raise_on_error=False)
         # A corrupt job (its key not a hash, its ts not a number) has no say.
         added = [int(ts) for ts in replies if isinstance(ts, bytes | str) and text(ts).isdigit()]
@@ -441,8 +443,22 @@ class Inspector(ClientOwner):
 
     async def _alerts(self, summaries: Sequence[QueueSummary]) -> list[dict[str, Any]]:
         """The ALERTS newest failed jobs over all queues (2 pipelined round trips)."""
-        with_failures = [s.name for s in summaries if s.counts["failed"]]
-        return await read_alerts(self.client, self.queue, with_failures, ALERTS)
+        names: list[str] = []
+        parts: dict[str, tuple[str, Queue]] = {}  # a partition's name -> (its queue's, it)
+        for summary in summaries:
+            queue = self.queue(summary.name)
+            if not summary.counts["failed"]:
+                continue
+            if isinstance(queue, PartitionedQueue):
+                parts.update((p.name, (queue.name, p)) for p in queue.partitions)
+                names += [p.name for p in queue.partitions]
+            else:
+                names.append(queue.name)
+        alerts = await read_alerts(
+            self.client, lambda n: parts[n][1] if n in parts else self.queue(n), names, ALERTS)
+        for alert in alerts:
+            alert["queue"] = parts.get(alert["queue"], (alert["queue"],))[0]
+        return alerts
 
 
 # -- helpers ------------------------------------------------------------------------------
