@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from conveyor import Job, Queue, ValidationError, Worker
+from conveyor import Job, Queue, QueueEvents, ValidationError, Worker
 from conveyor._partition_worker import SlotShare
 from conveyor.keys import registry_key
 from conveyor.partitions import (
@@ -374,3 +374,27 @@ def test_slots_are_dealt_fewest_held_first_then_least_recently_served() -> None:
                 load[id(nxt)] += 1
                 expected += nxt is me
             assert share.grant(me) == expected
+
+
+async def test_queue_events_follow_every_partition(redis_url: str, queue_name: str) -> None:
+    seen: list[dict[str, Any]] = []
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        await queue.add("before")  # stores the count; "$" starts after it
+        events = QueueEvents(queue_name, redis_url, block=100)
+
+        async def consume() -> None:
+            async for event in events:
+                seen.append(event)
+
+        task = asyncio.create_task(consume())
+        try:
+            await wait_for(lambda: len(events.last_ids) == 4 or task.done())
+            jobs = await queue.add_bulk([{"name": "x"} for _ in range(8)])
+            async with running(Worker(queue_name, _noop, connection=redis_url)):
+                await wait_for(lambda: {e["job_id"] for e in seen
+                                        if e["event"] == "completed"} >= {j.id for j in jobs})
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await events.close()
+    assert {e["job_id"] for e in seen if e["event"] == "added"} == {j.id for j in jobs}
