@@ -11,12 +11,14 @@ import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from conveyor import Queue, Worker
 from conveyor.cli import main
 from conveyor.inspection import HealthThresholds, Inspector
+from conveyor.web import create_app
 from helpers import running, wait_for
-from web_support import API, api_client, data
+from web_support import API, api_client, asgi_client, data
 
 
 def cli_json(*args: str) -> Any:
@@ -122,3 +124,34 @@ async def test_the_dashboard_shows_a_partitioned_queues_failures_and_stall(
 
 async def _failed(queue: Queue, n: int) -> bool:
     return (await queue.get_job_counts("failed"))["failed"] >= n
+
+
+async def test_prometheus_reports_a_partitioned_queue_once_with_summed_counts(
+    redis_url: str, queue_name: str
+) -> None:
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        await queue.add_bulk([{"name": "x"} for _ in range(5)])
+        async with running(Worker(queue_name, _noop, connection=redis_url, concurrency=5)):
+            await wait_for(lambda: _done(queue, 5))
+        await queue.add_bulk([{"name": "x"} for _ in range(3)])
+        await queue.pause()
+    app = create_app(redis_url)
+    async with asgi_client(app) as client:
+        response = await client.get("/metrics")
+    await app.state.conveyor.close()
+    found = {(s.name, frozenset(s.labels.items())): s.value
+             for family in text_string_to_metric_families(response.text)
+             for s in family.samples}
+    queues = {dict(labels).get("queue") for _, labels in found} - {None}
+    assert queues == {queue_name}
+    assert found["conveyor_jobs", frozenset({("queue", queue_name), ("state", "waiting")})] == 3
+    assert found["conveyor_jobs_completed_total", frozenset({("queue", queue_name)})] == 5
+    assert found["conveyor_queue_paused", frozenset({("queue", queue_name)})] == 1
+
+
+async def _noop(job: Any) -> None:
+    return None
+
+
+async def _done(queue: Queue, n: int) -> bool:
+    return (await queue.get_job_counts("completed"))["completed"] >= n
