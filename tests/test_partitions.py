@@ -19,6 +19,7 @@ from conveyor.partitions import (
     partition_names,
     partition_slot,
 )
+from conveyor.sync import Queue as BlockingQueue
 from helpers import running, wait_for
 
 SLOTS = 16384
@@ -398,3 +399,16 @@ async def test_queue_events_follow_every_partition(redis_url: str, queue_name: s
             await asyncio.gather(task, return_exceptions=True)
             await events.close()
     assert {e["job_id"] for e in seen if e["event"] == "added"} == {j.id for j in jobs}
+
+
+def test_the_blocking_queue_adds_to_partitions_and_refuses_a_plain_add(
+    redis_url: str, queue_name: str
+) -> None:
+    with BlockingQueue(queue_name, redis_url, partitions=4) as queue:
+        jobs = [queue.add("x", i) for i in range(4)]
+        assert sorted(partition_for(j.id, 4) for j in jobs) == [0, 1, 2, 3]
+        assert queue.get_job_counts("waiting") == {"waiting": 4}
+    with BlockingQueue(queue_name, redis_url) as plain:
+        with pytest.raises(ValidationError) as info:
+            plain.add("x")
+        assert info.value.field == "partitions"

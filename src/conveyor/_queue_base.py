@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ._scripts import Scripts
     from .keys import QueueKeys
 
-__all__ = ["QueueCore"]
+__all__ = ["QueueCore", "refuse_if_partitioned"]
 
 
 class QueueCore:
@@ -45,9 +45,16 @@ class QueueCore:
                 pipe.sadd(registry_key(self.prefix), self.name)
                 pipe.hget(self.keys.meta, "partitions")
                 _, partitions = await pipe.execute()
-            if partitions is not None:
-                raise ValidationError(
-                    "partitions", f"queue {self.name!r} is partitioned: open it with "
-                    f"Queue({self.name!r}, ..., partitions={int(partitions)})", None,
-                )
+            refuse_if_partitioned(self.name, partitions)
             self._registered = True
+
+
+def refuse_if_partitioned(name: str, partitions: Any) -> None:
+    """A ValidationError on ``partitions`` if a queue's meta says it is
+    partitioned (``partitions`` is its field there): a plain Queue of that name
+    would add jobs where no worker looks."""
+    if partitions is not None:
+        raise ValidationError(
+            "partitions", f"queue {name!r} is partitioned: open it with "
+            f"Queue({name!r}, ..., partitions={int(partitions)})", None,
+        )

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
+from ._queue_base import refuse_if_partitioned
 from ._scripts import blocking_add_jobs
 from .connection import Connection, make_sync_client
 from .keys import registry_key
@@ -189,6 +190,8 @@ class Queue:
         self._add_jobs = (
             None if self._client is None else blocking_add_jobs(self._client)
         )
+        if kwargs.get("partitions") is not None:
+            self._add_jobs = None  # a partitioned queue routes each add: on the loop
 
     @property
     def name(self) -> str:
@@ -213,7 +216,11 @@ class Queue:
     def _register(self) -> None:
         """As Queue._register, on the blocking client."""
         if not self._queue._registered and self._client is not None:
-            self._client.sadd(registry_key(self._queue.prefix), self._queue.name)
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.sadd(registry_key(self._queue.prefix), self._queue.name)
+                pipe.hget(self._queue.keys.meta, "partitions")
+                _, partitions = pipe.execute()
+            refuse_if_partitioned(self._queue.name, partitions)
             self._queue._registered = True
 
     @property
