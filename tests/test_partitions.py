@@ -412,3 +412,17 @@ def test_the_blocking_queue_adds_to_partitions_and_refuses_a_plain_add(
         with pytest.raises(ValidationError) as info:
             plain.add("x")
         assert info.value.field == "partitions"
+
+
+async def test_a_flow_into_a_partitioned_queue_is_refused_before_anything_is_added(
+    redis_url: str, queue_name: str, flow: Any
+) -> None:
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        await queue.add("x")
+        with pytest.raises(ValidationError) as info:
+            await flow.add({"name": "parent", "queue_name": "plain-parent",
+                            "children": [{"name": "child", "queue_name": queue_name}]})
+        assert info.value.field == "partitions"
+        assert (await queue.get_job_counts("waiting"))["waiting"] == 1
+    async with Queue("plain-parent", redis_url) as parent:
+        assert sum((await parent.get_job_counts()).values()) == 0
