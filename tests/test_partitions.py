@@ -426,3 +426,21 @@ async def test_a_flow_into_a_partitioned_queue_is_refused_before_anything_is_add
         assert (await queue.get_job_counts("waiting"))["waiting"] == 1
     async with Queue("plain-parent", redis_url) as parent:
         assert sum((await parent.get_job_counts()).values()) == 0
+
+
+async def test_an_empty_job_id_generates_one(redis_url: str, queue_name: str) -> None:
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        a, b = await queue.add("a", job_id=""), await queue.add("b", job_id="")
+        assert a.id and b.id and a.id != b.id
+
+
+async def test_worker_rate_limit_holds_every_partition(redis_url: str, queue_name: str) -> None:
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        await queue.add("first")
+        worker = Worker(queue_name, _noop, connection=redis_url)
+        async with running(worker):
+            await wait_for(lambda: _counts(queue, "completed", 1))
+            await worker.rate_limit(60_000)
+            assert all([await p.client.hget(p.keys.meta, "limited_until") is not None
+                        for p in queue.partitions])
+            assert all(loop._limited() for loop in worker._loops)

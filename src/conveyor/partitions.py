@@ -207,7 +207,7 @@ class PartitionedQueue(Queue):
         if isinstance(group, str) and group:
             return partition_for(group, n)
         job_id = options.get("job_id")
-        if job_id is not None:
+        if job_id not in (None, ""):  # "": generate one, as Queue.add does
             return partition_for(validate_job_id(job_id), n)
         dedup = options.get("deduplication")
         if isinstance(dedup, Mapping) and dedup.get("id") is not None:
@@ -215,7 +215,7 @@ class PartitionedQueue(Queue):
         return next(self._next) % n
 
     def _with_id(self, options: dict[str, Any], partition: int) -> dict[str, Any]:
-        if options.get("job_id") is None:
+        if options.get("job_id") in (None, ""):
             options["job_id"] = f"{partition}~{self._id_prefix}{next(self._ids):x}"
         return options
 

@@ -537,6 +537,9 @@ class Worker:
         says "slow down". Raise :class:`RateLimitError` instead to also hand the
         current job back without using an attempt."""
         ms = to_ms("delay", delay) or 0
+        if self._loops:  # a partitioned queue: every partition backs off
+            await asyncio.gather(*(loop.rate_limit(ms) for loop in self._loops))
+            return
         await self.queue.rate_limit(ms)
         self._hold_fetches(ms)
 
