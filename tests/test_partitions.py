@@ -444,3 +444,15 @@ async def test_worker_rate_limit_holds_every_partition(redis_url: str, queue_nam
             assert all([await p.client.hget(p.keys.meta, "limited_until") is not None
                         for p in queue.partitions])
             assert all(loop._limited() for loop in worker._loops)
+
+
+async def test_a_plain_queue_with_jobs_cannot_be_partitioned(
+    redis_url: str, redis: aioredis.Redis, queue: Queue
+) -> None:
+    await queue.add("plain")
+    async with Queue(queue.name, redis_url, partitions=4) as partitioned:
+        with pytest.raises(ValidationError) as info:
+            await partitioned.add("x")
+        assert info.value.field == "partitions"
+    assert await redis.hget(queue.keys.meta, "partitions") is None
+    await queue.add("still plain")

@@ -51,7 +51,7 @@ from .metrics import (
     Timings,
     sum_histograms,
 )
-from .options import Duration, check_int, validate_job_id
+from .options import MAX_COUNT, Duration, check_int, validate_job_id
 from .queue import Queue
 from .schedulers import JobScheduler
 from .workers import WorkerInfo
@@ -168,6 +168,17 @@ class PartitionedQueue(Queue):
         refuse a count that differs from the stored one)."""
         if self._registered:
             return
+        k = self.keys
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(k.meta, PARTITIONS_FIELD)
+            pipe.exists(*(k.state_key(state) for state in STATES))
+            stored, plain_jobs = await pipe.execute()
+        if stored is None and plain_jobs:
+            raise ValidationError(
+                "partitions", f"queue {self.name!r} holds jobs as a plain queue; "
+                "partition a queue before its first job (or under a new name)",
+                self.partition_count,
+            )
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.sadd(registry_key(self.prefix), self.name)
             pipe.hsetnx(self.keys.meta, PARTITIONS_FIELD, self.partition_count)
@@ -292,9 +303,11 @@ class PartitionedQueue(Queue):
         their merged order: by finish time for finished jobs, else by the time
         they were added (newest first unless ``asc``). Reads up to ``end + 1``
         jobs of each partition."""
-        pages = await self._each(lambda p: p.get_jobs(states, 0, end, asc))
+        check_int("start", start, -MAX_COUNT, MAX_COUNT)
+        check_int("end", end, -MAX_COUNT, MAX_COUNT)
+        pages = await self._each(lambda p: p.get_jobs(states, 0, max(end, -1), asc))
         merged = sorted((job for page in pages for job in page), key=_when, reverse=not asc)
-        return merged[start:] if end < 0 else merged[start:end + 1]
+        return _inclusive(merged, start, end)
 
     async def last_completed_ms(self) -> int | None:
         """When the newest completed job of any partition finished (epoch ms)."""
@@ -442,8 +455,7 @@ class PartitionedQueue(Queue):
                 if known is not worker:  # its running jobs are spread over partitions
                     seen[worker.id] = replace(known, running_job_ids=(
                         *known.running_job_ids, *worker.running_job_ids))
-        ordered = sorted(seen.values(), key=lambda w: w.started_at)
-        return ordered[start:] if end < 0 else ordered[start:end + 1]
+        return _inclusive(sorted(seen.values(), key=lambda w: w.started_at), start, end)
 
     async def get_metrics(self, kind: MetricKind, start: datetime | int | None = None,
                           end: datetime | int | None = None) -> MetricsSeries:
@@ -493,12 +505,17 @@ class PartitionedQueue(Queue):
         found = [s for ss in await self._each(lambda p: p.get_job_schedulers()) for s in ss]
         far = datetime.max.replace(tzinfo=None)
         found.sort(key=lambda s: s.next_run.replace(tzinfo=None) if s.next_run else far)
-        return found[start:] if end < 0 else found[start:end + 1]
+        return _inclusive(found, start, end)
 
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete the scheduler (see :meth:`conveyor.Queue.remove_job_scheduler`)."""
         await self._check()
         return await self._scheduler_home(scheduler_id).remove_job_scheduler(scheduler_id)
+
+
+def _inclusive(items: list[T], start: int, end: int) -> list[T]:
+    """``items[start..end]``, both ends included, negative ones from the end (as Redis ranges)."""
+    return items[start:] if end == -1 else items[start:end + 1]
 
 
 def _when(job: Job) -> int:
