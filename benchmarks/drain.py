@@ -36,7 +36,7 @@ async def _redis_cpu_s(client: aioredis.Redis) -> float:
 async def drain(url: str, jobs: int, concurrency: int, partitions: int = 0) -> dict[str, float]:
     client = aioredis.Redis.from_url(url)
     await client.flushall()
-    queue = Queue("bench", url, partitions=partitions or None)
+    queue = Queue("bench", url, **({"partitions": partitions} if partitions else {}))
     await queue.add_bulk([{"name": "noop", "data": i} for i in range(jobs)])
     done = asyncio.Event()
     finished = 0

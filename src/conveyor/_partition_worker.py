@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
 from itertools import count
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._signals import subscribe
 from .connection import REDIS_DOWN
@@ -31,7 +32,9 @@ from .queue import Queue
 if TYPE_CHECKING:
     from .worker import Worker
 
-__all__ = ["SlotShare", "open_partitions", "run_partitioned"]
+__all__ = ["SlotShare", "open_partitions", "run_if_partitioned", "run_partitioned"]
+
+T = TypeVar("T")
 
 
 class SlotShare:
@@ -94,24 +97,41 @@ class SlotShare:
                 member._wake.set()
 
 
+async def run_if_partitioned(worker: Worker) -> bool:
+    """Run ``worker`` on its queue's partitions if the queue is partitioned (see
+    :func:`open_partitions`); ``False`` at once for a plain queue. A signal or
+    :meth:`~conveyor.Worker.close` while Redis has not answered yet stops the
+    wait (then ``False``: the worker's loop sees it is closing and stops)."""
+    removers = [subscribe(worker._on_signal)] if worker.handle_signals else []
+    try:
+        queue = await open_partitions(worker, worker._partitions)
+    finally:
+        for remove in removers:
+            remove()
+    if queue is None:
+        return False
+    await run_partitioned(worker, queue)
+    return True
+
+
 async def open_partitions(worker: Worker, partitions: int | None) -> PartitionedQueue | None:
-    """The partitioned queue ``worker`` serves, or ``None`` for a plain queue: the
-    count ``partitions`` (stored in Redis if the queue has none, refused if it
-    differs), else the count stored in the queue's meta. Waits for Redis while
-    it is down (unless the worker is closed meanwhile)."""
+    """The partitioned queue ``worker`` serves, or ``None`` for a plain queue (or
+    a worker closed meanwhile): the count ``partitions`` (stored in Redis if
+    the queue has none, refused if it differs), else the count stored in the
+    queue's meta. Waits for Redis while it is down."""
     delay = 0.05
     while True:
         try:
-            stored = await stored_partitions(worker.queue)
+            found = await _unless_closed(worker, stored_partitions(worker.queue))
             break
         except REDIS_DOWN as exc:
-            if worker._closing:
-                return None
             worker._note_redis_down(exc)
-            await asyncio.sleep(delay)
+            await _unless_closed(worker, asyncio.sleep(delay))
             delay = min(delay * 2, 5.0)
-    n = partitions or stored
-    if n is None:
+    if worker._closing:
+        return None
+    n = partitions or (found and found[0])
+    if not n:
         return None
     queue = Queue(worker.queue.name, worker.queue.client, prefix=worker.queue.prefix,
                   partitions=n)
@@ -123,6 +143,22 @@ async def open_partitions(worker: Worker, partitions: int | None) -> Partitioned
         worker._closed.set()
         raise
     return queue
+
+
+async def _unless_closed(worker: Worker, call: Coroutine[Any, Any, T]) -> tuple[T] | None:
+    """``(call's result,)``, or ``None`` if the worker is closed first (``call``
+    is then cancelled): a server that never answers must not hold a stop."""
+    task = asyncio.ensure_future(call)
+    closing = asyncio.ensure_future(worker._wake.wait())
+    try:
+        await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closing.cancel()
+    if task.done():
+        return (task.result(),)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
 
 
 def _loop_for(worker: Worker, part: Queue, share: SlotShare) -> Worker:

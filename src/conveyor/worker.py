@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from ._attempt import Attempts, BackoffStrategy, keep_arg, settle
 from ._corrupt import corrupt_failure
 from ._idle import wait_for_work
-from ._partition_worker import SlotShare, open_partitions, run_partitioned
+from ._partition_worker import SlotShare, run_if_partitioned
 from ._scripts import Limit, Outcome
 from ._signals import subscribe
 from ._stream import text
@@ -240,12 +240,12 @@ class Worker:
         if self._started:
             raise RuntimeError("Worker.run() was already called")
         self._started = True
-        if self._share is None and (queue := await open_partitions(self, self._partitions)):
-            return await run_partitioned(self, queue)
-        removers = [subscribe(self._on_signal)] if self.handle_signals else []
-        side_tasks = start_upkeep(self)
         log.info("worker %s started on queue %r (concurrency %d)",
                  self.id, self.queue.name, self.concurrency)
+        if self._share is None and await run_if_partitioned(self):
+            return
+        removers = [subscribe(self._on_signal)] if self.handle_signals else []
+        side_tasks = start_upkeep(self)
         try:
             await self._main_loop()
         finally:
