@@ -57,7 +57,7 @@ GROUPS = 3
 def scrape_formula(queues: int, unread_minutes: int) -> int:
     """The documented cost of a scrape: SMEMBERS of the registry and one TIME,
     then per queue one pipeline of 16 + r commands (EXISTS, 7 counts, 2 HVALS,
-    HEXISTS, 5 reads of workers and groups, an HGETALL per minute of timings
+    HMGET, 5 reads of workers and groups, an HGETALL per minute of timings
     not read before), and one more with an EXISTS (the queue has workers) and
     an LLEN per group with jobs."""
     return 2 + queues * (16 + unread_minutes + 1 + GROUPS)

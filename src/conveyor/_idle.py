@@ -52,7 +52,9 @@ async def wait_for_work(worker: Worker) -> None:
                 timeout = min(timeout, read_timeout * 0.8)
             if worker._next_due:
                 timeout = min(timeout, max((worker._next_due - time.time() * 1000) / 1000, 0.002))
-            if worker._fetch_on_wake:
+            # A partition's loop waits plainly: slots reserved by a wait would be
+            # kept from the other partitions' loops for as long as it blocks.
+            if worker._fetch_on_wake and worker._share is None:
                 woke = await wait_and_fetch(worker, n, timeout)
                 if woke is None or woke[1] == n:
                     return  # fetch again at once, or every free slot is busy

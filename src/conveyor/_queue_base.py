@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .errors import ValidationError
 from .keys import registry_key
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._scripts import Scripts
     from .keys import QueueKeys
 
-__all__ = ["QueueCore"]
+__all__ = ["QueueCore", "refuse_if_partitioned"]
 
 
 class QueueCore:
@@ -40,6 +41,29 @@ class QueueCore:
     async def _register(self) -> None:
         """Name this queue in the registry (once per Queue object: an add's cost)."""
         if not self._registered:
+            # A partitioned queue's meta says so, and a plain Queue of that name
+            # would add jobs no worker takes: read it in the same round trip
+            # (two on a cluster, where the registry is in another slot).
             key = registry_key(self.prefix)
-            await self.connector.client_for(key).sadd(key, self.name)
+            registry = self.connector.client_for(key)
+            if registry is self.client:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    pipe.sadd(key, self.name)
+                    pipe.hget(self.keys.meta, "partitions")
+                    _, partitions = await pipe.execute()
+            else:
+                await registry.sadd(key, self.name)
+                partitions = await self.client.hget(self.keys.meta, "partitions")
+            refuse_if_partitioned(self.name, partitions)
             self._registered = True
+
+
+def refuse_if_partitioned(name: str, partitions: Any) -> None:
+    """A ValidationError on ``partitions`` if a queue's meta says it is
+    partitioned (``partitions`` is its field there): a plain Queue of that name
+    would add jobs where no worker looks."""
+    if partitions is not None:
+        raise ValidationError(
+            "partitions", f"queue {name!r} is partitioned: open it with "
+            f"Queue({name!r}, ..., partitions={int(partitions)})", None,
+        )

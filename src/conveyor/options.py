@@ -38,6 +38,8 @@ __all__ = [
     "JobOptions",
     "Retention",
     "backoff_delay",
+    "parse_limiter",
+    "positive_ms",
     "to_ms",
     "validate_job_id",
     "validate_queue_name",
@@ -542,3 +544,25 @@ def dump_data(data: Any, max_bytes: int) -> bytes:
             "data", f"is {len(encoded)} bytes as JSON, more than the limit of {max_bytes}"
         )
     return encoded
+
+
+def parse_limiter(spec: Mapping[str, Any] | None) -> tuple[int, int]:
+    """A worker's ``limiter={"max": n, "duration": ms}`` as (max, window ms); (0, 0): none."""
+    if spec is None:
+        return (0, 0)
+    if not isinstance(spec, Mapping):
+        raise ValidationError("limiter", f"expected {{'max': n, 'duration': ms}}, got {spec!r}")
+    unknown = set(spec) - {"max", "duration"}
+    if unknown:
+        raise ValidationError("limiter", f"unknown keys {sorted(unknown)}; use 'max', 'duration'")
+    most = check_count("limiter.max", spec.get("max"), 1)
+    return most, positive_ms("limiter.duration", spec.get("duration", 1000))
+
+
+def positive_ms(field: str, value: int | timedelta) -> int:
+    """``value`` in ms, refused unless positive."""
+    ms = to_ms(field, value)
+    if not ms:
+        raise ValidationError(field, "must be positive")
+    return ms
+

@@ -63,13 +63,24 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
     (ms or timedelta, default 1 s), before it returns; fewer raise
     :class:`~conveyor.errors.DurabilityError` (the jobs are on the master, not
     yet safe from a failover). See the README's "Durability".
+    ``partitions=n`` spreads the queue over ``n`` hash slots (a
+    :class:`~conveyor.partitions.PartitionedQueue`): see "Partitioned queues"
+    in the README.
     """
+
+    def __new__(cls, *args: Any, partitions: int | None = None, **kwargs: Any) -> Queue:
+        if partitions is not None and cls is Queue:
+            from .partitions import PartitionedQueue  # built on Queue: imported when used
+
+            return super().__new__(PartitionedQueue)
+        return super().__new__(cls)
 
     def __init__(
         self,
         name: str,
         connection: Connection = None,
         *,
+        partitions: int | None = None,  # see __new__
         prefix: str = "conveyor",
         default_job_options: Mapping[str, Any] | None = None,
         events_maxlen: int = 10_000,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 import redis
 
 from ._prepare import Prepared, chunks, new_job, prepare_bulk, prepare_job
+from ._queue_base import refuse_if_partitioned
 from ._scripts import blocking_add_jobs, blocking_atomic_and_wait, blocking_call_and_wait
 from .connection import Connection
 from .keys import registry_key
@@ -191,6 +192,8 @@ class Queue:
         self._add_jobs = (
             None if self._client is None else blocking_add_jobs(self._client)
         )
+        if kwargs.get("partitions") is not None:
+            self._add_jobs = None  # a partitioned queue routes each add: on the loop
 
     @property
     def name(self) -> str:
@@ -219,8 +222,13 @@ class Queue:
             if self._queue.connector.cluster:  # the registry is in another slot
                 with self._queue.connector.sync_client(key) as client:  # type: ignore[union-attr]
                     client.sadd(key, self._queue.name)
+                partitions = self._client.hget(self._queue.keys.meta, "partitions")
             else:
-                self._client.sadd(key, self._queue.name)
+                with self._client.pipeline(transaction=False) as pipe:
+                    pipe.sadd(key, self._queue.name)
+                    pipe.hget(self._queue.keys.meta, "partitions")
+                    _, partitions = pipe.execute()
+            refuse_if_partitioned(self._queue.name, partitions)
             self._queue._registered = True
 
     @property

@@ -14,8 +14,6 @@ upkeep tasks, lock renewal, cancels, stalled jobs, heartbeat and schedulers
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import logging
 import os
 import signal
@@ -31,7 +29,9 @@ from redis.exceptions import RedisError
 from ._attempt import Attempts, BackoffStrategy, keep_arg, lock_lapses, settle
 from ._corrupt import corrupt_failure
 from ._idle import wait_for_work
-from ._scripts import NO_LIMIT, Limit, Outcome
+from ._listeners import emit
+from ._partition_worker import SlotShare, run_if_partitioned
+from ._scripts import Limit, Outcome
 from ._server_checks import warn_about_server
 from ._signals import subscribe
 from ._stream import text
@@ -40,7 +40,8 @@ from .connection import REDIS_DOWN as _REDIS_DOWN
 from .connection import Connection
 from .errors import ValidationError
 from .job import Job, fields_to_dict
-from .options import check_count, to_ms
+from .options import check_count, parse_limiter, positive_ms, to_ms
+from .partitions import check_partitions
 from .queue import Queue
 from .sandbox import SandboxProcessor, make_pool, processor_reference
 from .sync import SyncJob
@@ -79,6 +80,9 @@ class Worker:
     ``"module:function"``) in ``concurrency`` child processes that a timeout or
     cancel kills; see :mod:`conveyor.sandbox` for ``max_jobs_per_child`` and
     ``max_memory_per_child`` (KiB).
+
+    On a partitioned queue (``partitions=n``, else as stored by its producers)
+    it takes from every partition fairly (:mod:`conveyor._partition_worker`).
     """
 
     def __init__(
@@ -102,17 +106,19 @@ class Worker:
         sandbox: bool = False,
         max_jobs_per_child: int | None = None,
         max_memory_per_child: int | None = None,
+        partitions: int | None = None,
     ) -> None:
+        self._partitions = None if partitions is None else check_partitions(partitions)
         pool = make_pool(sandbox, concurrency, max_jobs_per_child, max_memory_per_child)
         target = "" if pool is None else processor_reference(processor)
         if not callable(processor) and pool is None:
             raise ValidationError("processor", f"must be callable, got {processor!r}")
         check_count("concurrency", concurrency, 1)
         check_count("max_stalled_count", max_stalled_count, 0)
-        self.lock_duration = _positive_ms("lock_duration", lock_duration)
-        self.stalled_interval = _positive_ms("stalled_interval", stalled_interval)
-        self.block_timeout = _positive_ms("block_timeout", block_timeout)
-        self.limiter: Limit = _parse_limiter(limiter)
+        self.lock_duration = positive_ms("lock_duration", lock_duration)
+        self.stalled_interval = positive_ms("stalled_interval", stalled_interval)
+        self.block_timeout = positive_ms("block_timeout", block_timeout)
+        self.limiter: Limit = parse_limiter(limiter)
         self.queue = Queue(
             queue_name, connection, prefix=prefix, events_maxlen=events_maxlen,
             keep_logs=keep_logs,
@@ -168,6 +174,8 @@ class Worker:
         self._block_task: asyncio.Task[None] | None = None
         self._redis_down = False
         self._close_task: asyncio.Future[None] | None = None
+        self._share: SlotShare | None = None  # a partition's loop: slots shared with others
+        self._loops: list[Worker] = []  # a partitioned queue's worker: one loop a partition
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} queue={self.queue.name!r} concurrency={self.concurrency}>"
@@ -209,24 +217,7 @@ class Worker:
         return callback
 
     def _emit(self, event: str, *args: Any) -> None:
-        for callback in self._listeners.get(event, ()):
-            try:
-                result = callback(*args)
-                if inspect.isawaitable(result):
-                    asyncio.ensure_future(result).add_done_callback(self._listener_done)
-            except Exception as exc:
-                self._listener_failed(exc)
-
-    def _listener_done(self, future: asyncio.Future[Any]) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self._listener_failed(future.exception())  # type: ignore[arg-type]
-
-    def _listener_failed(self, exc: BaseException) -> None:
-        log.exception("worker event listener failed", exc_info=exc)
-        if self._listeners.get("error"):
-            with contextlib.suppress(Exception):
-                for callback in self._listeners["error"]:
-                    callback(exc)
+        emit(self._listeners, event, *args)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -235,11 +226,13 @@ class Worker:
         if self._started:
             raise RuntimeError("Worker.run() was already called")
         self._started = True
+        log.info("worker %s started on queue %r (concurrency %d)",
+                 self.id, self.queue.name, self.concurrency)
+        if self._share is None and await run_if_partitioned(self):
+            return
         removers = [subscribe(self._on_signal)] if self.handle_signals else []
         side_tasks = [*start_upkeep(self), asyncio.create_task(
             warn_about_server(self.queue.client), name="conveyor-server-check")]
-        log.info("worker %s started on queue %r (concurrency %d)",
-                 self.id, self.queue.name, self.concurrency)
         try:
             await self._main_loop()
         finally:
@@ -258,7 +251,8 @@ class Worker:
                 await release_stranded(self.queue, self.id, self._token_prefix, self._running)
             for remove in removers:
                 remove()
-            await self._attempts.close()
+            if self._share is None:  # a partition's loop shares its worker's
+                await self._attempts.close()
             await self.queue.close()
             self._closed.set()
             log.info("worker %s stopped", self.id)
@@ -275,6 +269,8 @@ class Worker:
         if not self._started:
             await self.queue.close()
             return
+        if self._loops:
+            await asyncio.gather(*(loop.close(timeout) for loop in self._loops))
         await self._cancel_block()
         if timeout is not None and not self._closed.is_set():
             # Wait for the worker, not a snapshot of its jobs: a fetch in flight
@@ -310,6 +306,8 @@ class Worker:
         """Slots neither running a job nor promised to a fetch in flight."""
         if self._closing:
             return 0
+        if self._share is not None:
+            return self._share.grant(self)
         return self.concurrency - len(self._running) - self._reserved
 
     async def _main_loop(self) -> None:
@@ -389,6 +387,8 @@ class Worker:
         self._reserved += n
         token = self.queue.scripts.calls.new()
         self._sent_at[token] = time.monotonic()
+        if n and self._share is not None:
+            self._share.served(self)
         task = asyncio.create_task(self._exchange(
             outcomes, finished, timings, n, token, self._wakeups
         ))
@@ -436,6 +436,8 @@ class Worker:
             self._calls.discard(asyncio.current_task())
             self._reports.discard(asyncio.current_task())
             self._wake.set()
+            if self._share is not None:
+                self._share.freed(self)
         scripts.calls.answered(call)
         if outcomes:
             self._report(finished, statuses, int(now))
@@ -530,6 +532,9 @@ class Worker:
         says "slow down". Raise :class:`RateLimitError` instead to also hand the
         current job back without using an attempt."""
         ms = to_ms("delay", delay) or 0
+        if self._loops:  # a partitioned queue: every partition backs off
+            await asyncio.gather(*(loop.rate_limit(ms) for loop in self._loops))
+            return
         await self.queue.rate_limit(ms)
         self._hold_fetches(ms)
 
@@ -564,6 +569,8 @@ class Worker:
         result = await self._attempts.run(job, lock_until)
         assert job.token is not None
         self._running.pop((job.id, job.token), None)
+        if self._share is not None:
+            self._share.freed(self)
         if result[0] == "l":  # a rate limit: no fetch until it ends
             self._hold_fetches(result[4])
         if job.moved:  # stepped out with move_to_delayed: nothing to report
@@ -577,23 +584,3 @@ class Worker:
 
 #: A report-and-fetch call as Worker._exchange takes it (outcomes, finished, timings, n, token).
 _Call: TypeAlias = tuple[list[Outcome], list[tuple[Job, str, Any]], dict[str, int], int, str]
-
-
-def _parse_limiter(spec: Mapping[str, Any] | None) -> Limit:
-    if spec is None:
-        return NO_LIMIT
-    if not isinstance(spec, Mapping):
-        raise ValidationError("limiter", f"expected {{'max': n, 'duration': ms}}, got {spec!r}")
-    unknown = set(spec) - {"max", "duration"}
-    if unknown:
-        raise ValidationError("limiter", f"unknown keys {sorted(unknown)}; use 'max', 'duration'")
-    most = check_count("limiter.max", spec.get("max"), 1)
-    return most, _positive_ms("limiter.duration", spec.get("duration", 1000))
-
-
-def _positive_ms(field: str, value: int | timedelta) -> int:
-    ms = to_ms(field, value)
-    if not ms:
-        raise ValidationError(field, "must be positive")
-    return ms
-

@@ -16,6 +16,9 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
 from .._cluster import ConnectorOwner, connect, pipelined
 from .._render import epoch_ms, iso
 from .._stream import text
@@ -35,6 +38,7 @@ from ..keys import (
 )
 from ..metrics import MINUTE_MS
 from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_name
+from ..partitions import PartitionedQueue, partition_names
 from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
@@ -145,33 +149,57 @@ class Inspector(ConnectorOwner):
                 if prefix == self.prefix and part in ("meta", "events", "id") and (
                         _valid_name(name)):
                     found.add(name)
+        found -= await self._partitions_among(found)
         if found:
             await self.client.sadd(self._registry, *sorted(found))
         self._discovered = True
         members = await self.client.smembers(self._registry)
         return sorted({text(m) for m in members} | found | set(self.explicit_queues))
 
+    async def _partitions_among(self, names: set[str]) -> set[str]:
+        """The names in ``names`` that are partitions of a partitioned queue
+        (listed as their logical queue, never on their own)."""
+        bases = sorted({name.rpartition("#")[0] for name in names if "#" in name} & names)
+        if not bases:
+            return set()
+        queues = [self.queue(base) for base in bases]
+        counts = await pipelined([
+            (q.client, _command("hget", q.keys.meta, "partitions"))
+            for q in queues])
+        for reply in counts:
+            if isinstance(reply, Exception):
+                raise reply
+        return {part for base, n in zip(bases, counts, strict=True) if n is not None
+                for part in partition_names(base, int(n))}
+
     async def _existing(self, name: str) -> Queue:
         """The queue ``name``, or QueueNotFoundError if nothing knows it."""
         if not _valid_name(name):
             raise QueueNotFoundError(name)
         queue = self.queue(name)
-        if name in self.explicit_queues:
-            return queue
         k = queue.keys
-        registered, keys = await pipelined([
+        registered, keys, partitions = await pipelined([
             (self.client, lambda pipe: pipe.sismember(self._registry, name)),
             (queue.client, lambda pipe: pipe.exists(
                 k.meta, k.id, k.events, k.wait, k.prioritized, k.delayed, k.active,
                 k.completed, k.failed, k.state_key("waiting-children"), k.schedulers,
                 k.workers)),
+            (queue.client, lambda pipe: pipe.hget(k.meta, "partitions")),
         ])
-        for reply in (registered, keys):
+        for reply in (registered, keys, partitions):
             if isinstance(reply, Exception):
                 raise reply
-        if not registered and not keys:
+        if not registered and not keys and name not in self.explicit_queues:
             raise QueueNotFoundError(name)
-        return queue
+        return self._partitioned(queue, partitions)
+
+    def _partitioned(self, queue: Queue, partitions: Any) -> Queue:
+        """``queue`` as the partitioned queue its meta says it is (cached), if it is one."""
+        if partitions is None or isinstance(queue, PartitionedQueue):
+            return queue
+        found = self._queues[queue.name] = Queue(
+            queue.name, self.connector, prefix=self.prefix, partitions=int(partitions))
+        return found
 
     # -- summaries ------------------------------------------------------------------
 
@@ -198,7 +226,9 @@ class Inspector(ConnectorOwner):
             failed_per_min=round(failed.total / RATE_MINUTES, 3),
             wait_p50_ms=timings.wait.p50, wait_p95_ms=timings.wait.p95,
             processing_p50_ms=timings.processing.p50, processing_p95_ms=timings.processing.p95,
-            last_completed_ms=int(newest[0][1]) if newest else None,
+            last_completed_ms=(await queue.last_completed_ms()
+                               if isinstance(queue, PartitionedQueue)
+                               else int(newest[0][1]) if newest else None),
             global_concurrency=None if concurrency is None else int(concurrency),
             is_paused=paused is not None,
         )
@@ -238,8 +268,8 @@ class Inspector(ConnectorOwner):
         state, logs, logs_total, delayed_score = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
-            queue.client.llen(queue.keys.logs(job_id)),
-            queue.client.zscore(queue.keys.delayed, job_id),
+            job.queue.client.llen(job.queue.keys.logs(job_id)),  # job.queue: its partition
+            job.queue.client.zscore(job.queue.keys.delayed, job_id),
         )
         due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
@@ -267,7 +297,7 @@ class Inspector(ConnectorOwner):
         if state not in FINISHED:
             raise ValidationError("state", f"must be 'failed' or 'completed', got {state!r}", state)
         queue = await self._existing(name)
-        total = int(await queue.client.zcard(queue.keys.state_key(state)))
+        total = (await queue.get_job_counts(state))[state]
 
         def report(done: int) -> None:
             if progress is not None:
@@ -295,8 +325,11 @@ class Inspector(ConnectorOwner):
             check_int("limit", limit, 1)
         queue = await self._existing(name)
         key = queue.keys.state_key(state)
-        present = await (queue.client.llen(key) if state == JobState.WAITING
+        present = await (queue.get_job_counts(state) if isinstance(queue, PartitionedQueue)
+                         else queue.client.llen(key) if state == JobState.WAITING
                          else queue.client.zcard(key))
+        if isinstance(present, dict):
+            present = present[state]
         # Bounded by what was there at the start, so a busy queue cannot keep it going.
         total = int(present) if limit is None else min(limit, int(present))
         if not total:
@@ -342,7 +375,9 @@ class Inspector(ConnectorOwner):
         for option in options:
             if option not in OPTION_NAMES or option in _FLOW_OPTIONS:
                 raise ValidationError(f"options.{option}", "unknown job option", option)
-        return await self.queue(validate_queue_name(name)).add(job_name, data, **options)
+        queue = self.queue(validate_queue_name(name))
+        partitions = await queue.client.hget(queue.keys.meta, "partitions")
+        return await self._partitioned(queue, partitions).add(job_name, data, **options)
 
     async def job_summary(self, name: str, job: Job) -> JobSummary:
         """A job (say, one :meth:`enqueue` returned) as a summary with its state now."""
@@ -396,23 +431,27 @@ class Inspector(ConnectorOwner):
         """Has the oldest waiting job waited stalled_minutes with no job completed since?"""
         window = self.thresholds.stalled_minutes * MINUTE_MS
         queue = self.queue(summary.name)
-        k = queue.keys
-        async with queue.client.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.lrange(k.wait, 0, 0)
-            pipe.lrange(k.wait, -1, -1)
-            pipe.zrange(k.prioritized, 0, 0)
-            now_reply, *ends = await pipe.execute()
+        parts = queue.partitions if isinstance(queue, PartitionedQueue) else [queue]
+        calls: list[tuple[Redis, Callable[[Pipeline], Any]]] = [
+            (parts[0].client, lambda pipe: pipe.time())]
+        for part in parts:
+            k = part.keys
+            calls += [(part.client, _command("lrange", k.wait, 0, 0)),
+                      (part.client, _command("lrange", k.wait, -1, -1)),
+                      (part.client, _command("zrange", k.prioritized, 0, 0))]
+        now_reply, *ends = await pipelined(calls)
+        for reply in (now_reply, *ends):
+            if isinstance(reply, Exception):
+                raise reply
         now = time_ms(now_reply)
         if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
             return False
-        ids = {text(i) for found in ends for i in found}
+        ids = {(n // 3, text(i)) for n, found in enumerate(ends) for i in found}
         if not ids:
             return False
-        async with queue.client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(k.job(job_id), "ts")
-            replies = await pipe.execute(raise_on_error=False)
+        replies = await pipelined([
+            (parts[n].client, _command("hget", parts[n].keys.job(job_id), "ts"))
+            for n, job_id in ids])
         # A corrupt job (its key not a hash, its ts not a number) has no say.
         added = [int(ts) for ts in replies if isinstance(ts, bytes | str) and text(ts).isdigit()]
         return bool(added) and now - min(added) >= window
@@ -426,11 +465,30 @@ class Inspector(ConnectorOwner):
 
     async def _alerts(self, summaries: Sequence[QueueSummary]) -> list[dict[str, Any]]:
         """The ALERTS newest failed jobs over all queues (2 pipelined round trips)."""
-        with_failures = [s.name for s in summaries if s.counts["failed"]]
-        return await read_alerts(self.queue, with_failures, ALERTS)
+        names: list[str] = []
+        parts: dict[str, tuple[str, Queue]] = {}  # a partition's name -> (its queue's, it)
+        for summary in summaries:
+            queue = self.queue(summary.name)
+            if not summary.counts["failed"]:
+                continue
+            if isinstance(queue, PartitionedQueue):
+                parts.update((p.name, (queue.name, p)) for p in queue.partitions)
+                names += [p.name for p in queue.partitions]
+            else:
+                names.append(queue.name)
+        alerts = await read_alerts(
+            lambda n: parts[n][1] if n in parts else self.queue(n), names, ALERTS)
+        for alert in alerts:
+            alert["queue"] = parts.get(alert["queue"], (alert["queue"],))[0]
+        return alerts
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _command(name: str, *args: Any) -> Callable[[Pipeline], Any]:
+    """A call for :func:`pipelined`: queue command ``name`` with ``args``."""
+    return lambda pipe: getattr(pipe, name)(*args)
 
 
 def _timeline(job: Job, state: str | None, due: int | None) -> list[dict[str, Any]]:

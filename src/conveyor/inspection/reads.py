@@ -21,6 +21,7 @@ from .._render import iso
 from .._stream import text
 from ..job import Job, with_lock
 from ..keys import JobState, delayed_due
+from ..partitions import PartitionedQueue
 from .views import JobSummary
 
 if TYPE_CHECKING:
@@ -39,7 +40,13 @@ async def read_page(
     queue: Queue, state: str, start: int, count: int
 ) -> tuple[int, list[JobSummary]]:
     """The state's total and ``count`` of its jobs from ``start``, newest first
-    ("waiting": the wait list, in reverse order of running): 2 round trips."""
+    ("waiting": the wait list, in reverse order of running): 2 round trips. Of a
+    partitioned queue: each partition's first ``start + count``, merged by time."""
+    if isinstance(queue, PartitionedQueue):
+        pages = await asyncio.gather(*(read_page(p, state, 0, start + count)
+                                       for p in queue.partitions))
+        merged = sorted((row for _, page in pages for row in page), key=_newest, reverse=True)
+        return sum(total for total, _ in pages), merged[start:start + count]
     key = queue.keys.state_key(state)
     async with queue.client.pipeline(transaction=False) as pipe:
         if state == JobState.WAITING:
@@ -141,3 +148,7 @@ def _summary(
 
 def _preview(value: bytes | str) -> str:
     return value.decode(errors="ignore") if isinstance(value, bytes) else value
+
+
+def _newest(row: JobSummary) -> int:
+    return row.finished_on or row.timestamp or 0

@@ -9,11 +9,14 @@ A scrape sends SMEMBERS of the registry and one TIME, then per queue:
   ``r`` minutes of timings not read before: all 180 of the histograms' window
   at an inspector's first scrape, then the current minute and those that ended
   since its previous scrape, so ``r`` is 1 for scrapes in the same minute, 2 a
-  minute apart), LLEN/ZCARD of the 7 states, HEXISTS paused, ZRANGE of the
+  minute apart), LLEN/ZCARD of the 7 states, HMGET paused and partitions, ZRANGE of the
   workers and 4 reads of the groups' sets;
 - one more, only when the queue has workers or groups: an EXISTS of the
   workers' heartbeats, and an LLEN per group holding jobs (no total of grouped
   jobs is kept).
+
+A partitioned queue (its meta names its partition count) is then read as its
+partitions, each as above, and reported as one queue (their sums).
 
 A minute's histogram takes no write once the minute is over (scripts stamp
 with Redis ``TIME``), so ended minutes are kept between scrapes, per
@@ -35,6 +38,7 @@ from ..connection import time_ms
 from ..inspection import Inspector
 from ..keys import STATES, JobState
 from ..metrics import KEPT_TIME_MINUTES, MINUTE_MS, sum_histograms
+from ..partitions import partition_names
 from ..queue import Queue
 
 __all__ = ["QueueSample", "read_queues"]
@@ -59,20 +63,27 @@ class QueueSample:
     processing: dict[int, int]
     workers: int
     paused: bool
+    #: Of a partitioned queue's own keys: its partition count (then read them).
+    partitions: int = 0
 
 
 async def read_queues(inspector: Inspector) -> list[QueueSample]:
     """A sample of every queue the inspector knows, by name."""
     ended = _ended.setdefault(inspector, {})
     names = await inspector.queue_names()
-    for gone in set(ended) - set(names):
-        del ended[gone]
+    for gone in {n for n in ended if n not in names and n.rpartition("#")[0] not in names}:
+        del ended[gone]  # a partition's entries stay while its queue is listed
     minute = time_ms(await inspector.client.time()) // MINUTE_MS
     limit = asyncio.Semaphore(_PARALLEL_QUEUES)
 
     async def one(name: str) -> QueueSample:
         async with limit:
-            return await _read_queue(inspector.queue(name), minute, ended.setdefault(name, {}))
+            sample = await _read_queue(inspector.queue(name), minute, ended.setdefault(name, {}))
+        if not sample.partitions:
+            return sample
+        parts = await asyncio.gather(*(
+            one(part) for part in partition_names(name, sample.partitions)))
+        return _merged(name, parts)
 
     return list(await asyncio.gather(*(one(n) for n in names)))
 
@@ -94,7 +105,7 @@ async def _read_queue(
                 pipe.llen(key)
             else:
                 pipe.zcard(key)
-        pipe.hexists(keys.meta, "paused")
+        pipe.hmget(keys.meta, ["paused", "partitions"])
         pipe.zrange(keys.workers, 0, -1)
         pipe.zrange(keys.key("groups"), 0, -1)
         pipe.smembers(keys.key("groups:busy"))
@@ -111,7 +122,7 @@ async def _read_queue(
             ended[m] = histogram
     n = len(STATES)
     counts = dict(zip(STATES, (int(c) for c in replies[:n]), strict=True))
-    paused, worker_ids = replies[n:n + 2]
+    (paused, partitions), worker_ids = replies[n:n + 2]
     groups = sorted({text(g) for reply in replies[n + 2:n + 6] for g in reply})
     live = 0
     if worker_ids or groups:
@@ -127,4 +138,23 @@ async def _read_queue(
     # unread ends with this minute, whose histogram is read afresh each scrape
     wait, processing = sum_histograms([*ended.values(), metrics.histograms[-1]])
     return QueueSample(keys.queue, counts, metrics.completed, metrics.failed, wait,
-                       processing, live, bool(paused))
+                       processing, live, paused is not None,
+                       0 if partitions is None else int(partitions))
+
+
+def _merged(name: str, parts: list[QueueSample]) -> QueueSample:
+    """A partitioned queue's sample: its partitions' summed (a worker serves
+    every partition: the most any partition counts)."""
+    def summed(dicts: list[dict[Any, int]]) -> dict[Any, int]:
+        total: dict[Any, int] = {}
+        for one in dicts:
+            for key, n in one.items():
+                total[key] = total.get(key, 0) + n
+        return total
+
+    return QueueSample(
+        name, summed([p.counts for p in parts]), sum(p.completed for p in parts),
+        sum(p.failed for p in parts), summed([p.wait for p in parts]),
+        summed([p.processing for p in parts]), max(p.workers for p in parts),
+        any(p.paused for p in parts),
+    )
