@@ -78,59 +78,52 @@ class AddBatcher:
     def __init__(self, send: Send, max_batch: int = MAX_BATCH) -> None:
         self._send = send
         self._max_batch = max_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._gathering: deque[tuple[NewJob, asyncio.Future[Any]]] = deque()
-        # The loop a lone add is in flight on, from its caller's task (None: none).
-        self._sending: asyncio.AbstractEventLoop | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._in_flight = False  # a call is out (a lone add's or a batch's)
+        self._flush_due = False  # a flush is scheduled for the next turn of the loop
+        self._batch: asyncio.Task[None] | None = None  # the batch in flight, kept from the GC
 
-    def _idle(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Nothing in flight on ``loop``: an add may go out at once. What was left
-        in flight on another loop (closed since, as tests' loops are) is forgotten."""
-        flusher = self._flusher
-        if flusher is not None and flusher.get_loop() is not loop:
-            self._flusher, flusher = None, None
+    def _on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Work on ``loop``; what was left in flight on another loop (closed since,
+        as a test's loop is) is forgotten."""
+        if self._loop is not loop:
+            self._loop = loop
             self._gathering.clear()
-        if self._sending is not None and self._sending is not loop:
-            self._sending = None
-        return self._sending is None and (flusher is None or flusher.done())
+            self._in_flight = self._flush_due = False
+            self._batch = None
 
     async def add(self, job: NewJob) -> Any:
         """Add ``job``; its reply (``[job_id, created, timestamp]``, see add_jobs)."""
         loop = asyncio.get_running_loop()
-        if self._idle(loop):
-            self._sending = loop
+        self._on(loop)
+        if not (self._in_flight or self._flush_due or self._gathering):
+            self._in_flight = True
             try:
                 [reply] = await self._send([job])
             finally:
-                self._sending = None
+                self._in_flight = False
                 if self._gathering:
-                    self._start_flusher()
+                    self._flush_soon()
             return reply
         waiter: asyncio.Future[Any] = loop.create_future()
         self._gathering.append((job, waiter))
         return await waiter
 
-    def _start_flusher(self) -> None:
-        self._flusher = asyncio.get_running_loop().create_task(self._flush())
+    def _flush_soon(self) -> None:
+        if not self._flush_due and self._loop is not None:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
 
-    async def _flush(self) -> None:
-        """Send what gathered, a batch at a time, until nothing is left."""
-        try:
-            while True:
-                # One turn first: the callers the last reply woke add again now,
-                # and their jobs join this batch rather than start a lone one.
-                await asyncio.sleep(0)
-                batch = self._take()
-                if batch:
-                    await self._send_batch(batch)
-                elif not self._gathering:
-                    return
-        finally:
-            # Ended by a cancel (the loop closing): the jobs not sent are not
-            # added, and their callers hear so rather than wait forever.
-            while self._gathering:
-                _, waiter = self._gathering.popleft()
-                waiter.cancel()
+    def _flush(self) -> None:
+        """Send the next batch of what gathered (nothing gathered: idle again)."""
+        self._flush_due = False
+        if self._in_flight:
+            return
+        batch = self._take()
+        if batch:
+            self._in_flight = True
+            self._batch = asyncio.get_running_loop().create_task(self._send_batch(batch))
 
     def _take(self) -> list[tuple[NewJob, asyncio.Future[Any]]]:
         """The next batch in the order the adds were called; a job whose caller
@@ -145,7 +138,7 @@ class AddBatcher:
     async def _send_batch(self, batch: list[tuple[NewJob, asyncio.Future[Any]]]) -> None:
         try:
             replies = await self._send([job for job, _ in batch])
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the loop is closing: so are its callers
             for _, waiter in batch:
                 waiter.cancel()
             raise
@@ -153,7 +146,13 @@ class AddBatcher:
             for _, waiter in batch:
                 if not waiter.done():
                     waiter.set_exception(exc)
-            return
-        for (_, waiter), reply in zip(batch, replies, strict=True):
-            if not waiter.done():  # its caller was cancelled: the job exists all the same
-                waiter.set_result(reply)
+        else:
+            for (_, waiter), reply in zip(batch, replies, strict=True):
+                if not waiter.done():  # its caller was cancelled: the job exists all the same
+                    waiter.set_result(reply)
+        finally:
+            self._in_flight = False
+            self._batch = None
+        # The next batch goes on the next turn, after the callers just answered
+        # have run: those that add again join it instead of going out alone.
+        self._flush_soon()
