@@ -39,21 +39,28 @@ async def _events(redis: aioredis.Redis, queue: Queue) -> list[tuple[str, str]]:
     return found
 
 
-async def test_concurrent_adds_make_one_job_each_in_the_order_called(queue: Queue) -> None:
+async def test_concurrent_adds_make_one_job_each(queue: Queue) -> None:
     jobs = await asyncio.gather(*(queue.add("n", {"i": i}) for i in range(300)))
 
     assert [job.data for job in jobs] == [{"i": i} for i in range(300)]
-    assert [job.id for job in jobs] == [str(i) for i in range(1, 301)]
+    assert sorted(int(job.id) for job in jobs) == list(range(1, 301))
+    # FIFO: the wait list holds them in the order Redis added them (their ids);
+    # concurrent calls have no order between them, but a batch keeps call order.
     stored = await queue.get_jobs("waiting", asc=True)
-    assert [(job.id, job.data) for job in stored] == [(job.id, job.data) for job in jobs]
+    assert [(job.id, job.data) for job in stored] == sorted(
+        ((job.id, job.data) for job in jobs), key=lambda pair: int(pair[0])
+    )
+    first_batch = [int(job.id) for job in jobs[1:51]]  # all in the first batch
+    assert first_batch == list(range(first_batch[0], first_batch[0] + 50))
 
 
 async def test_concurrent_adds_share_round_trips(queue: Queue, redis: aioredis.Redis) -> None:
     await _warm(queue)
     before = await _script_calls(redis)
     await asyncio.gather(*(queue.add("n", i) for i in range(200)))
-    # The first goes alone, at once; the 199 that came while it was in flight, together.
-    assert await _script_calls(redis) - before == 2
+    # The first goes alone, at once; the 199 that came while it was in flight go
+    # in two batches, one sent at once, one when the lone add returned.
+    assert await _script_calls(redis) - before == 3
     assert await queue.get_job_counts("waiting") == {"waiting": 200}
 
 
@@ -86,7 +93,7 @@ async def test_batches_keep_going_while_producers_keep_adding(
 
     made = await asyncio.gather(*(produce(p) for p in range(50)))
     calls = await _script_calls(redis) - before
-    assert calls <= 30  # 1,000 adds in batches of about 50 (one by one: 1,000 calls)
+    assert calls <= 100  # 1,000 adds in batches of about 25 (one by one: 1,000 calls)
     assert sorted(job.data for jobs in made for job in jobs) == sorted(
         [p, i] for p in range(50) for i in range(20)
     )
@@ -120,16 +127,20 @@ async def test_a_job_redis_refuses_fails_only_its_own_caller(
     results = await asyncio.gather(
         queue.add("first", 0),
         queue.add("a", 1),
-        queue.add("refused", 2, deduplication={"id": "broken"}),
-        queue.add("b", 3),
+        queue.add("b", 2),
+        queue.add("refused", 3, deduplication={"id": "broken"}),
+        queue.add("c", 4),
+        queue.add("d", 5),
         return_exceptions=True,
     )
 
-    assert await _script_calls(redis) - before == 2  # the refused job shared a batch
-    assert isinstance(results[2], ResponseError) and "WRONGTYPE" in str(results[2])
-    assert [r.data for r in results if isinstance(r, Job)] == [0, 1, 3]
+    # The first alone, the five others in at most two calls, in order: the
+    # refused job, third of them, shared its call with a neighbour.
+    assert await _script_calls(redis) - before <= 3
+    assert isinstance(results[3], ResponseError) and "WRONGTYPE" in str(results[3])
+    assert [r.data for r in results if isinstance(r, Job)] == [0, 1, 2, 4, 5]
     stored = await queue.get_jobs("waiting", asc=True)
-    assert [job.data for job in stored] == [0, 1, 3]
+    assert sorted(job.data for job in stored) == [0, 1, 2, 4, 5]
     with pytest.raises(ResponseError, match="WRONGTYPE"):  # alone, refused the same way
         await queue.add("refused", 4, deduplication={"id": "broken"})
 
@@ -190,22 +201,37 @@ async def _blocked_clients(redis: aioredis.Redis) -> int:
     return int((await redis.info("clients"))["blocked_clients"])
 
 
+async def _two_calls_held(redis: aioredis.Redis, queue: Queue) -> list[asyncio.Task[Job]]:
+    """With writes paused at the server: a lone add, then four more whose calls
+    are held there too. Two calls are then in flight (the most a queue sends at
+    once): the lone add's and a batch starting with the first of the four; the
+    last of the four is still gathering."""
+    lone = asyncio.create_task(queue.add("lone", -1))
+    await wait_for(lambda: _blocked_clients(redis))
+    tasks = [lone, *(asyncio.create_task(queue.add("n", i)) for i in range(4))]
+
+    async def both_held() -> bool:
+        return await _blocked_clients(redis) == 2
+
+    await wait_for(both_held)
+    return tasks
+
+
 async def test_a_caller_cancelled_while_gathering_adds_nothing_and_others_go_on(
     queue: Queue, redis: aioredis.Redis
 ) -> None:
     await _warm(queue)
-    await redis.client_pause(30_000, all=False)  # writes wait: the first add stays in flight
+    await redis.client_pause(30_000, all=False)  # writes wait: calls stay in flight
     try:
-        tasks = [asyncio.create_task(queue.add("n", i)) for i in range(5)]
-        await wait_for(lambda: _blocked_clients(redis))  # the first is at the server
-        tasks[2].cancel()  # gathering, not sent yet
+        tasks = await _two_calls_held(redis, queue)
+        tasks[-1].cancel()  # gathering, not sent
     finally:
         await redis.client_unpause()
     results = await asyncio.gather(*tasks, return_exceptions=True)
-    assert isinstance(results[2], asyncio.CancelledError)
-    assert [r.data for r in results if isinstance(r, Job)] == [0, 1, 3, 4]
+    assert isinstance(results[-1], asyncio.CancelledError)
+    assert [r.data for r in results if isinstance(r, Job)] == [-1, 0, 1, 2]
     stored = await queue.get_jobs("waiting", asc=True)
-    assert [job.data for job in stored] == [0, 1, 3, 4]
+    assert sorted(job.data for job in stored) == [-1, 0, 1, 2]
 
 
 async def test_a_caller_cancelled_once_its_batch_was_sent_has_its_job_all_the_same(
@@ -214,18 +240,12 @@ async def test_a_caller_cancelled_once_its_batch_was_sent_has_its_job_all_the_sa
     await _warm(queue)
     await redis.client_pause(30_000, all=False)
     try:
-        lone = asyncio.create_task(queue.add("lone", -1))
-        await wait_for(lambda: _blocked_clients(redis))
-        tasks = [asyncio.create_task(queue.add("n", i)) for i in range(4)]
-        await asyncio.sleep(0)  # they gather behind the lone add
-        lone.cancel()  # its call gives up; the four go as a batch, which the pause holds
-        await wait_for(lambda: lone.done())
-        await wait_for(lambda: _blocked_clients(redis))
-        tasks[1].cancel()  # its job is in the batch at the server
+        tasks = await _two_calls_held(redis, queue)
+        tasks[1].cancel()  # its job is in the batch held at the server
     finally:
         await redis.client_unpause()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[1], asyncio.CancelledError)
-    assert [r.data for r in results if isinstance(r, Job)] == [0, 2, 3]
+    assert [r.data for r in results if isinstance(r, Job)] == [-1, 1, 2, 3]
     stored = await queue.get_jobs("waiting", asc=True)
-    assert [job.data for job in stored if job.name == "n"] == [0, 1, 2, 3]
+    assert sorted(job.data for job in stored) == [-1, 0, 1, 2, 3]

@@ -8,14 +8,19 @@ of this) to the queue's :class:`AddBatcher`:
 
 - when no add of this queue is in flight, the job goes out at once, alone,
   from the caller's own task: a lone add costs what it cost before;
-- while one is in flight, later jobs gather; when it returns (and one more
-  turn of the event loop has let the callers it woke add again), they go as
-  one ``add_jobs`` call of at most :data:`MAX_BATCH` jobs, through the same
-  door as ``add_bulk`` (:meth:`~conveyor._scripts.fetch.FetchScripts.add_jobs`:
-  one call token for the batch, so a resend after a lost reply replays the
-  first run's reply and no job is made twice). One batch is in flight at a
-  time: the batches grow with the load instead of the round trips.
+- while one is in flight, later jobs gather and go on the next turn of the
+  event loop as one ``add_jobs`` call, through the same door as ``add_bulk``
+  (:meth:`~conveyor._scripts.fetch.FetchScripts.add_jobs`: one call token
+  for the batch, so a resend after a lost reply replays the first run's
+  reply and no job is made twice). At most :data:`MAX_IN_FLIGHT` (2) calls
+  are out at once, each batch taking its share of what is gathered and in
+  flight (at most :data:`MAX_BATCH` jobs): two calls of about equal size
+  alternate, Redis running one while this process answers the other's
+  callers. After a batch returns, the next waits one turn of the loop, so
+  the callers it woke add again into it rather than one by one.
 
+A batch keeps the order of its calls; two batches in flight at once (on two
+connections) have no order between them, as two concurrent calls have none.
 Each caller gets its own reply: the script answers per job, and refuses a job
 without failing its neighbours (``add_jobs.lua``); an error of the whole call
 (the connection lost past redis-py's retries) goes to every caller of it.
@@ -43,6 +48,9 @@ __all__ = ["MAX_BATCH", "AddBatcher", "SharedStep"]
 #: Most jobs one batched call takes (the add script's chunk: Redis serves nobody
 #: else while it runs).
 MAX_BATCH = BULK_CHUNK
+
+#: Most calls in flight at once.
+MAX_IN_FLIGHT = 2
 
 #: Sends jobs to the add script; one reply per job, in order.
 Send = Callable[[Sequence["NewJob"]], Awaitable[Sequence[Any]]]
@@ -75,14 +83,18 @@ class SharedStep:
 class AddBatcher:
     """Coalesces the concurrent adds of one queue into batched script calls."""
 
-    def __init__(self, send: Send, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, send: Send, max_batch: int = MAX_BATCH, max_in_flight: int = MAX_IN_FLIGHT
+    ) -> None:
         self._send = send
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._loop: asyncio.AbstractEventLoop | None = None
         self._gathering: deque[tuple[NewJob, asyncio.Future[Any]]] = deque()
-        self._in_flight = False  # a call is out (a lone add's or a batch's)
+        self._calls = 0  # calls in flight (a lone add's included)
+        self._jobs = 0  # their jobs
         self._flush_due = False  # a flush is scheduled for the next turn of the loop
-        self._batch: asyncio.Task[None] | None = None  # the batch in flight, kept from the GC
+        self._batches: set[asyncio.Task[None]] = set()  # in flight, kept from the GC
 
     def _on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Work on ``loop``; what was left in flight on another loop (closed since,
@@ -90,24 +102,28 @@ class AddBatcher:
         if self._loop is not loop:
             self._loop = loop
             self._gathering.clear()
-            self._in_flight = self._flush_due = False
-            self._batch = None
+            self._calls = self._jobs = 0
+            self._flush_due = False
+            self._batches = set()
 
     async def add(self, job: NewJob) -> Any:
         """Add ``job``; its reply (``[job_id, created, timestamp]``, see add_jobs)."""
         loop = asyncio.get_running_loop()
         self._on(loop)
-        if not (self._in_flight or self._flush_due or self._gathering):
-            self._in_flight = True
+        if not (self._calls or self._flush_due or self._gathering):
+            self._calls, self._jobs = 1, 1
             try:
                 [reply] = await self._send([job])
             finally:
-                self._in_flight = False
+                self._calls -= 1
+                self._jobs -= 1
                 if self._gathering:
                     self._flush_soon()
             return reply
         waiter: asyncio.Future[Any] = loop.create_future()
         self._gathering.append((job, waiter))
+        if self._calls < self._max_in_flight:
+            self._flush_soon()
         return await waiter
 
     def _flush_soon(self) -> None:
@@ -116,20 +132,27 @@ class AddBatcher:
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send the next batch of what gathered (nothing gathered: idle again)."""
+        """Send what gathered while fewer than ``max_in_flight`` calls are out
+        (nothing gathered: idle again). A batch takes its share of the jobs
+        gathered and in flight, so the calls come out of about equal size:
+        Redis runs one while this process answers the other's callers."""
         self._flush_due = False
-        if self._in_flight:
-            return
-        batch = self._take()
-        if batch:
-            self._in_flight = True
-            self._batch = asyncio.get_running_loop().create_task(self._send_batch(batch))
+        while self._gathering and self._calls < self._max_in_flight:
+            share = -(-(len(self._gathering) + self._jobs) // self._max_in_flight)
+            batch = self._take(min(share, self._max_batch))
+            if not batch:
+                return
+            self._calls += 1
+            self._jobs += len(batch)
+            task = asyncio.get_running_loop().create_task(self._send_batch(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
 
-    def _take(self) -> list[tuple[NewJob, asyncio.Future[Any]]]:
-        """The next batch in the order the adds were called; a job whose caller
-        was cancelled meanwhile is left out (it is not added)."""
+    def _take(self, size: int) -> list[tuple[NewJob, asyncio.Future[Any]]]:
+        """The next ``size`` jobs in the order the adds were called; a job whose
+        caller was cancelled meanwhile is left out (it is not added)."""
         batch: list[tuple[NewJob, asyncio.Future[Any]]] = []
-        while self._gathering and len(batch) < self._max_batch:
+        while self._gathering and len(batch) < size:
             job, waiter = self._gathering.popleft()
             if not waiter.done():
                 batch.append((job, waiter))
@@ -151,8 +174,8 @@ class AddBatcher:
                 if not waiter.done():  # its caller was cancelled: the job exists all the same
                     waiter.set_result(reply)
         finally:
-            self._in_flight = False
-            self._batch = None
+            self._calls -= 1
+            self._jobs -= len(batch)
         # The next batch goes on the next turn, after the callers just answered
         # have run: those that add again join it instead of going out alone.
         self._flush_soon()
