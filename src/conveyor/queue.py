@@ -137,17 +137,16 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         Concurrent adds on one queue share round trips: while one is in flight,
         the next gather and go as one script call (see "Concurrent producers" in
         the README); each caller still gets its own job or error."""
-        options = _given(
-            job_id=job_id, delay=delay, priority=priority, attempts=attempts, backoff=backoff,
-            lifo=lifo, timeout=timeout, remove_on_complete=remove_on_complete,
-            remove_on_fail=remove_on_fail, deduplication=deduplication,
-            dead_letter_queue=dead_letter_queue, group=group,
-        )
+        options = _given((
+            job_id, delay, priority, attempts, backoff, lifo, timeout, remove_on_complete,
+            remove_on_fail, deduplication, dead_letter_queue, group,
+        ))
         prepared = prepare_job(self, name, data, options)
         if not self._registered:
             await self._register_once()
         reply = await self._adds.add(new_job(*prepared))
-        return await self._job_from_add(reply, prepared, data)
+        created = self._created_job(reply, prepared, data)
+        return created or await self._job_from_add(reply, prepared, data)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically in one round trip. Each item is a dict with
@@ -295,6 +294,18 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         return None if value is None else text(value)
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    """The options a caller set, so queue defaults fill the rest."""
-    return {k: v for k, v in options.items() if v is not DEFAULT}
+#: The options of :meth:`Queue.add`, in the order :func:`_given` takes them.
+_ADD_OPTIONS = (
+    "job_id", "delay", "priority", "attempts", "backoff", "lifo", "timeout",
+    "remove_on_complete", "remove_on_fail", "deduplication", "dead_letter_queue", "group",
+)
+_NONE_GIVEN = (DEFAULT,) * len(_ADD_OPTIONS)
+
+
+def _given(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The options a caller set (``values`` of :data:`_ADD_OPTIONS`), so queue
+    defaults fill the rest. The usual add sets none: one tuple comparison then
+    (batched adds make this a tenth of an add's own time)."""
+    if values == _NONE_GIVEN:
+        return {}
+    return {k: v for k, v in zip(_ADD_OPTIONS, values, strict=True) if v is not DEFAULT}
