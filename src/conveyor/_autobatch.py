@@ -161,6 +161,8 @@ class AddBatcher:
     async def _send_batch(self, batch: list[tuple[NewJob, asyncio.Future[Any]]]) -> None:
         try:
             replies = await self._send([job for job, _ in batch])
+            if len(replies) != len(batch):  # never from add_jobs; no caller left hanging
+                raise RuntimeError(f"{len(replies)} replies to a batch of {len(batch)} jobs")
         except asyncio.CancelledError:  # the loop is closing: so are its callers
             for _, waiter in batch:
                 waiter.cancel()
