@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from conveyor import Job, Queue
@@ -249,3 +250,22 @@ async def test_a_caller_cancelled_once_its_batch_was_sent_has_its_job_all_the_sa
     assert [r.data for r in results if isinstance(r, Job)] == [-1, 1, 2, 3]
     stored = await queue.get_jobs("waiting", asc=True)
     assert sorted(job.data for job in stored) == [-1, 0, 1, 2, 3]
+
+
+async def test_a_call_that_fails_as_a_whole_fails_each_of_its_callers(
+    redis_url: str, queue: Queue
+) -> None:
+    await queue.client.script_load(source("add_jobs"))
+    trigger = hashlib.sha1(source("add_jobs").encode()).hexdigest().encode()
+    # Every reply lost, retries included: each call runs (once: its token) and fails.
+    async with (
+        ReplyDropper(redis_url, trigger, every=1) as proxy,
+        Queue(queue.name, proxy.url) as via,
+    ):
+        results = await asyncio.gather(
+            *(via.add("n", i) for i in range(10)), return_exceptions=True
+        )
+        assert proxy.dropped >= 2
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    stored = await queue.get_jobs("waiting", asc=True)
+    assert sorted(job.data for job in stored) == list(range(10))
