@@ -40,6 +40,7 @@ async def _events(redis: aioredis.Redis, queue: Queue) -> list[tuple[str, str]]:
     return found
 
 
+@pytest.mark.cluster
 async def test_concurrent_adds_make_one_job_each(queue: Queue) -> None:
     jobs = await asyncio.gather(*(queue.add("n", {"i": i}) for i in range(300)))
 
