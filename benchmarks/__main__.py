@@ -30,7 +30,8 @@ from .harness import (
     start_server,
 )
 
-SMOKE_SCENARIOS = ("enqueue", "enqueue_bulk", "drain", "io", "latency", "delayed", "memory")
+SMOKE_SCENARIOS = ("enqueue", "enqueue_bulk", "drain", "io", "latency", "delayed", "memory",
+                   "producers")
 
 
 def main() -> None:

@@ -71,6 +71,8 @@ def plan(n: int) -> list[Step]:
              metric="per_finished_job", higher_is_better=False),
         Step("Redis commands per job", "memory", max(n // 2, 10), metric="commands_per_job",
              higher_is_better=False),
+        Step("enqueue, 1 async producer (jobs/s)", "producers", n, concurrency=1),
+        Step("enqueue, 100 concurrent producers (jobs/s)", "producers", n, concurrency=100),
         Step("idle worker: Redis commands/s", "idle", 1, higher_is_better=False),
         Step("idle worker: CPU %", "idle", 1, metric="cpu_percent", higher_is_better=False),
     ]
@@ -155,7 +157,11 @@ def run_one(peer: Peer, step: Step, url: str, timeout: float) -> dict[str, Any]:
         client.flushall()
     cmd = [*peer.command, step.scenario, "--url", url, "--n", str(step.n),
            "--processes", str(step.processes), "--concurrency", str(step.concurrency)]
-    env = {**os.environ, "PYTHONPATH": str(ADAPTERS)}
+    # The caller's PYTHONPATH is kept after the adapters: a checkout run with
+    # PYTHONPATH=src measures its own conveyor, not the one installed in the venv.
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, (str(ADAPTERS),
+                                                       os.environ.get("PYTHONPATH"))))}
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=ADAPTERS)

@@ -15,6 +15,7 @@ def test_benchmark_smoke_run_reports_every_scenario() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    for label in ("bulk enqueue", "drain, 1 process", "latency p50", "Redis commands per job"):
+    for label in ("bulk enqueue", "drain, 1 process", "latency p50", "Redis commands per job",
+                  "100 concurrent"):
         row = next(line for line in proc.stdout.splitlines() if label in line)
         assert "n/a" not in row and "error" not in row, row

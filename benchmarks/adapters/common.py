@@ -30,6 +30,10 @@ Scenarios (see ``SCENARIOS``):
                  per finished job after a drain with the peer's default retention;
                  Redis commands per processed job (INFO commandstats over the drain)
   idle           one idle worker for 10 s: Redis commands/s and worker CPU %
+  producers      C producer coroutines (or promises) in one process adding N no-op
+                 jobs between them, each awaiting its own add, no worker -> jobs/s
+                 (C = 1: the async one-by-one rate); peers without an async
+                 producer report "not measured"
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ from typing import Any
 import redis
 
 QUEUE = "bench"
-SCENARIOS = ("enqueue", "enqueue_bulk", "drain", "io", "latency", "delayed", "memory", "idle")
+SCENARIOS = ("enqueue", "enqueue_bulk", "drain", "io", "latency", "delayed", "memory", "idle",
+             "producers")
 LATENCY_KEY = "bench:latency"  # jobs of the latency scenario RPUSH their start time here
 POLL = 0.002
 
@@ -80,6 +85,11 @@ class Adapter:
 
     def enqueue_bulk(self, kind: str, n: int, delay_s: float = 0.0) -> bool:
         """Add n jobs with the peer's bulk API; False if it has none."""
+        return False
+
+    def enqueue_concurrent(self, kind: str, n: int, producers: int) -> bool:
+        """Add n jobs from ``producers`` concurrent producers in this process (each
+        adds its share one by one, awaiting each add); False if not measured."""
         return False
 
     def start_workers(
@@ -156,6 +166,16 @@ class Adapter:
             report("enqueue_bulk", value=None, unit="jobs/s", note="no bulk API")
             return
         report("enqueue_bulk", value=n / (now() - t0), unit="jobs/s")
+
+    def scenario_producers(self, n: int, processes: int, concurrency: int) -> None:
+        t0 = now()
+        if not self.enqueue_concurrent("noop", n, concurrency):
+            report("producers", value=None, unit="jobs/s", note="not measured")
+            return
+        elapsed = now() - t0
+        if self.remaining() != n:
+            raise RuntimeError(f"{self.remaining()} jobs waiting after adding {n}")
+        report("producers", value=n / elapsed, unit="jobs/s", producers=concurrency)
 
     def _redis_cpu(self) -> float:
         info = self.redis.info("cpu")

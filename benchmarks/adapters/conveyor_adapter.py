@@ -19,7 +19,9 @@ NAME = "conveyor"
 REQUIREMENTS: list[str] = []  # the project's own .venv
 SETTINGS = ("async processor, one Worker per process with concurrency 50 (100 for io), "
             "hiredis, default retention (newest 1,000 completed kept); the one-by-one "
-            "producer is conveyor.sync.Queue (a blocking client, as a web view would use)")
+            "producer is conveyor.sync.Queue (a blocking client, as a web view would use); "
+            "concurrent producers are coroutines on one asyncio Queue, each awaiting its "
+            "add (concurrent adds are batched automatically)")
 
 
 class ConveyorAdapter(Adapter):
@@ -45,6 +47,19 @@ class ConveyorAdapter(Adapter):
                     [{"name": kind, "data": i, "delay": delay}
                      for i in range(start, min(start + 1000, n))]
                 )
+
+        self.loop.run_until_complete(add_all())
+        return True
+
+    def enqueue_concurrent(self, kind: str, n: int, producers: int) -> bool:
+        share = [n // producers + (1 if p < n % producers else 0) for p in range(producers)]
+
+        async def produce(p: int, count: int) -> None:
+            for i in range(count):
+                await self.queue.add(kind, [p, i])
+
+        async def add_all() -> None:
+            await asyncio.gather(*(produce(p, count) for p, count in enumerate(share)))
 
         self.loop.run_until_complete(add_all())
         return True

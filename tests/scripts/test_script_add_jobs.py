@@ -335,3 +335,18 @@ async def test_an_add_of_given_ids_only_records_no_reply(
 ) -> None:
     await queue.scripts.add_jobs(None, [_job("x", "a")])
     assert await state.redis.keys(queue.keys.base + "call:*") == []
+
+
+async def test_a_job_redis_refuses_gets_an_error_reply_and_its_batch_is_added(
+    queue: Queue, state: QueueState
+) -> None:
+    await state.redis.rpush(queue.keys.deduplication("bad"), "x")  # a key of the wrong type
+    refused = (*_job("", "refused")[:8], "0:0:0:bad", "")
+    replies = s(await queue.scripts.add_jobs(None, [_job("", "a"), refused, _job("", "b")]))
+
+    assert [r[:2] for r in replies[::2]] == [["1", 1], ["2", 1]]
+    assert replies[1][:2] == ["", -1] and replies[1][2].startswith("WRONGTYPE")
+    assert await state.wait() == ["1", "2"]
+    assert [(e["event"], e["job_id"]) for e in await state.events()] == [
+        ("added", "1"), ("added", "2"),
+    ]

@@ -13,7 +13,9 @@ import IORedis from 'ioredis';
 
 const QUEUE = 'bench';
 const PREFIX = 'bull';
-const SCENARIOS = ['enqueue', 'enqueue_bulk', 'drain', 'io', 'latency', 'delayed', 'memory', 'idle'];
+const SCENARIOS = [
+  'enqueue', 'enqueue_bulk', 'drain', 'io', 'latency', 'delayed', 'memory', 'idle', 'producers',
+];
 const LATENCY_KEY = 'bench:latency';
 const POLL = 0.002;
 const SELF = fileURLToPath(import.meta.url);
@@ -110,6 +112,18 @@ class BullMQNodeAdapter {
       }
       await this.queue.addBulk(jobs);
     }
+    return true;
+  }
+
+  // `producers` async loops under one Promise.all, each awaiting its own add: as many
+  // adds in flight as producers (100), all written to the queue's one ioredis connection
+  // without waiting for replies (BullMQ leaves ioredis's enableAutoPipelining off).
+  async enqueueConcurrent(kind, n, producers) {
+    const produce = async (p, count) => {
+      for (let i = 0; i < count; i++) await this.queue.add(kind, { i: [p, i] });
+    };
+    const share = (p) => Math.floor(n / producers) + (p < n % producers ? 1 : 0);
+    await Promise.all(Array.from({ length: producers }, (_, p) => produce(p, share(p))));
     return true;
   }
 
@@ -246,6 +260,7 @@ class BullMQNodeAdapter {
       delayed: this.scenarioDelayed,
       memory: this.scenarioMemory,
       idle: this.scenarioIdle,
+      producers: this.scenarioProducers,
     }[scenario];
     await method.call(this, n, processes, concurrency);
   }
@@ -275,6 +290,15 @@ class BullMQNodeAdapter {
       await this.stop(procs);
     }
     return last > first ? leftAtFirst / (last - first) : Number.NaN;
+  }
+
+  async scenarioProducers(n, processes, concurrency) {
+    const t0 = now();
+    await this.enqueueConcurrent('noop', n, concurrency);
+    const elapsed = now() - t0;
+    const left = await this.remaining();
+    if (left !== n) throw new Error(`${left} jobs waiting after adding ${n}`);
+    report('producers', { value: n / elapsed, unit: 'jobs/s', producers: concurrency });
   }
 
   async scenarioDrain(n, processes, concurrency) {

@@ -12,7 +12,10 @@ ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
       token ("" none): see includes/calls.lua. A call that generates an id
       has a token: run again with it, it returns its first run's reply.
 Returns one {job_id, 1, timestamp} (added) or {job_id, 0, 0} (exists, or the
-deduplication key is held: job_id is the holder) per job.
+deduplication key is held: job_id is the holder) per job, or {"", -1, error}
+for a job Redis refused (e.g. WRONGTYPE on a key of its own: its deduplication
+key, its group's list): the others of the batch are added all the same (so
+concurrent adds batched together don't fail each other).
 Events: added; delayed (delay > 0). Each is one entry for the whole batch.
 An added job that is ready carries `state` ("waiting" or "prioritized"):
 readers (conveyor._stream) expand it into that event, so the state costs no
@@ -92,8 +95,9 @@ local function dedup_holder(spec, data, delay, job_id)
   return holder
 end
 
-for i = 0, m - 1 do
-  local o = 4 + i * 10
+-- One job at ARGV offset o: its reply appended to `replies`, its writes done
+-- or gathered for the batch's lists below.
+local function add_one(o)
   local job_id, name = ARGV[o], ARGV[o + 1]
   local job_key
   local exists = false
@@ -173,6 +177,15 @@ for i = 0, m - 1 do
       plain[#plain + 1] = job_id
     end
     replies[#replies + 1] = {job_id, 1, now}
+  end
+end
+
+-- A job that Redis refuses (a key of its own holding the wrong type, say) gets
+-- {"", -1, error} and its neighbours go on; writes it made before the error stay.
+for i = 0, m - 1 do
+  local ok, err = pcall(add_one, 4 + i * 10)
+  if not ok then
+    replies[#replies + 1] = {'', -1, type(err) == 'table' and err.err or tostring(err)}
   end
 end
 
