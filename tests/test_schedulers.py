@@ -118,8 +118,11 @@ async def test_many_processes_advancing_one_slot_make_one_job(
     ids = await all_job_ids(queue)
     slots = sorted(slot_of(i) for i in ids)
     assert slots[0] == slot_of(pending)
-    # The racers may have read the clock a slot apart; still each slot once, no gap.
-    assert slots == list(range(slots[0], slots[-1] + 1, 200))
+    assert len(set(ids)) == len(ids)
+    # Each slot once. The racers may have read the clock a slot apart, and the
+    # first of them skips the slots already past when it ran (a loaded machine,
+    # or a cluster's slower connects, can take over 200 ms): no gap after that.
+    assert slots[1:] == list(range(slots[1], slots[-1] + 1, 200))
     scheduler = await queue.get_job_scheduler("race")
     assert scheduler is not None and scheduler.count == len(ids)
 

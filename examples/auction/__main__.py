@@ -19,7 +19,7 @@ from pathlib import Path
 
 from conveyor.embedded import free_port
 from conveyor.web.app import create_app
-from examples.support import Services, serve_app
+from examples.support import Services, serve_app, wait_serving
 
 from . import db
 from .tasks import QUEUES
@@ -39,6 +39,7 @@ async def main(port: int, dashboard_port: int, seconds: float | None, processes:
         await pool.close()
         workers = [worker_process(services.env(), log=Path(tmp) / f"worker-{i}.log").start()
                    for i in range(processes)]
+        await wait_serving(services.redis_url, QUEUES[0], workers)
         front = create_web_app(services.redis_url, services.database_url)
         servers = [await serve_app(front, port or free_port()),
                    await serve_app(create_app(services.redis_url, queues=list(QUEUES)),

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import asyncpg
 
-from conveyor import Queue
 from conveyor.embedded import free_port
-from examples.support import Services, WorkerProcess, serve_app, wait_until
+from examples.support import Services, WorkerProcess, serve_app, wait_serving
 
 from .db import apply_schema
 from .tasks import JobType
@@ -53,17 +52,6 @@ async def add_vendors(database_url: str) -> None:
         await conn.close()
 
 
-async def wait_for_worker(redis_url: str, worker: WorkerProcess) -> None:
-    """Until the worker process serves the queues (its schedules are upserted then)."""
-    async with Queue(JobType.PAYMENT_REMINDERS.value, connection=redis_url) as queue:
-        async def serving() -> bool:
-            if worker.proc is not None and worker.proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with code {worker.proc.returncode}")
-            return bool(await queue.get_workers())
-
-        await wait_until(serving, timeout=60, what="the worker's start")
-
-
 async def run(port: int, seconds: float | None) -> None:
     """Run everything until a signal or ``seconds``."""
     stop = asyncio.Event()
@@ -75,7 +63,7 @@ async def run(port: int, seconds: float | None) -> None:
         await add_vendors(services.database_url)
         worker = worker_process(services.env()).start()
         try:
-            await wait_for_worker(services.redis_url, worker)
+            await wait_serving(services.redis_url, JobType.PAYMENT_REMINDERS.value, [worker])
             os.environ.update(services.env())  # the front's pool reads $DATABASE_URL
             server, task = await serve_app(create_web(services.redis_url), port)
             base = f"http://127.0.0.1:{port}"

@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 
 from conveyor.embedded import free_port
-from examples.support import Services, WorkerProcess, serve_app
+from examples.support import Services, WorkerProcess, serve_app, wait_serving
 from examples.support.running import ROOT
 
 from .db import apply_schema
@@ -129,6 +129,7 @@ async def run(port: int, seconds: float | None) -> int:
         os.environ.update(env)  # this process's app and dashboard read them too
         await apply_schema(services.database_url)
         workers = PricingWorkers(env, quiet=False).start()
+        await wait_serving(services.redis_url, "ingestion", [workers])
         server, serving = await serve_app(create_web_app(token), port)
         monitor = asyncio.create_task(_monitor())
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .postgres import PostgresServer, database_url
 from .receivers import HttpReceiver, Request, SmtpSink
-from .running import Services, WorkerProcess, serve_app, wait_until
+from .running import Services, WorkerProcess, serve_app, wait_serving, wait_until
 from .screenshot import dashboard_screenshot
 
 __all__ = [
@@ -24,5 +24,6 @@ __all__ = [
     "dashboard_screenshot",
     "database_url",
     "serve_app",
+    "wait_serving",
     "wait_until",
 ]

@@ -23,13 +23,14 @@ from typing import Any
 
 import uvicorn
 
+from conveyor import Queue
 from conveyor.embedded import RedisServer
 from conveyor.web.server import WebServer
 
 from .postgres import PostgresServer, database_url
 from .receivers import HttpReceiver, SmtpSink
 
-__all__ = ["Services", "WorkerProcess", "serve_app", "wait_until"]
+__all__ = ["Services", "WorkerProcess", "serve_app", "wait_serving", "wait_until"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,3 +171,18 @@ async def serve_app(app: Any, port: int, host: str = "127.0.0.1") -> tuple[uvico
         task.result()
         raise RuntimeError("the web server stopped at startup")
     return server, task
+
+
+async def wait_serving(redis_url: str, queue_name: str, workers: Sequence[WorkerProcess],
+                       timeout: float = 60) -> None:
+    """Until ``workers`` (processes) serve ``queue_name``: each registered
+    there, so each has its signal handlers and a SIGTERM now lets it finish
+    (one sent before, while it still imports, kills it with -15)."""
+    async with Queue(queue_name, connection=redis_url) as queue:
+        async def serving() -> bool:
+            for worker in workers:
+                if worker.proc is not None and worker.proc.poll() is not None:
+                    raise RuntimeError(f"a worker exited with code {worker.proc.returncode}")
+            return len(await queue.get_workers()) >= len(workers)
+
+        await wait_until(serving, timeout=timeout, what=f"{len(workers)} worker(s) serving")
