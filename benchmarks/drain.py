@@ -7,7 +7,9 @@
 
 Uses a private redis-server. Reports jobs/s, and from INFO commandstats the
 script calls (round trips of the hot path) and all Redis commands per job,
-counting the commands the scripts run inside Redis.
+counting the commands the scripts run inside Redis. Wall-clock figures move
+with the machine's load; ``python -m benchmarks.drain_instructions`` counts the
+worker's instructions per job instead (callgrind), the same from run to run.
 """
 
 from __future__ import annotations

@@ -200,15 +200,17 @@ def settle(
     return done, kind
 
 
-def lock_lapses(job: Job, lock_duration: int, sent: float | None) -> float:
+def lock_lapses(job: Job | None, lock_duration: int, sent: float | None) -> float:
     """``time.monotonic()`` by which the lock of a job just fetched may have
     lapsed: ``lock_duration`` ms from ``sent`` (``time.monotonic()`` when the
-    fetch was first sent) if known, else from when Redis says the fetch ran
+    fetch was first sent) if known, the same for every job of the fetch (so
+    ``job`` may be None), else from when Redis says the fetch ran
     (``processed_on``, Redis' clock read against this machine's: a fetch behind
     a blocking wait runs when the wait ends, not when it was sent)."""
     if sent is not None:
         return sent + lock_duration / 1000
-    age_s = 0.0 if job.processed_on is None else time.time() - job.processed_on / 1000
+    age_s = 0.0 if job is None or job.processed_on is None else (
+        time.time() - job.processed_on / 1000)
     return time.monotonic() + lock_duration / 1000 - max(0.0, age_s)
 
 

@@ -111,7 +111,7 @@ workers, whatever their hosts' clocks say.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import ValidationError
@@ -165,14 +165,14 @@ class QueueKeys:
 
     prefix: str
     queue: str
+    #: Common prefix of every key of this queue, ending in ``:``: the name in
+    #: braces, or as it is when it carries its own hash tag (``{tag}rest``).
+    #: Built once: the worker's every call names a dozen keys.
+    base: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def base(self) -> str:
-        """Common prefix of every key of this queue, ending in ``:``: the name
-        in braces, or as it is when it carries its own hash tag (``{tag}rest``)."""
-        if self.queue.startswith("{"):
-            return f"{self.prefix}:{self.queue}:"
-        return f"{self.prefix}:{{{self.queue}}}:"
+    def __post_init__(self) -> None:
+        braced = self.queue if self.queue.startswith("{") else f"{{{self.queue}}}"
+        object.__setattr__(self, "base", f"{self.prefix}:{braced}:")
 
     def key(self, part: str) -> str:
         return self.base + part

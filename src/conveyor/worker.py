@@ -492,6 +492,8 @@ class Worker:
         if int(limit_wait) > 0:
             self._hold_fetches(int(limit_wait))
             return
+        # Sent at a known time: one deadline for the batch (else one a job).
+        batch_until = None if sent is None else lock_lapses(None, self.lock_duration, sent)
         for job_id, fields in jobs:
             job = Job.from_fields(self.queue, text(job_id), fields_to_dict(fields))
             assert job.token is not None
@@ -502,7 +504,7 @@ class Worker:
                 continue
             if self._listeners.get("progress"):
                 job._progress_listener = self._on_progress
-            lock_until = lock_lapses(job, self.lock_duration, sent)
+            lock_until = batch_until or lock_lapses(job, self.lock_duration, None)
             task = asyncio.create_task(self._process(job, lock_until))
             self._running[job.id, job.token] = (job, task)
             if self._listeners.get("active"):
@@ -551,10 +553,10 @@ class Worker:
                             "(another worker took the job over)", job.id)
             elif kind == "c":
                 job.finished_on = now
-                self._emit("completed", job, payload)
+                emit(self._listeners, "completed", job, payload)  # not _emit: a call fewer a job
             elif kind == "f" or kind == "F":  # F: no attempt left, so finished
                 job.finished_on = now if kind == "F" else None
-                self._emit("failed", job, payload)
+                emit(self._listeners, "failed", job, payload)
 
     async def _cancel_block(self) -> None:
         task = self._block_task
