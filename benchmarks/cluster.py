@@ -3,6 +3,7 @@ per job and per master, counted with callgrind, and jobs/s without it.
 
     .venv/bin/python -m benchmarks.cluster                 # callgrind, then wall clock
     .venv/bin/python -m benchmarks.cluster --jobs 2000 --no-callgrind
+    .venv/bin/python -m benchmarks.cluster --partitions 9 --only partitions --no-wall
 
 Each scenario starts its own cluster (tests/redis_cluster.py: private
 redis-servers on free ports, no AOF), adds ``--jobs`` no-op jobs with
@@ -12,7 +13,11 @@ redis-servers on free ports, no AOF), adds ``--jobs`` no-op jobs with
 - ``1 master, plain``: a cluster of one master holding every slot, a plain
   queue (the reference: what one queue costs on one core);
 - ``1 master, 8 partitions``: the same master, ``Queue(..., partitions=8)``;
-- ``3 masters, 8 partitions``: the partitions spread 3/3/2 over the masters.
+- ``3 masters, 8 partitions``: the partitions spread 3/3/2 over the masters
+  (so the busiest master can do no better than 3/8 = 37.5% of the 1-master
+  work; ``--partitions 9`` spreads them 3/3/3).
+
+``--only WORD...`` runs the scenarios whose label holds one of the words.
 
 Instructions: every redis-server runs under ``valgrind --tool=callgrind``;
 after set-up (cluster formed, clients connected, queue registered) the counters
@@ -49,6 +54,12 @@ from conveyor import Connector, Job, Queue, Worker
 #: (label, masters, partitions): partitions 0 is a plain queue.
 SCENARIOS = [("1 master, plain", 1, 0), ("1 master, 8 partitions", 1, 8),
              ("3 masters, 8 partitions", 3, 8)]
+
+
+def _scenarios(partitions: int) -> None:
+    """``--partitions n``: the partitioned scenarios with ``n`` partitions."""
+    SCENARIOS[1:] = [(f"1 master, {partitions} partitions", 1, partitions),
+                     (f"3 masters, {partitions} partitions", 3, partitions)]
 _TOTALS = re.compile(r"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
@@ -109,6 +120,10 @@ async def run_scenario(cluster: RedisCluster, partitions: int, jobs: int, concur
         if finished == jobs:
             done.set()
 
+    if grind is not None:  # a 1,000-job add script runs for seconds under valgrind:
+        for client in clients.values():  # others would be answered BUSY meanwhile,
+            await client.config_set("busy-reply-threshold", 600_000)
+            await client.config_set("cluster-node-timeout", 600_000)  # and it marked failed
     options: dict[str, Any] = {"partitions": partitions} if partitions else {}
     async with Connector(cluster.url) as connector:
         queue = Queue("bench", connector, **options)
@@ -198,7 +213,7 @@ async def callgrind_runs(jobs: int, concurrency: int) -> None:
     print("| scenario | phase | master | Ir/job | net Ir/job | share | vs 1 master |")
     print("|---|---|---|---:|---:|---:|---:|")
     reference: dict[str, float] = {}
-    for label, masters, partitions in SCENARIOS:
+    for label, masters, partitions in _chosen():
         with tempfile.TemporaryDirectory(prefix="conveyor-callgrind-") as out:
             wrap = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.out.%p"]
             with RedisCluster(masters, wrap=wrap) as cluster:
@@ -222,7 +237,7 @@ async def wall_runs(jobs: int, concurrency: int) -> None:
     print("| scenario | adds jobs/s | drain jobs/s | Redis CPU µs/job (max master, all) "
           "| worker CPU µs/job |")
     print("|---|---:|---:|---:|---:|")
-    for label, masters, partitions in SCENARIOS:
+    for label, masters, partitions in _chosen():
         with RedisCluster(masters) as cluster:
             adds, drained, cpu = await run_scenario(cluster, partitions, jobs, concurrency, None)
         redis = drained.per_master
@@ -231,13 +246,25 @@ async def wall_runs(jobs: int, concurrency: int) -> None:
               f"| {1e6 * cpu / jobs:.1f} |")
 
 
+_only: list[str] = []
+
+
+def _chosen() -> list[tuple[str, int, int]]:
+    return [s for s in SCENARIOS if not _only or any(o in s[0] for o in _only)]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument("--no-wall", action="store_true")
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--only", nargs="+", default=[],
+                        help="scenarios whose label contains one of these words")
     args = parser.parse_args()
+    _only.extend(args.only)
+    _scenarios(args.partitions)
     if not args.no_callgrind:
         await callgrind_runs(args.jobs, args.concurrency)
     if not args.no_wall:
