@@ -128,7 +128,10 @@ async def run_scenario(cluster: RedisCluster, partitions: int, jobs: int, concur
     async with Connector(cluster.url) as connector:
         queue = Queue("bench", connector, **options)
         await _warm_up(queue, connector, max(partitions, 1))
-        worker = Worker("bench", _noop, connection=connector, concurrency=concurrency)
+        # Under valgrind a fetched batch can wait past the default 30 s lock and
+        # be run twice: a cost of the slowed server, not of the queue.
+        worker = Worker("bench", _noop, connection=connector, concurrency=concurrency,
+                        lock_duration=30_000 if grind is None else 600_000)
         worker.on("completed", count)
 
         async def measure(step: Any) -> Phase:
