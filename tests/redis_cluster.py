@@ -1,6 +1,7 @@
 """The test suite's private Redis Cluster: three masters (no replicas) on free
 ports, made with ``redis-cli --cluster create``, started once per session and
-only when a test asks for it (see the ``cluster`` fixture in conftest.py)."""
+only when a test asks for it (see the ``cluster`` fixture in conftest.py).
+benchmarks/cluster.py starts it too, with one or three masters, under valgrind."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,10 +36,14 @@ class RedisCluster:
     """Three ``redis-server --cluster-enabled yes`` children joined into one cluster."""
 
     def __init__(self, masters: int = 3, *, replica: bool = False,
-                 password: str | None = None) -> None:
+                 password: str | None = None, wrap: Sequence[str] = ()) -> None:
         """``replica``: one more node, a replica of the first master (for
-        failovers); ``password``: every node requires it."""
+        failovers); ``password``: every node requires it; ``wrap``: a command
+        each redis-server runs under (e.g. ``valgrind --tool=callgrind``).
+        Fewer than three masters (which ``redis-cli --cluster create`` refuses)
+        are joined by hand: the slots split evenly, every node meets the first."""
         self.password = password
+        self.wrap = list(wrap)
         self.binary = find_redis_server()
         self.cli = shutil.which("redis-cli") or str(Path(self.binary).with_name("redis-cli"))
         self.ports = [_cluster_port() for _ in range(masters)]
@@ -68,7 +73,7 @@ class RedisCluster:
             node_dir = self.dir / str(port)
             node_dir.mkdir()
             self.procs.append(subprocess.Popen(
-                [self.binary, "--port", str(port), "--bind", "127.0.0.1",
+                [*self.wrap, self.binary, "--port", str(port), "--bind", "127.0.0.1",
                  "--dir", str(node_dir), "--save", "", "--appendonly", "no",
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "5000", "--logfile", str(node_dir / "redis.log"),
@@ -79,8 +84,11 @@ class RedisCluster:
             ))
         for port in [*self.ports, *extra]:
             self._wait(port, lambda client: client.ping())
-        self._cli("--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
-                  "--cluster-replicas", "0", "--cluster-yes")
+        if len(self.ports) >= 3:
+            self._cli("--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports),
+                      "--cluster-replicas", "0", "--cluster-yes")
+        else:
+            self._join_by_hand()
         if self.replica_port is not None:
             first = f"127.0.0.1:{self.ports[0]}"
             with self.client(self.ports[0]) as client:
@@ -92,6 +100,15 @@ class RedisCluster:
         for port in [*self.ports, *extra]:
             self._wait(port, lambda client: b"cluster_state:ok" in client.execute_command(
                 "CLUSTER", "INFO"))
+
+    def _join_by_hand(self) -> None:
+        n = len(self.ports)
+        for i, port in enumerate(self.ports):
+            with self.client(port) as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", 16384 * i // n,
+                                       16384 * (i + 1) // n - 1)
+                if i:
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
 
     def _wait(self, port: int, ready: Callable[[redis_sync.Redis], Any]) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT

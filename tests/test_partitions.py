@@ -21,6 +21,7 @@ from conveyor.partitions import (
 )
 from conveyor.sync import Queue as BlockingQueue
 from helpers import running, wait_for
+from redis_cluster import RedisCluster
 
 SLOTS = 16384
 
@@ -49,6 +50,26 @@ def test_partitions_spread_evenly_over_masters_of_an_even_cluster_split(
         slot = partition_slot(name)
         per_master[next(m for m in range(masters) if bounds[m] <= slot < bounds[m + 1])] += 1
     assert max(per_master) - min(per_master) <= 1, per_master
+
+
+async def test_on_a_cluster_the_partitions_keys_live_on_every_master(
+    redis_cluster: RedisCluster,
+) -> None:
+    url = redis_cluster.flush()
+    async with Queue("events", url, partitions=8) as queue:
+        await queue.add_bulk([{"name": "x", "data": i} for i in range(16)])
+        by_master: dict[int, list[str]] = {}
+        for part in queue.partitions:
+            by_master.setdefault(redis_cluster.owner(part.keys.base), []).append(part.name)
+        assert sorted(len(names) for names in by_master.values()) == [2, 3, 3], by_master
+        for port, names in by_master.items():
+            with redis_cluster.client(port) as node:  # where the keys really are
+                for name in names:
+                    part = queue.partitions[int(name.split("#")[1].split(".")[0])]
+                    assert node.llen(part.keys.wait) == 2
+                    slot = int(node.execute_command("CLUSTER KEYSLOT", part.keys.wait))
+                    assert node.execute_command("CLUSTER COUNTKEYSINSLOT", slot) > 0
+        assert await queue.get_job_counts("waiting") == {"waiting": 16}
 
 
 def test_a_partition_is_named_after_its_queue_and_index() -> None:
@@ -116,6 +137,7 @@ async def test_the_registry_lists_the_logical_queue_once(
 # -- adding and reading ----------------------------------------------------------------------
 
 
+@pytest.mark.cluster
 async def test_jobs_spread_round_robin_and_are_found_by_id(redis_url: str, queue_name: str) -> None:
     async with Queue(queue_name, redis_url, partitions=4) as queue:
         jobs = [await queue.add("x", i) for i in range(8)]
@@ -186,6 +208,7 @@ async def test_get_jobs_merges_partitions_newest_first(redis_url: str, queue_nam
 # -- admin over the partitions -----------------------------------------------------------------
 
 
+@pytest.mark.cluster
 async def test_admin_calls_span_partitions(
     redis_url: str, redis: aioredis.Redis, queue_name: str
 ) -> None:
@@ -238,6 +261,7 @@ async def _counts(queue: Queue, state: str, n: int) -> bool:
     return (await queue.get_job_counts(state))[state] >= n
 
 
+@pytest.mark.cluster
 async def test_a_plain_worker_discovers_the_partitions_and_runs_them_all(
     redis_url: str, queue_name: str
 ) -> None:
@@ -289,6 +313,7 @@ async def test_a_flooded_partition_does_not_starve_a_quiet_one(
     assert last_quiet - added_at < 40, f"quiet ran {last_quiet - added_at} jobs after it came"
 
 
+@pytest.mark.cluster
 async def test_the_concurrency_is_shared_by_the_partitions(
     redis_url: str, queue_name: str
 ) -> None:
@@ -314,6 +339,7 @@ async def test_the_concurrency_is_shared_by_the_partitions(
     assert most == 3
 
 
+@pytest.mark.cluster
 async def test_an_idle_worker_wakes_for_a_job_in_any_partition(
     redis_url: str, queue_name: str
 ) -> None:

@@ -40,6 +40,7 @@ async def _fill(redis_url: str, name: str) -> list[str]:
         return [job.id for job in jobs]
 
 
+@pytest.mark.cluster
 def test_the_cli_lists_counts_pages_and_administers_a_partitioned_queue(
     redis_url: str, queue_name: str
 ) -> None:
@@ -87,6 +88,7 @@ async def test_the_rest_api_spans_a_partitioned_queue(
     assert data(await client.get(f"{API}/queues/{queue_name}"))["counts"]["waiting"] == 5
 
 
+@pytest.mark.cluster
 async def test_discovery_lists_a_partitioned_queue_once(
     redis_url: str, queue_name: str, redis: Any
 ) -> None:

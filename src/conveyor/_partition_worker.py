@@ -133,7 +133,9 @@ async def open_partitions(worker: Worker, partitions: int | None) -> Partitioned
     n = partitions or (found and found[0])
     if not n:
         return None
-    queue = Queue(worker.queue.name, worker.queue.client, prefix=worker.queue.prefix,
+    # The Connector, not the queue's client: on a cluster that client is pinned
+    # to the logical queue's slot, and each partition needs its own slot's.
+    queue = Queue(worker.queue.name, worker.queue.connector, prefix=worker.queue.prefix,
                   partitions=n)
     assert isinstance(queue, PartitionedQueue)
     try:
@@ -166,7 +168,7 @@ def _loop_for(worker: Worker, part: Queue, share: SlotShare) -> Worker:
     thread pool or sandbox, limiter and slots."""
     sub = type(worker)(
         part.name, worker.processor if callable(worker.processor) else _unused,
-        connection=worker.queue.client, prefix=worker.queue.prefix,
+        connection=worker.queue.connector, prefix=worker.queue.prefix,
         concurrency=worker.concurrency, lock_duration=worker.lock_duration,
         stalled_interval=worker.stalled_interval, max_stalled_count=worker.max_stalled_count,
         block_timeout=worker.block_timeout, name=worker.id,

@@ -113,7 +113,8 @@ async def _execute(
             for script in scripts:
                 await client.script_load(script.script)
             continue
-        _raise_first(replies)
+        break  # answered: sending it again would run the scripts twice
+    _raise_first(replies)
     return replies
 
 
@@ -136,7 +137,8 @@ def _execute_blocking(
             for script in scripts:
                 client.script_load(script.script)
             continue
-        _raise_first(replies)
+        break  # answered: sending it again would run the scripts twice
+    _raise_first(replies)
     return replies
 
 
