@@ -50,9 +50,10 @@ if recorded then
   return recorded
 end
 local now = now_ms()
--- Lua turns a number into text with sprintf, which costs more than the rest
--- of an add: the timestamp and the ids are turned into text once each.
-local now_text = tostring(now)
+-- Lua turns a number into text with a floating-point sprintf ("%.14g"), which
+-- costs more than the rest of an add: the timestamp is turned into text once,
+-- and the ids (integers) with "%d", several times cheaper.
+local now_text = string.format('%d', now)
 local replies = {}
 local added, delayed_events = {}, {}
 local plain, prioritized, delayed = {}, {}, {}
@@ -79,11 +80,11 @@ local function take_id()
       next_id = last_id - generated + 1
       generated = 0
     else
-      return tostring(redis.call('INCR', KEYS[8]))
+      return string.format('%d', redis.call('INCR', KEYS[8]))
     end
   end
   next_id = next_id + 1
-  return reserved[next_id - 1] or tostring(next_id - 1)
+  return reserved[next_id - 1] or string.format('%d', next_id - 1)
 end
 
 -- Whether a job key is taken. One EXISTS over every key this batch may make
@@ -104,7 +105,7 @@ local function check_all_free()
     take_id()  -- reserve the batch's ids now (and give the first back)
     next_id = next_id - 1
     for id = next_id, last_id do
-      local text = tostring(id)
+      local text = string.format('%d', id)
       reserved[id] = text
       probe[#probe + 1] = base .. 'job:' .. text
     end
