@@ -72,7 +72,9 @@ for i = 0, m - 1 do
   end
 end
 local next_id, last_id = 1, 0
-local reserved = {}  -- reserved id -> its text, made once (see check_all_free)
+-- Reserved id -> its text, made once (see check_all_free); this and the tables
+-- below are made for a batch only: a lone add does without (each costs Redis).
+local reserved = m > 1 and {}
 local function take_id()
   if next_id > last_id then
     if generated > 0 then
@@ -84,14 +86,14 @@ local function take_id()
     end
   end
   next_id = next_id + 1
-  return reserved[next_id - 1] or string.format('%d', next_id - 1)
+  return reserved and reserved[next_id - 1] or string.format('%d', next_id - 1)
 end
 
 -- Whether a job key is taken. One EXISTS over every key this batch may make
 -- (the given ids and the reserved ones: `probed`) answers for all when none
 -- exists; `made` then holds the keys the batch has written since. When some
 -- exists (or for an id past the reserved ones), each job asks Redis for its own.
-local made, probed = {}, {}
+local made, probed = m > 1 and {}, m > 1 and {}
 local none_existed = false
 local function check_all_free()
   local probe = {}
@@ -123,7 +125,7 @@ local function check_all_free()
   return true
 end
 local function taken(job_key)
-  if made[job_key] then
+  if made and made[job_key] then
     return true
   end
   if none_existed and probed[job_key] then
@@ -221,7 +223,9 @@ local function add_one(o)
         any_grouped = true
       end
     end
-    made[job_key] = true  -- before the HSET: a job refused past it leaves its hash
+    if made then
+      made[job_key] = true  -- before the HSET: a job refused past it leaves its hash
+    end
     redis.call('HSET', job_key, unpack(fields))
     if dedup_key then
       if dedup_ttl > 0 then
@@ -262,8 +266,11 @@ end
 -- {"", -1, error} and its neighbours go on; writes it made before the error stay.
 -- A refusal here (the id counter holding the wrong type) falls to each job's
 -- own INCR, refused there.
-local checked, all_free = pcall(check_all_free)
-none_existed = checked and all_free
+-- A lone job checks its own key, as cheap as one EXISTS over it.
+if m > 1 then
+  local checked, all_free = pcall(check_all_free)
+  none_existed = checked and all_free
+end
 for i = 0, m - 1 do
   local ok, err = pcall(add_one, 4 + i * 10)
   if not ok then
