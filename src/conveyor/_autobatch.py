@@ -109,7 +109,8 @@ class AddBatcher:
     async def add(self, job: NewJob) -> Any:
         """Add ``job``; its reply (``[job_id, created, timestamp]``, see add_jobs)."""
         loop = asyncio.get_running_loop()
-        self._on(loop)
+        if self._loop is not loop:
+            self._on(loop)
         if not (self._calls or self._flush_due or self._gathering):
             self._calls, self._jobs = 1, 1
             try:
@@ -122,7 +123,7 @@ class AddBatcher:
             return reply
         waiter: asyncio.Future[Any] = loop.create_future()
         self._gathering.append((job, waiter))
-        if self._calls < self._max_in_flight:
+        if not self._flush_due and self._calls < self._max_in_flight:  # per job: inlined
             self._flush_soon()
         return await waiter
 

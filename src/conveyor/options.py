@@ -469,6 +469,10 @@ _parsed_options: dict[tuple[tuple[str, type, Any], ...], tuple[JobOptions, bytes
 def parse_options(options: Mapping[str, Any]) -> tuple[JobOptions, bytes]:
     """``JobOptions.parse`` and the options as stored (JSON), remembered for
     option sets of plain values (not for a ``job_id``, which is one job's)."""
+    if not options:  # the usual add: no options, no queue defaults
+        found = _parsed_options.get(())
+        if found is not None:
+            return found
     try:
         key = tuple([(name, value.__class__, value) for name, value in options.items()])
         found = _parsed_options.get(key)

@@ -350,3 +350,50 @@ async def test_a_job_redis_refuses_gets_an_error_reply_and_its_batch_is_added(
     assert [(e["event"], e["job_id"]) for e in await state.events()] == [
         ("added", "1"), ("added", "2"),
     ]
+
+
+async def test_a_batch_of_generated_ids_skips_ids_taken_before_it_and_within_it(
+    queue: Queue, state: QueueState
+) -> None:
+    """The batch reserves its ids with one INCRBY; a taken one is skipped as one
+    INCR per job would skip it, past the reserved ones too."""
+    assert (await add(queue, "3"))[:2] == ("3", 1)
+    batch = [_job("", "a"), _job("2", "b"), _job("", "c"), _job("", "d")]
+
+    replies = s(await queue.scripts.add_jobs(None, batch))
+
+    assert [r[:2] for r in replies] == [["1", 1], ["2", 1], ["4", 1], ["5", 1]]
+    assert await state.redis.get(queue.keys.id) == b"5"
+    assert await state.wait() == ["3", "1", "2", "4", "5"]
+
+
+async def test_an_id_past_the_reserved_ones_is_checked_even_when_those_were_free(
+    queue: Queue, state: QueueState
+) -> None:
+    # Reserved: 1 and 2, both free; "2" is given in the batch, so the second
+    # generated job goes past them, to 3 (taken, not among those checked) then 4.
+    assert (await add(queue, "3"))[:2] == ("3", 1)
+
+    replies = s(await queue.scripts.add_jobs(None, [_job("", "a"), _job("2", "b"), _job("", "c")]))
+
+    assert [r[:2] for r in replies] == [["1", 1], ["2", 1], ["4", 1]]
+    assert (await state.job("3"))["name"] != "c"
+
+
+async def test_a_batch_costs_one_hset_per_job_and_a_few_commands_besides(
+    queue: Queue, state: QueueState
+) -> None:
+    async def calls() -> dict[str, int]:
+        info = await state.redis.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
+
+    await queue.scripts.add_jobs(None, [_job("", "warm")])
+    before = await calls()
+    await queue.scripts.add_jobs(None, [_job("", f"j{i}") for i in range(50)])
+    after = await calls()
+
+    made = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert made.pop("hset") == 51  # 50 jobs and the call's record
+    assert made.pop("info") == 1
+    assert made == {"evalsha": 1, "time": 1, "incrby": 1, "exists": 1, "rpush": 1, "zadd": 1,
+                    "hexists": 1, "xadd": 1, "hget": 1}

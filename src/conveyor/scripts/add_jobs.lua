@@ -31,9 +31,12 @@ is held while it exists and, without a ttl, while that job is unfinished
 Delayed jobs: score = due * 1024 + the jobs already due that ms (FIFO; see
 delayed_score in common.lua): one ZREVRANGEBYSCORE per distinct due time.
 
-A job costs an EXISTS and an HSET; the lists, sets, markers and events are
-written once for the batch. The hash holds only what differs from a job's
-defaults (priority 0, 1 attempt, none made or started).
+A job costs one HSET; the lists, sets, markers and events are written once
+for the batch, and so are the id counter (one INCRBY for the ids the batch
+generates; ids are taken from it in job order, as one INCR per job would) and
+the check that the ids are free (one EXISTS over every key the batch may
+make; only when some exists does each job check its own). The hash holds only
+what differs from a job's defaults (priority 0, 1 attempt, none made or started).
 ]]
 --@include "common"
 --@include "calls"
@@ -47,6 +50,10 @@ if recorded then
   return recorded
 end
 local now = now_ms()
+-- Lua turns a number into text with a floating-point sprintf ("%.14g"), which
+-- costs more than the rest of an add: the timestamp is turned into text once,
+-- and the ids (integers) with "%d", several times cheaper.
+local now_text = string.format('%d', now)
 local replies = {}
 local added, delayed_events = {}, {}
 local plain, prioritized, delayed = {}, {}, {}
@@ -54,6 +61,78 @@ local earliest_due = nil
 local last_score = {}  -- due ms -> the last delayed score given to it (delayed_score)
 local deduplicated, duplicated = {}, {}
 local any_grouped = false
+
+-- Ids from the counter: the batch's generated ids are reserved by one INCRBY
+-- (the first time one is needed) and handed out in job order; past them
+-- (an id found taken, skipped) one INCR each.
+local generated = 0
+for i = 0, m - 1 do
+  if ARGV[4 + i * 10] == '' then
+    generated = generated + 1
+  end
+end
+local next_id, last_id = 1, 0
+-- Reserved id -> its text, made once (see check_all_free); this and the tables
+-- below are made for a batch only: a lone add does without (each costs Redis).
+local reserved = m > 1 and {}
+local function take_id()
+  if next_id > last_id then
+    if generated > 0 then
+      last_id = redis.call('INCRBY', KEYS[8], generated)
+      next_id = last_id - generated + 1
+      generated = 0
+    else
+      return string.format('%d', redis.call('INCR', KEYS[8]))
+    end
+  end
+  next_id = next_id + 1
+  return reserved and reserved[next_id - 1] or string.format('%d', next_id - 1)
+end
+
+-- Whether a job key is taken. One EXISTS over every key this batch may make
+-- (the given ids and the reserved ones: `probed`) answers for all when none
+-- exists; `made` then holds the keys the batch has written since. When some
+-- exists (or for an id past the reserved ones), each job asks Redis for its own.
+local made, probed = m > 1 and {}, m > 1 and {}
+local none_existed = false
+local function check_all_free()
+  local probe = {}
+  for i = 0, m - 1 do
+    local job_id = ARGV[4 + i * 10]
+    if job_id ~= '' then
+      probe[#probe + 1] = base .. 'job:' .. job_id
+    end
+  end
+  if generated > 0 then
+    take_id()  -- reserve the batch's ids now (and give the first back)
+    next_id = next_id - 1
+    for id = next_id, last_id do
+      local text = string.format('%d', id)
+      reserved[id] = text
+      probe[#probe + 1] = base .. 'job:' .. text
+    end
+  end
+  for _, key in ipairs(probe) do
+    probed[key] = true
+  end
+  local found = 0
+  for i = 1, #probe, 1000 do
+    found = found + redis.call('EXISTS', unpack(probe, i, math.min(i + 999, #probe)))
+    if found > 0 then
+      return false
+    end
+  end
+  return true
+end
+local function taken(job_key)
+  if made and made[job_key] then
+    return true
+  end
+  if none_existed and probed[job_key] then
+    return false
+  end
+  return redis.call('EXISTS', job_key) == 1
+end
 
 -- The job holding deduplication `spec`'s key, if the key is held; a duplicate
 -- may extend the key's ttl, or replace the holder's data and restart its delay.
@@ -88,7 +167,7 @@ local function dedup_holder(spec, data, delay, job_id)
     end
   end
   if job_id == '' then
-    job_id = tostring(redis.call('INCR', KEYS[8]))
+    job_id = take_id()
   end
   deduplicated[#deduplicated + 1] = {holder, 'deduplication_id', key,
     'deduplicated_job_id', job_id, 'replaced', replaced}
@@ -111,12 +190,12 @@ local function add_one(o)
     exists = true
   elseif job_id == '' then
     repeat
-      job_id = tostring(redis.call('INCR', KEYS[8]))
+      job_id = take_id()
       job_key = base .. 'job:' .. job_id
-    until redis.call('EXISTS', job_key) == 0
+    until not taken(job_key)
   else
     job_key = base .. 'job:' .. job_id
-    exists = redis.call('EXISTS', job_key) == 1
+    exists = taken(job_key)
     if exists then
       duplicated[#duplicated + 1] = {job_id}
     end
@@ -124,9 +203,9 @@ local function add_one(o)
   if exists then
     replies[#replies + 1] = {job_id, 0, 0}
   else
-    local delay = tonumber(ARGV[o + 4])
-    local priority = tonumber(ARGV[o + 5])
-    local fields = {'name', name, 'data', ARGV[o + 2], 'opts', ARGV[o + 3], 'ts', now}
+    local delay = ARGV[o + 4] == '0' and 0 or tonumber(ARGV[o + 4])
+    local priority = ARGV[o + 5] == '0' and 0 or tonumber(ARGV[o + 5])
+    local fields = {'name', name, 'data', ARGV[o + 2], 'opts', ARGV[o + 3], 'ts', now_text}
     if priority ~= 0 then
       fields[#fields + 1] = 'prio'
       fields[#fields + 1] = priority
@@ -143,6 +222,9 @@ local function add_one(o)
         mark_grouped(base)
         any_grouped = true
       end
+    end
+    if made then
+      made[job_key] = true  -- before the HSET: a job refused past it leaves its hash
     end
     redis.call('HSET', job_key, unpack(fields))
     if dedup_key then
@@ -182,6 +264,13 @@ end
 
 -- A job that Redis refuses (a key of its own holding the wrong type, say) gets
 -- {"", -1, error} and its neighbours go on; writes it made before the error stay.
+-- A refusal here (the id counter holding the wrong type) falls to each job's
+-- own INCR, refused there.
+-- A lone job checks its own key, as cheap as one EXISTS over it.
+if m > 1 then
+  local checked, all_free = pcall(check_all_free)
+  none_existed = checked and all_free
+end
 for i = 0, m - 1 do
   local ok, err = pcall(add_one, 4 + i * 10)
   if not ok then
@@ -211,5 +300,20 @@ emit_many(KEYS[7], maxlen, 'added', added)
 emit_many(KEYS[7], maxlen, 'delayed', delayed_events)
 emit_many(KEYS[7], maxlen, 'duplicated', duplicated)
 emit_many(KEYS[7], maxlen, 'deduplicated', deduplicated)
-record_reply(base, call, replies)
+local encoded = nil
+if call ~= '' then
+  -- The record as cjson would write it, without its sprintf per number.
+  local parts = {}
+  for i, reply in ipairs(replies) do
+    if reply[2] == 1 then
+      parts[i] = '[' .. cjson.encode(reply[1]) .. ',1,' .. now_text .. ']'
+    elseif reply[2] == 0 then
+      parts[i] = '[' .. cjson.encode(reply[1]) .. ',0,0]'
+    else
+      parts[i] = cjson.encode(reply)
+    end
+  end
+  encoded = '[' .. table.concat(parts, ',') .. ']'
+end
+record_reply(base, call, replies, encoded)
 return replies

@@ -38,9 +38,10 @@ local function recorded_reply(base, token)
   return raw and cjson.decode(raw) or nil
 end
 
--- Record `reply` (a table cjson can encode) for this call, and drop the
--- records of the calls the caller has its replies of.
-local function record_reply(base, token, reply)
+-- Record `reply` (a table cjson can encode; or `encoded`, its JSON made by the
+-- caller) for this call, and drop the records of the calls the caller has its
+-- replies of.
+local function record_reply(base, token, reply, encoded)
   local n = #ARGV
   local forget = tonumber(ARGV[n - 1])
   local trimmed = {}
@@ -58,7 +59,7 @@ local function record_reply(base, token, reply)
   end
   if token ~= '' then
     local key, field = call_record(base, token)
-    redis.call('HSET', key, field, cjson.encode(reply))
+    redis.call('HSET', key, field, encoded or cjson.encode(reply))
     -- The ttl is set by a client's first call and renewed by each trim (every
     -- 16 answered calls): no extra command per call.
     if trimmed[key] or field == '0' then
