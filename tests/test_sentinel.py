@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis as redis_sync
+from chaos.sentinel_setup import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup, Tls
 from click.testing import CliRunner
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
@@ -40,7 +41,6 @@ from conveyor.inspection import Inspector
 from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app
 from helpers import running, unique_queue_name, wait_for
-from sentinel_support import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup, Tls
 from web_support import asgi_client
 
 KEEP_ALL = {"remove_on_complete": 1_000_000}
