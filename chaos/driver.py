@@ -87,8 +87,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
 class _Producers:
     """Adds jobs ``c<n>`` at a steady rate; an add that raises is sent again."""
 
-    def __init__(self, queue: Queue, options: Options) -> None:
+    def __init__(self, queue: Queue, options: Options, durable: bool) -> None:
         self.queue = queue
+        self.durable = durable
         self.options = options
         self.rng = random.Random(options.seed + 1)
         self.accepted: list[str] = []
@@ -109,9 +110,13 @@ class _Producers:
         start = time.monotonic()
         adds: set[asyncio.Task[None]] = set()
         limit = self.options.jobs
+        # A durable add waits for a replica's acknowledgement (and fails, to be
+        # sent again, during a failover): more of them in flight keep the rate.
+        in_flight = 2000 if self.durable else 200
         while time.monotonic() < stop_at and (limit is None or self._next < limit):
             due = int((time.monotonic() - start) * self.options.rate) + 1
-            while self._next < due and (limit is None or self._next < limit) and len(adds) < 200:
+            while (self._next < due and (limit is None or self._next < limit)
+                   and len(adds) < in_flight):
                 job_id, kind = f"c{self._next}", self._kind()
                 self._next += 1
                 task = asyncio.create_task(self._add(job_id, kind))
@@ -252,7 +257,7 @@ async def _run(
     injector = FaultInjector(options.seed, workers, server, proxy, lock_s,
                              options.fault_interval, faults.append, failover,
                              options.failover_every)
-    producers = _Producers(queue, options)
+    producers = _Producers(queue, options, replicated)
     workers.start_all()
     watcher = asyncio.create_task(workers.watch())
     chaos = asyncio.create_task(injector.run()) if options.fault_interval > 0 else None
@@ -289,6 +294,7 @@ async def _run(
                 "swallowed": proxy.swallowed, "connections_cut": proxy.cuts},
             "seed": options.seed, "logs": str(logs), "redis": options.redis_url or options.redis,
             "durable_adds": replicated,
+            "workers_stopped_while_starting": workers.stopped_starting,
             "stale_fetches_not_run": _count_in_logs(logs, "past its lock: not run"),
         },
     )

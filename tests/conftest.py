@@ -37,7 +37,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
-    """Three masters, started the first time a test asks (see tests/redis_cluster.py)."""
+    """Three masters, started the first time a test asks (see chaos/redis_cluster.py)."""
     with RedisCluster() as cluster:
         yield cluster
 

@@ -1,5 +1,5 @@
 """Redis Sentinel and durable adds, against a private master, replica and three
-sentinels (tests/sentinel_support.py): ``redis+sentinel://`` URLs and
+sentinels (chaos/sentinel_setup.py): ``redis+sentinel://`` URLs and
 ``Sentinel(...).master_for(...)`` clients work everywhere a connection is
 taken; a durable queue's adds wait for a replica (``WAIT`` on the same
 connection) and say so when it does not come; and across a forced
