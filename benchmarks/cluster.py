@@ -5,7 +5,7 @@ per job and per master, counted with callgrind, and jobs/s without it.
     .venv/bin/python -m benchmarks.cluster --jobs 2000 --no-callgrind
     .venv/bin/python -m benchmarks.cluster --partitions 9 --only partitions --no-wall
 
-Each scenario starts its own cluster (tests/redis_cluster.py: private
+Each scenario starts its own cluster (chaos/redis_cluster.py: private
 redis-servers on free ports, no AOF), adds ``--jobs`` no-op jobs with
 ``add_bulk`` and drains them with one worker (this process) at
 ``--concurrency``:
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from tests.redis_cluster import RedisCluster
+from chaos.redis_cluster import RedisCluster
 
 from conveyor import Connector, Job, Queue, Worker
 

@@ -7,7 +7,11 @@ It passes only when
 - every completed job's effect is in PostgreSQL;
 - every duplicate run (two runs or more of one job for one attempt) is
   explained: at most one of the runs is untouched by a fault, a fault being
-  one the driver recorded (time, kind, the pids it hit) that overlaps the run;
+  one the driver recorded (time, kind, the pids it hit) that overlaps the run.
+  A ``failover`` (cluster, sentinel) hits every worker: the new master may
+  lack any state change the old one acknowledged but had not yet sent to its
+  replica (a completion, a retry, a fetch and its lock; only adds are
+  durable), so a run that ended shortly before or during it may run again;
 - no worker that was paused (SIGSTOP) past its locks started, once woken, a
   job Redis handed to it before it woke (its fetch was sent before the pause)
   whose lock had lapsed by then: a zombie must not run stale jobs.
@@ -135,7 +139,7 @@ def check(record: Record, *, max_listed: int = 20) -> Verdict:
         else:
             problems[f"stuck in state {state!r}"].append(job_id)
 
-    duplicates, explained = _duplicates(record, problems)
+    duplicates, explained, by_failover = _duplicates(record, problems)
     woken = _zombies(record, problems)
 
     violations = []
@@ -151,6 +155,7 @@ def check(record: Record, *, max_listed: int = 20) -> Verdict:
         "runs": len(record.runs),
         "duplicate_runs": duplicates,
         "duplicates_explained": explained,
+        "duplicates_explained_by_failover": by_failover,
         "runs_by_paused_workers_after_waking": woken,
         "faults": dict(Counter(f.kind for f in record.faults).most_common()),
         "elapsed_s": round(record.elapsed_s, 1),
@@ -160,12 +165,14 @@ def check(record: Record, *, max_listed: int = 20) -> Verdict:
     return Verdict(violations, summary)
 
 
-def _duplicates(record: Record, problems: dict[str, list[str]]) -> tuple[int, int]:
-    """Runs past the first of a (job, attempt): (how many, how many explained)."""
+def _duplicates(record: Record, problems: dict[str, list[str]]) -> tuple[int, int, int]:
+    """Runs past the first of a (job, attempt): (how many, how many explained,
+    how many of those a failover overlapped)."""
     by_attempt: dict[tuple[str, int], list[Run]] = defaultdict(list)
     for run in record.runs:
         by_attempt[run.job_id, run.attempt].append(run)
-    duplicates = explained = 0
+    duplicates = explained = by_failover = 0
+    failovers = [f for f in record.faults if f.kind == "failover"]
     for (job_id, attempt), runs in by_attempt.items():
         if len(runs) < 2:
             continue
@@ -174,11 +181,13 @@ def _duplicates(record: Record, problems: dict[str, list[str]]) -> tuple[int, in
         untouched = [r for r in runs if not any(f.hits(r, record.lock_s) for f in record.faults)]
         if len(untouched) <= 1:
             explained += extra
+            if any(f.hits(r, record.lock_s) for f in failovers for r in runs):
+                by_failover += extra
         else:
             pids = ", ".join(str(r.pid) for r in untouched)
             problems["duplicate runs no fault explains"].append(
                 f"{job_id} (attempt {attempt}, {len(runs)} runs, untouched by pids {pids})")
-    return duplicates, explained
+    return duplicates, explained, by_failover
 
 
 def _zombies(record: Record, problems: dict[str, list[str]]) -> int:

@@ -1,10 +1,13 @@
 """The chaos run: servers, producers, workers and faults, then the verdict.
 
-1. Start a private redis-server (AOF, ``appendfsync always``: a ``kill -9``
-   loses no acknowledged write, so a job missing after a Redis restart is
-   conveyor's loss, not the configuration's; ``everysec`` could lose up to a
-   second of acknowledged adds) unless ``redis_url`` names one, and a private
-   PostgreSQL unless ``database_url`` does.
+1. Start a private Redis of kind ``redis`` (see :mod:`chaos.topology`: one
+   server with AOF and ``appendfsync always``, so a ``kill -9`` loses no
+   acknowledged write and a job missing after a Redis restart is conveyor's
+   loss, not the configuration's; a cluster; a sentinel setup) unless
+   ``redis_url`` names one, and a private PostgreSQL unless ``database_url``
+   does. On a cluster or with sentinels, producers add durably
+   (``durable=1``: an add returns once a replica has it), so that a failover
+   losing an accepted job is conveyor's loss too.
 2. Start ``workers`` ``conveyor worker`` processes (a third of them through a
    :class:`~chaos.proxy.FaultyProxy`), producers adding jobs at ``rate`` per
    second (each add retried with its job id until it returns: it is then
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -31,12 +35,13 @@ from urllib.parse import urlsplit
 from examples.support.postgres import PostgresServer
 
 from conveyor import Queue
-from conveyor.embedded import RedisServer
 
+from . import topology
 from .checker import Fault, Record, Run, Verdict, check
 from .faults import FaultInjector
 from .proxy import FaultyProxy
 from .tasks import SCHEMA
+from .topology import Topology
 from .workers import WorkerSet
 
 __all__ = ["Options", "run"]
@@ -52,10 +57,12 @@ class Options:
     workers: int = 3
     concurrency: int = 8
     seed: int = 1
-    redis_url: str | None = None
+    redis: str = "single"  # the Redis the run starts: single, cluster, sentinel
+    redis_url: str | None = None  # or this one, started by someone else
     database_url: str | None = None
     lock_ms: int = 3000
     fault_interval: float = 3.0  # mean seconds between faults (0: none)
+    failover_every: float = 10.0  # least seconds from a failover's end to the next's start
     drain_timeout: float = 180.0
     queue: str = "chaos"
     logs: Path | None = None  # worker logs (default: a new temp dir)
@@ -80,8 +87,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
 class _Producers:
     """Adds jobs ``c<n>`` at a steady rate; an add that raises is sent again."""
 
-    def __init__(self, queue: Queue, options: Options) -> None:
+    def __init__(self, queue: Queue, options: Options, durable: bool) -> None:
         self.queue = queue
+        self.durable = durable
         self.options = options
         self.rng = random.Random(options.seed + 1)
         self.accepted: list[str] = []
@@ -102,9 +110,13 @@ class _Producers:
         start = time.monotonic()
         adds: set[asyncio.Task[None]] = set()
         limit = self.options.jobs
+        # A durable add waits for a replica's acknowledgement (and fails, to be
+        # sent again, during a failover): more of them in flight keep the rate.
+        in_flight = 2000 if self.durable else 200
         while time.monotonic() < stop_at and (limit is None or self._next < limit):
             due = int((time.monotonic() - start) * self.options.rate) + 1
-            while self._next < due and (limit is None or self._next < limit) and len(adds) < 200:
+            while (self._next < due and (limit is None or self._next < limit)
+                   and len(adds) < in_flight):
                 job_id, kind = f"c{self._next}", self._kind()
                 self._next += 1
                 task = asyncio.create_task(self._add(job_id, kind))
@@ -194,7 +206,7 @@ async def _create_schema(url: str) -> None:
 async def run(options: Options) -> tuple[Verdict, dict[str, Any]]:
     """One chaos run; its verdict and a JSON-able report."""
     faults: list[Fault] = []
-    redis: RedisServer | None = None
+    servers: Topology | None = None
     postgres: PostgresServer | None = None
     proxy: FaultyProxy | None = None
     logs = options.logs or Path(tempfile.mkdtemp(prefix="conveyor-chaos-"))
@@ -202,9 +214,8 @@ async def run(options: Options) -> tuple[Verdict, dict[str, Any]]:
     try:
         redis_url = options.redis_url
         if redis_url is None:
-            redis = RedisServer()
-            await asyncio.to_thread(redis.start)
-            redis_url = redis.url
+            servers = await asyncio.to_thread(topology.start, options.redis)
+            redis_url = servers.url
         database_url = options.database_url
         if database_url is None:
             postgres = PostgresServer()
@@ -213,18 +224,18 @@ async def run(options: Options) -> tuple[Verdict, dict[str, Any]]:
         if urlsplit(redis_url).scheme == "redis":  # a proxy speaks to one server only
             proxy = FaultyProxy(redis_url)
             await proxy.start()
-        return await _run(options, redis_url, database_url, redis, proxy, faults, logs)
+        return await _run(options, redis_url, database_url, servers, proxy, faults, logs)
     finally:
         if proxy is not None:
             await proxy.close()
-        if redis is not None:
-            await asyncio.to_thread(redis.close)
+        if servers is not None:
+            await asyncio.to_thread(servers.close)
         if postgres is not None:
             await asyncio.to_thread(postgres.close)
 
 
 async def _run(
-    options: Options, redis_url: str, database_url: str, redis: RedisServer | None,
+    options: Options, redis_url: str, database_url: str, servers: Topology | None,
     proxy: FaultyProxy | None, faults: list[Fault], logs: Path,
 ) -> tuple[Verdict, dict[str, Any]]:
     env = {
@@ -234,11 +245,19 @@ async def _run(
     }
     workers = WorkerSet(options.workers, redis_url, proxy.url if proxy else None,
                         max(1, options.workers // 3), env, logs, faults.append)
-    queue = Queue(options.queue, redis_url)
+    replicated = urlsplit(redis_url).scheme.split("+")[-1] in ("cluster", "sentinel")
+    queue = Queue(options.queue, redis_url, durable=1 if replicated else 0,
+                  durable_timeout=2000)
     lock_s = options.lock_ms / 1000
-    injector = FaultInjector(options.seed, workers, redis, proxy, lock_s,
-                             options.fault_interval, faults.append)
-    producers = _Producers(queue, options)
+    failover = None
+    if servers is not None and servers.can_fail_over:
+        rng, key = random.Random(options.seed + 2), queue.keys.base
+        failover = functools.partial(servers.failover, rng, key)
+    server = None if servers is None else servers.server
+    injector = FaultInjector(options.seed, workers, server, proxy, lock_s,
+                             options.fault_interval, faults.append, failover,
+                             options.failover_every)
+    producers = _Producers(queue, options, replicated)
     workers.start_all()
     watcher = asyncio.create_task(workers.watch())
     chaos = asyncio.create_task(injector.run()) if options.fault_interval > 0 else None
@@ -250,6 +269,7 @@ async def _run(
         if chaos is not None:
             await injector.stop()
             await chaos
+        problems += injector.errors
         drained = await _drain(queue, len(producers.accepted), options.drain_timeout)
         elapsed = time.time() - producers.first_add
         if not drained:
@@ -272,7 +292,9 @@ async def _run(
             "adding_s": round(added_s, 1), "worker_processes": len(workers.pids),
             "proxy": None if proxy is None else {
                 "swallowed": proxy.swallowed, "connections_cut": proxy.cuts},
-            "seed": options.seed, "logs": str(logs),
+            "seed": options.seed, "logs": str(logs), "redis": options.redis_url or options.redis,
+            "durable_adds": replicated,
+            "workers_stopped_while_starting": workers.stopped_starting,
             "stale_fetches_not_run": _count_in_logs(logs, "past its lock: not run"),
         },
     )

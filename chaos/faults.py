@@ -6,7 +6,9 @@ Kinds: ``kill`` (SIGKILL a worker; the watcher starts another), ``term``
 wakes up), ``redis`` (kill -9 the private redis-server and start it on the
 same port from its AOF), ``cut``, ``delay`` and ``swallow`` (the proxy in
 front of some workers closes their connections, holds replies back, loses
-replies). Which fault and when come from ``random.Random(seed)`` (each kind
+replies), ``failover`` (on a cluster or with sentinels, started by the
+driver: see :mod:`chaos.topology`; one at a time, at most every
+``failover_every`` seconds). Which fault and when come from ``random.Random(seed)`` (each kind
 once first, then drawn by weight); what they hit (pids, connections) depends
 on the run's timing.
 """
@@ -30,11 +32,14 @@ __all__ = ["FaultInjector"]
 
 #: Relative weights of the kinds; a kind that cannot run (no proxy, Redis not
 #: ours) is left out of the draw.
-WEIGHTS = {"kill": 4, "term": 3, "stop": 2, "redis": 1, "cut": 2, "delay": 2, "swallow": 2}
+WEIGHTS = {"kill": 4, "term": 3, "stop": 2, "redis": 1, "cut": 2, "delay": 2, "swallow": 2,
+           "failover": 2}
 #: A Redis restart at most this often (seconds): each one pauses every worker.
 REDIS_EVERY_S = 15.0
 #: A SIGTERM'd worker that has not exited after this long is SIGKILLed.
 TERM_PATIENCE_S = 30.0
+#: A failover starts at most this often by default (seconds, from the end of the last).
+FAILOVER_EVERY_S = 10.0
 
 
 class FaultInjector:
@@ -43,8 +48,11 @@ class FaultInjector:
     def __init__(
         self, seed: int, workers: WorkerSet, redis: RedisServer | None,
         proxy: FaultyProxy | None, lock_s: float, mean_interval: float,
-        record: Callable[[Fault], None],
+        record: Callable[[Fault], None], failover: Callable[[], str] | None = None,
+        failover_every: float = FAILOVER_EVERY_S,
     ) -> None:
+        """``failover``: fails the Redis over, blocking until it is over (None:
+        this Redis has no failover); its detail line."""
         self.rng = random.Random(seed)
         self.workers = workers
         self.redis = redis
@@ -52,12 +60,18 @@ class FaultInjector:
         self.lock_s = lock_s
         self.mean_interval = mean_interval
         self.record = record
+        self.failover = failover
+        self.failover_every = failover_every
         self.kinds = [k for k in WEIGHTS
                       if not (k == "redis" and redis is None)
-                      and not (k in ("cut", "delay", "swallow") and proxy is None)]
+                      and not (k in ("cut", "delay", "swallow") and proxy is None)
+                      and not (k == "failover" and failover is None)]
         self._stopping = asyncio.Event()
         self._side: set[asyncio.Task[None]] = set()
         self._last_redis = 0.0
+        self._failing_over = False
+        self._last_failover = 0.0
+        self.errors: list[str] = []  # faults that could not be made (a failover stuck)
 
     async def run(self) -> None:
         """Every kind once (in a seeded order), then kinds drawn by weight."""
@@ -100,6 +114,10 @@ class FaultInjector:
             if self.redis is not None and now - self._last_redis >= REDIS_EVERY_S:
                 self._last_redis = now
                 await self._restart_redis()
+        elif kind == "failover":
+            if not self._failing_over and now - self._last_failover >= self.failover_every:
+                self._failing_over = True
+                self._spawn(self._fail_over())
         elif self.proxy is not None:
             pids = self.workers.proxied_pids()
             if kind == "cut":
@@ -147,6 +165,21 @@ class FaultInjector:
             self.workers.signal(slot, signal.SIGCONT, "")
             slot.paused = False
             self.record(Fault("stop", at, until, [pid]))
+
+    async def _fail_over(self) -> None:
+        """The failover, in a thread; recorded from its start to its end, for every
+        worker (a failover can lose any state change not yet on the replica)."""
+        assert self.failover is not None
+        at = time.time()
+        try:
+            detail = await asyncio.to_thread(self.failover)
+        except Exception as exc:  # the run fails: a failover that never ends is no test
+            detail = f"did not complete: {exc!r}"
+            self.errors.append(f"failover started at {at:.3f} {detail}")
+        finally:
+            self.record(Fault("failover", at, time.time(), None, detail))
+            self._failing_over = False
+            self._last_failover = time.time()
 
     async def _restart_redis(self) -> None:
         assert self.redis is not None

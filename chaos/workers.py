@@ -25,6 +25,10 @@ from .checker import Fault
 __all__ = ["Slot", "WorkerSet"]
 
 ROOT = Path(__file__).resolve().parent.parent
+#: A process this young (seconds) may still be importing, before the worker's
+#: SIGTERM handler is in place: SIGTERM then ends it at once (exit -15). It
+#: has fetched nothing yet, and whatever it had is checked like any job.
+STARTING_S = 10.0
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Slot:
     expected: dict[int, str] = field(default_factory=dict)
     paused: bool = False
     starts: int = 0
+    started_at: float = 0.0  # time.monotonic() of the last start
 
     @property
     def pid(self) -> int | None:
@@ -64,6 +69,7 @@ class WorkerSet:
         self.record_fault = record_fault
         self.pids: list[int] = []  # every pid that ever ran
         self.unexpected_exits = 0
+        self.stopped_starting = 0  # SIGTERMed at the end before their handler was in place
         self._watching = True
 
     def start_all(self) -> None:
@@ -72,6 +78,7 @@ class WorkerSet:
 
     def _start(self, slot: Slot) -> None:
         slot.starts += 1
+        slot.started_at = time.monotonic()
         log = self.logs / f"worker-{slot.index}-{slot.starts}.log"
         with log.open("wb") as out:
             slot.proc = subprocess.Popen(
@@ -118,8 +125,11 @@ class WorkerSet:
         lingers; problems seen (a non-zero exit) as lines."""
         self._watching = False
         problems = []
+        young = set()
         for slot in self.slots:
-            if slot.alive:
+            if slot.alive and slot.proc is not None:
+                if time.monotonic() - slot.started_at < STARTING_S:
+                    young.add(slot.proc.pid)
                 if slot.paused:
                     self.signal(slot, signal.SIGCONT, "")
                 self.signal(slot, signal.SIGTERM, "stop")
@@ -133,6 +143,8 @@ class WorkerSet:
                                 "SIGTERM: killed")
                 proc.kill()
                 proc.wait()
+            elif proc.returncode == -signal.SIGTERM and proc.pid in young:
+                self.stopped_starting += 1
             elif proc.returncode != 0:
                 problems.append(f"worker {proc.pid} exited with {proc.returncode} after SIGTERM")
         return problems

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from chaos.redis_cluster import RedisCluster
 from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 
 from conveyor import FlowProducer, Queue, Worker
 from helpers import StartWorker, unique_queue_name, workers_running
-from redis_cluster import RedisCluster
 from redis_server import RedisServer, flushed
 
 
@@ -37,7 +37,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisCluster]:
-    """Three masters, started the first time a test asks (see tests/redis_cluster.py)."""
+    """Three masters, started the first time a test asks (see chaos/redis_cluster.py)."""
     with RedisCluster() as cluster:
         yield cluster
 

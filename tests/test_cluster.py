@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from chaos.redis_cluster import RedisCluster
 from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 
@@ -19,7 +20,6 @@ from conveyor import Connector, FlowProducer, Job, Queue, ValidationError, Worke
 from conveyor.inspection import Inspector
 from conveyor.keys import QueueKeys, validate_queue_name
 from helpers import running, unique_queue_name, wait_for
-from redis_cluster import RedisCluster
 
 
 @pytest.fixture

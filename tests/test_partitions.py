@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from chaos.redis_cluster import RedisCluster
 
 from conveyor import Job, Queue, QueueEvents, ValidationError, Worker
 from conveyor._partition_worker import SlotShare
@@ -21,7 +22,6 @@ from conveyor.partitions import (
 )
 from conveyor.sync import Queue as BlockingQueue
 from helpers import running, wait_for
-from redis_cluster import RedisCluster
 
 SLOTS = 16384
 

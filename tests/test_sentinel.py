@@ -1,5 +1,5 @@
 """Redis Sentinel and durable adds, against a private master, replica and three
-sentinels (tests/sentinel_support.py): ``redis+sentinel://`` URLs and
+sentinels (chaos/sentinel_setup.py): ``redis+sentinel://`` URLs and
 ``Sentinel(...).master_for(...)`` clients work everywhere a connection is
 taken; a durable queue's adds wait for a replica (``WAIT`` on the same
 connection) and say so when it does not come; and across a forced
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis as redis_sync
+from chaos.sentinel_setup import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup, Tls
 from click.testing import CliRunner
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
@@ -40,7 +41,6 @@ from conveyor.inspection import Inspector
 from conveyor.sync import Queue as SyncQueue
 from conveyor.web import create_app
 from helpers import running, unique_queue_name, wait_for
-from sentinel_support import SENTINEL_LOGIN, SERVER_LOGIN, SERVICE, SentinelSetup, Tls
 from web_support import asgi_client
 
 KEEP_ALL = {"remove_on_complete": 1_000_000}

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from chaos.sentinel_setup import CustomServer
 
 from conveyor import Job, Worker
 from conveyor._server_checks import CHECKS_ENV, server_warnings
 from helpers import running, unique_queue_name, wait_for
 from redis_server import RedisServer
-from sentinel_support import CustomServer
 
 
 def _server(settings: dict[str, str], config_file: bool = True) -> CustomServer:

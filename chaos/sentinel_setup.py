@@ -14,7 +14,7 @@ from typing import Any
 
 import redis as redis_sync
 
-from redis_server import RedisServer, free_port
+from conveyor.embedded import RedisServer, free_port
 
 __all__ = [
     "SENTINEL_LOGIN", "SERVER_LOGIN", "SERVICE", "CustomServer", "SentinelSetup", "Tls",
