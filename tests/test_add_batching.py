@@ -13,13 +13,14 @@ import pytest
 import redis.asyncio as aioredis
 from chaos.reply_dropper import ReplyDropper
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from conveyor import Job, Queue
 from conveyor._stream import decode_entry
 from conveyor.errors import ValidationError
 from conveyor.scripts import source
 from helpers import wait_for
+from redis_server import RedisServer
 
 
 async def _script_calls(redis: aioredis.Redis) -> int:
@@ -145,6 +146,22 @@ async def test_a_job_redis_refuses_fails_only_its_own_caller(
     assert sorted(job.data for job in stored) == [0, 1, 2, 4, 5]
     with pytest.raises(ResponseError, match="WRONGTYPE"):  # alone, refused the same way
         await queue.add("refused", 4, deduplication={"id": "broken"})
+
+
+@pytest.mark.cluster(False)
+async def test_a_refusal_by_the_server_fails_the_whole_call_with_its_own_error() -> None:
+    """A master demoted to a replica (a failover) refuses writes: adds fail with
+    redis-py's ReadOnlyError, which makes a sentinel connection find the new
+    master, not as refusals of single jobs (a plain ResponseError)."""
+    with RedisServer() as old, RedisServer() as new:
+        async with Queue("demoted", old.url) as queue:
+            await queue.add("before", 0)  # registered while it was the master
+            await queue.client.replicaof("127.0.0.1", new.port)
+            for job_id in ("", "given"):  # generated or given ids: different first writes
+                results = await asyncio.gather(
+                    *(queue.add("job", i, job_id=f"{job_id}{i}" if job_id else None)
+                      for i in range(3)), return_exceptions=True)
+                assert all(isinstance(r, ReadOnlyError) for r in results), results
 
 
 async def test_an_id_that_exists_returns_its_job_in_a_batch_too(

@@ -271,10 +271,23 @@ if m > 1 then
   local checked, all_free = pcall(check_all_free)
   none_existed = checked and all_free
 end
+-- A refusal by the server itself (a replica, out of memory, no replicas, a
+-- cluster redirect, an ACL) is no one job's fault: the call fails with it as
+-- any command would, so the client reacts (a sentinel or cluster connection
+-- finds the new master). Only what one job's own keys cause fails that job.
+local SERVER_REFUSALS = {
+  READONLY = true, OOM = true, NOREPLICAS = true, MASTERDOWN = true, LOADING = true,
+  BUSY = true, MISCONF = true, CLUSTERDOWN = true, MOVED = true, ASK = true,
+  TRYAGAIN = true, CROSSSLOT = true, NOPERM = true,
+}
 for i = 0, m - 1 do
   local ok, err = pcall(add_one, 4 + i * 10)
   if not ok then
-    replies[#replies + 1] = {'', -1, type(err) == 'table' and err.err or tostring(err)}
+    local message = type(err) == 'table' and err.err or tostring(err)
+    if SERVER_REFUSALS[string.match(message, '^(%u+)') or ''] then
+      return redis.error_reply(message)  -- as the command replied it (error() would add a position)
+    end
+    replies[#replies + 1] = {'', -1, message}
   end
 end
 
