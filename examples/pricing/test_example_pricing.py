@@ -198,6 +198,18 @@ async def test_example_pricing_end_to_end(services: Callable[..., Services], tmp
         await http.post("/api/jobs/calculation/resume")
         assert (await worker_status())["calculation"]["isPaused"] is False
         await wait_until(lambda: _active(calc), what="a running calculation")
+
+        async def begun(n: int) -> bool:
+            conn = await asyncpg.connect(svc.database_url)
+            try:
+                return int(await conn.fetchval(
+                    "SELECT count(*) FROM calc_batches WHERE first_started_at IS NOT NULL")) >= n
+            finally:
+                await conn.close()
+        # The first two (the urgent one among them) have begun in PostgreSQL, not
+        # only been fetched: one killed before its first statement would begin
+        # after the new process's first two, and the priority check below fail.
+        await wait_until(lambda: begun(2), what="two calculations begun")
         in_flight = [job.id for job in await calc.get_jobs("active")]
         workers.kill()
         workers = workers_process(env, log_file).start()
