@@ -23,6 +23,7 @@ import asyncio
 from unittest.mock import ANY
 import pytest
 from conveyor import Queue
+from conveyor.app import Conveyor
 from conveyor.testing import (
     assert_enqueued, assert_not_enqueued, enqueued_jobs, run_until_empty)
 
@@ -78,6 +79,18 @@ async def test_a_job_that_keeps_running_times_run_until_empty_out(conveyor_redis
             await run_until_empty(queue, stuck, timeout=0.5)
         assert await queue.get_job_state(job.id) == "waiting"
 
+async def test_run_until_empty_runs_a_task_apps_jobs(conveyor_redis_url):
+    app = Conveyor(conveyor_redis_url)
+
+    @app.task(queue="mail")
+    async def send_invoice(order: int) -> str:
+        return f"invoice {order}"
+
+    await send_invoice.enqueue(order=5)
+    ran = await run_until_empty(app.queue("mail"), app)
+    assert [(j.name, j.return_value) for j in ran] == [("send_invoice", "invoice 5")]
+    await app.close()
+
 def test_an_isolated_server_is_the_tests_own(
         conveyor_isolated_redis_server, conveyor_redis_server):
     assert conveyor_isolated_redis_server.running
@@ -95,7 +108,7 @@ def test_a_users_tests_get_a_private_redis_a_worker_run_and_job_assertions(
         pytester: pytest.Pytester) -> None:
     user_project(pytester, test_shop=SHOP)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_a_failed_assertion_says_what_the_queue_holds(pytester: pytest.Pytester) -> None:

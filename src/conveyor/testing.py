@@ -32,6 +32,7 @@ from unittest.mock import ANY
 import pytest
 import redis as redis_sync
 
+from .app import Conveyor
 from .embedded import RedisServer, find_redis_server
 from .job import Job
 from .keys import JobState
@@ -110,16 +111,17 @@ async def run_until_empty(
     timeout: float = 30.0,
     **worker_options: Any,
 ) -> list[Job]:
-    """Run a :class:`~conveyor.Worker` of ``queue`` with ``processor`` until no
+    """Run a :class:`~conveyor.Worker` of ``queue`` with ``processor`` (a job's
+    function, or a :class:`~conveyor.app.Conveyor` app: its tasks) until no
     job is waiting or active (nor delayed, with ``delayed=True``: retries with
     a backoff, jobs added with a delay), then close it; the jobs it finished,
     one per job, as their last attempt left them (``return_value``,
     ``failed_reason``, ``attempts_made``), in the order they finished.
 
     ``worker_options`` go to the worker (``concurrency=``...); it uses the
-    queue's connection. Raises :class:`TimeoutError` if the queue is not empty
-    after ``timeout`` seconds (the worker is closed first: the jobs it was
-    running go back to the queue).
+    queue's connection (an app's worker, the app's). Raises
+    :class:`TimeoutError` if the queue is not empty after ``timeout`` seconds
+    (the worker is closed first: the jobs it was running go back to the queue).
     """
     states = (*_RUNNABLE_STATES, JobState.DELAYED) if delayed else _RUNNABLE_STATES
     finished: dict[str, Job] = {}
@@ -130,10 +132,13 @@ async def run_until_empty(
 
     deadline = time.monotonic() + timeout
     while True:
-        worker = Worker(queue.name, processor, **{
-            "connection": queue.connector, "prefix": queue.prefix, "handle_signals": False,
-            **worker_options,
-        })
+        if isinstance(processor, Conveyor):
+            worker = processor.worker(queue.name, **{"handle_signals": False, **worker_options})
+        else:
+            worker = Worker(queue.name, processor, **{
+                "connection": queue.connector, "prefix": queue.prefix,
+                "handle_signals": False, **worker_options,
+            })
         worker.on("completed", record)
         worker.on("failed", record)
         running = asyncio.create_task(worker.run())
