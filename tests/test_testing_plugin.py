@@ -24,8 +24,10 @@ from unittest.mock import ANY
 import pytest
 from conveyor import Queue
 from conveyor.app import Conveyor
+from conveyor.sync import Queue as SyncQueue
 from conveyor.testing import (
-    assert_enqueued, assert_not_enqueued, enqueued_jobs, run_until_empty)
+    assert_enqueued, assert_enqueued_sync, assert_not_enqueued, assert_not_enqueued_sync,
+    enqueued_jobs, enqueued_jobs_sync, run_until_empty)
 
 async def place_order(queue, order):
     await queue.add("send_receipt", {"order": order, "to": "ada@example.com"})
@@ -91,6 +93,15 @@ async def test_run_until_empty_runs_a_task_apps_jobs(conveyor_redis_url):
     assert [(j.name, j.return_value) for j in ran] == [("send_invoice", "invoice 5")]
     await app.close()
 
+def test_the_sync_assertions_check_a_sync_queue(conveyor_redis_url):
+    with SyncQueue("mail", conveyor_redis_url) as queue:
+        queue.add("send_receipt", {"order": 4})
+        (job,) = assert_enqueued_sync(queue, "send_receipt", {"order": 4})
+        assert [j.id for j in enqueued_jobs_sync(queue)] == [job.id]
+        assert_not_enqueued_sync(queue, "send_invoice")
+        with pytest.raises(AssertionError, match="expected 2 job.s. of any name in queue"):
+            assert_enqueued_sync(queue, count=2)
+
 def test_an_isolated_server_is_the_tests_own(
         conveyor_isolated_redis_server, conveyor_redis_server):
     assert conveyor_isolated_redis_server.running
@@ -108,7 +119,7 @@ def test_a_users_tests_get_a_private_redis_a_worker_run_and_job_assertions(
         pytester: pytest.Pytester) -> None:
     user_project(pytester, test_shop=SHOP)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_a_failed_assertion_says_what_the_queue_holds(pytester: pytest.Pytester) -> None:

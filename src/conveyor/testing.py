@@ -17,7 +17,9 @@ turns it off. It gives
   :func:`enqueued_jobs`: what a test checks of the jobs its code added.
 
 The helpers are coroutines (conveyor's :class:`~conveyor.Queue` is asyncio),
-for tests run by an asyncio plugin such as pytest-asyncio or anyio.
+for tests run by an asyncio plugin such as pytest-asyncio or anyio; the
+assertions have twins for a :class:`conveyor.sync.Queue` in plain ``def``
+tests (``assert_enqueued_sync``...).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import asyncio
 import os
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from unittest.mock import ANY
 
 import pytest
 import redis as redis_sync
 
+from . import sync
 from .app import Conveyor
 from .embedded import RedisServer, find_redis_server
 from .job import Job
@@ -42,8 +45,11 @@ from .worker import Worker
 __all__ = [
     "ENQUEUED_STATES",
     "assert_enqueued",
+    "assert_enqueued_sync",
     "assert_not_enqueued",
+    "assert_not_enqueued_sync",
     "enqueued_jobs",
+    "enqueued_jobs_sync",
     "run_until_empty",
 ]
 
@@ -53,6 +59,8 @@ ENQUEUED_STATES = (JobState.WAITING, JobState.PRIORITIZED, JobState.DELAYED,
 # What run_until_empty waits to see at zero: jobs a worker can take now, or is running.
 _RUNNABLE_STATES = (JobState.WAITING, JobState.PRIORITIZED, JobState.ACTIVE)
 _POLL_S = 0.02
+# A job as the async or the sync queue gives it.
+J = TypeVar("J", Job, sync.SyncJob)
 # Jobs an assertion's message lists.
 _SHOWN = 10
 
@@ -188,28 +196,55 @@ async def assert_enqueued(
     if None) whose data equals ``data`` (any data by default; ``unittest.mock.ANY``
     also matches inside it) -- exactly ``count`` such jobs if given -- and
     return them. The AssertionError lists what the queue holds."""
-    matching = await _matching(queue, name, data)
-    if (not matching) if count is None else len(matching) != count:
-        wanted = "a job" if count is None else f"{count} job(s)"
-        raise AssertionError(
-            f"expected {wanted} {_described(name, data)} in queue {queue.name!r}, "
-            f"found {len(matching)}; {await _holdings(queue)}"
-        )
-    return matching
+    return _check_enqueued(queue.name, await enqueued_jobs(queue), name, data, count)
 
 
 async def assert_not_enqueued(queue: Queue, name: str | None = None, data: Any = ANY) -> None:
     """Assert that ``queue`` holds no job not run yet named ``name`` (any if
     None) with data equal to ``data`` (any by default)."""
-    if matching := await _matching(queue, name, data):
-        raise AssertionError(
-            f"expected no job {_described(name, data)} in queue {queue.name!r}, "
-            f"found {len(matching)}; {await _holdings(queue)}"
-        )
+    _check_not_enqueued(queue.name, await enqueued_jobs(queue), name, data)
 
 
-async def _matching(queue: Queue, name: str | None, data: Any) -> list[Job]:
-    return [job for job in await enqueued_jobs(queue, name) if data == job.data]
+def enqueued_jobs_sync(
+    queue: sync.Queue, name: str | None = None, states: Iterable[str] = ENQUEUED_STATES
+) -> list[sync.SyncJob]:
+    """:func:`enqueued_jobs` of a :class:`conveyor.sync.Queue` (for sync tests)."""
+    jobs = queue.get_jobs(list(states), asc=True)
+    return [job for job in jobs if name is None or job.name == name]
+
+
+def assert_enqueued_sync(
+    queue: sync.Queue, name: str | None = None, data: Any = ANY, *, count: int | None = None
+) -> list[sync.SyncJob]:
+    """:func:`assert_enqueued` of a :class:`conveyor.sync.Queue` (for sync tests)."""
+    return _check_enqueued(queue.name, enqueued_jobs_sync(queue), name, data, count)
+
+
+def assert_not_enqueued_sync(queue: sync.Queue, name: str | None = None,
+                             data: Any = ANY) -> None:
+    """:func:`assert_not_enqueued` of a :class:`conveyor.sync.Queue` (for sync tests)."""
+    _check_not_enqueued(queue.name, enqueued_jobs_sync(queue), name, data)
+
+
+def _check_enqueued(
+    queue: str, jobs: list[J], name: str | None, data: Any, count: int | None
+) -> list[J]:
+    matching = _matching(jobs, name, data)
+    if (not matching) if count is None else len(matching) != count:
+        wanted = "a job" if count is None else f"{count} job(s)"
+        raise AssertionError(f"expected {wanted} {_described(name, data)} in queue "
+                             f"{queue!r}, found {len(matching)}; {_holdings(jobs)}")
+    return matching
+
+
+def _check_not_enqueued(queue: str, jobs: list[J], name: str | None, data: Any) -> None:
+    if matching := _matching(jobs, name, data):
+        raise AssertionError(f"expected no job {_described(name, data)} in queue {queue!r}, "
+                             f"found {len(matching)}; {_holdings(jobs)}")
+
+
+def _matching(jobs: list[J], name: str | None, data: Any) -> list[J]:
+    return [job for job in jobs if (name is None or job.name == name) and data == job.data]
 
 
 def _described(name: str | None, data: Any) -> str:
@@ -217,8 +252,7 @@ def _described(name: str | None, data: Any) -> str:
     return named if data is ANY else f"{named} with data {data!r}"
 
 
-async def _holdings(queue: Queue) -> str:
-    jobs = await enqueued_jobs(queue)
+def _holdings(jobs: list[J]) -> str:
     if not jobs:
         return "the queue holds no job that has not run"
     shown = ", ".join(f"{job.name!r} {job.data!r}" for job in jobs[:_SHOWN])
