@@ -75,7 +75,11 @@ def _started_server() -> RedisServer:
         pytest.skip(f"conveyor.testing: no redis-server at {binary} (from "
                     "$CONVEYOR_REDIS_SERVER, or on PATH)")
     server = RedisServer(binary=binary)
-    server.start()
+    try:
+        server.start()
+    except BaseException:
+        server.close()  # its temporary directory
+        raise
     return server
 
 
