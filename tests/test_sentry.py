@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import sentry_sdk
 
 from conveyor import Job, Queue
 from conveyor.integrations.sentry import ConveyorIntegration
-from helpers import StartWorker, queue_state_is, wait_for
+from helpers import StartWorker, queue_state_is, wait_for, worker_process
 from sentry_receiver import SentryReceiver
 
 pytestmark = pytest.mark.cluster
@@ -111,3 +112,35 @@ async def test_a_cancelled_job_is_not_reported(
     # Events leave in order: once the later failure is in, the cancel would be too.
     await wait_for(lambda: receiver.events, message="the failure's event")
     assert [tags(event)["conveyor.job.name"] for event in receiver.events] == ["charge"]
+
+
+@pytest.mark.cluster(False)
+async def test_a_conveyor_worker_process_reports_when_the_app_module_inits_sentry(
+        redis_url: str, queue_name: str, receiver: SentryReceiver, tmp_path: Path) -> None:
+    (tmp_path / "billing.py").write_text(f"""
+import sentry_sdk
+from conveyor.app import Conveyor
+from conveyor.integrations.sentry import ConveyorIntegration
+
+sentry_sdk.init(dsn={receiver.dsn!r}, integrations=[ConveyorIntegration()])
+app = Conveyor()
+
+
+@app.task(queue={queue_name!r})
+def invoice(customer: str) -> None:
+    raise KeyError(customer)
+""")
+    proc = await worker_process("billing:app", redis_url, tmp_path)
+    try:
+        async with Queue(queue_name, redis_url) as queue:
+            job = await queue.add("invoice", {"customer": "ada"})
+            await wait_for(lambda: receiver.events, timeout=30, message="the failure's event")
+    finally:
+        proc.terminate()
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    (event,) = receiver.events
+    assert event["exception"]["values"][-1]["type"] == "KeyError"
+    assert event["exception"]["values"][-1]["stacktrace"]["frames"][-1]["function"] == "invoice"
+    assert tags(event) == {"conveyor.queue": queue_name, "conveyor.job.name": "invoice",
+                           "conveyor.job.id": job.id, "conveyor.job.attempt": "1"}
