@@ -119,3 +119,10 @@ def test_conveyor_worker_says_what_is_wrong_with_its_arguments_in_one_line(
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
         "Error: 'bookshop.tasks' has no attribute 'nothing'"]
+
+
+def test_manage_py_help_conveyor_worker_lists_the_options_of_conveyor_worker(
+        env: dict[str, str]) -> None:
+    shown = manage(env, "help", "conveyor_worker")
+    assert shown.startswith("Usage: manage.py conveyor_worker [OPTIONS] MODULE:ATTRIBUTE")
+    assert "--queues" in shown and "--concurrency" in shown

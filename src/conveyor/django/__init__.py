@@ -37,10 +37,8 @@ up, so tasks use the ORM.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -51,9 +49,6 @@ __all__ = ["OnCommit", "enqueue_on_commit"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-log = logging.getLogger("conveyor.django")
-# Adds started on a running loop by a commit, kept until they end.
-_pending: set[asyncio.Task[Any]] = set()
 
 
 class OnCommit:
@@ -83,25 +78,10 @@ enqueue_on_commit = OnCommit()
 
 def _add_now(add: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
     added = add(*args, **kwargs)
-    if not inspect.isawaitable(added):
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # a thread of sync_to_async, or plain sync code
+    if inspect.isawaitable(added):
+        # From a thread of sync_to_async: on the loop that awaits that thread.
         async_to_sync(_awaited)(added)
-        return
-    # Committed on a thread that runs a loop: the add can only run after this
-    # callback returns.
-    task = loop.create_task(_awaited(added))
-    _pending.add(task)
-    task.add_done_callback(_ended)
 
 
 async def _awaited(added: Awaitable[T]) -> T:
     return await added
-
-
-def _ended(task: asyncio.Task[Any]) -> None:
-    _pending.discard(task)
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("adding a job after the commit failed", exc_info=exc)

@@ -20,6 +20,11 @@ class Command(BaseCommand):  # type: ignore[misc]
         # click parses the options, as `conveyor worker` does, and exits with its code.
         worker.main(args=argv[2:], prog_name=f"{Path(argv[0]).name} {argv[1]}")
 
+    def print_help(self, prog_name: str, subcommand: str) -> None:
+        """``manage.py help conveyor_worker``: the options of ``conveyor worker``."""
+        worker.main(args=["--help"], prog_name=f"{prog_name} {subcommand}",
+                    standalone_mode=False)
+
     def handle(self, *args: Any, **options: Any) -> None:
         raise CommandError("run it from the command line: manage.py conveyor_worker "
                            "MODULE:ATTRIBUTE [options]")
