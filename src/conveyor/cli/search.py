@@ -16,15 +16,24 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from ..inspection.search import MAX_SCAN, JobQuery, parse_time
-from ..keys import JobState
-from .jobs import _STATE_CHOICE, _ago, _progress
-from .support import DURATION, Target, console, echo_json, redis_options, safe_cell, with_inspector
+from ..keys import STATES, JobState
+from .support import (
+    DURATION,
+    Target,
+    console,
+    echo_json,
+    format_ms,
+    redis_options,
+    safe_cell,
+    with_inspector,
+)
 
 if TYPE_CHECKING:
     from ..inspection import Inspector, SearchPage
 
 __all__ = ["search_jobs"]
 
+_STATES = click.Choice([*STATES, "waiting_children"], case_sensitive=False)
 #: A time given as how long ago: a number with a unit (a bare number is epoch ms).
 _AGO = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*$")
 
@@ -37,7 +46,7 @@ def _time_option(name: str, what: str) -> Callable[[FC], FC]:
 @click.command("search")
 @redis_options
 @click.argument("queue")
-@click.option("--state", "-s", type=_STATE_CHOICE, default="failed", show_default=True,
+@click.option("--state", "-s", type=_STATES, default="failed", show_default=True,
               help="Which jobs.")
 @click.option("--name", help="A substring of the job's name (any case).")
 @click.option("--data", "data", metavar="PATH=VALUE",
@@ -87,7 +96,7 @@ def search_jobs(target: Target, queue: str, state: str, name: str | None, data: 
     if as_json:
         echo_json(found.to_dict())
     else:
-        console().print(_search_view(found, scan))
+        console().print(_search_view(found))
 
 
 def _when(field: str, value: str) -> int:
@@ -100,20 +109,19 @@ def _merged(last: SearchPage, jobs: list[Any]) -> SearchPage:
     return replace(last, jobs=jobs, examined=last.scanned)
 
 
-def _search_view(page: SearchPage, scan: int) -> RenderableType:
-    now = time.time() * 1000
+def _search_view(page: SearchPage) -> RenderableType:
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("id", "name", "attempts", "progress", "added"):
-        table.add_column(column, overflow="fold", style="bold" if column == "id" else "",
-                         justify="right" if column in ("attempts", "added") else "left")
+    table.add_column("id", overflow="fold", style="bold")
+    table.add_column("name", overflow="fold")
+    table.add_column("attempts", justify="right")
+    table.add_column("added (UTC)", justify="right")
     delayed = page.state == JobState.DELAYED
-    table.add_column("due" if delayed else "finished", justify="right")
+    table.add_column("due (UTC)" if delayed else "finished (UTC)", justify="right")
     table.add_column("reason", overflow="ellipsis", max_width=40, no_wrap=True)
     for job in page.jobs:
         table.add_row(
             safe_cell(job.id), safe_cell(job.name), f"{job.attempts_made}/{job.attempts}",
-            safe_cell(_progress(job.progress, job.progress_truncated)), _ago(job.timestamp, now),
-            _ago(job.due if delayed else job.finished_on, now),
+            format_ms(job.timestamp), format_ms(job.due if delayed else job.finished_on),
             safe_cell((job.failed_reason or "") + ("…" if job.failed_reason_truncated else ""),
                       style="red"),
         )

@@ -37,7 +37,7 @@ from ..keys import STATES, JobState, delayed_due
 from ..options import check_int
 from ..partitions import PartitionedQueue
 from ..queue import Queue
-from .reads import PREVIEW_BYTES, _summary
+from .reads import PREVIEW_BYTES, summary_from_reply
 from .views import JobSummary
 
 __all__ = ["MAX_SCAN", "SEARCH_BYTES", "JobQuery", "SearchPage", "parse_data_filter",
@@ -223,7 +223,7 @@ async def _rows(queue: Queue, state: str, matches: list[Any]) -> list[JobSummary
     rows = []
     for job_id, score, reply in zip(ids, scores, replies, strict=True):
         due = delayed_due(float(score)) if state == JobState.DELAYED and score else None
-        row = _summary(queue, job_id, reply, state, due)
+        row = summary_from_reply(queue, job_id, reply, state, due)
         if row is not None:
             rows.append(row)
     return rows
