@@ -58,3 +58,19 @@ async def test_the_byte_budget_ends_a_step_after_at_least_one_job(queue: Queue) 
     matches, more, *_, examined, _ = await step(
         queue, queue.keys.wait, (-1, "", "small", "big"), most_bytes=100, filters=filters)
     assert (matches, more, examined) == ([], 0, 1)  # the big one alone, over the budget
+
+
+async def test_ties_of_a_gone_cursor_are_skipped_by_their_bytes(
+    queue: Queue, state: QueueState
+) -> None:
+    # Jobs finished in the same ms: a tie, ordered by id, descending ("B" < "a" in bytes).
+    ids = ["B", "a", "b", "c", "d"]
+    for job_id in ids:
+        await state.redis.hset(queue.keys.job(job_id), "name", "x")
+    await state.redis.zadd(queue.keys.completed, dict.fromkeys(ids, 5))
+    matches, more, position, score, last, *_ = await step(queue, queue.keys.completed,
+                                                          most_ids=2)
+    assert (matches[0::2], more, position, score, last) == (["d", "c"], 1, 1, "5", "c")
+    await state.redis.zrem(queue.keys.completed, "c")
+    matches, more, *_ = await step(queue, queue.keys.completed, (position, score, last, ""))
+    assert (matches[0::2], more) == (["b", "a", "B"], 0)

@@ -53,6 +53,9 @@ SEARCH_BYTES = 8 * 1024 * 1024
 _At = tuple[int | None, str, str, str]
 _START: _At = (None, "", "", "")
 
+#: Lua's string.lower, which the script applies to names and reasons: ASCII only.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
 _INDEX = re.compile(r"\[(\d+)\]")
 _PATH_PART = re.compile(r"[^\s=\[\]]+")
 
@@ -91,7 +94,7 @@ class JobQuery:
                 continue
             if not isinstance(value, str) or not value:
                 raise ValidationError(name, f"must be a non-empty string, got {value!r}", value)
-            out[key] = value.lower() if lower else value
+            out[key] = value.translate(_ASCII_LOWER) if lower else value
         if self.data is not None:
             out["path"], out["value"] = parse_data_filter(self.data)
         for name, key in (("created_after", "created_from"), ("created_before", "created_to"),
@@ -100,10 +103,6 @@ class JobQuery:
             if value is not None:
                 out[key] = _ms(name, value)
         return out
-
-    def is_empty(self) -> bool:
-        """Does the query filter nothing?"""
-        return all(getattr(self, name) is None for name in self.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)

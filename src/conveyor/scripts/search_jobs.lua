@@ -25,6 +25,16 @@ local most_bytes = tonumber(ARGV[8])
 local f = cjson.decode(ARGV[9])
 local total = is_list and redis.call('LLEN', key) or redis.call('ZCARD', key)
 
+-- Is a after b byte by byte, as a sorted set orders ties (Lua's own < follows
+-- the server's locale)?
+local function bytes_after(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x > y end
+  end
+  return #a > #b
+end
+
 -- Where the scan goes on: the cursor's job, found again where it may have moved.
 local start
 if ARGV[5] == '' then
@@ -59,7 +69,7 @@ else
       local ties = redis.call('ZREVRANGEBYSCORE', key, ARGV[4], ARGV[4], 'LIMIT', offset, 100)
       local newer = 0
       for _, id in ipairs(ties) do
-        if id > ARGV[5] then newer = newer + 1 end
+        if bytes_after(id, ARGV[5]) then newer = newer + 1 end
       end
       start = start + newer
       if newer < 100 then break end

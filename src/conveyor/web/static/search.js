@@ -49,8 +49,9 @@ export function jobSearch(queue, state, columns, hide) {
   let found = [];
   let cursor = null;
 
-  function params() {
-    const out = { state, count: COUNT, scan: SCAN };
+  // The filters filled in, as query parameters.
+  function filters() {
+    const out = {};
     for (const [key, input] of Object.entries(fields)) {
       const value = input.value.trim();
       if (!value) continue;
@@ -59,7 +60,7 @@ export function jobSearch(queue, state, columns, hide) {
     return out;
   }
 
-  const active = () => Object.keys(params()).length > 3;
+  const active = () => Object.keys(filters()).length > 0;
 
   function show(on) {
     box.hidden = !on;
@@ -87,7 +88,7 @@ export function jobSearch(queue, state, columns, hide) {
       found = [];
       cursor = null;
     }
-    const query = params();
+    const query = { state, count: COUNT, scan: SCAN, ...filters() };
     if (!active()) {
       show(false);
       return;
