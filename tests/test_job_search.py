@@ -3,9 +3,11 @@ key, a page at a time with a cursor that resumes the scan, inside a bound."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from conveyor import Job, Queue, ValidationError
@@ -172,7 +174,6 @@ async def test_big_jobs_stay_in_redis_and_a_request_reads_a_bounded_amount(
     assert page.scanned == 12
 
 
-@pytest.mark.cluster(False)
 async def test_a_partitioned_queue_is_searched_partition_after_partition(
     redis_url: str, inspector: Inspector, queue_name: str
 ) -> None:
@@ -195,6 +196,11 @@ async def test_bad_filters_name_their_field(inspector: Inspector, queue: Queue) 
         ({"query": JobQuery(name="")}, "name"),
         ({"query": JobQuery(created_after=-1)}, "created_after"),
         ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"cursor": forged([1, "waiting", 0, 2**60, "", "1", "", 0])}, "cursor"),
+        ({"cursor": forged([1, "waiting", 0, True, "", "1", "", 0])}, "cursor"),
+        ({"cursor": forged([1, "waiting", 0, 3, "nan", "1", "", 0])}, "cursor"),
+        ({"cursor": forged([1, "waiting", 0, 3, "x", "1", "", 0])}, "cursor"),
+        ({"cursor": forged([1, "waiting", 5, 3, "", "1", "", 0])}, "cursor"),
         ({"count": 0}, "count"),
         ({"scan": 10_001}, "scan"),
     ]
@@ -210,6 +216,10 @@ async def test_bad_filters_name_their_field(inspector: Inspector, queue: Queue) 
     page = await inspector.search(queue.name, "waiting", scan=1)
     with pytest.raises(ValidationError, match="continues a search of 'waiting' jobs"):
         await inspector.search(queue.name, "failed", cursor=page.cursor)
+
+
+def forged(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode()
 
 
 def test_the_data_filter_syntax() -> None:

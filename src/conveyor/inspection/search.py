@@ -23,6 +23,7 @@ between states meanwhile may be missed or seen twice, as in any scan.
 from __future__ import annotations
 
 import base64
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -239,6 +240,10 @@ def _write_cursor(state: str, part: int, at: _At, scanned: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _read_cursor(cursor: str | None, state: str, parts: int) -> tuple[int, _At, int]:
     """(partition, where in it, scanned) of ``cursor``; the start for None."""
     if cursor is None or cursor == "":
@@ -246,10 +251,11 @@ def _read_cursor(cursor: str | None, state: str, parts: int) -> tuple[int, _At, 
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, of_state, part, position, score, job_id, next_id, scanned = orjson.loads(raw)
-        valid = (version == 1 and isinstance(part, int) and 0 <= part < parts
-                 and (position is None or isinstance(position, int))
+        valid = (version == 1 and _is_int(part) and 0 <= part < parts
+                 and (position is None or (_is_int(position) and abs(position) < 2**53))
                  and all(isinstance(v, str) for v in (of_state, score, job_id, next_id))
-                 and isinstance(scanned, int) and scanned >= 0)
+                 and (score == "" or not math.isnan(float(score)))
+                 and _is_int(scanned) and scanned >= 0)
     except (ValueError, TypeError):
         valid = False
     if not valid:
