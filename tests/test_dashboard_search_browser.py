@@ -110,3 +110,19 @@ def test_failed_jobs_found_by_their_reason(dashboard: DashboardServer, page: Pag
         "3 matches; scanned 9 of 9 failed jobs (all).")
     assert sorted(ids_shown(page)) == sorted(j.id for j in jobs if j.data["n"] % 3 == 0)
     expect(page.locator(".search-results .reason").first).to_contain_text("is full")
+
+
+def test_a_long_scan_stops_and_goes_on_when_asked(dashboard: DashboardServer, page: Page) -> None:
+    queue = f"events-{uuid.uuid4().hex[:6]}"
+    # The oldest job is the one looked for: five requests of 1,000 do not reach it.
+    dashboard.run(dashboard.queue(queue).add("needle", {"n": 0}))
+    dashboard.run(dashboard.queue(queue).add_bulk(
+        {"name": "hay", "data": {"n": n}} for n in range(1, 6000)))
+    page.goto(f"{dashboard.url}/#/queues/{queue}?state=waiting")
+    page.locator("#search-name").fill("needle")
+    status = page.locator("#search-status")
+    expect(status).to_have_text("0 matches so far; scanned 5,000 of 6,000 waiting jobs.")
+    page.locator("#search-more").click()
+    expect(status).to_have_text("1 match; scanned 6,000 of 6,000 waiting jobs (all).")
+    assert ids_shown(page) == ["1"]
+    expect(page.locator("#search-more")).to_be_hidden()
