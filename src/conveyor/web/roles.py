@@ -45,11 +45,15 @@ READ_ONLY_MESSAGE = ("this token may only read (GET, HEAD); changing anything ne
 TokenRoles = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
-def _role(value: object, where: str) -> Role:
+def _role(value: object, where: str, hint: str = "") -> Role:
     for role in ROLES:
         if value == role:
             return role
-    raise ValueError(f"{where}: the role must be 'read' or 'admin', not {value!r}")
+    # The value is not repeated: with a pair's order swapped, it is the token.
+    raise ValueError(f"{where}: the role must be 'read' or 'admin'{hint}")
+
+
+_PAIRS = " (pairs are (role, token); a dict is {token: role})"
 
 
 def token_roles(token: str | None, tokens: TokenRoles | None) -> dict[str, Role]:
@@ -77,13 +81,14 @@ def token_roles(token: str | None, tokens: TokenRoles | None) -> dict[str, Role]
         raise ValueError("tokens: give {token: role} or a list of (role, token), not one string")
     if isinstance(tokens, Mapping):
         for number, (value, role) in enumerate(tokens.items(), 1):
-            add(_role(role, f"tokens (entry {number})"), value, f"tokens (entry {number})")
+            where = f"tokens (entry {number})"
+            add(_role(role, where, _PAIRS), value, where)
         return found
     for number, pair in enumerate(tokens, 1):
         where = f"tokens (entry {number})"
         if not isinstance(pair, tuple | list) or len(pair) != 2:
             raise ValueError(f"{where}: each entry is a (role, token) pair")
-        add(_role(pair[0], where), pair[1], where)
+        add(_role(pair[0], where, _PAIRS), pair[1], where)
     return found
 
 
