@@ -27,6 +27,7 @@ from .._render import camel, render
 from ..inspection import Inspector
 from . import models as m
 from . import schemas as v
+from .instances import InstanceParam
 
 __all__ = ["build_router", "camel", "seed"]
 
@@ -45,9 +46,10 @@ class _JobIdConvertor(PathConvertor):
 register_url_convertor("conveyor_job_id", _JobIdConvertor())
 
 
-async def get_inspector(request: Request) -> Inspector:
-    """The app's Inspector (made on first use, on the serving event loop)."""
-    inspector: Inspector = request.app.state.conveyor.inspector()
+async def get_inspector(request: Request, instance: InstanceParam = None) -> Inspector:
+    """The Inspector of the addressed instance (made on first use, on the serving
+    event loop)."""
+    inspector: Inspector = request.app.state.conveyor.inspector(instance)
     return inspector
 
 

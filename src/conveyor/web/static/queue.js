@@ -13,7 +13,7 @@ import { jobSearch } from "./search.js";
 function queueHeader(root, queue, section) {
   const badges = h("span", { class: "actions" });
   const reasons = h("ul", { class: "reasons page-reasons", hidden: true });
-  const pauseButton = h("button", { class: "btn", type: "button", id: "pause-toggle", disabled: true, text: "Pause" });
+  const pauseButton = h("button", { class: "btn", type: "button", id: "pause-toggle", "data-admin": true, disabled: true, text: "Pause" });
   let paused = null;
   pauseButton.addEventListener("click", async () => {
     pauseButton.disabled = true;
@@ -88,8 +88,8 @@ export function queueView(root, route) {
   const searchInput = h("input", { type: "search", name: "job-id", placeholder: "Find a job by id", "aria-label": "Job id" });
   const searchForm = h("form", { class: "search", role: "search" },
     searchInput, h("button", { class: "btn", type: "submit", text: "Find" }));
-  const retryAll = h("button", { class: "btn", type: "button", id: "retry-all", text: "Retry all" });
-  const cleanAll = h("button", { class: "btn btn-danger", type: "button", id: "clean-all", text: "Clean" });
+  const retryAll = h("button", { class: "btn", type: "button", id: "retry-all", "data-admin": true, text: "Retry all" });
+  const cleanAll = h("button", { class: "btn btn-danger", type: "button", id: "clean-all", "data-admin": true, text: "Clean" });
   const tableBox = h("div");
   const pager = h("div", { class: "pager" });
   const search = jobSearch(queue, state, () => columns(), [tableBox, pager]);
