@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo docs clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 
 lint: venv
 	$(BIN)/python -m ruff check .
@@ -34,6 +35,10 @@ lint: venv
 demo: venv
 	$(BIN)/conveyor demo
 
+# The documentation site into site/ (--strict: a broken link or reference fails).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf site $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
