@@ -4,7 +4,10 @@ A fenced ``python`` block in README.md or docs/**/*.md runs here when the line
 before its fence is the HTML comment ``<!-- runnable -->`` (invisible on
 GitHub and in the site). ``<!-- runnable: continue -->`` runs a block in the
 namespace of the runnable block before it on the same page, so a tutorial can
-build up step by step. A block may ``await`` at top level; the URL
+build up step by step. ``<!-- runnable: file shop/tasks.py -->`` writes a
+block to that path in a temporary directory on ``sys.path`` instead of running
+it (and joins the page's current group), so a page can show an application's
+files and import them. A block may ``await`` at top level; the URL
 ``redis://localhost:6379/0`` in it is replaced by the test server's, so what
 readers copy is what runs. A renamed argument or a changed return value then
 fails here, not in a reader's terminal.
@@ -16,6 +19,7 @@ import ast
 import asyncio
 import inspect
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_URL = "redis://localhost:6379/0"
-MARKER = re.compile(r"^<!--\s*runnable(?P<continue>:\s*continue)?\s*-->$")
+MARKER = re.compile(
+    r"^<!--\s*runnable(?::\s*(?:(?P<continue>continue)|file\s+(?P<file>[\w/.-]+\.py)))?\s*-->$")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)")
 BLOCK_SECONDS = 60
 
@@ -35,6 +40,7 @@ class Block:
     name: str          # the path shown in test ids and errors
     line: int          # 1-based line of the opening fence
     source: str
+    file: str | None = None   # written to this path, not run
 
 
 @dataclass
@@ -77,8 +83,10 @@ def runnable_groups(path: Path, root: Path = ROOT) -> list[Group]:
             j += 1
         if j == len(lines):
             raise AssertionError(f"{name}:{i + 2}: unclosed code block")
-        block = Block(path, name, i + 2, "\n".join(body) + "\n")
-        if marker["continue"]:
+        block = Block(path, name, i + 2, "\n".join(body) + "\n", marker["file"])
+        if marker["file"] and groups:
+            groups[-1].blocks.append(block)
+        elif marker["continue"]:
             if not groups:
                 raise AssertionError(
                     f"{name}:{i + 1}: 'runnable: continue' with no "
@@ -97,10 +105,17 @@ def all_groups() -> list[Group]:
 GROUPS = all_groups()
 
 
-async def run_group(group: Group, redis_url: str) -> None:
+async def run_group(group: Group, redis_url: str, files: Path) -> None:
     namespace: dict[str, Any] = {"__name__": "docs_example"}
     for block in group.blocks:
         source = block.source.replace(DOC_URL, redis_url)
+        if block.file:
+            target = files / block.file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for package in target.relative_to(files).parents:
+                (files / package / "__init__.py").touch()
+            target.write_text(source, encoding="utf-8")
+            continue
         # Line numbers in a traceback are the Markdown file's.
         tree = ast.parse(source, str(block.path), "exec")
         ast.increment_lineno(tree, block.line)
@@ -111,8 +126,16 @@ async def run_group(group: Group, redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=[group.id for group in GROUPS])
-def test_runnable_block_runs(group: Group, redis_url: str) -> None:
-    asyncio.run(run_group(group, redis_url))
+def test_runnable_block_runs(group: Group, redis_url: str, tmp_path: Path) -> None:
+    sys.path.insert(0, str(tmp_path))
+    try:
+        asyncio.run(run_group(group, redis_url, tmp_path))
+    finally:
+        sys.path.remove(str(tmp_path))
+        # The page's own modules (shop.tasks...) must not leak into the next page.
+        for name, module in list(sys.modules.items()):
+            if str(getattr(module, "__file__", "") or "").startswith(str(tmp_path)):
+                del sys.modules[name]
 
 
 def test_the_readme_and_the_tutorial_have_runnable_blocks() -> None:
@@ -134,5 +157,5 @@ def test_a_failing_block_fails_with_the_markdown_line(tmp_path: Path, redis_url:
         f"queue = Queue('q', '{DOC_URL}', no_such_option=1)\n```\n")
     (group,) = runnable_groups(page, tmp_path)
     with pytest.raises(TypeError, match="no_such_option") as failure:
-        asyncio.run(run_group(group, redis_url))
+        asyncio.run(run_group(group, redis_url, tmp_path))
     assert any(entry.lineno + 1 == 6 for entry in failure.traceback)
