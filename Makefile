@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	# examples/pricing tests its Prometheus alerting rules with promtool (Debian's prometheus).
 	command -v promtool >/dev/null || apt-get install -y --no-install-recommends prometheus \
 		|| (apt-get update && apt-get install -y --no-install-recommends prometheus)
+	# docs/deployment's systemd units are checked with systemd-analyze verify.
+	command -v systemd-analyze >/dev/null || apt-get install -y --no-install-recommends systemd \
+		|| (apt-get update && apt-get install -y --no-install-recommends systemd)
 	touch $@
 
 test: venv

@@ -1,6 +1,7 @@
 """The alert rules and the Grafana dashboard shipped in conveyor.observability:
 promtool accepts the rules and their unit tests pass, the dashboard has the
-structure Grafana reads, and every metric either names is one /metrics serves."""
+structure Grafana reads, and every metric they (and the Kubernetes recipe's
+autoscaling query) name is one /metrics serves."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,6 +23,7 @@ from conveyor.observability import FILES, path
 from conveyor.web.prometheus import render_metrics
 from helpers import StartWorker
 
+ROOT = Path(__file__).resolve().parent.parent
 METRIC = re.compile(r"\bconveyor_[a-z_]+")
 
 # What Grafana needs of a dashboard we ship: panels placed on the grid, each
@@ -84,6 +87,13 @@ def dashboard_exprs() -> list[str]:
     return [target["expr"] for panel in dashboard()["panels"] for target in panel["targets"]]
 
 
+def keda_queries() -> list[str]:
+    """The PromQL the Kubernetes recipe scales workers on (docs/deployment)."""
+    manifests = yaml.safe_load_all((ROOT / "docs/deployment/files/kubernetes.yaml").read_text())
+    return [trigger["metadata"]["query"] for doc in manifests if doc["kind"] == "ScaledObject"
+            for trigger in doc["spec"]["triggers"]]
+
+
 def alert_exprs() -> list[str]:
     rules = yaml.safe_load(path("alerts.yml").read_text())
     return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
@@ -142,7 +152,9 @@ async def test_every_metric_the_rules_and_dashboard_name_is_served(
         text = (await render_metrics(inspector)).decode()
     served = {sample.name for family in text_string_to_metric_families(text)
               for sample in family.samples}
-    named = {name for expr in [*dashboard_exprs(), *alert_exprs()]
+    exprs = [*dashboard_exprs(), *alert_exprs(), *keda_queries()]
+    assert len(keda_queries()) == 1
+    named = {name for expr in exprs
              for name in METRIC.findall(expr)}
     assert named, "no metric found in the exprs"
     assert named <= served, f"not served: {sorted(named - served)}"
