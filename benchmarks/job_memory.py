@@ -72,9 +72,18 @@ async def measure(url: str, jobs: int, data_bytes: int) -> Figures:
         waiting_hash = await _mean_hash(client, queue, ids)
 
         worker = Worker(QUEUE, _done, connection=url, concurrency=100, handle_signals=False)
+        finished = asyncio.Event()
+        count = 0
+
+        def one_more(job: Job, result: object) -> None:
+            nonlocal count
+            count += 1
+            if count == jobs:
+                finished.set()
+
+        worker.on("completed", one_more)
         running = asyncio.create_task(worker.run())
-        while (await queue.get_job_counts("completed"))["completed"] < jobs:
-            await asyncio.sleep(0.1)
+        await finished.wait()
         await worker.close()
         await running
         # The worker's registration and locks are gone; per-minute metrics stay
