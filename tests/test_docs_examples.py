@@ -10,7 +10,8 @@ it (and joins the page's current group), so a page can show an application's
 files and import them. A block may ``await`` at top level; the URL
 ``redis://localhost:6379/0`` in it is replaced by the test server's, so what
 readers copy is what runs. A renamed argument or a changed return value then
-fails here, not in a reader's terminal.
+fails here, not in a reader's terminal. Queues, flow producers, event
+readers, apps and inspectors a page leaves open are closed after it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from typing import Any
 
 import pytest
 
+from conveyor import Conveyor, FlowProducer, Queue, QueueEvents
+from conveyor.inspect import Inspector
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC_URL = "redis://localhost:6379/0"
 MARKER = re.compile(
     r"^<!--\s*runnable(?::\s*(?:(?P<continue>continue)|file\s+(?P<file>[\w/.-]+\.py)))?\s*-->$")
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w-]*)")
 BLOCK_SECONDS = 60
+CLOSED_AFTER_A_PAGE = (Queue, FlowProducer, QueueEvents, Conveyor, Inspector)
 
 
 @dataclass
@@ -107,6 +112,18 @@ GROUPS = all_groups()
 
 async def run_group(group: Group, redis_url: str, files: Path) -> None:
     namespace: dict[str, Any] = {"__name__": "docs_example"}
+    try:
+        await run_blocks(group, namespace, redis_url, files)
+    finally:
+        # A page may open a Queue in one block and use it in the next without
+        # closing it, as a reader's session would: close what is left open.
+        for value in list(namespace.values()):
+            if isinstance(value, CLOSED_AFTER_A_PAGE):
+                await value.close()
+
+
+async def run_blocks(group: Group, namespace: dict[str, Any], redis_url: str,
+                     files: Path) -> None:
     for block in group.blocks:
         source = block.source.replace(DOC_URL, redis_url)
         if block.file:
