@@ -9,7 +9,9 @@ difference over the number of jobs is what a waiting job costs, its hash
 (``MEMORY USAGE``, all fields sampled) plus its place in the wait list and its
 share of the event stream. Then a worker completes them all (each returning a
 small dict, kept: ``remove_on_complete`` set to keep every one) and the same
-is read for a completed job. The event stream is capped (10,000 entries by
+is read for a completed job; then as many fail for good (one attempt, a short
+exception: its stack trace is a few hundred bytes) and are kept, for a failed
+job. The event stream is capped (10,000 entries by
 default), so its share per job falls as the number of jobs grows; it is
 reported on its own.
 """
@@ -36,6 +38,8 @@ class Figures:
     waiting_hash: float        # MEMORY USAGE of one job hash, waiting
     completed_per_job: float   # used_memory delta / jobs, completed and kept
     completed_hash: float
+    failed_per_job: float      # used_memory delta / jobs, failed and kept
+    failed_hash: float
     events_stream: int         # MEMORY USAGE of the event stream at the end
 
 
@@ -52,7 +56,28 @@ async def _mean_hash(client: aioredis.Redis, queue: Queue, ids: Sequence[str]) -
 
 
 async def _done(job: Job) -> dict[str, bool]:
+    if job.name == "failing":
+        raise ConnectionError("the partner did not answer")
     return {"ok": True}
+
+
+async def _run_all(url: str, jobs: int, event: str) -> None:
+    """Run the queue's jobs until ``jobs`` of them emitted ``event``."""
+    worker = Worker(QUEUE, _done, connection=url, concurrency=100, handle_signals=False)
+    finished = asyncio.Event()
+    count = 0
+
+    def one_more(*_: object) -> None:
+        nonlocal count
+        count += 1
+        if count == jobs:
+            finished.set()
+
+    worker.on(event, one_more)
+    running = asyncio.create_task(worker.run())
+    await finished.wait()
+    await worker.close()
+    await running
 
 
 async def measure(url: str, jobs: int, data_bytes: int) -> Figures:
@@ -71,29 +96,25 @@ async def measure(url: str, jobs: int, data_bytes: int) -> Figures:
         waiting = await _used(client)
         waiting_hash = await _mean_hash(client, queue, ids)
 
-        worker = Worker(QUEUE, _done, connection=url, concurrency=100, handle_signals=False)
-        finished = asyncio.Event()
-        count = 0
-
-        def one_more(job: Job, result: object) -> None:
-            nonlocal count
-            count += 1
-            if count == jobs:
-                finished.set()
-
-        worker.on("completed", one_more)
-        running = asyncio.create_task(worker.run())
-        await finished.wait()
-        await worker.close()
-        await running
+        await _run_all(url, jobs, "completed")
         # The worker's registration and locks are gone; per-minute metrics stay
         # (a few hashes per queue, not per job).
         completed = await _used(client)
         completed_hash = await _mean_hash(client, queue, ids)
+
+        failing = [{"name": "failing", "data": data, "remove_on_fail": jobs}
+                   for _ in range(jobs)]
+        failed_ids: list[str] = []
+        for start in range(0, jobs, 1000):
+            failed_ids += [job.id for job in await queue.add_bulk(failing[start:start + 1000])]
+        await _run_all(url, jobs, "failed")
+        failed = await _used(client)
+        failed_hash = await _mean_hash(client, queue, failed_ids)
         events = await client.memory_usage(queue.keys.events, samples=0) or 0
     await client.aclose()
     return Figures(data_bytes, (waiting - before) / jobs, waiting_hash,
-                   (completed - before) / jobs, completed_hash, events)
+                   (completed - before) / jobs, completed_hash,
+                   (failed - completed) / jobs, failed_hash, events)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -104,12 +125,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with RedisServer() as server:
         print(f"{args.jobs} jobs per size on a private redis-server")
         print("| data bytes | waiting: per job | its hash | completed: per job | its hash "
-              "| event stream |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+              "| failed: per job | its hash | event stream |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for size in args.data_bytes:
             f = asyncio.run(measure(server.url, args.jobs, size))
             print(f"| {f.data_bytes:,} | {f.waiting_per_job:,.0f} B | {f.waiting_hash:,.0f} B "
                   f"| {f.completed_per_job:,.0f} B | {f.completed_hash:,.0f} B "
+                  f"| {f.failed_per_job:,.0f} B | {f.failed_hash:,.0f} B "
                   f"| {f.events_stream / 1024:,.0f} KiB |")
 
 
