@@ -205,24 +205,29 @@ async def test_reload_restarts_the_worker_when_a_py_file_changes(
     assert first["version"] == 1 and first["pid"] != proc.pid  # a child runs the worker
 
     (app_dir / "tasks.py").write_text(APP.replace("VERSION = 1", "VERSION = 2"))
-
-    async def new_version_runs() -> Any:
-        [probe] = await add_records(work, 1)
-        result = await probe.wait_until_finished(timeout=30)
-        return result if result["version"] == 2 else None
-
-    second = await wait_for(new_version_runs, timeout=60)
+    second = await wait_for(lambda: version_runs(work, 2), timeout=60)
     assert second["pid"] != first["pid"] and not alive(first["pid"])
     assert "tasks.py changed: restarting the worker" in spawn.stderr(proc)
 
-    (app_dir / "notes.txt").write_text("not python")  # only .py files count
-    [after] = await add_records(work, 1)
-    assert (await after.wait_until_finished(timeout=30))["pid"] == second["pid"]
+    (app_dir / "notes.txt").write_text("not python")  # only Python files count
+    (app_dir / "helpers.py").write_text("X = 1\n")  # any of them, imported or not
+    third = await wait_for(lambda: version_runs(work, 2, other_than=second["pid"]), timeout=60)
+    restarts = [line for line in spawn.stderr(proc).splitlines() if "restarting" in line]
+    assert len(restarts) == 2 and "helpers.py" in restarts[1]
+    assert "notes.txt" not in spawn.stderr(proc)
 
     proc.send_signal(signal.SIGTERM)
     assert await exit_code(proc) == 0
-    await wait_for(lambda: not alive(second["pid"]), timeout=15)
+    await wait_for(lambda: not alive(third["pid"]), timeout=15)
     assert await worker_pids(work) == set()
+
+
+async def version_runs(queue: Queue, version: int, other_than: int = 0) -> Any:
+    """The result of a job run by a worker of the app's ``version`` (not in
+    process ``other_than``), or None."""
+    [probe] = await add_records(queue, 1)
+    result = await probe.wait_until_finished(timeout=30)
+    return result if result["version"] == version and result["pid"] != other_than else None
 
 
 def test_reload_dir_without_reload_is_one_line(spawn: Spawn) -> None:
