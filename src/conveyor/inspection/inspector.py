@@ -43,6 +43,7 @@ from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
 from .reads import read_alerts, read_page
+from .scheduler_runs import last_runs
 from .views import (
     Dashboard,
     HealthStatus,
@@ -388,14 +389,16 @@ class Inspector(ConnectorOwner):
     async def schedulers(self, name: str) -> list[SchedulerInfo]:
         """The queue's job schedulers, soonest next job first."""
         queue = await self._existing(name)
+        found = await queue.get_job_schedulers()
+        runs = await asyncio.gather(*(last_runs(queue, s) for s in found))
         return [
             SchedulerInfo(
                 id=s.id, every_ms=s.every, cron=s.cron, tz=s.tz, next_run_ms=epoch_ms(s.next_run),
                 count=s.count, limit=s.limit, start_date_ms=epoch_ms(s.start_date),
                 end_date_ms=epoch_ms(s.end_date), missed=s.missed, job_name=s.job_name,
-                data=s.data, opts=s.opts.to_json(),
+                data=s.data, opts=s.opts.to_json(), last_runs=r,
             )
-            for s in await queue.get_job_schedulers()
+            for s, r in zip(found, runs, strict=True)
         ]
 
     async def workers(self, name: str) -> list[WorkerInfo]:
