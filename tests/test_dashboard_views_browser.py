@@ -87,12 +87,14 @@ def test_a_parent_shows_its_children_as_a_tree_with_states_and_values(
     expect(tree.locator(".node.current")).to_contain_text(f"report #{root.job.id}")
     children = tree.locator(".node.current + ul > li")
     expect(children).to_have_count(3)
-    expect(tree.locator(f'.node[data-queue="{parts}"][data-id="{one}"]')).to_contain_text("completed")
-    expect(tree.locator(f'.node[data-queue="{parts}"][data-id="{one}"] .node-value')).to_have_text("→ 2")
-    expect(tree.locator(f'.node[data-queue="{parts}"][data-id="{later}"]')).to_contain_text("delayed")
-    expect(tree.locator(f'.node[data-queue="{parts}"][data-id="{three}"]')).to_contain_text("failed")
-    expect(tree.locator(f'.node[data-queue="{parts}"][data-id="{three}"]')).to_contain_text(
-        "ignored failure: RuntimeError: three is refused")
+    def child(job_id: str) -> Any:
+        return tree.locator(f'.node[data-queue="{parts}"][data-id="{job_id}"]')
+
+    expect(child(one)).to_contain_text("completed")
+    expect(child(one).locator(".node-value")).to_have_text("→ 2")
+    expect(child(later)).to_contain_text("delayed")
+    expect(child(three)).to_contain_text("failed")
+    expect(child(three)).to_contain_text("ignored failure: RuntimeError: three is refused")
 
     tree.get_by_role("link", name=f"part #{one}").click()  # down to a child...
     expect(page.locator("#job-name")).to_have_text("part")
@@ -129,6 +131,9 @@ def test_a_scheduler_is_created_run_edited_and_removed_in_the_page(
     made = dashboard.run(dashboard.queue(queue).get_job_scheduler("hourly-report"))
     assert made is not None and made.every == 3_600_000 and made.job_name == "report"
 
+    # Roles hide [data-admin] for a read-only token: every control that changes something has it.
+    expect(form).to_have_attribute("data-admin", "")
+    expect(row.locator("button:not([data-admin])")).to_have_count(0)
     row.get_by_role("button", name="Run now").click()
     notice = page.locator(".notice", has_text="made job")
     expect(notice).to_contain_text("Scheduler hourly-report made job sched-hourly-report-")

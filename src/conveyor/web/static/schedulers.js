@@ -184,7 +184,7 @@ export function schedulersView(root, route) {
       h("td", { class: "num", text: limit ? `${made} / ${fmtNum(limit)}` : made }),
       h("td", { class: "nowrap", text: pick(item, "job_name", "jobName", "name") || "" }),
       h("td", { class: "wrap mono", text: item.data === undefined ? "" : JSON.stringify(item.data) }),
-      h("td", null, h("div", { class: "actions" }, run, change, drop)));
+      h("td", null, h("div", { class: "actions row-actions" }, run, change, drop)));
   }
 
   async function refresh() {
