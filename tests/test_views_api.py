@@ -151,3 +151,20 @@ async def test_the_series_has_failure_rate_and_timings_per_minute(
     error(await client.get(f"{API}/queues/nope/series"), 404, "queue_not_found")
     error(await client.get(f"{API}/queues/{queue.name}/series?minutes=181"), 422,
           "validation_error")
+
+
+async def test_schedulers_of_a_partitioned_queue_live_in_their_partition(
+    client: httpx.AsyncClient, redis_url: str, queue_name: str
+) -> None:
+    async with Queue(queue_name, redis_url, partitions=4) as queue:
+        await queue.add("seed")  # the queue and its partition count exist
+        base = f"{API}/queues/{queue_name}/schedulers"
+        data(await client.put(f"{base}/daily", json={"cron": "0 3 * * *", "job_name": "d"}))
+        made = await queue.get_job_scheduler("daily")
+        assert made is not None and made.job_name == "d"
+        ran = data(await client.post(f"{base}/daily/run"))
+        assert await queue.get_job_state(ran["job_id"]) == "waiting"
+        [listed] = data(await client.get(base))
+        assert [(r["id"], r["manual"]) for r in listed["last_runs"]] == [(ran["job_id"], True)]
+        assert data(await client.delete(f"{base}/daily"))["removed"] is True
+        assert await queue.get_job_scheduler("daily") is None

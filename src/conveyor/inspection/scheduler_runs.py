@@ -16,6 +16,7 @@ from .._render import TIME, View, epoch_ms
 from .._schedule import ScheduleSpec
 from .._stream import text
 from ..connection import time_ms
+from ..partitions import PartitionedQueue, partition_for
 
 if TYPE_CHECKING:
     from ..queue import Queue
@@ -47,6 +48,8 @@ async def last_runs(queue: Queue, scheduler: JobScheduler, count: int = LAST_RUN
     spec = ScheduleSpec(scheduler.every, scheduler.cron, scheduler.tz,
                         epoch_ms(scheduler.start_date), epoch_ms(scheduler.end_date),
                         scheduler.limit, scheduler.missed)
+    if isinstance(queue, PartitionedQueue):  # a scheduler lives in one partition
+        queue = queue.partitions[partition_for(scheduler.id, queue.partition_count)]
     async with queue.client.pipeline(transaction=False) as pipe:
         pipe.time()
         pipe.hget(queue.keys.scheduler(scheduler.id), "man")

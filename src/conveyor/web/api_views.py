@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from ..inspection import QueueNotFoundError
 from ..inspection.flow_tree import MAX_TREE_PAGE, read_tree
 from ..inspection.series import read_series
 from ..metrics import KEPT_TIME_MINUTES
+from ..options import validate_queue_name
 from . import schemas as v
 from . import schemas_views as sv
 from .api import Insp, JobId, QueueName, ok
@@ -64,7 +66,11 @@ def build_views_router() -> APIRouter:
     async def upsert(queue: QueueName, scheduler_id: SchedulerId, body: sv.SchedulerSpec,
                      inspector: Insp) -> Any:
         """Create or replace a job scheduler (the queue need not exist yet)."""
-        await inspector.queue(queue).upsert_job_scheduler(
+        try:
+            target = await inspector.existing(queue)
+        except QueueNotFoundError:  # a new queue
+            target = inspector.queue(validate_queue_name(queue))
+        await target.upsert_job_scheduler(
             scheduler_id, every=body.every_ms, cron=body.cron, tz=body.tz,
             start_date=body.start_date_ms, end_date=body.end_date_ms, limit=body.limit,
             immediately=body.immediately, missed=body.missed, job_name=body.job_name,
@@ -79,7 +85,7 @@ def build_views_router() -> APIRouter:
                 response_model=Ok[sv.SchedulerRemoved])
     async def remove(queue: QueueName, scheduler_id: SchedulerId, inspector: Insp) -> Any:
         """Delete a scheduler and its next job if that has not started."""
-        if not await inspector.queue(queue).remove_job_scheduler(scheduler_id):
+        if not await (await inspector.existing(queue)).remove_job_scheduler(scheduler_id):
             raise _not_found(queue, scheduler_id)
         return ok({"queue": queue, "id": scheduler_id, "removed": True})
 
@@ -87,7 +93,7 @@ def build_views_router() -> APIRouter:
               response_model=Ok[sv.SchedulerRanNow])
     async def run_now(queue: QueueName, scheduler_id: SchedulerId, inspector: Insp) -> Any:
         """Make one extra job of the scheduler now; its schedule is left as it is."""
-        target = inspector.queue(queue)
+        target = await inspector.existing(queue)
         job_id = await target.run_job_scheduler_now(scheduler_id)
         if job_id is None:
             raise _not_found(queue, scheduler_id)

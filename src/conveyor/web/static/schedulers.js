@@ -178,11 +178,11 @@ export function schedulersView(root, route) {
     drop.addEventListener("click", () => remove(item));
     return h("tr", { dataset: { scheduler: item.id } },
       h("td", { class: "nowrap mono", text: item.id }),
-      h("td", { class: "nowrap", text: schedule(item) }),
+      h("td", { text: schedule(item) }),
       h("td", { class: "nowrap" }, nextRunCell(item)),
       h("td", null, lastRuns({ ...item, queue })),
       h("td", { class: "num", text: limit ? `${made} / ${fmtNum(limit)}` : made }),
-      h("td", { class: "nowrap", text: pick(item, "job_name", "jobName", "name") || "" }),
+      h("td", { text: pick(item, "job_name", "jobName", "name") || "" }),
       h("td", { class: "wrap mono", text: item.data === undefined ? "" : JSON.stringify(item.data) }),
       h("td", null, h("div", { class: "actions row-actions" }, run, change, drop)));
   }
