@@ -255,3 +255,28 @@ def test_numbers_and_times_follow_the_browsers_locale(
         expect(added).to_have_text(ago)
     finally:
         context.close()
+
+
+def test_a_read_token_sees_schedulers_but_no_control_that_changes_them(
+    redis_url: str, page: Page
+) -> None:
+    from conveyor.web.app import create_app
+
+    read, admin = "read-only-token-0123", "admin-token-0123456789"
+    with dashboard_servers(redis_url) as start:
+        server = start(lambda: create_app(redis_url, tokens={read: "read", admin: "admin"}))
+        queue = unique("ro")
+        server.run(server.queue(queue).upsert_job_scheduler("nightly", cron="0 3 * * *"))
+        page.goto(f"{server.url}/#/queues/{queue}/schedulers")
+        expect(page.locator("#token-dialog")).to_be_visible()
+        page.locator("#token-input").fill(read)
+        page.locator("#token-save").click()
+        row = page.locator('tr[data-scheduler="nightly"]')
+        expect(row).to_contain_text("cron 0 3 * * *")
+        expect(row.get_by_role("button")).to_have_count(0)  # hidden, not only disabled
+        expect(page.locator("#scheduler-form")).to_be_hidden()
+        status = page.evaluate(
+            """async (token) => (await fetch(`api/v1/queues/${location.hash.split("/")[2]}`
+                 + "/schedulers/nightly/run", {method: "POST",
+                 headers: {Authorization: `Bearer ${token}`}})).status""", read)
+        assert status == 403

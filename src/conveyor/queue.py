@@ -167,8 +167,9 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         if not self._registered:
             await self._register_once()
         reply = await self._adds.add(new_job(*prepared))
-        created = self._created_job(reply, prepared, data)
-        return created or await self._job_from_add(reply, prepared, data)
+        if reply[1] == 1:  # made (the usual case, inlined: it runs per add)
+            return Job(self, text(reply[0]), prepared[0], data, prepared[2], reply[2])
+        return await self._job_from_add(reply, prepared, data)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically in one round trip. Each item is a dict with

@@ -8,6 +8,7 @@ user mistake is one clear line on stderr and a non-zero exit, never a traceback.
 
     conveyor stats [QUEUE...] [--watch]          counts, rates and timings per queue
     conveyor jobs list|show|retry|clean ...      read and act on jobs
+    conveyor jobs search QUEUE --name --data ... find jobs by name, data, reason, time
     conveyor queue pause|resume QUEUE
     conveyor enqueue QUEUE NAME --data '{...}'
     conveyor worker module:app                   run the tasks of a Conveyor app
@@ -21,6 +22,7 @@ from __future__ import annotations
 import click
 
 from .jobs import enqueue, jobs, queue, stats
+from .search import search_jobs
 from .serve import bench, dashboard, demo
 from .support import CliGroup
 from .worker import worker
@@ -36,3 +38,4 @@ def main() -> None:
 
 for command in (stats, jobs, queue, enqueue, worker, dashboard, demo, bench):
     main.add_command(command)
+jobs.add_command(search_jobs)

@@ -8,6 +8,7 @@ import { overviewView } from "./overview.js";
 import { queueView, workersView } from "./queue.js";
 import { schedulersView } from "./schedulers.js";
 import { jobView } from "./job.js";
+import "./session.js";
 
 const POLL_MS = 2000;
 
