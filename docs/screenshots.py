@@ -7,8 +7,8 @@ Run by hand (not part of ``make test``)::
 It starts a private redis-server, the dashboard (uvicorn) and workers on a
 free port, makes demo data (a flow, job schedulers, jobs that succeed and
 fail over ``--seconds`` so the charts have a few minutes of points), then
-saves PNGs of the queue page, the schedulers page and a flow tree with
-Debian's chromium into ``docs/images/``.
+saves PNGs of the queue page, the schedulers page, a flow tree and a job
+search with Debian's chromium into ``docs/images/``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 
 from conveyor import FlowProducer, Job, Queue, Worker
 from conveyor.embedded import RedisServer, free_port
@@ -80,6 +80,17 @@ async def demo_data(url: str, seconds: float) -> str:
     return root.job.id
 
 
+async def search(page: Page) -> None:
+    """The failed jobs named "welcome" whose reason says SMTP, the form in view."""
+    await page.fill("#search-name", "welcome")
+    await page.click("details.filters summary")
+    await page.fill("#search-reason", "SMTP")
+    await page.press("#search-name", "Enter")
+    await page.wait_for_timeout(2000)
+    await page.evaluate("""() => { const form = document.querySelector("form.job-search");
+        window.scrollBy(0, form.getBoundingClientRect().top - 70); }""")
+
+
 async def main(seconds: float) -> None:
     IMAGES.mkdir(exist_ok=True)
     with RedisServer() as redis:
@@ -95,7 +106,7 @@ async def main(seconds: float) -> None:
         await asyncio.sleep(3)
         base = f"http://127.0.0.1:{port}/#/queues"
         pages = {"queue": f"{base}/email", "schedulers": f"{base}/email/schedulers",
-                 "flow-tree": f"{base}/reports/jobs/{root}"}
+                 "flow-tree": f"{base}/reports/jobs/{root}", "search": f"{base}/email?state=failed"}
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM,
                                                        args=["--no-sandbox"])
@@ -108,6 +119,8 @@ async def main(seconds: float) -> None:
                     await page.goto(address)
                     await page.wait_for_selector("#live-text:text('live')")
                     await page.wait_for_timeout(2500)  # a poll or two: charts and tree drawn
+                    if name == "search":
+                        await search(page)
                     path = IMAGES / f"{name}-{theme}.png"
                     await page.screenshot(path=str(path))
                     print(f"{path} {path.stat().st_size // 1024} KB")
