@@ -514,6 +514,11 @@ class PartitionedQueue(Queue):
         await self._check()
         return await self._scheduler_home(scheduler_id).remove_job_scheduler(scheduler_id)
 
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """One extra job now (see :meth:`conveyor.Queue.run_job_scheduler_now`)."""
+        await self._check()
+        return await self._scheduler_home(scheduler_id).run_job_scheduler_now(scheduler_id)
+
 
 def _inclusive(items: list[T], start: int, end: int) -> list[T]:
     """``items[start..end]``, both ends included, negative ones from the end (as Redis ranges)."""

@@ -227,6 +227,13 @@ class QueueSchedulers(QueueCore):
         running or finished stay). ``False`` if there was no such scheduler."""
         return await self.scripts.remove_job_scheduler(str(scheduler_id))
 
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """Make one extra job of the scheduler now ("run now"), from its template,
+        ready at once; returns its id (``sched-<scheduler id>-<now ms>``), or
+        ``None`` if there is no such scheduler. The schedule is left as it is:
+        the next run keeps its time and its job, and the extra job does not
+        count towards ``limit``. Atomic (``run_job_scheduler_now.lua``)."""
+        return await self.scripts.run_job_scheduler_now(check_scheduler_id(scheduler_id))
 
 
 def _arg(slot: int | None) -> str:

@@ -387,6 +387,9 @@ class Queue:
     def remove_job_scheduler(self, scheduler_id: str) -> bool:
         return _run(self._loop, self._queue.remove_job_scheduler(scheduler_id))
 
+    def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        return _run(self._loop, self._queue.run_job_scheduler_now(scheduler_id))
+
     def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
         return _run(self._loop, self._queue.cancel(job_id, reason))
 

@@ -1,11 +1,12 @@
 """Scripts that make jobs from a description: a flow's tree (``add_flow``) and
-job schedulers (upsert, advance, remove)."""
+job schedulers (upsert, advance, remove, run now)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from .._stream import text
 from ..keys import QueueKeys
 from .base import ScriptsBase
 
@@ -79,6 +80,18 @@ class ProducerScripts(ScriptsBase):
              k.events],
             [k.base, self.maxlen, scheduler_id],
         )))
+
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """Make one extra job of a scheduler now, ready at once, leaving its
+        schedule as it is; the job's id, ``None`` if there is no such scheduler."""
+        k = self.keys
+        reply = await self.call(
+            "run_job_scheduler_now",
+            [k.scheduler(scheduler_id), k.wait, k.prioritized, k.priority_counter, k.delayed,
+             k.meta, k.marker, k.events],
+            [k.base, self.maxlen, scheduler_id],
+        )
+        return text(reply[0]) if reply else None
 
     async def advance_job_scheduler(
         self,

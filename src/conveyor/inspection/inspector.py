@@ -43,6 +43,7 @@ from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
 from .reads import read_alerts, read_page
+from .scheduler_runs import last_runs
 from .search import JobQuery, SearchPage, search_jobs
 from .views import (
     Dashboard,
@@ -193,6 +194,10 @@ class Inspector(ConnectorOwner):
         if not registered and not keys and name not in self.explicit_queues:
             raise QueueNotFoundError(name)
         return self._partitioned(queue, partitions)
+
+    async def existing(self, name: str) -> Queue:
+        """The queue ``name`` (a partitioned one if it is), or QueueNotFoundError."""
+        return await self._existing(name)
 
     def _partitioned(self, queue: Queue, partitions: Any) -> Queue:
         """``queue`` as the partitioned queue its meta says it is (cached), if it is one."""
@@ -396,14 +401,16 @@ class Inspector(ConnectorOwner):
     async def schedulers(self, name: str) -> list[SchedulerInfo]:
         """The queue's job schedulers, soonest next job first."""
         queue = await self._existing(name)
+        found = await queue.get_job_schedulers()
+        runs = await asyncio.gather(*(last_runs(queue, s) for s in found))
         return [
             SchedulerInfo(
                 id=s.id, every_ms=s.every, cron=s.cron, tz=s.tz, next_run_ms=epoch_ms(s.next_run),
                 count=s.count, limit=s.limit, start_date_ms=epoch_ms(s.start_date),
                 end_date_ms=epoch_ms(s.end_date), missed=s.missed, job_name=s.job_name,
-                data=s.data, opts=s.opts.to_json(),
+                data=s.data, opts=s.opts.to_json(), last_runs=r,
             )
-            for s in await queue.get_job_schedulers()
+            for s, r in zip(found, runs, strict=True)
         ]
 
     async def workers(self, name: str) -> list[WorkerInfo]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._render import AS_IS, TIME, TIME_OR_ABSENT, View
 from ..keys import STATES
+from .scheduler_runs import SchedulerRun
 
 if TYPE_CHECKING:
     from ..job import Job
@@ -155,6 +156,8 @@ class SchedulerInfo(View):
     job_name: str
     data: Any = field(metadata=AS_IS)
     opts: dict[str, Any] = field(metadata=AS_IS)
+    #: Its latest jobs still kept, latest first (see ``scheduler_runs``).
+    last_runs: list[SchedulerRun] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,11 +86,13 @@ def ok(data: Any, status_code: int = 200) -> Any:
 def build_router() -> APIRouter:
     """Every route of ``/api/v1`` (auth is added by the app around it)."""
     from .api_search import search_router  # it imports this module's helpers
+    from .api_views import build_views_router  # it imports this module's helpers
 
     api = APIRouter()
     _seed_routes(api)
     _queue_routes(api)
     _job_routes(api)
+    api.include_router(build_views_router())
     api.include_router(search_router())
     return api
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .schemas_views import SchedulerRun
+
 Health = Literal["ok", "warning", "critical"]
 JobState = Literal["waiting", "active", "delayed", "prioritized", "completed", "failed",
                    "waiting-children"]
@@ -153,6 +155,8 @@ class Scheduler(BaseModel):
     start_date_ms: int | None
     end_date: str | None
     end_date_ms: int | None
+    last_runs: list[SchedulerRun] = Field(default=[], description="Its latest jobs still "
+                                          "kept, latest first (at most 5).")
 
 
 class Worker(BaseModel):

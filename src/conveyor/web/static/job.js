@@ -5,6 +5,7 @@ import {
   badge, queueHref, jobHref, apiQueue,
 } from "./ui.js";
 import { api, confirmAction, requestRefresh } from "./api.js";
+import { flowTree } from "./tree.js";
 
 // ---------------------------------------------------------------- job
 export function jobView(root, route) {
@@ -22,6 +23,7 @@ export function jobView(root, route) {
       h("a", { href: queueHref(queue), text: queue }), " / jobs"),
     head, notice, body);
   let job = null;
+  const tree = flowTree(queue, id);
 
   function say(text, isError) {
     notice.textContent = text;
@@ -147,6 +149,7 @@ export function jobView(root, route) {
       h("div", { class: "grid grid-2" },
         section("Summary", summaryList(detail)),
         section("Progress", progressBlock(detail.progress))),
+      tree.el,
     ];
     if (reason || stack.length) {
       parts.push(section("Error",
@@ -180,6 +183,7 @@ export function jobView(root, route) {
   async function refresh() {
     try {
       render(await api(`${apiQueue(queue)}/jobs/${encodeURIComponent(id)}`));
+      await tree.refresh();
     } catch (error) {
       if (error.status === 404) {
         body._shown = null;
