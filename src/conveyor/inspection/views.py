@@ -15,6 +15,7 @@ from ..keys import STATES
 
 if TYPE_CHECKING:
     from ..job import Job
+    from .attempts import AttemptRecord
 
 __all__ = ["COUNT_NAMES", "Dashboard", "HealthStatus", "JobDetail", "JobPage", "JobSummary",
            "QueueHealth", "QueueSummary", "SchedulerInfo", "Throughput"]
@@ -118,6 +119,9 @@ class JobDetail(View):
     dead_letter_of: dict[str, Any] | None = field(metadata=AS_IS)
     #: [{"event", "at_ms", "at"}], oldest first.
     timeline: list[dict[str, Any]]
+    #: Every attempt (start, end, outcome, error), oldest first: see
+    #: :mod:`conveyor.inspection.attempts`.
+    attempt_timeline: list[AttemptRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

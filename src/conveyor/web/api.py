@@ -83,9 +83,12 @@ def ok(data: Any, status_code: int = 200) -> Any:
 
 def build_router() -> APIRouter:
     """Every route of ``/api/v1`` (auth is added by the app around it)."""
+    from .api_jobs_edit import build_jobs_edit_router  # it imports this module
+
     api = APIRouter()
     _seed_routes(api)
     _queue_routes(api)
+    api.include_router(build_jobs_edit_router())  # before the routes a job id could shadow
     _job_routes(api)
     return api
 

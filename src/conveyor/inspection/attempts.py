@@ -1,0 +1,81 @@
+"""A job's attempts, one by one: when each started and ended, how it ended and
+why it failed, for a job's page (the REST detail, the dashboard, the CLI).
+
+Failed attempts come from the job hash's ``ath`` field, which
+``move_to_finished.lua`` appends to as an attempt fails (the last 10, as the
+stack traces); the attempt that completed, or the one running now, is the
+job's own ``pon``/``fon``, so a job that succeeds at once costs nothing more.
+Attempts handed back unfinished (a worker's shutdown, a rate limit) or lost
+to a stall are not attempts made and are not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from .._render import TIME, View
+
+if TYPE_CHECKING:
+    from ..job import Job
+
+__all__ = ["AttemptRecord", "attempt_records"]
+
+Outcome = Literal["completed", "failed", "running"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord(View):
+    """One attempt of a job."""
+
+    #: 1 for the first attempt (counts restart after ``retry(reset_attempts=True)``).
+    attempt: int
+    started_on: int | None = field(metadata=TIME)
+    finished_on: int | None = field(metadata=TIME)
+    outcome: Outcome
+    #: The failed reason (cut to 1 KiB), None unless it failed.
+    error: str | None = None
+
+
+def attempt_records(
+    job: Job, state: str | None, history: bytes | str | None
+) -> list[AttemptRecord]:
+    """The attempts of ``job`` (now in ``state``), oldest first, from its
+    ``ath`` field ``history`` (None: nothing recorded) and its own fields."""
+    records = [AttemptRecord(attempt=n, started_on=start, finished_on=end, outcome="failed",
+                             error=reason)
+               for n, start, end, reason in _entries(history)]
+    if state == "active" and job.processed_on is not None:
+        records.append(AttemptRecord(job.attempts_made + 1, job.processed_on, None, "running"))
+    elif (job.processed_on is not None and job.attempts_made > 0
+          and (state == "completed" or not records or records[-1].attempt != job.attempts_made)):
+        # The last attempt made, unless the history has it: one that completed
+        # (now, or before a retry), or one that failed before attempts were recorded.
+        # (Attempt numbers, not start times, tell: two attempts may start in one ms.)
+        completed = state == "completed" or job.failed_reason is None
+        records.append(AttemptRecord(
+            job.attempts_made, job.processed_on, job.finished_on,
+            "completed" if completed else "failed",
+            None if completed else job.failed_reason))
+    return records
+
+
+def _entries(history: bytes | str | None) -> list[tuple[int, int, int, str]]:
+    """The well-formed entries of an ``ath`` field (a corrupt one lists none)."""
+    if history is None:
+        return []
+    try:
+        raw: Any = orjson.loads(history)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(raw, list):
+        return []
+    found = []
+    for entry in raw:
+        if (isinstance(entry, list) and len(entry) == 4
+                and all(isinstance(v, int | float) for v in entry[:3])
+                and isinstance(entry[3], str)):
+            found.append((int(entry[0]), int(entry[1]), int(entry[2]), entry[3]))
+    return found
