@@ -150,6 +150,28 @@ async def test_a_job_that_failed_for_good_lists_its_attempts_once(
         (1, "failed", "RuntimeError: no 0"), (2, "failed", "RuntimeError: no 1")]
 
 
+async def test_an_attempt_whose_worker_vanished_shows_as_stalled_before_the_one_that_completed(
+    queue: Queue, start_worker: StartWorker, inspector: Inspector
+) -> None:
+    job = await queue.add("x", attempts=2)
+    # A worker that takes the job and is never heard of again: its lock lapses.
+    await queue.scripts.move_to_active(1, "gone:", 1)
+    assert await queue.get_job_state(job.id) == "active"
+
+    async def requeued() -> bool:
+        await queue.scripts.move_stalled_jobs(1, 1, "-1:-1")
+        return await queue.get_job_state(job.id) == "waiting"
+
+    await wait_for(requeued)
+    start_worker(succeed)
+    await wait_for(lambda: finished(queue, job.id))
+
+    attempts = (await inspector.job(queue.name, job.id)).to_dict()["attempt_timeline"]
+    assert [(a["attempt"], a["outcome"], a["error"]) for a in attempts] == [
+        (1, "stalled", "its worker stopped renewing the lock"), (1, "completed", None)]
+    assert attempts[0]["finished_on_ms"] <= attempts[1]["started_on_ms"]
+
+
 # -- the inspection actions -----------------------------------------------------------------
 
 

@@ -1,12 +1,13 @@
 """A job's attempts, one by one: when each started and ended, how it ended and
 why it failed, for a job's page (the REST detail, the dashboard, the CLI).
 
-Failed attempts come from the job hash's ``ath`` field, which
-``move_to_finished.lua`` appends to as an attempt fails (the last 10, as the
-stack traces); the attempt that completed, or the one running now, is the
-job's own ``pon``/``fon``, so a job that succeeds at once costs nothing more.
-Attempts handed back unfinished (a worker's shutdown, a rate limit) or lost
-to a stall are not attempts made and are not listed.
+Attempts that failed or stalled come from the job hash's ``ath`` field, which
+the scripts append to as an attempt fails (``move_to_finished``) or its lock
+lapses (``move_stalled_jobs``), the last 10 (see
+``scripts/includes/attempts.lua``); the attempt that completed, or the one
+running now, is the job's own ``pon``/``fon``, so a job that succeeds at once
+costs nothing more. Attempts handed back unfinished (a worker's shutdown, a
+rate limit) are not attempts and are not listed.
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ if TYPE_CHECKING:
 
 __all__ = ["AttemptRecord", "attempt_records"]
 
-Outcome = Literal["completed", "failed", "running"]
+Outcome = Literal["completed", "failed", "stalled", "running"]
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord(View):
     """One attempt of a job."""
 
-    #: 1 for the first attempt (counts restart after ``retry(reset_attempts=True)``).
+    #: 1 for the first attempt (counts restart after ``retry(reset_attempts=True)``);
+    #: an attempt that stalled does not count, so the next one has its number too.
     attempt: int
     started_on: int | None = field(metadata=TIME)
     finished_on: int | None = field(metadata=TIME)
     outcome: Outcome
-    #: The failed reason (cut to 1 KiB), None unless it failed.
+    #: The failed reason (cut to 1 KiB), why it stalled, None for other outcomes.
     error: str | None = None
 
 
@@ -44,16 +46,18 @@ def attempt_records(
 ) -> list[AttemptRecord]:
     """The attempts of ``job`` (now in ``state``), oldest first, from its
     ``ath`` field ``history`` (None: nothing recorded) and its own fields."""
-    records = [AttemptRecord(attempt=n, started_on=start, finished_on=end, outcome="failed",
+    records = [AttemptRecord(attempt=n, started_on=start, finished_on=end, outcome=outcome,
                              error=reason)
-               for n, start, end, reason in _entries(history)]
+               for n, start, end, reason, outcome in _entries(history)]
     if state == "active" and job.processed_on is not None:
         records.append(AttemptRecord(job.attempts_made + 1, job.processed_on, None, "running"))
-    elif (job.processed_on is not None and job.attempts_made > 0
-          and (state == "completed" or not records or records[-1].attempt != job.attempts_made)):
+    elif job.processed_on is not None and job.attempts_made > 0 and (
+            state == "completed" or not any(
+                r.attempt == job.attempts_made and r.outcome == "failed" for r in records)):
         # The last attempt made, unless the history has it: one that completed
-        # (now, or before a retry), or one that failed before attempts were recorded.
-        # (Attempt numbers, not start times, tell: two attempts may start in one ms.)
+        # (now, or before a retry), or one that failed before attempts were
+        # recorded. (Attempt numbers tell, not start times: two attempts may
+        # start in one ms.)
         completed = state == "completed" or job.failed_reason is None
         records.append(AttemptRecord(
             job.attempts_made, job.processed_on, job.finished_on,
@@ -62,7 +66,7 @@ def attempt_records(
     return records
 
 
-def _entries(history: bytes | str | None) -> list[tuple[int, int, int, str]]:
+def _entries(history: bytes | str | None) -> list[tuple[int, int, int, str, Outcome]]:
     """The well-formed entries of an ``ath`` field (a corrupt one lists none)."""
     if history is None:
         return []
@@ -72,10 +76,11 @@ def _entries(history: bytes | str | None) -> list[tuple[int, int, int, str]]:
         return []
     if not isinstance(raw, list):
         return []
-    found = []
+    found: list[tuple[int, int, int, str, Outcome]] = []
     for entry in raw:
-        if (isinstance(entry, list) and len(entry) == 4
+        if (isinstance(entry, list) and len(entry) in (4, 5)
                 and all(isinstance(v, int | float) for v in entry[:3])
                 and isinstance(entry[3], str)):
-            found.append((int(entry[0]), int(entry[1]), int(entry[2]), entry[3]))
+            outcome: Outcome = "stalled" if entry[4:] == ["stalled"] else "failed"
+            found.append((int(entry[0]), int(entry[1]), int(entry[2]), entry[3], outcome))
     return found

@@ -33,10 +33,9 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
 Returns {{status per outcome}, next_due, jobs, limit_wait, now} with next_due,
 jobs and limit_wait as in move_to_active, and now the time (ms, Redis' clock)
 stored as the finished jobs' finished_on.
-A failed attempt is also appended to the job's `ath` (attempt history, a JSON
-list of [attempt, started ms, ended ms, reason cut to 1 KiB], the last 10 as
-the stack traces): a completed attempt writes nothing more, its start and end
-are the job's own pon and fon.
+A failed attempt is also appended to the job's `ath` (attempt history, see
+includes/attempts.lua): a completed attempt writes nothing more, its start and
+end are the job's own pon and fon.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
 Metrics: completed/failed counts of this minute, and the timing fields added
 to this minute's histogram (includes/metrics.lua).
@@ -62,6 +61,7 @@ finished set updates and its event are one command each for the whole batch.
 --@include "dead_letter"
 --@include "flows"
 --@include "calls"
+--@include "attempts"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
@@ -76,7 +76,6 @@ if recorded then
 end
 local now = now_ms()
 local statuses = {}
-local STACK_LIMIT, REASON_LIMIT = 10, 1024
 local EVENT_VALUE_LIMIT, EVENT_BATCH_LIMIT = 4096, 65536
 local event_bytes = 0
 
@@ -108,30 +107,6 @@ local function release_deduplication(base_key, key, id)
       redis.call('DEL', dkey)
     end
   end
-end
-
--- A JSON list field (stack traces, attempt history) with `entry` appended, as
--- JSON, its oldest entries dropped past STACK_LIMIT. A corrupt field restarts
--- empty: it must not fail the whole report.
-local function bounded_list(raw, entry)
-  local read, list = pcall(cjson.decode, raw or '[]')
-  if not read or type(list) ~= 'table' then
-    list = {}
-  end
-  list[#list + 1] = entry
-  while #list > STACK_LIMIT do table.remove(list, 1) end
-  return cjson.encode(list)
-end
-
--- The first `n` bytes of `s`, never ending inside a UTF-8 character.
-local function utf8_cut(s, n)
-  if #s <= n then
-    return s
-  end
-  while n > 0 and string.byte(s, n + 1) >= 128 and string.byte(s, n + 1) < 192 do
-    n = n - 1
-  end
-  return string.sub(s, 1, n)
 end
 
 -- extras -> parent key, deduplication key, group ("" each when absent)
@@ -197,7 +172,7 @@ for i = 1, m do
       local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts', 'ath')
       local attempts = tonumber(job[1] or '1') or 1
       local stack = bounded_list(job[3], ARGV[o + 6])
-      local history = bounded_list(job[5], {made, tonumber(pon), now, utf8_cut(value, REASON_LIMIT)})
+      local history = attempt_history(job[5], made, pon, now, value)
       redis.call('HSET', job_key, 'fr', value, 'st', stack, 'atm', made,
         'ats', started, 'pon', pon, 'ath', history)
       local retry_delay = tonumber(ARGV[o + 7])

@@ -105,8 +105,11 @@ class Attempt(BaseModel):
     started_on_ms: int | None
     finished_on: str | None = Field(description="None while it runs.")
     finished_on_ms: int | None
-    outcome: Literal["completed", "failed", "running"]
-    error: str | None = Field(description="The failed reason (cut to 1 KiB).")
+    outcome: Literal["completed", "failed", "stalled", "running"] = Field(
+        description="stalled: its worker stopped renewing the lock and the job went back "
+        "to the queue (not counted as an attempt made).")
+    error: str | None = Field(description="The failed reason (cut to 1 KiB), or why it "
+                                          "stalled.")
 
 
 class JobDetail(JobSummary):

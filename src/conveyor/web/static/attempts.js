@@ -3,6 +3,9 @@
 
 import { h, msOf, fmtNum, fmtDuration, timeEl, badge, table } from "./ui.js";
 
+// Badge colours: a running attempt as an active job, a stalled one as a warning.
+const KINDS = { running: "active", stalled: "warning" };
+
 export function attemptsTable(detail) {
   const attempts = detail.attempt_timeline || [];
   const rows = attempts.map((attempt) => {
@@ -13,7 +16,7 @@ export function attemptsTable(detail) {
       h("td", { class: "nowrap" }, timeEl(start)),
       h("td", { class: "nowrap" }, timeEl(end)),
       h("td", { class: "nowrap", text: start && end ? fmtDuration(end - start) : "—" }),
-      h("td", { class: "nowrap" }, attempt.outcome === "running" ? badge("running", "active") : badge(attempt.outcome)),
+      h("td", { class: "nowrap" }, badge(attempt.outcome, KINDS[attempt.outcome])),
       h("td", { class: "wrap" }, h("span", { class: "reason", text: attempt.error || "" })));
   });
   const box = table(["#", "Started", "Ended", "Took", "Outcome", "Error"], rows, "Not run yet.");
