@@ -5,6 +5,8 @@ and dashboard use (duplicate, cancel, bulk actions, promote all)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -170,6 +172,33 @@ async def test_an_attempt_whose_worker_vanished_shows_as_stalled_before_the_one_
     assert [(a["attempt"], a["outcome"], a["error"]) for a in attempts] == [
         (1, "stalled", "its worker stopped renewing the lock"), (1, "completed", None)]
     assert attempts[0]["finished_on_ms"] <= attempts[1]["started_on_ms"]
+
+
+@pytest.mark.cluster(False)
+async def test_conveyor_jobs_show_lists_every_attempt(
+    queue: Queue, start_worker: StartWorker, redis_url: str
+) -> None:
+    async def flaky(job: Job) -> Any:
+        if job.attempts_made < 2:
+            raise RuntimeError(f"boom {job.attempts_made + 1}")
+        return "ok"
+
+    job = await queue.add("flaky", attempts=3)
+    start_worker(flaky)
+    await wait_for(lambda: finished(queue, job.id))
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "conveyor", "jobs", "show", queue.name, job.id,
+        "--redis", redis_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"})
+    out, err = await process.communicate()
+
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    at = lines.index("attempts")
+    assert [line.split()[0] for line in lines[at + 1:at + 4]] == ["#1", "#2", "#3"]
+    assert lines[at + 1].endswith(": RuntimeError: boom 1")
+    assert "completed in" in lines[at + 3]
 
 
 # -- the inspection actions -----------------------------------------------------------------
