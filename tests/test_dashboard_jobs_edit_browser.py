@@ -202,6 +202,35 @@ def test_cancel_a_running_job_from_its_page(dashboard: DashboardServer, page: Pa
     expect(page.locator("#job-cancel")).to_be_disabled()
 
 
+def test_cancel_a_selection_of_running_jobs_after_confirming(
+    dashboard: DashboardServer, page: Page
+) -> None:
+    queue = unique("crawl")
+
+    async def forever(job: Job) -> Any:
+        await asyncio.Event().wait()
+
+    dashboard.start_worker(queue, forever, concurrency=3)
+    ids = [dashboard.add(queue, "crawl", i).id for i in range(3)]
+
+    async def all_active() -> bool:
+        return (await dashboard.queue(queue).get_job_counts("active"))["active"] == 3
+
+    until(dashboard, all_active, "3 jobs run")
+    page.goto(f"{dashboard.url}/#/queues/{queue}?state=active")
+    expect(page.locator("tbody tr[data-job-id]")).to_have_count(3)
+    page.locator("#bulk-page").check()
+    expect(page.locator("#bulk-count")).to_have_text("3 selected")
+    page.locator("#bulk-cancel").click()
+    expect(page.locator("#confirm-dialog")).to_contain_text("Cancel 3 running job(s)?")
+    page.locator("#confirm-ok").click()
+    expect(page.locator(".notice")).to_have_text("Cancelled 3 of 3 job(s).")
+    expect(page.locator('a.tab[data-state="failed"] .tab-count')).to_have_text("3")
+    for job_id in ids:
+        job = dashboard.run(dashboard.queue(queue).get_job(job_id))
+        assert job is not None and job.failed_reason == "cancelled: cancelled from the dashboard"
+
+
 @pytest.mark.cluster  # on one server and on a Redis Cluster
 def test_the_job_page_shows_three_attempts_of_a_job_that_failed_twice_then_succeeded(
     dashboard: DashboardServer, page: Page

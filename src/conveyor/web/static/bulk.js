@@ -1,5 +1,5 @@
 // Acting on a selection of a queue page's jobs: a checkbox per row (and one for
-// the page), Retry / Remove / Promote for the selected in one request that
+// the page), Retry / Remove / Promote / Cancel for the selected in one request that
 // answers per id, and "Promote all" on the delayed tab.
 
 import { h, fmtNum, apiQueue, stateLabel } from "./ui.js";
@@ -10,16 +10,22 @@ const ACTIONS = {
   retry: ["failed", "completed"],
   promote: ["delayed"],
   remove: ["waiting", "delayed", "prioritized", "completed", "failed", "waiting-children"],
+  cancel: ["active"],
 };
-const LABELS = { retry: "Retry", promote: "Promote", remove: "Remove" };
-const DONE = { retry: "Retried", promote: "Promoted", remove: "Removed" };
+const LABELS = { retry: "Retry", promote: "Promote", remove: "Remove", cancel: "Cancel" };
+const DONE = { retry: "Retried", promote: "Promoted", remove: "Removed", cancel: "Cancelled" };
+// Asked first: what cannot be undone.
+const CONFIRM = {
+  remove: (n, state, queue) => [`Remove ${n} job(s)?`, `The selected ${stateLabel(state)} job(s) of “${queue}” will be deleted.`],
+  cancel: (n, state, queue) => [`Cancel ${n} running job(s)?`, `Their workers stop them and they fail for good in “${queue}”.`],
+};
 
 export function bulkSelection(queue, state, say) {
   const selected = new Set();
   let shown = []; // the ids of the page's rows
   const count = h("span", { class: "muted", id: "bulk-count" });
   const buttons = Object.keys(ACTIONS).filter((action) => ACTIONS[action].includes(state)).map((action) =>
-    h("button", { class: `btn${action === "remove" ? " btn-danger" : ""}`, type: "button", id: `bulk-${action}`,
+    h("button", { class: `btn${CONFIRM[action] ? " btn-danger" : ""}`, type: "button", id: `bulk-${action}`,
       "data-admin": true, disabled: true, text: `${LABELS[action]} selected`, onclick: () => run(action) }));
   const pageBox = h("input", { type: "checkbox", id: "bulk-page", "aria-label": "Select every job of this page", "data-admin": true });
   pageBox.addEventListener("change", () => {
@@ -40,10 +46,9 @@ export function bulkSelection(queue, state, say) {
 
   async function run(action) {
     const ids = [...selected];
-    if (action === "remove") {
-      const ok = await confirmAction(`Remove ${fmtNum(ids.length)} job(s)?`,
-        `The selected ${stateLabel(state)} job(s) of “${queue}” will be deleted.`, "Remove");
-      if (!ok) return;
+    if (CONFIRM[action]) {
+      const [title, text] = CONFIRM[action](fmtNum(ids.length), state, queue);
+      if (!(await confirmAction(title, text, LABELS[action]))) return;
     }
     for (const button of buttons) button.disabled = true;
     try {
