@@ -174,6 +174,21 @@ async def test_an_attempt_whose_worker_vanished_shows_as_stalled_before_the_one_
     assert attempts[0]["finished_on_ms"] <= attempts[1]["started_on_ms"]
 
 
+async def test_a_completed_job_run_again_lists_both_completed_attempts(
+    queue: Queue, start_worker: StartWorker, inspector: Inspector
+) -> None:
+    job = await queue.add("x", {"n": 1})
+    start_worker(succeed)
+    await wait_for(lambda: finished(queue, job.id))
+    await queue.retry_job(job.id)
+    await wait_for(lambda: finished(queue, job.id))
+
+    attempts = (await inspector.job(queue.name, job.id)).to_dict()["attempt_timeline"]
+    assert [(a["attempt"], a["outcome"], a["error"]) for a in attempts] == [
+        (1, "completed", None), (2, "completed", None)]
+    assert attempts[0]["finished_on_ms"] <= attempts[1]["started_on_ms"]
+
+
 @pytest.mark.cluster(False)
 async def test_conveyor_jobs_show_lists_every_attempt(
     queue: Queue, start_worker: StartWorker, redis_url: str

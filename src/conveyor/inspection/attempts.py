@@ -6,8 +6,9 @@ the scripts append to as an attempt fails (``move_to_finished``) or its lock
 lapses (``move_stalled_jobs``), the last 10 (see
 ``scripts/includes/attempts.lua``); the attempt that completed, or the one
 running now, is the job's own ``pon``/``fon``, so a job that succeeds at once
-costs nothing more. Attempts handed back unfinished (a worker's shutdown, a
-rate limit) are not attempts and are not listed.
+costs nothing more; a retry of a completed job moves them to ``ath`` first.
+Attempts handed back unfinished (a worker's shutdown, a rate limit) are not
+attempts and are not listed.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def attempt_records(
     """The attempts of ``job`` (now in ``state``), oldest first, from its
     ``ath`` field ``history`` (None: nothing recorded) and its own fields."""
     records = [AttemptRecord(attempt=n, started_on=start, finished_on=end, outcome=outcome,
-                             error=reason)
+                             error=reason or None)
                for n, start, end, reason, outcome in _entries(history)]
     if state == "active" and job.processed_on is not None:
         records.append(AttemptRecord(job.attempts_made + 1, job.processed_on, None, "running"))
@@ -81,6 +82,7 @@ def _entries(history: bytes | str | None) -> list[tuple[int, int, int, str, Outc
         if (isinstance(entry, list) and len(entry) in (4, 5)
                 and all(isinstance(v, int | float) for v in entry[:3])
                 and isinstance(entry[3], str)):
-            outcome: Outcome = "stalled" if entry[4:] == ["stalled"] else "failed"
+            outcome: Outcome = ("stalled" if entry[4:] == ["stalled"]
+                                else "completed" if entry[4:] == ["completed"] else "failed")
             found.append((int(entry[0]), int(entry[1]), int(entry[2]), entry[3], outcome))
     return found

@@ -5,7 +5,10 @@
 --   complete: [attempt, started ms, ended ms, reason] for one that failed
 --   (move_to_finished, or move_stalled_jobs past max_stalled_count), and
 --   [attempt, started ms, detected ms, reason, "stalled"] for one whose lock
---   lapsed and that went back to the queue without counting (move_stalled_jobs).
+--   lapsed and that went back to the queue without counting (move_stalled_jobs),
+--   and [attempt, started ms, ended ms, "", "completed"] for a completed attempt
+--   of a job sent back to run again (retry_job, retry_jobs), whose own pon and
+--   fon the retry clears.
 --   The reason is cut to REASON_KEPT bytes on a UTF-8 character boundary. A
 --   completed attempt is not written here: it is the job's own pon and fon.
 --   Read by conveyor.inspection.attempts.
@@ -44,4 +47,14 @@ local function attempt_history(raw, attempt, started, ended, reason, outcome)
     entry[5] = outcome
   end
   return bounded_list(raw, entry)
+end
+
+-- Before a retry clears a completed job's pon and fon: keep its completed
+-- attempt in the history.
+local function keep_completed_attempt(job_key)
+  local f = redis.call('HMGET', job_key, 'atm', 'pon', 'fon', 'ath')
+  if f[2] and f[3] then
+    redis.call('HSET', job_key, 'ath',
+      attempt_history(f[4], f[1] or '1', f[2], tonumber(f[3]), '', 'completed'))
+  end
 end
