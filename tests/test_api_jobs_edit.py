@@ -41,6 +41,20 @@ async def test_adding_a_job_with_bad_options_answers_the_librarys_message(
     assert await queue.get_job_counts("waiting", "delayed") == {"waiting": 0, "delayed": 0}
 
 
+async def test_a_body_that_is_not_json_is_refused_and_nothing_changes(
+    client: httpx.AsyncClient, queue: Queue
+) -> None:
+    job = await queue.add("x", {"v": 1})
+    headers = {"Content-Type": "application/json"}
+    for method, url in (("POST", jobs_url(queue)), ("PUT", jobs_url(queue, job.id, "data")),
+                        ("POST", jobs_url(queue, "bulk"))):
+        found = error(await client.request(method, url, content=b'{"data": {"v": 2,}}',
+                                           headers=headers), 422, "validation_error")
+        assert "JSON" in found["message"], found
+    assert (await queue.get_job(job.id)).data == {"v": 1}  # type: ignore[union-attr]
+    assert await queue.get_job_counts("waiting") == {"waiting": 1}
+
+
 async def test_duplicate_answers_the_new_job_and_a_404_for_a_missing_one(
     client: httpx.AsyncClient, queue: Queue
 ) -> None:

@@ -29,7 +29,10 @@ export function bulkSelection(queue, state, say) {
       "data-admin": true, disabled: true, text: `${LABELS[action]} selected`, onclick: () => run(action) }));
   const pageBox = h("input", { type: "checkbox", id: "bulk-page", "aria-label": "Select every job of this page", "data-admin": true });
   pageBox.addEventListener("change", () => {
-    for (const id of shown) pageBox.checked ? selected.add(id) : selected.delete(id);
+    for (const id of shown) {
+      if (pageBox.checked) selected.add(id);
+      else selected.delete(id);
+    }
     for (const box of document.querySelectorAll("input.bulk-one")) box.checked = pageBox.checked;
     sync();
   });
@@ -85,7 +88,8 @@ export function bulkSelection(queue, state, say) {
     const box = h("input", { type: "checkbox", class: "bulk-one", "aria-label": `Select job ${id}`, "data-admin": true,
       checked: selected.has(id) });
     box.addEventListener("change", () => {
-      box.checked ? selected.add(id) : selected.delete(id);
+      if (box.checked) selected.add(id);
+      else selected.delete(id);
       sync();
     });
     return h("td", { class: "select" }, box);
