@@ -189,6 +189,23 @@ async def test_a_completed_job_run_again_lists_both_completed_attempts(
     assert attempts[0]["finished_on_ms"] <= attempts[1]["started_on_ms"]
 
 
+@pytest.mark.parametrize("garbage", [b"{not json", b"\xff\xfe", b'{"a": 1}', b'[[1, "x"]]'])
+async def test_an_unreadable_attempt_history_falls_back_to_the_last_attempt(
+    queue: Queue, start_worker: StartWorker, inspector: Inspector, garbage: bytes
+) -> None:
+    async def fail(job: Job) -> Any:
+        raise RuntimeError("no")
+
+    job = await queue.add("x")
+    start_worker(fail)
+    await wait_for(lambda: finished(queue, job.id))
+    await queue.client.hset(queue.keys.job(job.id), "ath", garbage)
+
+    attempts = (await inspector.job(queue.name, job.id)).to_dict()["attempt_timeline"]
+    assert [(a["attempt"], a["outcome"], a["error"]) for a in attempts] == [
+        (1, "failed", "RuntimeError: no")]
+
+
 @pytest.mark.cluster(False)
 async def test_conveyor_jobs_show_lists_every_attempt(
     queue: Queue, start_worker: StartWorker, redis_url: str

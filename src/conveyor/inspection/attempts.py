@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from redis.exceptions import ResponseError
 
 from .._render import TIME, View
 
 if TYPE_CHECKING:
     from ..job import Job
 
-__all__ = ["AttemptRecord", "attempt_records"]
+__all__ = ["AttemptRecord", "attempt_records", "read_history"]
 
 Outcome = Literal["completed", "failed", "stalled", "running"]
 
@@ -65,6 +66,18 @@ def attempt_records(
             "completed" if completed else "failed",
             None if completed else job.failed_reason))
     return records
+
+
+async def read_history(job: Job) -> bytes | str | None:
+    """The job's ``ath`` field (None: none, or a corrupt job whose key is not a hash)."""
+    queue = job.queue  # the job's own partition
+    try:
+        found: bytes | str | None = await queue.client.hget(queue.keys.job(job.id), "ath")
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        return None
+    return found
 
 
 def _entries(history: bytes | str | None) -> list[tuple[int, int, int, str, Outcome]]:

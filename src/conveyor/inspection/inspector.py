@@ -41,7 +41,7 @@ from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_n
 from ..partitions import PartitionedQueue, partition_names
 from ..queue import Queue
 from ..workers import WorkerInfo
-from .attempts import attempt_records
+from .attempts import attempt_records, read_history
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
 from .reads import read_alerts, read_page
 from .views import (
@@ -276,7 +276,7 @@ class Inspector(ConnectorOwner):
             job.get_logs(-DETAIL_LOG_LINES, -1),
             job.queue.client.llen(job.queue.keys.logs(job_id)),  # job.queue: its partition
             job.queue.client.zscore(job.queue.keys.delayed, job_id),
-            job.queue.client.hget(job.queue.keys.job(job_id), "ath"),
+            read_history(job),
         )
         due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
