@@ -438,6 +438,10 @@ class PartitionedQueue(Queue):
         """As :meth:`conveyor.Queue.retry_job`, in the job's partition."""
         await self._on_job(job_id, lambda p: p.retry_job(job_id, reset_attempts=reset_attempts))
 
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """As :meth:`conveyor.Queue.update_data`, in the job's partition."""
+        await self._on_job(job_id, lambda p: p.update_data(job_id, data))
+
     # -- the dead-letter set, workers, metrics ---------------------------------------------
 
     async def get_dead_letter(self, start: int = 0, end: int = -1) -> list[Job]:

@@ -342,6 +342,9 @@ class Queue:
     def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
         _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))
 
+    def update_data(self, job_id: str, data: Any) -> None:
+        _run(self._loop, self._queue.update_data(job_id, data))
+
     def clean(
         self, grace_ms: int | timedelta, limit: int = 0, state: str = "completed",
         *, progress: Progress | None = None,

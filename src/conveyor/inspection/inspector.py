@@ -41,6 +41,7 @@ from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_n
 from ..partitions import PartitionedQueue, partition_names
 from ..queue import Queue
 from ..workers import WorkerInfo
+from .attempts import attempt_records, read_history
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
 from .reads import read_alerts, read_page
 from .scheduler_runs import last_runs
@@ -174,6 +175,11 @@ class Inspector(ConnectorOwner):
         return {part for base, n in zip(bases, counts, strict=True) if n is not None
                 for part in partition_names(base, int(n))}
 
+    async def existing(self, name: str) -> Queue:
+        """The queue ``name`` (partitioned if it is), or QueueNotFoundError if
+        nothing knows it."""
+        return await self._existing(name)
+
     async def _existing(self, name: str) -> Queue:
         """The queue ``name``, or QueueNotFoundError if nothing knows it."""
         if not _valid_name(name):
@@ -278,11 +284,12 @@ class Inspector(ConnectorOwner):
         job = await queue.get_job(job_id)
         if job is None:
             raise JobNotFoundError(name, job_id)
-        state, logs, logs_total, delayed_score = await asyncio.gather(
+        state, logs, logs_total, delayed_score, history = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
             job.queue.client.llen(job.queue.keys.logs(job_id)),  # job.queue: its partition
             job.queue.client.zscore(job.queue.keys.delayed, job_id),
+            read_history(job),
         )
         due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
@@ -291,6 +298,7 @@ class Inspector(ConnectorOwner):
             stacktrace=list(job.stacktrace), logs=logs, logs_total=int(logs_total),
             parent_key=job.parent_key, dead_letter_of=job.dead_letter_of,
             timeline=_timeline(job, state, due),
+            attempt_timeline=attempt_records(job, state, history),
         )
 
     # -- actions -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .scheduler_runs import SchedulerRun
 
 if TYPE_CHECKING:
     from ..job import Job
+    from .attempts import AttemptRecord
 
 __all__ = ["COUNT_NAMES", "Dashboard", "HealthStatus", "JobDetail", "JobPage", "JobSummary",
            "QueueHealth", "QueueSummary", "SchedulerInfo", "Throughput"]
@@ -119,6 +120,9 @@ class JobDetail(View):
     dead_letter_of: dict[str, Any] | None = field(metadata=AS_IS)
     #: [{"event", "at_ms", "at"}], oldest first.
     timeline: list[dict[str, Any]]
+    #: Every attempt (start, end, outcome, error), oldest first: see
+    #: :mod:`conveyor.inspection.attempts`.
+    attempt_timeline: list[AttemptRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

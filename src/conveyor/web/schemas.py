@@ -100,6 +100,20 @@ class TimelineEvent(BaseModel):
     at: str | None
 
 
+class Attempt(BaseModel):
+    attempt: int = Field(description="1 for the first (counts restart after a retry "
+                                     "with reset_attempts).")
+    started_on: str | None
+    started_on_ms: int | None
+    finished_on: str | None = Field(description="None while it runs.")
+    finished_on_ms: int | None
+    outcome: Literal["completed", "failed", "stalled", "running"] = Field(
+        description="stalled: its worker stopped renewing the lock and the job went back "
+        "to the queue (not counted as an attempt made).")
+    error: str | None = Field(description="The failed reason (cut to 1 KiB), or why it "
+                                          "stalled.")
+
+
 class JobDetail(JobSummary):
     queue: str
     data: Any
@@ -111,6 +125,9 @@ class JobDetail(JobSummary):
     parent_key: str | None
     dead_letter_of: dict[str, Any] | None
     timeline: list[TimelineEvent]
+    attempt_timeline: list[Attempt] = Field(
+        description="Every attempt, oldest first (the last 10 failed ones, and the one "
+        "that completed or runs now).")
 
 
 class JobAction(BaseModel):

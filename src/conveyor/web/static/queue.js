@@ -9,6 +9,8 @@ import { api, confirmAction, requestRefresh, showBanner } from "./api.js";
 import { chartBox, loadChart } from "./chart.js";
 import { seriesCard } from "./series.js";
 import { jobSearch } from "./search.js";
+import { bulkSelection } from "./bulk.js";
+import { addJobButton } from "./job_edit.js";
 
 // ---------------------------------------------------------------- queue header (shared by the queue's pages)
 export function queueHeader(root, queue, section) {
@@ -95,12 +97,14 @@ export function queueView(root, route) {
   const tableBox = h("div");
   const pager = h("div", { class: "pager" });
   const search = jobSearch(queue, state, () => columns(), [tableBox, pager]);
+  const bulk = bulkSelection(queue, state, (text, isError) => say(text, isError));
   root.append(
     h("section", { class: "card" }, h("h3", { text: "Throughput, last 60 minutes" }), chart, legend,
       h("div", { class: "meta-row" }, meta)),
     series.el,
     h("div", { class: "tabs-row" }, tabs),
-    h("div", { class: "toolbar" }, searchForm, h("span", { class: "spacer" }),
+    h("div", { class: "toolbar" }, searchForm, h("span", { class: "spacer" }), ...bulk.controls,
+      addJobButton(queue),
       RETRYABLE_STATES.includes(state) ? retryAll : null,
       CLEANABLE_STATES.includes(state) ? cleanAll : null),
     notice,
@@ -174,6 +178,7 @@ export function queueView(root, route) {
 
   function columns() {
     const cols = [
+      bulk.column,
       ["ID", (job) => h("td", { class: "nowrap" }, h("a", { href: jobHref(queue, job.id), class: "job-link", text: String(job.id) }))],
       ["Name", (job) => h("td", { class: "name", title: job.name, text: job.name })],
       ["Added", (job) => h("td", { class: "nowrap" }, timeEl(msOf(job, "timestamp")))],
@@ -213,6 +218,7 @@ export function queueView(root, route) {
   function renderJobs(jobPage) {
     const jobs = pick(jobPage, "jobs") || [];
     total = pick(jobPage, "total") ?? jobs.length;
+    bulk.update(jobs);
     if (!changed(tableBox, jobPage)) return;
     const cols = columns();
     const rows = jobs.map((job) => h("tr", { dataset: { jobId: String(job.id) } }, cols.map(([, cell]) => cell(job))));

@@ -231,7 +231,7 @@ function emptyRow(columns, text) {
 export function table(headers, rows, emptyText) {
   return h("div", { class: "table-wrap" },
     h("table", null,
-      h("thead", null, h("tr", null, headers.map((label) => h("th", { class: "nowrap", text: label })))),
+      h("thead", null, h("tr", null, headers.map((label) => h("th", { class: "nowrap" }, label)))),
       h("tbody", null, rows.length ? rows : emptyRow(headers.length, emptyText))));
 }
 
