@@ -201,10 +201,6 @@ class Inspector(ConnectorOwner):
             raise QueueNotFoundError(name)
         return self._partitioned(queue, partitions)
 
-    async def existing(self, name: str) -> Queue:
-        """The queue ``name`` (a partitioned one if it is), or QueueNotFoundError."""
-        return await self._existing(name)
-
     def _partitioned(self, queue: Queue, partitions: Any) -> Queue:
         """``queue`` as the partitioned queue its meta says it is (cached), if it is one."""
         if partitions is None or isinstance(queue, PartitionedQueue):
