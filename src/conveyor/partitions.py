@@ -509,6 +509,12 @@ class PartitionedQueue(Queue):
         found.sort(key=lambda s: s.next_run.replace(tzinfo=None) if s.next_run else far)
         return _inclusive(found, start, end)
 
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """One extra job of the scheduler, now (see
+        :meth:`conveyor.Queue.run_job_scheduler_now`), in the scheduler's partition."""
+        await self._check()
+        return await self._scheduler_home(scheduler_id).run_job_scheduler_now(scheduler_id)
+
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete the scheduler (see :meth:`conveyor.Queue.remove_job_scheduler`)."""
         await self._check()

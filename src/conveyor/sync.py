@@ -384,6 +384,9 @@ class Queue:
     def get_job_schedulers(self, start: int = 0, end: int = -1) -> list[JobScheduler]:
         return _run(self._loop, self._queue.get_job_schedulers(start, end))
 
+    def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        return _run(self._loop, self._queue.run_job_scheduler_now(scheduler_id))
+
     def remove_job_scheduler(self, scheduler_id: str) -> bool:
         return _run(self._loop, self._queue.remove_job_scheduler(scheduler_id))
 

@@ -1,11 +1,12 @@
 """Scripts that make jobs from a description: a flow's tree (``add_flow``) and
-job schedulers (upsert, advance, remove)."""
+job schedulers (upsert, advance, run now, remove)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from .._stream import text
 from ..keys import QueueKeys
 from .base import ScriptsBase
 
@@ -79,6 +80,19 @@ class ProducerScripts(ScriptsBase):
              k.events],
             [k.base, self.maxlen, scheduler_id],
         )))
+
+    async def run_job_scheduler_now(self, scheduler_id: str) -> tuple[str, bool] | None:
+        """Make one extra job from a scheduler's template, ready now: its id and
+        whether it was made (not already there); ``None`` for no such scheduler."""
+        k = self.keys
+        job_id, made = await self.call(
+            "run_job_scheduler_now",
+            [k.scheduler(scheduler_id), k.wait, k.prioritized, k.priority_counter, k.delayed,
+             k.meta, k.marker, k.events],
+            [k.base, self.maxlen, scheduler_id],
+        )
+        found = text(job_id)
+        return (found, bool(int(made))) if found else None
 
     async def advance_job_scheduler(
         self,
