@@ -172,6 +172,10 @@ class Inspector(ConnectorOwner):
         return {part for base, n in zip(bases, counts, strict=True) if n is not None
                 for part in partition_names(base, int(n))}
 
+    async def existing_queue(self, name: str) -> Queue:
+        """The :class:`Queue` ``name`` (partitioned if it is), or QueueNotFoundError."""
+        return await self._existing(name)
+
     async def _existing(self, name: str) -> Queue:
         """The queue ``name``, or QueueNotFoundError if nothing knows it."""
         if not _valid_name(name):
