@@ -32,6 +32,9 @@ from .views import HealthStatus
 
 __all__ = ["HealthLimits", "QueueCheck", "check_queue", "oldest_wait_ms"]
 
+#: A threshold no count or rate reaches.
+_NEVER = 2**62
+
 
 @dataclass(frozen=True, slots=True)
 class HealthLimits:
@@ -61,12 +64,12 @@ class HealthLimits:
     def thresholds(self, base: HealthThresholds) -> HealthThresholds:
         """``base`` made consistent with these limits, for the inspector that
         judges health: a queue allowed no worker is not critical for lacking
-        one, and warnings start at the limits given."""
+        one, and a limit given replaces the health's own rule on the same
+        count (which would say it again, at another threshold)."""
         return replace(
             base, require_worker=self.min_workers > 0,
-            max_waiting=base.max_waiting if self.max_waiting is None else self.max_waiting,
-            max_failure_rate=(base.max_failure_rate if self.max_failed_rate is None
-                              else self.max_failed_rate))
+            max_waiting=base.max_waiting if self.max_waiting is None else _NEVER,
+            max_failure_rate=base.max_failure_rate if self.max_failed_rate is None else _NEVER)
 
 
 @dataclass(frozen=True, slots=True)
