@@ -123,3 +123,17 @@ async def test_what_cannot_be_checked_exits_2_with_one_line(
     assert done.code == 2
     assert done.one_error_line().startswith(says)
     assert done.out == ""
+
+
+@pytest.mark.cluster
+async def test_a_partitioned_queue_is_checked_over_its_partitions(
+    redis_url: str, queue_name: str
+) -> None:
+    async with Queue(queue_name, redis_url, partitions=3) as queue:
+        await queue.add_bulk([{"name": "a", "data": {"n": n}} for n in range(4)])
+    over = await conveyor("health", queue_name, "--require-workers", "0", "--max-waiting", "3",
+                          "--max-oldest-wait", "1h", "--json", "--redis", redis_url)
+    assert over.code == 1
+    [found] = over.json()["queues"]
+    assert (found["waiting"], found["reasons"]) == (4, ["4 jobs waiting (limit 3)"])
+    assert 0 <= found["oldest_wait_ms"] < MINUTE

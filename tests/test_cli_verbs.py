@@ -307,3 +307,15 @@ async def test_events_since_start_replays_and_filters(redis_url: str, queue: Que
     assert rest == b""
     assert proc.returncode == 0
     assert first.id != second.id
+
+
+async def test_help_lists_the_new_commands() -> None:
+    done = await conveyor("--help")
+    assert done.code == 0
+    for name in ("schedulers", "events", "health"):
+        assert f"\n  {name} " in done.out, done.out
+    for group, verbs in (("jobs", ("cancel",)), ("queue", ("drain", "obliterate")),
+                         ("schedulers", ("list", "run-now", "remove"))):
+        helped = await conveyor(group, "--help")
+        for verb in verbs:
+            assert f"\n  {verb} " in helped.out, helped.out
