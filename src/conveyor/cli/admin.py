@@ -75,7 +75,7 @@ def drain_queue(target: Target, name: str, delayed: bool, as_json: bool) -> None
     n = with_inspector(target, body)
     what = "waiting or delayed" if delayed else "waiting"
     say(as_json, {"queue": name, "removed": n},
-         f"removed {n} {what} job{'s' * (n != 1)} from {name!r}")
+        f"removed {n} {what} job{'s' * (n != 1)} from {name!r}")
 
 
 @click.command("obliterate")
@@ -105,7 +105,7 @@ def obliterate_queue(target: Target, name: str, yes: bool, force: bool, as_json:
     if not yes:
         question = (f"Delete queue {name!r} for good: {total} job{'s' * (total != 1)} and "
                     f"everything else it holds ({workers} live worker{'s' * (workers != 1)} "
-                    f"serve it)?")
+                    f"{'serves' if workers == 1 else 'serve'} it)?")
         if not click.confirm(safe(question), default=False):
             click.echo(safe(f"queue {name!r} kept"), err=True)
             sys.exit(1)
@@ -118,4 +118,4 @@ def obliterate_queue(target: Target, name: str, yes: bool, force: bool, as_json:
 
     with_inspector(target, body)
     say(as_json, {"queue": name, "obliterated": True, "jobs": total},
-         f"obliterated queue {name!r} ({total} job{'s' * (total != 1)})")
+        f"obliterated queue {name!r} ({total} job{'s' * (total != 1)})")
