@@ -291,11 +291,17 @@ async def test_events_follow_live_and_ctrl_c_exits_0(
         assert 'return_value={"sent":"ann"}' in lines[-1]
 
 
-async def test_events_since_start_replays_and_filters(redis_url: str, queue: Queue) -> None:
+@pytest.mark.parametrize(("since", "first_shown"), [("start", "ancient"), ("1h", "b")])
+async def test_events_since_replays_and_filters(
+    redis_url: str, queue: Queue, redis: aioredis.Redis, since: str, first_shown: str
+) -> None:
+    # An event of 1970 (its entry id says when): older than an hour, but in the stream.
+    await redis.xadd(queue.keys.events, {"event": "delayed", "job_id": "ancient", "delay": "0"},
+                     id="1000-0")
     first = await queue.add("a")
     second = await queue.add("b", delay=HOUR)
     proc = await asyncio.create_subprocess_exec(
-        *command("events", queue.name, "--since", "start", "--event", "delayed", "--json",
+        *command("events", queue.name, "--since", since, "--event", "delayed", "--json",
                  "--redis", redis_url),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=environment())
     assert proc.stdout is not None
@@ -303,8 +309,9 @@ async def test_events_since_start_replays_and_filters(redis_url: str, queue: Que
     proc.send_signal(signal.SIGINT)
     rest, _ = await asyncio.wait_for(proc.communicate(), 30)
     event = orjson.loads(line)
-    assert (event["event"], event["job_id"]) == ("delayed", second.id)
-    assert rest == b""
+    shown = {"ancient": "ancient", "b": second.id}[first_shown]
+    assert (event["event"], event["job_id"]) == ("delayed", shown)
+    assert rest.count(b"\n") == (1 if first_shown == "ancient" else 0)
     assert proc.returncode == 0
     assert first.id != second.id
 
