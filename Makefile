@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo docs clean
 
 venv: $(STAMP)
 
@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml
 	# examples/pricing tests its Prometheus alerting rules with promtool (Debian's prometheus).
 	command -v promtool >/dev/null || apt-get install -y --no-install-recommends prometheus \
 		|| (apt-get update && apt-get install -y --no-install-recommends prometheus)
+	# docs/deployment's systemd units are checked with systemd-analyze verify.
+	command -v systemd-analyze >/dev/null || apt-get install -y --no-install-recommends systemd \
+		|| (apt-get update && apt-get install -y --no-install-recommends systemd)
 	touch $@
 
 test: venv
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
 
 lint: venv
 	$(BIN)/python -m ruff check .
@@ -34,6 +38,10 @@ lint: venv
 demo: venv
 	$(BIN)/conveyor demo
 
+# The documentation site into site/ (--strict: a broken link or reference fails).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf site $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,7 +1,7 @@
 """What one Prometheus scrape costs Redis, counted with ``INFO commandstats`` on a
 private redis-server: the same number of commands per queue whether a queue
 holds 10 jobs or 1000, has one worker or three, one schedule or twenty (the
-formula is the one README.md and conveyor.web.prometheus state)."""
+formula is the one docs/guides/metrics.md and conveyor.web.prometheus state)."""
 
 from __future__ import annotations
 

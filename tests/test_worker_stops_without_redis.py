@@ -117,7 +117,7 @@ async def test_a_stopping_worker_still_reports_results_redis_was_away_for(
     redis_server: RedisServer, redis_url: str, queue_name: str
 ) -> None:
     """Giving up applies to fetches only: a result held while Redis is away is
-    reported once it is back, as the README promises."""
+    reported once it is back, as docs/guides/job-life.md promises."""
     release = asyncio.Event()
 
     async def held(job: Job) -> str:

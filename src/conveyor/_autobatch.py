@@ -106,26 +106,32 @@ class AddBatcher:
             self._flush_due = False
             self._batches = set()
 
-    async def add(self, job: NewJob) -> Any:
-        """Add ``job``; its reply (``[job_id, created, timestamp]``, see add_jobs)."""
+    def add(self, job: NewJob) -> Awaitable[Any]:
+        """Add ``job``; await the result for its reply (``[job_id, created,
+        timestamp]``, see add_jobs). A plain function returning a future when
+        the job gathers: no coroutine of its own per add."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._on(loop)
         if not (self._calls or self._flush_due or self._gathering):
-            self._calls, self._jobs = 1, 1
-            try:
-                [reply] = await self._send([job])
-            finally:
-                self._calls -= 1
-                self._jobs -= 1
-                if self._gathering:
-                    self._flush_soon()
-            return reply
+            return self._send_alone(job)
         waiter: asyncio.Future[Any] = loop.create_future()
         self._gathering.append((job, waiter))
         if not self._flush_due and self._calls < self._max_in_flight:  # per job: inlined
             self._flush_soon()
-        return await waiter
+        return waiter
+
+    async def _send_alone(self, job: NewJob) -> Any:
+        """A lone add: at once, from the caller's own task."""
+        self._calls, self._jobs = 1, 1
+        try:
+            [reply] = await self._send([job])
+        finally:
+            self._calls -= 1
+            self._jobs -= 1
+            if self._gathering:
+                self._flush_soon()
+        return reply
 
     def _flush_soon(self) -> None:
         if not self._flush_due and self._loop is not None:

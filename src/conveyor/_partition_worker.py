@@ -181,6 +181,8 @@ def _loop_for(worker: Worker, part: Queue, share: SlotShare) -> Worker:
     sub.limiter = worker.limiter
     sub._share = share
     share.members.append(sub)
+    if worker._limits is not None:  # burst, max_jobs: the budget is the worker's
+        worker._limits.adopt(sub)
     return sub
 
 

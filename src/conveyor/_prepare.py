@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._scripts.fetch import new_job_args
 from .errors import ValidationError
 from .keys import QueueKeys, tagged
-from .options import JobOptions, dump_data, parse_options, validate_job_name
+from .options import NO_OPTIONS, JobOptions, dump_data, parse_options, validate_job_name
 
 if TYPE_CHECKING:
     from ._queue_base import QueueCore
@@ -27,6 +28,8 @@ __all__ = ["BULK_CHUNK", "Prepared", "chunks", "new_job", "prepare_bulk", "prepa
 Prepared = tuple[str, bytes, JobOptions, bytes]
 #: Most jobs one add script call takes (see :func:`chunks`).
 BULK_CHUNK = 1000
+
+_NO_OPTIONS = NO_OPTIONS[0]
 
 
 def prepare_job(queue: QueueCore, name: object, data: Any, options: Mapping[str, Any]) -> Prepared:
@@ -73,9 +76,11 @@ def prepare_bulk(
 
 def new_job(name: str, data: bytes, opts: JobOptions, opts_json: bytes) -> NewJob:
     """A prepared job as the add script's arguments take it."""
+    if opts is _NO_OPTIONS:  # the usual add: nothing for the script to act on
+        return ("", name, data, opts_json, "")
     dedup = "" if opts.deduplication is None else opts.deduplication.as_arg()
-    return (opts.job_id or "", name, data, opts_json, opts.delay, opts.priority, int(opts.lifo),
-            opts.attempts, dedup, opts.group or "")
+    return new_job_args(opts.job_id or "", name, data, opts_json, opts.delay, opts.priority,
+                        opts.lifo, opts.attempts, dedup, opts.group or "")
 
 
 def chunks(jobs: list[NewJob]) -> list[list[NewJob]]:

@@ -25,6 +25,7 @@ from redis.exceptions import NoPermissionError, RedisError
 
 from . import workers
 from ._finishing import stalled_failures
+from ._reconnect import Reconnect
 from ._scripts import NO_LIMIT, Outcome, outcome
 from ._stream import text
 from .connection import REDIS_DOWN as _REDIS_DOWN
@@ -235,7 +236,7 @@ async def run_job_schedulers(queue: Queue, stopping: Callable[[], bool]) -> None
     """
     skew = 0  # Redis' clock minus ours (ms), from the last advance
     down = False
-    retry = 0.1
+    reconnect = Reconnect()
     while not stopping():
         try:
             wait = RECHECK_INTERVAL
@@ -259,7 +260,7 @@ async def run_job_schedulers(queue: Queue, stopping: Callable[[], bool]) -> None
             if down:
                 schedulers_log.warning("job schedulers of %r: connection to Redis is back",
                                        queue.name)
-                down, retry = False, 0.1
+                down, reconnect.failures = False, 0
             if wait > 0:
                 await _sleep_for_schedulers(queue, wait)
         except _REDIS_DOWN as exc:
@@ -267,8 +268,7 @@ async def run_job_schedulers(queue: Queue, stopping: Callable[[], bool]) -> None
                 schedulers_log.warning("job schedulers of %r: lost connection to Redis (%s)",
                                        queue.name, exc)
                 down = True
-            await asyncio.sleep(retry)
-            retry = min(retry * 2, 5.0)
+            await reconnect.pause(f"job schedulers of {queue.name!r}")
         except Exception:
             schedulers_log.exception("job schedulers of %r failed; trying again", queue.name)
             await asyncio.sleep(5.0)

@@ -40,6 +40,7 @@ from redis.asyncio.cluster import RedisCluster
 from . import tracing
 from ._attempt import Attempts
 from ._cluster import Connector, connect
+from ._run_limits import share_limits
 from ._schedule import MissedPolicy, check_scheduler_id, parse_schedule
 from .connection import REDIS_DOWN, AsyncClosing, Connection
 from .errors import UnrecoverableError, ValidationError
@@ -431,7 +432,8 @@ class Conveyor(AsyncClosing):
         SIGTERM/SIGINT or cancellation; ``options`` are those of
         :class:`~conveyor.Worker`, over each queue's :meth:`configure_worker`
         settings. ``concurrency`` applies to every queue; without it each queue
-        has its configured concurrency, else ``default_concurrency``."""
+        has its configured concurrency, else ``default_concurrency``. With
+        ``max_jobs`` the workers stop after that many jobs in all."""
         names = self.resolve_queues(queues)
         workers = [
             self.worker(
@@ -441,6 +443,7 @@ class Conveyor(AsyncClosing):
             )
             for name in names
         ]
+        share_limits(workers)
         self._workers.extend(workers)
         runs = [asyncio.create_task(w.run(), name=f"conveyor-{w.name}") for w in workers]
         try:

@@ -1,5 +1,5 @@
-"""The documented import path of the inspection layer (README, "Dashboard and
-REST API": ``from conveyor.inspect import Inspector``). It re-exports
+"""The documented import path of the inspection layer (docs/dashboard.md:
+``from conveyor.inspect import Inspector``). It re-exports
 :mod:`conveyor.inspection`, where the code lives."""
 
 from .inspection import *  # noqa: F403

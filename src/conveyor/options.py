@@ -32,6 +32,7 @@ __all__ = [
     "MAX_DURATION_MS",
     "MAX_EPOCH_MS",
     "MAX_PRIORITY",
+    "NO_OPTIONS",
     "Backoff",
     "Deduplication",
     "Duration",
@@ -466,13 +467,16 @@ def _check_stored(opts: JobOptions) -> None:
 _parsed_options: dict[tuple[tuple[str, type, Any], ...], tuple[JobOptions, bytes]] = {}
 
 
+def _no_options() -> tuple[JobOptions, bytes]:
+    opts = JobOptions.parse({})
+    return opts, orjson.dumps(opts.to_json())
+
+
 def parse_options(options: Mapping[str, Any]) -> tuple[JobOptions, bytes]:
     """``JobOptions.parse`` and the options as stored (JSON), remembered for
     option sets of plain values (not for a ``job_id``, which is one job's)."""
     if not options:  # the usual add: no options, no queue defaults
-        found = _parsed_options.get(())
-        if found is not None:
-            return found
+        return NO_OPTIONS
     try:
         key = tuple([(name, value.__class__, value) for name, value in options.items()])
         found = _parsed_options.get(key)
@@ -570,3 +574,7 @@ def positive_ms(field: str, value: int | timedelta) -> int:
         raise ValidationError(field, "must be positive")
     return ms
 
+
+#: The usual add's options (none given, no queue defaults), parsed once: the add
+#: script's arguments are built faster for them (``conveyor._prepare.new_job``).
+NO_OPTIONS: tuple[JobOptions, bytes] = _no_options()

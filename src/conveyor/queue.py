@@ -63,10 +63,10 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
     this queue) wait until ``n`` replicas hold it, at most ``durable_timeout``
     (ms or timedelta, default 1 s), before it returns; fewer raise
     :class:`~conveyor.errors.DurabilityError` (the jobs are on the master, not
-    yet safe from a failover). See the README's "Durability".
+    yet safe from a failover). See docs/guides/durability.md.
     ``partitions=n`` spreads the queue over ``n`` hash slots (a
-    :class:`~conveyor.partitions.PartitionedQueue`): see "Partitioned queues"
-    in the README.
+    :class:`~conveyor.partitions.PartitionedQueue`): see
+    docs/guides/partitions.md.
     """
 
     def __new__(cls, *args: Any, partitions: int | None = None, **kwargs: Any) -> Queue:
@@ -158,7 +158,7 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
 
         Concurrent adds on one queue share round trips: while one is in flight,
         the next gather and go as one script call (see "Concurrent producers" in
-        the README); each caller still gets its own job or error."""
+        docs/guides/adding-jobs.md); each caller still gets its own job or error."""
         options = _given((
             job_id, delay, priority, attempts, backoff, lifo, timeout, remove_on_complete,
             remove_on_fail, deduplication, dead_letter_queue, group,
@@ -167,8 +167,9 @@ class Queue(ConnectorOwner, QueueAdmin, QueueSchedulers, QueueMetrics, QueueGrou
         if not self._registered:
             await self._register_once()
         reply = await self._adds.add(new_job(*prepared))
-        created = self._created_job(reply, prepared, data)
-        return created or await self._job_from_add(reply, prepared, data)
+        if reply[1] == 1:  # made (the usual case, inlined: it runs per add)
+            return Job(self, text(reply[0]), prepared[0], data, prepared[2], reply[2])
+        return await self._job_from_add(reply, prepared, data)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically in one round trip. Each item is a dict with

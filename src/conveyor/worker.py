@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeAlias
 
+from redis.backoff import AbstractBackoff
 from redis.exceptions import RedisError
 
 from ._attempt import Attempts, BackoffStrategy, keep_arg, lock_lapses, settle
@@ -31,6 +32,8 @@ from ._corrupt import corrupt_failure
 from ._idle import wait_for_work
 from ._listeners import emit
 from ._partition_worker import SlotShare, run_if_partitioned
+from ._reconnect import Reconnect
+from ._run_limits import RunLimits
 from ._scripts import Limit, Outcome
 from ._server_checks import warn_about_server
 from ._signals import subscribe
@@ -55,7 +58,6 @@ Processor: TypeAlias = Callable[[Job], Awaitable[Any]] | Callable[[SyncJob], Any
 Listener: TypeAlias = Callable[..., Any]
 
 EVENTS = frozenset({"active", "completed", "failed", "progress", "stalled", "drained", "error"})
-_MAX_RECONNECT_DELAY = 5.0
 #: Seconds a stopping worker that holds no results waits for Redis to answer
 #: the fetches it sent; then it stops without them (a job one took comes back
 #: through the stalled-job check). A worker that could never connect stops.
@@ -83,6 +85,10 @@ class Worker:
 
     On a partitioned queue (``partitions=n``, else as stored by its producers)
     it takes from every partition fairly (:mod:`conveyor._partition_worker`).
+
+    ``burst=True`` stops it once the queue has nothing ready, ``max_jobs=n``
+    after it took ``n`` jobs (:mod:`conveyor._run_limits`). ``reconnect_backoff``
+    spaces its attempts to reach Redis again (:mod:`conveyor._reconnect`).
     """
 
     def __init__(
@@ -107,6 +113,9 @@ class Worker:
         max_jobs_per_child: int | None = None,
         max_memory_per_child: int | None = None,
         partitions: int | None = None,
+        burst: bool = False,
+        max_jobs: int | None = None,
+        reconnect_backoff: AbstractBackoff | None = None,
     ) -> None:
         self._partitions = None if partitions is None else check_partitions(partitions)
         pool = make_pool(sandbox, concurrency, max_jobs_per_child, max_memory_per_child)
@@ -163,7 +172,8 @@ class Worker:
         self._stop_deadline: float | None = None  # time.monotonic(): see _STOP_PATIENCE_S
         self._gave_up = False  # stopped without the answers to some calls
         self._call_error: BaseException | None = None  # the last call's failure
-        self._retry_delay_s = 0.05
+        self._reconnect = Reconnect(reconnect_backoff)
+        self._limits = RunLimits.of(self, burst, max_jobs)  # None without either
         self._limited_until = 0.0  # time.monotonic(): a rate limit holds fetches until then
         self._batch_limit = max(1, -(-concurrency // 2))  # half the slots, rounded up
         # Work arrived at the last wake-up: the next wait carries a fetch with it.
@@ -306,9 +316,9 @@ class Worker:
         """Slots neither running a job nor promised to a fetch in flight."""
         if self._closing:
             return 0
-        if self._share is not None:
-            return self._share.grant(self)
-        return self.concurrency - len(self._running) - self._reserved
+        free = (self.concurrency - len(self._running) - self._reserved if self._share is None
+                else self._share.grant(self))
+        return free if self._limits is None else self._limits.cap(free)
 
     async def _main_loop(self) -> None:
         """Send calls (report finished jobs and fetch, or only fetch) whenever there is
@@ -336,7 +346,10 @@ class Worker:
                     self._send()
                     continue  # a second call may go out at once
                 if self._free_slots() > 0 and self._idle and self._block_task is None:
-                    self._block_task = asyncio.create_task(wait_for_work(self))
+                    if self._limits is None or not self._limits.burst:
+                        self._block_task = asyncio.create_task(wait_for_work(self))
+                    elif self._limits.drained(self):
+                        continue
                 await self._wake.wait()
             except _REDIS_DOWN as exc:
                 self._note_redis_down(exc)
@@ -351,11 +364,7 @@ class Worker:
                 await self._backoff()
 
     async def _backoff(self) -> None:
-        delay = self._retry_delay_s
-        if self._stop_deadline is not None:
-            delay = min(delay, max(0.0, self._stop_deadline - time.monotonic()))
-        await asyncio.sleep(delay)
-        self._retry_delay_s = min(self._retry_delay_s * 2, _MAX_RECONNECT_DELAY)
+        await self._reconnect.pause(f"worker {self.id}", self._stop_deadline)
 
     def _send(self) -> None:
         """Start one call: report the finished jobs (if any) and fetch for free slots.
@@ -442,7 +451,7 @@ class Worker:
         if outcomes:
             self._report(finished, statuses, int(now))
         self._start(n, next_due, jobs, wakeups, limit_wait, self._sent_at.pop(call, None))
-        self._retry_delay_s = 0.05
+        self._reconnect.failures = 0
         if self._redis_down:
             self._redis_down = False
             log.warning("worker %s: connection to Redis is back", self.id)
@@ -489,6 +498,8 @@ class Worker:
         (not for a fetch behind a blocking wait, which runs when the wait ends)."""
         if n > 0:
             self._last_fetch = time.monotonic()
+        if self._limits is not None:  # a fetch a rate limit stopped did not look
+            self._limits.fetched(self, 0 if int(limit_wait) > 0 else n, len(jobs))
         if int(limit_wait) > 0:
             self._hold_fetches(int(limit_wait))
             return

@@ -7,6 +7,8 @@ import pytest
 from script_support import QueueState, add, prio, s, take
 
 from conveyor import Queue
+from conveyor._scripts import NewJob
+from conveyor._scripts.fetch import new_job_args
 from conveyor.options import MAX_PRIORITY
 
 
@@ -189,8 +191,8 @@ async def test_adds_in_one_transaction(queue: Queue, state: QueueState) -> None:
 
 def _job(
     job_id: str, name: str, *, delay: int = 0, priority: int = 0, lifo: bool = False
-) -> tuple[str, str, bytes, bytes, int, int, int, int, str, str]:
-    return (job_id, name, b"null", b"{}", delay, priority, int(lifo), 1, "", "")
+) -> NewJob:
+    return new_job_args(job_id, name, b"null", b"{}", delay, priority, lifo)
 
 
 async def test_a_batch_lands_as_if_added_one_by_one(
@@ -213,7 +215,7 @@ async def test_a_batch_lands_as_if_added_one_by_one(
     other = Queue(queue.name + "-one-by-one", redis_url)
     try:
         for job in batch:
-            await other.scripts.add_job(*job[:6], bool(job[6]), job[7])
+            await other.scripts.add_jobs(None, [job])
         one_by_one = QueueState(state.redis, other)
         assert await state.wait() == await one_by_one.wait() == ["6", "2", "1", "4"]
         assert await state.zids(queue.keys.prioritized) == ["7", "3", "8"]
@@ -341,7 +343,7 @@ async def test_a_job_redis_refuses_gets_an_error_reply_and_its_batch_is_added(
     queue: Queue, state: QueueState
 ) -> None:
     await state.redis.rpush(queue.keys.deduplication("bad"), "x")  # a key of the wrong type
-    refused = (*_job("", "refused")[:8], "0:0:0:bad", "")
+    refused = new_job_args("", "refused", b"null", b"{}", dedup="0:0:0:bad")
     replies = s(await queue.scripts.add_jobs(None, [_job("", "a"), refused, _job("", "b")]))
 
     assert [r[:2] for r in replies[::2]] == [["1", 1], ["2", 1]]

@@ -25,6 +25,7 @@ from .durable import (
 from .fetch import NO_LIMIT, FetchScripts, Limit, NewJob, Outcome, outcome
 from .jobs import JobScripts
 from .producers import FlowJob, ProducerScripts
+from .search import SearchScripts
 
 __all__ = [
     "NO_LIMIT", "Durability", "FlowJob", "Limit", "NewJob", "Outcome", "Scripts",
@@ -39,6 +40,6 @@ def blocking_add_jobs(client: redis.Redis) -> Script:
     return client.register_script(source("add_jobs"))
 
 
-class Scripts(FetchScripts, JobScripts, AdminScripts, ProducerScripts):
+class Scripts(FetchScripts, JobScripts, AdminScripts, ProducerScripts, SearchScripts):
     """The scripts of one queue, registered on one client (loaded by SHA, reloaded
     by redis-py after a server restart)."""

@@ -12,7 +12,7 @@ from redis.asyncio.client import Pipeline
 from .._stream import text
 from .base import ScriptsBase
 
-__all__ = ["NO_LIMIT", "FetchScripts", "Limit", "NewJob", "Outcome", "outcome"]
+__all__ = ["NO_LIMIT", "FetchScripts", "Limit", "NewJob", "Outcome", "new_job_args", "outcome"]
 
 #: A finished attempt for move_to_finished: (id, token, kind, keep, extras, *by kind);
 #: see the script's header and :func:`outcome`.
@@ -43,9 +43,30 @@ def outcome(
     return (job_id, token, kind, keep, extras, retry_delay)
 
 
-#: A job for add_jobs: (id or "", name, data JSON, opts JSON, delay, priority, lifo 0/1,
-#: attempts, deduplication "ttl:extend:replace:id" or "", group or "")
-NewJob = tuple[str, str, bytes, bytes, int, int, int, int, str, str]
+#: A job for add_jobs: (id or "", name, data JSON, opts JSON, the options the script
+#: acts on as one string: see :func:`new_job_args`).
+NewJob = tuple[str, str, bytes, bytes, str]
+
+
+def new_job_args(
+    job_id: str,
+    name: str,
+    data: bytes,
+    opts: bytes,
+    delay: int = 0,
+    priority: int = 0,
+    lifo: bool = False,
+    attempts: int = 1,
+    dedup: str = "",
+    group: str = "",
+) -> NewJob:
+    """A job as add_jobs takes it. The options the script acts on travel as one
+    argument, "" for the defaults (each argument costs Redis a Lua string, per
+    job): ``delay:priority:lifo:attempts:group:deduplication``, where a group
+    holds no ``:`` and deduplication is ``ttl:extend:replace:key`` or ""."""
+    if not (delay or priority or lifo or attempts != 1 or dedup or group):
+        return (job_id, name, data, opts, "")
+    return (job_id, name, data, opts, f"{delay}:{priority}:{int(lifo)}:{attempts}:{group}:{dedup}")
 #: A worker's rate limiter for the fetch scripts: (max starts, per window ms); 0: none.
 Limit = tuple[int, int]
 NO_LIMIT: Limit = (0, 0)
@@ -96,8 +117,8 @@ class FetchScripts(ScriptsBase):
     ) -> Any:
         """Add one job; its reply ``[job_id, created, timestamp]``."""
         replies = await self.add_jobs(
-            None,
-            [(job_id, name, data, opts, delay, priority, int(lifo), attempts, dedup, group)],
+            None, [new_job_args(job_id, name, data, opts, delay, priority, lifo, attempts, dedup,
+                                group)],
         )
         return replies[0]
 

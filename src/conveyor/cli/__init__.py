@@ -8,6 +8,7 @@ user mistake is one clear line on stderr and a non-zero exit, never a traceback.
 
     conveyor stats [QUEUE...] [--watch]          counts, rates and timings per queue
     conveyor jobs list|show|retry|clean|cancel   read and act on jobs
+    conveyor jobs search QUEUE --name --data ... find jobs by name, data, reason, time
     conveyor queue pause|resume|drain|obliterate QUEUE
     conveyor schedulers list|run-now|remove      a queue's job schedulers
     conveyor events QUEUE [--json]               follow a queue's events live
@@ -28,6 +29,7 @@ from .events import events
 from .health import health
 from .jobs import enqueue, jobs, queue, stats
 from .schedulers import schedulers
+from .search import search_jobs
 from .serve import bench, dashboard, demo
 from .support import CliGroup
 from .worker import worker
@@ -45,5 +47,6 @@ for command in (stats, jobs, queue, schedulers, events, health, enqueue, worker,
                 demo, bench):
     main.add_command(command)
 jobs.add_command(cancel_job)
+jobs.add_command(search_jobs)
 queue.add_command(drain_queue)
 queue.add_command(obliterate_queue)

@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from .._util import is_loopback
-from .support import Target, fail, needs_web_extra, redis_options, run
+from .dashboard_setup import dashboard_tokens, instance_options, parse_instances
+from .support import Target, fail, needs_web_extra, run
 
 __all__ = ["bench", "dashboard", "demo", "is_loopback", "listen"]
 
@@ -47,7 +48,7 @@ def url_of(sock: socket.socket, host: str) -> str:
 
 
 @click.command()
-@redis_options
+@instance_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
@@ -56,7 +57,8 @@ def url_of(sock: socket.socket, host: str) -> str:
                    "$CONVEYOR_TOKEN]. Needed off loopback, with 16 characters or more. "
                    "Seen by anyone who lists processes: prefer --token-file or the variable.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
-              help="Read the token from PATH (one trailing newline is dropped).")
+              help="Read tokens from PATH, one 'read:TOKEN' or 'admin:TOKEN' a line ('#' "
+                   "comments and blank lines allowed); a file of one bare token is admin.")
 @click.option("--queue", "queues", multiple=True, metavar="NAME",
               help="Also show this queue (repeatable); registered queues are found anyway.")
 @click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="HOST[:PORT]",
@@ -64,7 +66,8 @@ def url_of(sock: socket.socket, host: str) -> str:
                    "--host are allowed anyway; '*': any, unsafe without a token).")
 @click.option("--max-body", default=1024 * 1024, show_default=True, metavar="BYTES",
               type=click.IntRange(min=1), help="Largest request body accepted.")
-def dashboard(target: Target, host: str, port: int, token: str | None,
+def dashboard(redis: tuple[str, ...], prefix: tuple[str, ...], host: str, port: int,
+              token: str | None,
               token_file: Path | None, queues: tuple[str, ...], allowed_hosts: tuple[str, ...],
               max_body: int) -> None:
     """Serve the web dashboard, the REST API and Prometheus metrics.
@@ -73,24 +76,33 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
     Prometheus metrics at /metrics.
 
     The token comes from --token, --token-file, $CONVEYOR_TOKEN or (its older
-    name) $CONVEYOR_DASHBOARD_TOKEN, the first given.
+    name) $CONVEYOR_DASHBOARD_TOKEN, the first given. A read token may only
+    look; an admin token may change things too.
+
+    Several Redis instances, with a switcher in the page:
+    --redis billing=redis://a:6379/0 --redis search=redis://b:6379/2 --prefix search=jobs
     """
     with needs_web_extra("conveyor dashboard"):
         import uvicorn
 
         from ..web.app import check_listen, create_app
         from ..web.guard import host_allowance
+        from ..web.instances import Instance
         from ..web.server import WebServer
 
-    token = _dashboard_token(token, token_file)
+    tokens = dashboard_tokens(token, token_file)
+    targets = parse_instances(redis, prefix)
     try:
-        check_listen(host, token)
-        app = create_app(target.url, prefix=target.prefix, queues=list(queues) or None,
-                         token=token, allowed_hosts=[*allowed_hosts, *host_allowance(host)],
-                         max_body=max_body)
+        listed: list[str | None] = [known for _, known in tokens]
+        for each in listed or [None]:
+            check_listen(host, each)
+        app = create_app(instances={name: Instance(t.url, t.prefix) for name, t in targets.items()},
+                         queues=list(queues) or None, tokens=tokens,
+                         allowed_hosts=[*allowed_hosts, *host_allowance(host)], max_body=max_body)
     except ValueError as exc:  # ValidationError too: a bad queue name
         fail(str(exc))
-    _ping(target)
+    for target in targets.values():
+        _ping(target)
     sock = listen(host, port)
     url = url_of(sock, host)
     click.echo(f"conveyor dashboard on {url} (Ctrl-C stops)")
@@ -100,42 +112,6 @@ def dashboard(target: Target, host: str, port: int, token: str | None,
         server.run(sockets=[sock])
     finally:
         sock.close()
-
-
-#: Where the dashboard's token may come from besides --token/--token-file, in order;
-#: the second is the older name.
-TOKEN_VARIABLES = ("CONVEYOR_TOKEN", "CONVEYOR_DASHBOARD_TOKEN")
-
-
-def _dashboard_token(token: str | None, token_file: Path | None) -> str | None:
-    """The token from --token, --token-file or the environment, checked (one line of
-    error naming where it came from); None for none."""
-    from ..web.tokens import check_token
-
-    if token is not None and token_file is not None:
-        fail("--token and --token-file do not go together: give one")
-    if token is not None:
-        source = "--token"
-    elif token_file is not None:
-        source = f"--token-file {token_file}"
-        try:
-            token = token_file.read_text("utf-8")
-        except OSError as exc:
-            fail(f"cannot read the token: {source}: {exc.strerror}")
-        except UnicodeDecodeError:
-            fail(f"cannot read the token: {source}: not UTF-8 text")
-        # Only the file's last line end: any other whitespace is a mistake to report.
-        token = token.removesuffix("\r\n") if token.endswith("\r\n") else token.removesuffix("\n")
-    else:
-        found = next(((name, os.environ[name]) for name in TOKEN_VARIABLES
-                      if name in os.environ), None)
-        if found is None:
-            return None
-        source, token = f"${found[0]}", found[1]
-    try:
-        return check_token(token)
-    except ValueError as exc:
-        fail(f"{source}: {exc}")
 
 
 def _ping(target: Target) -> None:

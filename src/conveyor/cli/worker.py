@@ -6,6 +6,13 @@ same command with ``--processes 1``): it restarts one that dies, forwards
 SIGTERM/SIGINT to all, and exits when they have stopped. Each child watches
 its supervisor and stops if it disappears (``kill -9`` of the supervisor
 leaves no orphan workers behind).
+
+``--burst`` stops a process once its queues have nothing ready; ``--max-jobs``
+and ``--max-memory`` stop it gracefully after that many jobs or above that
+RSS. Under a supervisor such a child is replaced by a fresh one (recycling),
+except with ``--burst``, where the supervisor exits once all its children
+have. ``--reload`` runs the command in a child that is restarted when a
+``.py`` file changes (:mod:`conveyor.cli.reload`).
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import contextlib
 import importlib
 import logging
 import os
+import resource
 import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -26,7 +35,9 @@ from redis.exceptions import RedisError
 
 from ..app import Conveyor
 from ..errors import ConveyorError
-from .support import SafeFormatter, check_url, needs_web_extra
+from .log_format import LOG_FORMATS, setup_logging
+from .reload import run_reloading
+from .support import check_url, needs_web_extra
 
 __all__ = ["load_app", "worker"]
 
@@ -41,6 +52,8 @@ _QUICK_EXIT = 5.0
 _MAX_RESTART_DELAY = 10.0
 #: Jobs at once per queue when neither --concurrency nor the app says.
 DEFAULT_CONCURRENCY = 10
+#: Seconds between two looks at the process's RSS (--max-memory).
+MEMORY_CHECK_INTERVAL = 1.0
 
 
 def load_app(path: str) -> Conveyor:
@@ -109,9 +122,41 @@ def load_app(path: str) -> Conveyor:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
     default="info", show_default=True,
 )
+@click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+    help="json: one JSON object a line (time, level, logger, message, pid; job_id and "
+    "queue when a job's task logged it).",
+)
+@click.option(
+    "--burst", is_flag=True,
+    help="Exit 0 once the queues have nothing ready (delayed jobs not yet due do not "
+    "count), after running jobs finish: for cron and CI.",
+)
+@click.option(
+    "--max-jobs", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Take N jobs in all, let them finish, exit 0; with --processes, each process "
+    "does so and is replaced by a fresh one.",
+)
+@click.option(
+    "--max-memory", type=click.IntRange(min=1), default=None, metavar="MIB",
+    help="Once the process's RSS exceeds MIB MiB, take no more jobs, let running ones "
+    "finish, exit 0; with --processes, the process is replaced by a fresh one.",
+)
+@click.option(
+    "--reload", is_flag=True,
+    help="Development: restart the worker when a .py file under the current directory "
+    "(or --reload-dir) changes. Needs the watchfiles package (conveyor[reload]).",
+)
+@click.option(
+    "--reload-dir", "reload_dirs", multiple=True, metavar="DIR",
+    type=click.Path(exists=True, file_okay=False),
+    help="Directory --reload watches instead of the current one (repeatable).",
+)
 def worker(
     app_path: str, queues: str | None, concurrency: int | None, processes: int,
     metrics_port: int | None, metrics_host: str | None, redis_url: str | None, log_level: str,
+    log_format: str, burst: bool, max_jobs: int | None, max_memory: int | None,
+    reload: bool, reload_dirs: tuple[str, ...],
 ) -> None:
     """Run the tasks of the Conveyor app MODULE:ATTRIBUTE (e.g. myapp.tasks:app).
 
@@ -120,12 +165,11 @@ def worker(
     finish, then exits 0; a second signal hands running jobs back to their
     queues at once.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SafeFormatter(
-        "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"))
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    setup_logging(log_level, log_format)
     if metrics_port is None and metrics_host is not None:
         raise click.ClickException("--metrics-host needs --metrics-port")
+    if reload_dirs and not reload:
+        raise click.ClickException("--reload-dir needs --reload")
     metrics = None if metrics_port is None else (metrics_host or "127.0.0.1", metrics_port)
     app = load_app(app_path)
     if redis_url is not None:
@@ -133,23 +177,36 @@ def worker(
     url = os.environ.get("CONVEYOR_REDIS_URL") if app.connection is None else app.connection
     if isinstance(url, str):
         check_url(url)  # a bad one is one line, its password masked; not a traceback
+    if max_memory is not None and (rss := rss_mib()) > max_memory:
+        raise click.ClickException(
+            f"--max-memory {max_memory}: the worker uses {rss:.0f} MiB before its first job")
     names = None if queues is None else [q.strip() for q in queues.split(",") if q.strip()]
     try:
         names = app.resolve_queues(names)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
-    if processes == 1:
-        code = _run(lambda: _serve(app, names, concurrency, metrics))
+    # What a child process is told: the same, without what this process does itself.
+    command = [
+        sys.executable, "-m", "conveyor", "worker", app_path, "--queues", ",".join(names),
+        "--log-level", log_level, "--log-format", log_format,
+    ]
+    for flag, value in (("--concurrency", concurrency), ("--redis", redis_url),
+                        ("--max-jobs", max_jobs), ("--max-memory", max_memory)):
+        if value is not None:
+            command += [flag, str(value)]
+    if burst:
+        command.append("--burst")
+    if reload:
+        if metrics is not None:
+            command += ["--metrics-port", str(metrics[1]), "--metrics-host", metrics[0]]
+        code = run_reloading([*command, "--processes", str(processes)], reload_dirs)
+    elif processes == 1:
+        limits = {"burst": burst, "max_jobs": max_jobs}
+        code = _run(lambda: _serve(app, names, concurrency, metrics, limits, max_memory))
     else:
-        command = [
-            sys.executable, "-m", "conveyor", "worker", app_path, "--queues", ",".join(names),
-            "--processes", "1", "--log-level", log_level,
-        ]
-        if concurrency is not None:
-            command += ["--concurrency", str(concurrency)]
-        if redis_url is not None:
-            command += ["--redis", redis_url]
-        code = _run(lambda: _supervise(app, command, processes, names, metrics))
+        code = _run(lambda: _supervise(
+            app, [*command, "--processes", "1"], processes, names, metrics, recycle=not burst,
+        ))
     sys.exit(code)
 
 
@@ -197,13 +254,13 @@ def _stop_metrics(server: Any) -> None:
 
 async def _serve(
     app: Conveyor, queues: list[str], concurrency: int | None,
-    metrics_address: tuple[str, int] | None,
+    metrics_address: tuple[str, int] | None, limits: dict[str, Any], max_memory: int | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     metrics = _start_metrics(app, metrics_address, queues)
     runner = asyncio.create_task(app.run(
         queues, concurrency=concurrency, default_concurrency=DEFAULT_CONCURRENCY,
-        handle_signals=False,
+        handle_signals=False, **limits,
     ))
     received: list[signal.Signals] = []
     stops: list[asyncio.Task[None]] = []
@@ -222,6 +279,7 @@ async def _serve(
     for sig in _SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     watcher = asyncio.create_task(_watch_supervisor(on_signal))
+    memory = asyncio.create_task(_watch_memory(app, max_memory))
     log.info("worker for queues %s started", ", ".join(
         f"{q} (concurrency "
         f"{concurrency or app.worker_options(q).get('concurrency', DEFAULT_CONCURRENCY)})"
@@ -234,10 +292,34 @@ async def _serve(
             raise
     finally:
         watcher.cancel()
+        memory.cancel()
         _stop_metrics(metrics)
         await app.close()
     log.info("worker stopped")
     return 0
+
+
+async def _watch_memory(app: Conveyor, max_mib: int | None) -> None:
+    """With ``--max-memory``: stop the app's workers gracefully once this
+    process's RSS exceeds ``max_mib`` MiB (looked at each second)."""
+    if max_mib is None:
+        return
+    while (rss := rss_mib()) <= max_mib:  # noqa: ASYNC110 - no event tells of memory use
+        await asyncio.sleep(MEMORY_CHECK_INTERVAL)
+    log.info("RSS %.0f MiB is above --max-memory %d MiB: finishing running jobs, then "
+             "stopping", rss, max_mib)
+    await app.stop()
+
+
+def rss_mib() -> float:
+    """This process's resident set size now, in MiB (Linux: /proc; elsewhere
+    the peak, which getrusage gives)."""
+    try:
+        resident_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes there, KiB here
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 async def _watch_supervisor(stop: Any) -> None:
@@ -257,8 +339,11 @@ async def _watch_supervisor(stop: Any) -> None:
 
 async def _supervise(
     app: Conveyor, command: list[str], processes: int, queues: list[str],
-    metrics_address: tuple[str, int] | None,
+    metrics_address: tuple[str, int] | None, recycle: bool = True,
 ) -> int:
+    """Run ``processes`` children of ``command``; restart one that fails. One
+    that exits 0 by itself stopped at a limit: ``recycle`` replaces it at once,
+    else (``--burst``) its slot is done."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     received: list[signal.Signals] = []
@@ -289,9 +374,14 @@ async def _supervise(
                 _send(child, received[-1])
             log.info("worker process %d started (pid %d)", slot, child.pid)
             code = await child.wait()
-            if stopping.is_set():
+            if stopping.is_set() or (code == 0 and not recycle):
                 codes.append(code)
                 return
+            if code == 0:
+                log.info("worker process %d (pid %d) reached its limit; starting a fresh one",
+                         slot, child.pid)
+                quick_exits = 0
+                continue
             log.warning("worker process %d (pid %d) exited with %s; restarting",
                         slot, child.pid, code)
             quick_exits = quick_exits + 1 if time.monotonic() - started < _QUICK_EXIT else 0

@@ -12,7 +12,8 @@
 - ``views.py``: what it answers, frozen dataclasses that render to JSON by one
   rule (``conveyor._render``);
 - ``health.py``: the health policy and :class:`HealthThresholds`;
-- ``reads.py``: the bounded reads behind a page of jobs and the recent failures.
+- ``reads.py``: the bounded reads behind a page of jobs and the recent failures;
+- ``search.py``: job search (:class:`JobQuery`), a bounded scan inside Redis.
 """
 
 from .._render import iso
@@ -22,6 +23,7 @@ from ..keys import STATES
 from ..workers import WorkerInfo
 from .health import HealthThresholds
 from .inspector import Inspector, Progress, QueueNotFoundError
+from .search import JobQuery, SearchPage
 from .views import (
     Dashboard,
     JobDetail,
@@ -42,12 +44,14 @@ __all__ = [
     "JobDetail",
     "JobNotFoundError",
     "JobPage",
+    "JobQuery",
     "JobSummary",
     "Progress",
     "QueueHealth",
     "QueueNotFoundError",
     "QueueSummary",
     "SchedulerInfo",
+    "SearchPage",
     "Throughput",
     "WorkerInfo",
     "iso",

@@ -43,6 +43,7 @@ from ..queue import Queue
 from ..workers import WorkerInfo
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
 from .reads import read_alerts, read_page
+from .search import JobQuery, SearchPage, search_jobs
 from .views import (
     Dashboard,
     HealthStatus,
@@ -261,6 +262,13 @@ class Inspector(ConnectorOwner):
         queue = await self._existing(name)
         total, rows = await read_page(queue, state, start, count)
         return JobPage(name, state, start, count, total, rows)
+
+    async def search(self, name: str, state: str, query: JobQuery | None = None, *,
+                     cursor: str | None = None, count: int = 20, scan: int = 1000) -> SearchPage:
+        """Jobs in ``state`` matching ``query``, a bounded step at a time: see
+        :func:`conveyor.inspection.search.search_jobs`."""
+        queue = await self._existing(name)
+        return await search_jobs(queue, state, query, cursor=cursor, count=count, scan=scan)
 
     async def job(self, name: str, job_id: str) -> JobDetail:
         """Everything about one job."""

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..queue import Queue
 
-__all__ = ["PREVIEW_BYTES", "read_alerts", "read_page"]
+__all__ = ["PREVIEW_BYTES", "read_alerts", "read_page", "summary_from_reply"]
 
 #: The most bytes a list shows of a job's name, progress (JSON) and failed reason;
 #: a valid name (at most 255 characters) always fits.
@@ -64,7 +64,7 @@ async def read_page(
     if not listed:
         return int(total), []
     replies = await queue.scripts.read_summaries([i for i, _ in listed], PREVIEW_BYTES)
-    rows = [_summary(queue, job_id, reply, state, due)
+    rows = [summary_from_reply(queue, job_id, reply, state, due)
             for (job_id, due), reply in zip(listed, replies, strict=True)]
     return int(total), [row for row in rows if row is not None]
 
@@ -103,7 +103,8 @@ async def read_alerts(
     for (name, ids), per_queue in zip(by_queue.items(), replies, strict=True):
         for job_id, reply in zip(ids, per_queue, strict=True):
             hashed = not isinstance(reply, bytes | str)
-            rows[name, job_id] = (_summary(queue(name), job_id, reply, "failed", None), hashed)
+            rows[name, job_id] = (summary_from_reply(queue(name), job_id, reply, "failed", None),
+                                 hashed)
     alerts = []
     for at, name, job_id in newest:
         row, hashed = rows[name, job_id]
@@ -118,7 +119,7 @@ async def read_alerts(
     return alerts
 
 
-def _summary(
+def summary_from_reply(
     queue: Queue, job_id: str, reply: Any, state: str, due: int | None
 ) -> JobSummary | None:
     """A row from one reply of read_summaries; None for a job gone since it was listed."""

@@ -3,11 +3,13 @@ whose id exists is not added and its existing id is returned.
 
 KEYS  1 wait  2 prioritized  3 pc  4 delayed  5 meta  6 marker  7 events  8 id
 ARGV  1 key base ("<prefix>:{<queue>}:")  2 events maxlen  3 number of jobs m,
-      then m groups of 10:
+      then m groups of 5:
         job id ("" to generate one: the id counter, skipping taken ids), name,
-        data (JSON), opts (JSON), delay ms, priority, lifo "1"/"0", attempts,
-        deduplication "ttl:extend:replace:key" ("" none; ttl 0 = until the
-        holding job finishes), group ("" none: see push_grouped in common.lua)
+        data (JSON), opts (JSON), and the options the script acts on as one
+        string, "" for the defaults (the usual job), else
+        "delay ms:priority:lifo 1/0:attempts:group:deduplication" (group "" none,
+        see push_grouped in common.lua; deduplication "ttl:extend:replace:key",
+        "" none, ttl 0 = until the holding job finishes)
       then the tokens of answered calls and their number, then this call's
       token ("" none): see includes/calls.lua. A call that generates an id
       has a token: run again with it, it returns its first run's reply.
@@ -37,6 +39,9 @@ generates; ids are taken from it in job order, as one INCR per job would) and
 the check that the ids are free (one EXISTS over every key the batch may
 make; only when some exists does each job check its own). The hash holds only
 what differs from a job's defaults (priority 0, 1 attempt, none made or started).
+The usual job of a batch (a generated id known free, default options) takes a
+short path: no option parsing, no pcall of its own, its event and reply
+record written as text at once.
 ]]
 --@include "common"
 --@include "calls"
@@ -44,6 +49,7 @@ what differs from a job's defaults (priority 0, 1 attempt, none made or started)
 local base = ARGV[1]
 local maxlen = ARGV[2]
 local m = tonumber(ARGV[3])
+local W = 5  -- arguments per job
 local call = call_token()
 local recorded = recorded_reply(base, call)
 if recorded then
@@ -66,9 +72,12 @@ local any_grouped = false
 -- (the first time one is needed) and handed out in job order; past them
 -- (an id found taken, skipped) one INCR each.
 local generated = 0
+local any_given = false
 for i = 0, m - 1 do
-  if ARGV[4 + i * 10] == '' then
+  if ARGV[4 + i * W] == '' then
     generated = generated + 1
+  else
+    any_given = true
   end
 end
 local next_id, last_id = 1, 0
@@ -93,12 +102,13 @@ end
 -- (the given ids and the reserved ones: `probed`) answers for all when none
 -- exists; `made` then holds the keys the batch has written since. When some
 -- exists (or for an id past the reserved ones), each job asks Redis for its own.
-local made, probed = m > 1 and {}, m > 1 and {}
+-- (Only a given id can meet a key the batch made: generated ids are distinct.)
+local made, probed = m > 1 and any_given and {}, m > 1 and {}
 local none_existed = false
 local function check_all_free()
   local probe = {}
   for i = 0, m - 1 do
-    local job_id = ARGV[4 + i * 10]
+    local job_id = ARGV[4 + i * W]
     if job_id ~= '' then
       probe[#probe + 1] = base .. 'job:' .. job_id
     end
@@ -177,13 +187,22 @@ end
 -- One job at ARGV offset o: its reply appended to `replies`, its writes done
 -- or gathered for the batch's lists below.
 local function add_one(o)
-  local job_id, name = ARGV[o], ARGV[o + 1]
+  local job_id, name, spec = ARGV[o], ARGV[o + 1], ARGV[o + 4]
+  local delay, priority, lifo, attempts, group, dedup = 0, 0, '0', '1', '', ''
+  if spec ~= '' then
+    local d, p
+    d, p, lifo, attempts, group, dedup = string.match(spec,
+      '^(%d+):(%d+):([01]):(%d+):([^:]*):(.*)$')
+    if not d then
+      error('malformed job options: ' .. spec)
+    end
+    delay, priority = tonumber(d), tonumber(p)
+  end
   local job_key
   local exists = false
   local holder, dedup_key, dedup_ttl = nil, nil, 0
-  if ARGV[o + 8] ~= '' then
-    holder, dedup_key, dedup_ttl = dedup_holder(ARGV[o + 8], ARGV[o + 2], tonumber(ARGV[o + 4]),
-      job_id)
+  if dedup ~= '' then
+    holder, dedup_key, dedup_ttl = dedup_holder(dedup, ARGV[o + 2], delay, job_id)
   end
   if holder then
     job_id = holder
@@ -203,18 +222,15 @@ local function add_one(o)
   if exists then
     replies[#replies + 1] = {job_id, 0, 0}
   else
-    local delay = ARGV[o + 4] == '0' and 0 or tonumber(ARGV[o + 4])
-    local priority = ARGV[o + 5] == '0' and 0 or tonumber(ARGV[o + 5])
     local fields = {'name', name, 'data', ARGV[o + 2], 'opts', ARGV[o + 3], 'ts', now_text}
     if priority ~= 0 then
       fields[#fields + 1] = 'prio'
       fields[#fields + 1] = priority
     end
-    if ARGV[o + 7] ~= '1' then
+    if attempts ~= '1' then
       fields[#fields + 1] = 'att'
-      fields[#fields + 1] = ARGV[o + 7]
+      fields[#fields + 1] = attempts
     end
-    local group = ARGV[o + 9]
     if group ~= '' then
       fields[#fields + 1] = 'grp'
       fields[#fields + 1] = group
@@ -246,11 +262,11 @@ local function add_one(o)
         earliest_due = due
       end
     elseif group ~= '' then
-      push_grouped(base, group, job_id, ARGV[o + 6] == '1')
+      push_grouped(base, group, job_id, lifo == '1')
       plain.grouped = true
     elseif priority ~= 0 then
       prioritized[#prioritized + 1] = {job_id, priority}
-    elseif ARGV[o + 6] == '1' then
+    elseif lifo == '1' then
       -- LIFO: to the head now. Head and tail pushes commute, so the plain
       -- jobs appended after the loop end up exactly as if added one by one.
       redis.call('LPUSH', KEYS[1], job_id)
@@ -280,15 +296,83 @@ local SERVER_REFUSALS = {
   BUSY = true, MISCONF = true, CLUSTERDOWN = true, MOVED = true, ASK = true,
   TRYAGAIN = true, CROSSSLOT = true, NOPERM = true,
 }
-for i = 0, m - 1 do
-  local ok, err = pcall(add_one, 4 + i * 10)
-  if not ok then
-    local message = type(err) == 'table' and err.err or tostring(err)
-    if SERVER_REFUSALS[string.match(message, '^(%u+)') or ''] then
-      return redis.error_reply(message)  -- as the command replied it (error() would add a position)
-    end
-    replies[#replies + 1] = {'', -1, message}
+local function refused(err)
+  local message = type(err) == 'table' and err.err or tostring(err)
+  if SERVER_REFUSALS[string.match(message, '^(%u+)') or ''] then
+    return message
   end
+  replies[#replies + 1] = {'', -1, message}
+end
+
+-- The usual job of a batch: a generated id among those reserved and known free,
+-- the default options. Its record of the reply and its event are made here as
+-- text (the id is digits, the name's JSON made once per name).
+local records = {}  -- reply index -> its text in the call's record (else made below)
+local name_json = {}
+local job_prefix = base .. 'job:'
+local function add_usual(o, job_id, job_key)
+  local name = ARGV[o + 1]
+  if made then
+    made[job_key] = true
+  end
+  redis.call('HSET', job_key, 'name', name, 'data', ARGV[o + 2], 'opts', ARGV[o + 3],
+    'ts', now_text)
+  plain[#plain + 1] = job_id
+  local named = name_json[name]
+  if not named then
+    named = cjson.encode(name)
+    name_json[name] = named
+  end
+  added[#added + 1] = '{"job_id":"' .. job_id .. '","name":' .. named .. ',"state":"waiting"}'
+  local n = #replies + 1
+  replies[n] = {job_id, 1, now}
+  if call ~= '' then
+    records[n] = '["' .. job_id .. '",1,' .. now_text .. ']'
+  end
+end
+
+-- Jobs from the first-th on. A usual job runs without a pcall of its own: only
+-- the server can refuse the HSET of a key known to be free, and that fails the
+-- call; `current` says which job an error came from.
+local usual = m > 1 and none_existed
+local current = 0
+local function add_from(first)
+  for i = first, m - 1 do
+    current = i
+    local o = 4 + i * W
+    local job_key = nil
+    if usual and ARGV[o] == '' and ARGV[o + 4] == '' and next_id <= last_id then
+      job_key = job_prefix .. reserved[next_id]
+      if made and made[job_key] then
+        job_key = nil  -- a given id of this batch took it: the long path takes the next
+      end
+    end
+    if job_key then
+      next_id = next_id + 1
+      add_usual(o, reserved[next_id - 1], job_key)
+    else
+      local ok, err = pcall(add_one, o)
+      if not ok then
+        local message = refused(err)
+        if message then
+          error({err = message})  -- the server's: fails the call (below); a table gets no position
+        end
+      end
+    end
+  end
+end
+
+local first = 0
+while first < m do
+  local ok, err = pcall(add_from, first)
+  if ok then
+    break
+  end
+  local message = refused(err)
+  if message then
+    return redis.error_reply(message)  -- as the command replied it (error() would add a position)
+  end
+  first = current + 1
 end
 
 call_chunked({'RPUSH', KEYS[1]}, plain)
@@ -318,7 +402,9 @@ if call ~= '' then
   -- The record as cjson would write it, without its sprintf per number.
   local parts = {}
   for i, reply in ipairs(replies) do
-    if reply[2] == 1 then
+    if records[i] then
+      parts[i] = records[i]
+    elseif reply[2] == 1 then
       parts[i] = '[' .. cjson.encode(reply[1]) .. ',1,' .. now_text .. ']'
     elseif reply[2] == 0 then
       parts[i] = '[' .. cjson.encode(reply[1]) .. ',0,0]'

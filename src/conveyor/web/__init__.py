@@ -11,10 +11,12 @@
 """
 
 from .app import check_listen, create_app, serve, serve_async
+from .instances import Instance
 from .prometheus import ConveyorCollector, MetricsServer, render_metrics, start_metrics_server
 
 __all__ = [
     "ConveyorCollector",
+    "Instance",
     "MetricsServer",
     "check_listen",
     "create_app",

@@ -27,6 +27,7 @@ from .._render import camel, render
 from ..inspection import Inspector
 from . import models as m
 from . import schemas as v
+from .instances import InstanceParam
 
 __all__ = ["build_router", "camel", "seed"]
 
@@ -45,9 +46,10 @@ class _JobIdConvertor(PathConvertor):
 register_url_convertor("conveyor_job_id", _JobIdConvertor())
 
 
-async def get_inspector(request: Request) -> Inspector:
-    """The app's Inspector (made on first use, on the serving event loop)."""
-    inspector: Inspector = request.app.state.conveyor.inspector()
+async def get_inspector(request: Request, instance: InstanceParam = None) -> Inspector:
+    """The Inspector of the addressed instance (made on first use, on the serving
+    event loop)."""
+    inspector: Inspector = request.app.state.conveyor.inspector(instance)
     return inspector
 
 
@@ -83,10 +85,13 @@ def ok(data: Any, status_code: int = 200) -> Any:
 
 def build_router() -> APIRouter:
     """Every route of ``/api/v1`` (auth is added by the app around it)."""
+    from .api_search import search_router  # it imports this module's helpers
+
     api = APIRouter()
     _seed_routes(api)
     _queue_routes(api)
     _job_routes(api)
+    api.include_router(search_router())
     return api
 
 

@@ -14,13 +14,13 @@ import asyncio
 import html
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -40,7 +40,9 @@ from . import models
 from .api import build_router
 from .docs import add_docs
 from .guard import DEFAULT_MAX_BODY, Guard, check_allowed_hosts, host_allowance
+from .instances import Instance, InstanceParam, check_instances, instances_router
 from .prometheus import render_metrics
+from .roles import Role, TokenRoles, refuse_read_only, roles_router, token_roles
 from .tokens import check_token, is_loopback
 
 __all__ = ["check_listen", "create_app", "serve", "serve_async"]
@@ -53,41 +55,52 @@ _PLACEHOLDER = ("<!doctype html><html><head><meta charset='utf-8'><title>conveyo
                 "<a href='api/v1/docs'>api/v1/docs</a>.</p></body></html>")
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": models.ErrorResponse, "description": what}
-    for code, what in ((401, "Missing or wrong token"), (404, "No such queue or job"),
+    for code, what in ((401, "Missing or wrong token"),
+                       (403, "A read-only role asked to change something"),
+                       (404, "No such queue, job or instance"),
                        (409, "The job's state does not allow it"),
                        (422, "A refused parameter or body"))
 }
 
 
 class WebState:
-    """What the app's routes share: the token and the Inspector (made on first use
-    on the serving event loop, which may not exist when the app is built)."""
+    """What the app's routes share: the tokens with their roles, the instances
+    and an Inspector of each (made on first use on the serving event loop, which
+    may not exist when the app is built)."""
 
-    def __init__(self, connection: Connection, prefix: str, queues: Sequence[str],
-                 thresholds: HealthThresholds | None, token: str | None,
+    def __init__(self, instances: dict[str, Instance], queues: Sequence[str],
+                 thresholds: HealthThresholds | None, tokens: dict[str, Role],
                  allowed_hosts: list[str], max_body: int) -> None:
-        self.connection = connection
-        self.prefix = prefix
+        self.instances = instances
         self.queues = list(queues)
         self.thresholds = thresholds
-        self.token = token
+        self.tokens = tokens
         self.allowed_hosts = allowed_hosts
         self.max_body = max_body
-        self._inspector: Inspector | None = None
+        self._inspectors: dict[str, Inspector] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def inspector(self) -> Inspector:
+    def inspector(self, instance: str | None = None) -> Inspector:
+        """The Inspector of ``instance`` (default: the first); 404 for an unknown name."""
+        name = next(iter(self.instances)) if instance is None else instance
+        if name not in self.instances:
+            raise ApiError(404, "instance_not_found",
+                           f"no instance {name[:64]!r}; GET /api/v1/instances lists them",
+                           "instance")
         loop = asyncio.get_running_loop()
-        if self._inspector is None or self._loop is not loop:
-            self._inspector = Inspector(self.connection, prefix=self.prefix, queues=self.queues,
-                                        thresholds=self.thresholds)
-            self._loop = loop
-        return self._inspector
+        if self._loop is not loop:
+            self._inspectors, self._loop = {}, loop
+        if name not in self._inspectors:
+            found = self.instances[name]
+            self._inspectors[name] = Inspector(found.connection, prefix=found.prefix or "",
+                                               queues=self.queues, thresholds=self.thresholds)
+        return self._inspectors[name]
 
     async def close(self) -> None:
-        if self._inspector is not None and self._loop is asyncio.get_running_loop():
-            await self._inspector.close()
-        self._inspector = None
+        if self._loop is asyncio.get_running_loop():
+            for inspector in self._inspectors.values():
+                await inspector.close()
+        self._inspectors = {}
 
 
 class ApiError(Exception):
@@ -131,10 +144,13 @@ def create_app(
     prefix: str = "conveyor",
     queues: Sequence[str] | None = None,
     token: str | None = None,
+    tokens: TokenRoles | None = None,
     thresholds: HealthThresholds | None = None,
     dashboard: bool = True,
     allowed_hosts: Sequence[str] = (),
     max_body: int = DEFAULT_MAX_BODY,
+    dependencies: Sequence[params.Depends] = (),
+    instances: Mapping[str, Instance | Connection] | None = None,
 ) -> FastAPI:
     """The REST API (``/api/v1``, OpenAPI at ``/api/v1/openapi.json``, docs at
     ``/api/v1/docs``), Prometheus metrics (``/metrics``) and, with ``dashboard``,
@@ -144,15 +160,25 @@ def create_app(
 
     Requests must name a loopback host or one of ``allowed_hosts`` (``name``,
     ``name:port`` or ``*`` for any) in ``Host``; bodies are JSON of at most
-    ``max_body`` bytes; see :mod:`conveyor.web.guard`."""
-    if token is not None:
-        check_token(token)
+    ``max_body`` bytes; see :mod:`conveyor.web.guard`.
+
+    Roles (:mod:`conveyor.web.roles`): ``tokens`` gives more tokens, each
+    ``read`` or ``admin`` (``{token: role}`` or a list of ``(role, token)``);
+    ``token`` is admin. A read token may only GET. ``dependencies`` (FastAPI
+    ``Depends(...)``) run for every API and metrics route, before it: a host
+    app's own auth (HTTP Basic, SSO) raises there, and may :func:`~conveyor.web.roles.grant`
+    a role.
+
+    ``instances`` (:mod:`conveyor.web.instances`) shows several Redis servers or
+    prefixes in one dashboard, ``{name: connection or Instance(connection,
+    prefix)}``, instead of ``connection``; the API takes ``?instance=NAME``."""
+    roles = token_roles(token, tokens)
     if isinstance(allowed_hosts, str):
         raise ValueError("allowed_hosts must be a list of hosts, not one string")
     if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
         raise ValueError(f"max_body must be a positive number of bytes, not {max_body!r}")
     names = [validate_queue_name(name) for name in queues or ()]
-    state = WebState(connection, prefix, names, thresholds, token,
+    state = WebState(check_instances(instances, connection, prefix), names, thresholds, roles,
                      check_allowed_hosts(allowed_hosts), max_body)
 
     @asynccontextmanager
@@ -167,15 +193,17 @@ def create_app(
     )
     add_docs(app, _DOCS, _OPENAPI)
     app.state.conveyor = state
-    auth = [Depends(require_token)]
-    app.include_router(build_router(), prefix="/api/v1", dependencies=auth,
-                       responses=_ERROR_RESPONSES)
+    auth = [Depends(require_token), *dependencies, Depends(refuse_read_only)]
+    api = build_router()
+    api.include_router(roles_router())
+    api.include_router(instances_router())
+    app.include_router(api, prefix="/api/v1", dependencies=auth, responses=_ERROR_RESPONSES)
 
     @app.get("/metrics", dependencies=auth, tags=["metrics"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-    async def metrics(request: Request) -> Response:
-        """Prometheus text exposition of every queue."""
-        body = await render_metrics(request.app.state.conveyor.inspector())
+    async def metrics(request: Request, instance: InstanceParam = None) -> Response:
+        """Prometheus text exposition of every queue (of one instance)."""
+        body = await render_metrics(request.app.state.conveyor.inspector(instance))
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     _add_error_handlers(app)
@@ -240,7 +268,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:  # a body FastAPI could not parse (say, not UTF-8)
             return error_response(422, "validation_error", f"body: {exc.detail}", "body")
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {403: "forbidden", 404: "not_found",
+                405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), None,
                               dict(exc.headers or {}))
 
@@ -289,10 +318,10 @@ def _conveyor_apps(app: Any, seen: set[int] | None = None) -> Iterator[WebState]
         yield from _conveyor_apps(getattr(route, "app", None), seen)
 
 
-def _effective_token(app: Any, host: str, token: str | None) -> str | None:
-    """The token the served conveyor apps enforce (None if one of them enforces
-    none); a token given here is enforced by conveyor apps built without one, and
-    they accept ``host`` in ``Host``."""
+def _served_tokens(app: Any, host: str, token: str | None) -> list[str] | None:
+    """Every token the served conveyor apps accept (None if one of them enforces
+    none); a token given here is an admin token of the conveyor apps built
+    without one, and they accept ``host`` in ``Host``."""
     states = list(_conveyor_apps(app))
     if not states:
         if token is not None and not is_loopback(host):
@@ -301,21 +330,24 @@ def _effective_token(app: Any, host: str, token: str | None) -> str | None:
                 "it, so the token would protect nothing; mount conveyor's app with "
                 "parent.mount(...) or serve it directly"
             )
-        return token
+        return None if token is None else [token]
     for state in states:
-        if token is not None and state.token is not None and token != state.token:
-            raise ValueError("the token differs from the one the app was created with")
+        if token is not None and state.tokens and state.tokens.get(token) != "admin":
+            raise ValueError("the token differs from the admin tokens the app was created with")
     for state in states:
-        if token is not None:
-            state.token = token
+        if token is not None and not state.tokens:
+            state.tokens = {token: "admin"}
         state.allowed_hosts.extend(h for h in host_allowance(host)
                                    if h not in state.allowed_hosts)
-    tokens = [state.token for state in states]
-    return None if None in tokens else tokens[0]
+    if any(not state.tokens for state in states):
+        return None
+    return [known for state in states for known in state.tokens]
 
 
 def _config(app: Any, host: str, port: int, token: str | None, **options: Any) -> uvicorn.Config:
-    check_listen(host, _effective_token(app, host, token))
+    served: list[str | None] = list(_served_tokens(app, host, token) or ())
+    for each in served or [None]:
+        check_listen(host, each)
     options.setdefault("log_level", "info")
     return uvicorn.Config(app, host=host, port=port, **options)
 

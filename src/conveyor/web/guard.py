@@ -9,9 +9,10 @@ parent app at a prefix). In order:
 2. A state-changing request (not GET/HEAD/OPTIONS) that says it comes from
    another site (``Sec-Fetch-Site``, ``Origin``) is refused: with no token, a
    page on another origin could otherwise pause, retry or clean queues.
-3. The token, when the app has one, is checked from the headers alone, before
+3. The token, when the app has any, is checked from the headers alone, before
    a byte of the body is read; only the page, its static files and the OpenAPI
-   schema and docs are public.
+   schema and docs are public. A read token (:mod:`conveyor.web.roles`) may
+   only GET/HEAD/OPTIONS: anything else gets 403, whatever the route.
 4. A body must be ``application/json`` (a cross-site ``<form>`` cannot send
    that) and at most ``max_body`` bytes, from ``Content-Length`` or counted as
    it streams, never buffered beyond the limit.
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .roles import READ_ONLY_MESSAGE, Role, set_scope_role
 from .tokens import is_loopback
 
 __all__ = [
@@ -65,7 +67,7 @@ class GuardSettings(Protocol):
     """What the guard reads on each request (the app's shared state): a token
     given later, by :func:`~conveyor.web.serve`, takes effect at once."""
 
-    token: str | None
+    tokens: dict[str, Role]
     allowed_hosts: list[str]
     max_body: int
 
@@ -201,9 +203,13 @@ class Guard:
                     "refused a state-changing request from another site (Origin or "
                     "Sec-Fetch-Site); use the dashboard's own page, or a client that is "
                     "not a browser")
-        token = settings.token
-        if token is not None and not self._public(scope) and not _authorized(headers, token):
-            return (401, "unauthorized", "a valid 'Authorization: Bearer <token>' is needed")
+        if settings.tokens and not self._public(scope):
+            role = _role(headers, settings.tokens)
+            if role is None:
+                return (401, "unauthorized", "a valid 'Authorization: Bearer <token>' is needed")
+            set_scope_role(scope, role)
+            if role == "read" and method not in _SAFE_METHODS:
+                return (403, "forbidden", READ_ONLY_MESSAGE)
         return self._body_refusal(method, headers)
 
     def _cross_site(self, headers: Headers, host: str) -> bool:
@@ -249,12 +255,19 @@ class Guard:
         return None
 
 
-def _authorized(headers: Headers, token: str) -> bool:
+def _role(headers: Headers, tokens: dict[str, Role]) -> Role | None:
+    """The role of the bearer token, None if it is none of ``tokens``; every
+    token is compared, in constant time, whichever matches."""
     scheme, _, given = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         given = ""
-    # Header values arrive as Latin-1 text; compare as today's HTTPBearer check did.
-    return secrets.compare_digest(given.strip().encode(), token.encode())
+    # Header values arrive as Latin-1 text; compare as the HTTPBearer check did.
+    sent = given.strip().encode()
+    found: Role | None = None
+    for token, role in tokens.items():
+        if secrets.compare_digest(sent, token.encode()):
+            found = role
+    return found
 
 
 def _too_large(limit: int) -> tuple[int, str, str]:

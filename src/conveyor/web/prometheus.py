@@ -20,7 +20,7 @@ is read one by one: the cost does not grow with them (see
 :mod:`conveyor.web._scrape`; tests/test_prometheus_cost.py counts it).
 
 The port of :func:`start_metrics_server` has no authentication: it listens on
-127.0.0.1 unless ``host`` says otherwise (README.md, "Prometheus", shows how
+127.0.0.1 unless ``host`` says otherwise (docs/guides/metrics.md, "Prometheus", shows how
 to let a Prometheus on another host in).
 """
 

@@ -50,12 +50,13 @@ end
 -- array of objects, one per job, each with `job_id` and the event's own fields
 -- (all strings, as in a single entry). One job gets an ordinary entry. Clients
 -- expand batches (conveyor.events), so readers see one event per job.
--- `jobs` is a list of {job_id, field, value, ...}.
+-- `jobs` is a list of {job_id, field, value, ...}, or of such objects as JSON
+-- text already (add_jobs' usual jobs; always written as a batch).
 local function emit_many(events_key, maxlen, event, jobs)
   if #jobs == 0 then
     return
   end
-  if #jobs == 1 then
+  if #jobs == 1 and type(jobs[1]) == 'table' then
     local job = jobs[1]
     redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'event', event,
       'job_id', unpack(job))
@@ -63,12 +64,16 @@ local function emit_many(events_key, maxlen, event, jobs)
   end
   local parts = {}
   for i, job in ipairs(jobs) do
-    local obj = {'{"job_id":', cjson.encode(job[1])}
-    for j = 2, #job, 2 do
-      obj[#obj + 1] = ',"' .. job[j] .. '":' .. cjson.encode(job[j + 1])
+    if type(job) == 'string' then  -- its JSON object already
+      parts[i] = job
+    else
+      local obj = {'{"job_id":', cjson.encode(job[1])}
+      for j = 2, #job, 2 do
+        obj[#obj + 1] = ',"' .. job[j] .. '":' .. cjson.encode(job[j + 1])
+      end
+      obj[#obj + 1] = '}'
+      parts[i] = table.concat(obj)
     end
-    obj[#obj + 1] = '}'
-    parts[i] = table.concat(obj)
   end
   redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', 'event', event,
     'jobs', '[' .. table.concat(parts, ',') .. ']')

@@ -2,6 +2,7 @@
 // log out, the confirm dialog and the live indicator.
 
 import { $ } from "./ui.js";
+import { currentInstance } from "./instance.js";
 
 // ---------------------------------------------------------------- base path
 // The app may be mounted under a prefix (/jobs/): API URLs are resolved
@@ -67,6 +68,7 @@ function storeToken(token) {
     memoryToken = token;
   }
   showLogout();
+  document.dispatchEvent(new Event("conveyor:token")); // session.js asks for the role again
 }
 
 function forgetToken() {
@@ -88,9 +90,11 @@ export async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  const url = new URL(path, API_BASE);
+  if (currentInstance() && !url.searchParams.has("instance")) url.searchParams.set("instance", currentInstance());
   let response;
   try {
-    response = await fetch(new URL(path, API_BASE), {
+    response = await fetch(url, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -106,7 +110,8 @@ export async function api(path, { method = "GET", body } = {}) {
     payload = null;
   }
   if (response.status === 401) {
-    await askForToken(Boolean(token));
+    // Sent before a token was entered (several requests start at once): retry with it.
+    if (readToken() === token) await askForToken(Boolean(token));
     return api(path, { method, body });
   }
   if (!response.ok || (payload && payload.success === false)) {

@@ -7,6 +7,7 @@ import { setLive, showBanner } from "./api.js";
 import { overviewView } from "./overview.js";
 import { queueView, schedulersView, workersView } from "./queue.js";
 import { jobView } from "./job.js";
+import "./session.js";
 
 const POLL_MS = 2000;
 

@@ -13,9 +13,9 @@ export function jobView(root, route) {
   const head = h("div", { class: "page-head" });
   const notice = h("div", { class: "notice", role: "status", hidden: true });
   const body = h("div", { class: "stack" });
-  const retry = h("button", { class: "btn btn-primary", type: "button", id: "job-retry", disabled: true, text: "Retry" });
-  const promote = h("button", { class: "btn", type: "button", id: "job-promote", disabled: true, text: "Promote" });
-  const remove = h("button", { class: "btn btn-danger", type: "button", id: "job-remove", disabled: true, text: "Remove" });
+  const retry = h("button", { class: "btn btn-primary", type: "button", id: "job-retry", "data-admin": true, disabled: true, text: "Retry" });
+  const promote = h("button", { class: "btn", type: "button", id: "job-promote", "data-admin": true, disabled: true, text: "Promote" });
+  const remove = h("button", { class: "btn btn-danger", type: "button", id: "job-remove", "data-admin": true, disabled: true, text: "Remove" });
   root.append(
     h("div", { class: "crumbs" },
       h("a", { href: "#/", text: "Overview" }), " / ",

@@ -7,12 +7,13 @@ import {
 } from "./ui.js";
 import { api, confirmAction, requestRefresh, showBanner } from "./api.js";
 import { chartBox, loadChart } from "./chart.js";
+import { jobSearch } from "./search.js";
 
 // ---------------------------------------------------------------- queue header (shared by the queue's pages)
 function queueHeader(root, queue, section) {
   const badges = h("span", { class: "actions" });
   const reasons = h("ul", { class: "reasons page-reasons", hidden: true });
-  const pauseButton = h("button", { class: "btn", type: "button", id: "pause-toggle", disabled: true, text: "Pause" });
+  const pauseButton = h("button", { class: "btn", type: "button", id: "pause-toggle", "data-admin": true, disabled: true, text: "Pause" });
   let paused = null;
   pauseButton.addEventListener("click", async () => {
     pauseButton.disabled = true;
@@ -87,10 +88,11 @@ export function queueView(root, route) {
   const searchInput = h("input", { type: "search", name: "job-id", placeholder: "Find a job by id", "aria-label": "Job id" });
   const searchForm = h("form", { class: "search", role: "search" },
     searchInput, h("button", { class: "btn", type: "submit", text: "Find" }));
-  const retryAll = h("button", { class: "btn", type: "button", id: "retry-all", text: "Retry all" });
-  const cleanAll = h("button", { class: "btn btn-danger", type: "button", id: "clean-all", text: "Clean" });
+  const retryAll = h("button", { class: "btn", type: "button", id: "retry-all", "data-admin": true, text: "Retry all" });
+  const cleanAll = h("button", { class: "btn btn-danger", type: "button", id: "clean-all", "data-admin": true, text: "Clean" });
   const tableBox = h("div");
   const pager = h("div", { class: "pager" });
+  const search = jobSearch(queue, state, () => columns(), [tableBox, pager]);
   root.append(
     h("section", { class: "card" }, h("h3", { text: "Throughput, last 60 minutes" }), chart, legend,
       h("div", { class: "meta-row" }, meta)),
@@ -99,6 +101,8 @@ export function queueView(root, route) {
       RETRYABLE_STATES.includes(state) ? retryAll : null,
       CLEANABLE_STATES.includes(state) ? cleanAll : null),
     notice,
+    search.form,
+    search.box,
     tableBox,
     pager,
   );
@@ -232,14 +236,14 @@ export function queueView(root, route) {
     const summary = await loadSummary(root, queue);
     if (!summary || !alive()) return;
     const [jobPage] = await Promise.all([
-      api(`${apiQueue(queue)}/jobs?${new URLSearchParams({ state, start: (page - 1) * PAGE_SIZE, count: PAGE_SIZE })}`),
+      search.active() ? null : api(`${apiQueue(queue)}/jobs?${new URLSearchParams({ state, start: (page - 1) * PAGE_SIZE, count: PAGE_SIZE })}`),
       slow ? loadChart(queue, chart, legend).catch(() => undefined) : null,
       slow ? api("queue/dashboard").then((d) => header.setHealth(healthOf(d, queue))).catch(() => undefined) : null,
     ]);
     header.update(summary);
     meta.replaceChildren(queueMeta(summary));
     renderTabs(countsOf(summary));
-    renderJobs(jobPage);
+    if (jobPage) renderJobs(jobPage);
   }
 
   return { refresh };
