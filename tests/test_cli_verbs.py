@@ -134,6 +134,9 @@ async def test_obliterate_with_yes_deletes_every_key(
     done = await conveyor("queue", "obliterate", queue.name, "--yes", "--redis", redis_url)
     assert (done.code, done.out) == (0, f"obliterated queue {queue.name!r} (3 jobs)\n")
     assert await redis.keys(f"{queue.keys.base}*") == []
+    # Gone from the registry of queues too: nothing lists it any more.
+    gone = await conveyor("health", queue.name, "--redis", redis_url)
+    assert gone.one_error_line() == f"Error: queue {queue.name!r} not found"
 
 
 async def test_obliterate_asks_on_a_terminal_and_no_keeps_the_queue(
