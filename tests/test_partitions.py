@@ -224,6 +224,10 @@ async def test_admin_calls_span_partitions(
         assert await queue.drain() == 12
         job = await queue.add("one")
         assert await queue.remove(job.id)
+        job = await queue.add("edited", {"v": 1})
+        await queue.update_data(job.id, {"v": 2})  # found in its partition
+        assert (await queue.get_job(job.id)).data == {"v": 2}  # type: ignore[union-attr]
+        assert await queue.remove(job.id)
         job = await queue.add("two")
         assert await queue.cancel(job.id)
         assert await queue.get_job(job.id) is None

@@ -225,6 +225,14 @@ def test_retry_refused_for_waiting_job(queue: Queue) -> None:
         queue.retry_job("missing")
 
 
+def test_update_data_of_a_job_that_has_not_started(queue: Queue) -> None:
+    job = queue.add("x", {"v": 1}, delay=60_000)
+    queue.update_data(job.id, {"v": 2})
+    assert job.refresh().data == {"v": 2}
+    with pytest.raises(JobNotFoundError):
+        queue.update_data("missing", 1)
+
+
 def test_wait_until_finished_times_out(queue: Queue) -> None:
     job = queue.add("x")
     with pytest.raises(WaitTimeoutError):

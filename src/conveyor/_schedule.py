@@ -104,6 +104,36 @@ class ScheduleSpec:
             return None
         return slot
 
+    def slots_before(self, before: int, count: int) -> list[int]:
+        """Up to ``count`` slots earlier than ``before`` (ms), latest first, none
+        before ``start`` or after ``end`` (the jobs a scheduler made last are
+        those of these slots)."""
+        slots: list[int] = []
+        if self.end is not None and before > self.end:
+            before = self.end + 1
+        if self.every is not None:
+            origin = self.start if self.start is not None else 0
+            slot = origin + ((before - 1 - origin) // self.every) * self.every
+            while len(slots) < count and slot >= origin:
+                slots.append(slot)
+                slot -= self.every
+            return slots
+        assert self.cron is not None
+        at = datetime.fromtimestamp(before / 1000, UTC).astimezone(ZoneInfo(self.tz))
+        it = croniter(self.cron, at, second_at_beginning=len(self.cron.split()) == 6)
+        while len(slots) < count:
+            try:
+                found = cast(datetime, it.get_prev(datetime))
+            except CroniterBadDateError:
+                break
+            slot = round(found.timestamp() * 1000)
+            if slot >= before:  # croniter may repeat the start time itself
+                continue
+            if self.start is not None and slot < self.start:
+                break
+            slots.append(slot)
+        return slots
+
     def plan(self, next_slot: int, now: int) -> tuple[list[int], int | None, int | None]:
         """From the stored next slot at ``now``: (missed slots to make up,
         the first slot after now, the slot after that)."""

@@ -29,6 +29,7 @@ from .options import (
     Duration,
     check_count,
     check_int,
+    dump_data,
     to_ms,
     validate_job_id,
 )
@@ -193,6 +194,16 @@ class QueueAdmin(QueueCore):
         if not isinstance(remove_children, bool):
             raise ValidationError("remove_children", f"must be a bool, got {remove_children!r}")
         return await self.scripts.remove_job(job_id, remove_children) == 1
+
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """Replace the data of a job that has not started yet (waiting,
+        prioritized, delayed or a flow parent waiting for its children), in one
+        atomic step: :class:`JobStateError` for a job that is running or
+        finished (a running step job changes its own data with
+        ``job.update_data``), :class:`JobNotFoundError` for none."""
+        job_id = validate_job_id(job_id)
+        encoded = dump_data(data, self.max_data_bytes)
+        await self.scripts.update_data(job_id, encoded, pending_only=True)
 
     async def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
         """Send a failed (or completed) job back to waiting. It keeps its

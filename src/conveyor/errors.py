@@ -154,6 +154,10 @@ SCRIPT_ERRORS: dict[tuple[str, int], tuple[type[ConveyorError], str]] = {
     ("add_log", -1): _NOT_FOUND,
     ("update_progress", 0): _NOT_FOUND,
     ("update_data", 0): _NOT_FOUND,
+    ("update_data", -1): (
+        JobStateError, "job {job_id!r} is {state}; only the data of a job that has not "
+        "started (waiting, prioritized, delayed) can be edited"
+    ),
     ("change_priority", 0): _NOT_FOUND,
     ("promote_job", 0): _NOT_FOUND,
     ("promote_job", -1): (JobStateError, _NOT_DELAYED + "promoted"),

@@ -438,6 +438,10 @@ class PartitionedQueue(Queue):
         """As :meth:`conveyor.Queue.retry_job`, in the job's partition."""
         await self._on_job(job_id, lambda p: p.retry_job(job_id, reset_attempts=reset_attempts))
 
+    async def update_data(self, job_id: str, data: Any) -> None:
+        """As :meth:`conveyor.Queue.update_data`, in the job's partition."""
+        await self._on_job(job_id, lambda p: p.update_data(job_id, data))
+
     # -- the dead-letter set, workers, metrics ---------------------------------------------
 
     async def get_dead_letter(self, start: int = 0, end: int = -1) -> list[Job]:
@@ -509,16 +513,15 @@ class PartitionedQueue(Queue):
         found.sort(key=lambda s: s.next_run.replace(tzinfo=None) if s.next_run else far)
         return _inclusive(found, start, end)
 
-    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
-        """One extra job of the scheduler, now (see
-        :meth:`conveyor.Queue.run_job_scheduler_now`), in the scheduler's partition."""
-        await self._check()
-        return await self._scheduler_home(scheduler_id).run_job_scheduler_now(scheduler_id)
-
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete the scheduler (see :meth:`conveyor.Queue.remove_job_scheduler`)."""
         await self._check()
         return await self._scheduler_home(scheduler_id).remove_job_scheduler(scheduler_id)
+
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """One extra job now (see :meth:`conveyor.Queue.run_job_scheduler_now`)."""
+        await self._check()
+        return await self._scheduler_home(scheduler_id).run_job_scheduler_now(scheduler_id)
 
 
 def _inclusive(items: list[T], start: int, end: int) -> list[T]:

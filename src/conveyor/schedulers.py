@@ -222,20 +222,18 @@ class QueueSchedulers(QueueCore):
             if raw
         ]
 
-    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
-        """Run the scheduler's job once more, now: one extra job from its template
-        (name, data, options), ready at once; returns its id,
-        ``sched-<scheduler id>-<now ms>`` (``None`` if there is no such
-        scheduler). The schedule is untouched: its next job still runs at its
-        time, and the extra job counts neither towards ``limit`` nor in ``count``."""
-        made = await self.scripts.run_job_scheduler_now(check_scheduler_id(scheduler_id))
-        return None if made is None else made[0]
-
     async def remove_job_scheduler(self, scheduler_id: str) -> bool:
         """Delete the scheduler and its job if that has not started yet (jobs
         running or finished stay). ``False`` if there was no such scheduler."""
         return await self.scripts.remove_job_scheduler(str(scheduler_id))
 
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """Make one extra job of the scheduler now ("run now"), from its template,
+        ready at once; returns its id (``sched-<scheduler id>-<now ms>``), or
+        ``None`` if there is no such scheduler. The schedule is left as it is:
+        the next run keeps its time and its job, and the extra job does not
+        count towards ``limit``. Atomic (``run_job_scheduler_now.lua``)."""
+        return await self.scripts.run_job_scheduler_now(check_scheduler_id(scheduler_id))
 
 
 def _arg(slot: int | None) -> str:

@@ -342,6 +342,9 @@ class Queue:
     def retry_job(self, job_id: str, *, reset_attempts: bool = False) -> None:
         _run(self._loop, self._queue.retry_job(job_id, reset_attempts=reset_attempts))
 
+    def update_data(self, job_id: str, data: Any) -> None:
+        _run(self._loop, self._queue.update_data(job_id, data))
+
     def clean(
         self, grace_ms: int | timedelta, limit: int = 0, state: str = "completed",
         *, progress: Progress | None = None,
@@ -384,11 +387,11 @@ class Queue:
     def get_job_schedulers(self, start: int = 0, end: int = -1) -> list[JobScheduler]:
         return _run(self._loop, self._queue.get_job_schedulers(start, end))
 
-    def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
-        return _run(self._loop, self._queue.run_job_scheduler_now(scheduler_id))
-
     def remove_job_scheduler(self, scheduler_id: str) -> bool:
         return _run(self._loop, self._queue.remove_job_scheduler(scheduler_id))
+
+    def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        return _run(self._loop, self._queue.run_job_scheduler_now(scheduler_id))
 
     def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
         return _run(self._loop, self._queue.cancel(job_id, reason))

@@ -3,7 +3,9 @@ failed past max_stalled; the stalled-check guard limits runs to one per interval
 
 from __future__ import annotations
 
-from script_support import QueueState, add, finish, outcome, prio_head, s, take
+import json
+
+from script_support import QueueState, add, finish, outcome, prio_head, s, take, token_parts
 
 from conveyor import FlowProducer, Queue
 from helpers import wait_for
@@ -113,6 +115,28 @@ async def test_fails_after_max_stalled(queue: Queue, state: QueueState) -> None:
         {"event": "stalled", "job_id": "s", "stalled_count": "2"},
         {"event": "failed", "job_id": "s", "failed_reason": reason, "attempts_made": "1"},
     ]
+
+
+async def test_each_stalled_attempt_is_added_to_the_jobs_history(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "s", attempts=5)
+    starts = []
+    for _ in range(2):
+        await _unguard(queue, state)
+        [(_, fields)] = await take(queue, lock_ms=1)
+        starts.append(token_parts(fields["tok"])[3])
+        await state.lapse_locks()
+        detected = await state.now()
+        await _check(queue, max_stalled=1)
+
+    history = json.loads((await state.job("s"))["ath"])
+    requeued, failed = history
+    assert requeued[:2] == [1, starts[0]] and requeued[3:] == [
+        "its worker stopped renewing the lock", "stalled"]
+    assert failed[:2] == [1, starts[1]] and failed[2] >= detected
+    assert failed[3] == "job stalled more than max_stalled_count (1) times"
+    assert len(failed) == 4  # a failed attempt has no outcome field
 
 
 async def test_max_stalled_zero_fails_on_first_stall(queue: Queue, state: QueueState) -> None:

@@ -544,3 +544,54 @@ async def test_a_report_run_again_with_its_token_returns_its_first_reply_and_cha
     assert [int(x) for x in again[0]] == [1]
     assert [taken for taken, _ in fetched(again[2])] == ["next"]
     assert await state.snapshot() == before
+
+
+async def test_each_failed_attempt_is_recorded_with_its_start_end_and_reason(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue, attempts=3)
+    starts, ends = [], []
+    for i in (1, 2):
+        starts.append(token_parts(token)[3])
+        await finish(queue, outcome(job_id, token, "f", f"boom {i}", f"trace-{i}", 0))
+        ends.append(await state.now())
+        [(_, fields)] = await take(queue)
+        token = fields["tok"]
+    before_completion = await state.job(job_id)
+
+    await finish(queue, outcome(job_id, token, "c", "1"))
+
+    history = json.loads((await state.job(job_id))["ath"])
+    assert [(n, start, reason) for n, start, _, reason in history] == [
+        (1, starts[0], "boom 1"), (2, starts[1], "boom 2")]
+    for (_, start, end, _), seen_after in zip(history, ends, strict=True):
+        assert start <= end <= seen_after
+    # A completed attempt writes no history: the hot path stays one HSET.
+    assert (await state.job(job_id))["ath"] == before_completion["ath"]
+
+
+async def test_attempt_history_keeps_the_last_10_and_cuts_reasons_at_1_kib_whole_chars(
+    queue: Queue, state: QueueState
+) -> None:
+    job_id, token = await _active_job(queue, attempts=12)
+    long_reason = "é" * 600  # 1,200 bytes of 2-byte characters
+    for i in range(1, 13):
+        _, _, jobs = await finish(
+            queue, outcome(job_id, token, "f", long_reason if i == 12 else f"r{i}", "t", 0), n=1)
+        if jobs:
+            token = jobs[0][1]["tok"]
+
+    history = json.loads((await state.job(job_id))["ath"])
+    assert [entry[0] for entry in history] == list(range(3, 13))
+    assert history[-1][3] == "é" * 512
+    assert (await state.job(job_id))["fr"] == long_reason  # the reason itself is whole
+
+
+async def test_a_corrupt_attempt_history_starts_over(queue: Queue, state: QueueState) -> None:
+    job_id, token = await _active_job(queue, attempts=2)
+    await state.redis.hset(queue.keys.job(job_id), "ath", "{nope")
+
+    assert (await finish(queue, outcome(job_id, token, "f", "why", "t", 0)))[0] == [1]
+
+    [[n, _, _, reason]] = json.loads((await state.job(job_id))["ath"])
+    assert (n, reason) == (1, "why")

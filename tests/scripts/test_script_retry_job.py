@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from script_support import QueueState, add, finish, outcome, prio, take, token_parts
 
@@ -110,3 +112,24 @@ async def test_a_retried_job_keeps_its_stalled_count(queue: Queue, state: QueueS
     assert job["atm"] == "0"
     assert await state.wait() == ["j"]
     assert await state.failed() == []
+
+
+async def test_a_completed_jobs_attempt_is_kept_in_its_history_before_pon_and_fon_go(
+    queue: Queue, state: QueueState
+) -> None:
+    await _finished(queue, "c")
+    before = await state.job("j")
+
+    assert await _retry(queue, "j", False) == 1
+
+    assert json.loads((await state.job("j"))["ath"]) == [
+        [1, int(before["pon"]), int(before["fon"]), "", "completed"]]
+
+
+async def test_a_failed_jobs_history_is_left_as_it_is(queue: Queue, state: QueueState) -> None:
+    await _finished(queue, "f")
+    history = (await state.job("j"))["ath"]
+
+    assert await _retry(queue, "j", False) == 1
+
+    assert (await state.job("j"))["ath"] == history

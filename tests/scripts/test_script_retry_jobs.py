@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from script_support import QueueState, add, finish, outcome, s, take
 
@@ -102,3 +104,18 @@ async def test_retried_jobs_keep_their_stalled_count(queue: Queue, state: QueueS
     assert n == 1
 
     assert (await state.job("j"))["stc"] == "1"
+
+
+async def test_completed_jobs_keep_their_attempt_in_their_history(
+    queue: Queue, state: QueueState
+) -> None:
+    await finished(queue, "a", "c")
+    await finished(queue, "b", "f")
+    a, b = await state.job("a"), await state.job("b")
+
+    assert (await retry(queue, "completed"))[0] == 1
+    assert (await retry(queue, "failed"))[0] == 1
+
+    assert json.loads((await state.job("a"))["ath"]) == [
+        [1, int(a["pon"]), int(a["fon"]), "", "completed"]]
+    assert (await state.job("b"))["ath"] == b["ath"]

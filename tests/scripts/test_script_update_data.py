@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from script_support import QueueState, add, take
 
 from conveyor import Queue
@@ -44,3 +45,38 @@ async def test_a_missing_job_returns_0_and_writes_nothing(
 
     assert await state.snapshot() == before
     assert not await state.exists("gone")
+
+
+async def _update_pending(queue: Queue, job_id: str, data: bytes) -> int:
+    k = queue.keys
+    return int(await queue.scripts.call(
+        "update_data", [k.job(job_id), k.active, k.completed, k.failed], [data, "1", job_id]))
+
+
+@pytest.mark.parametrize("delay", [0, 60_000])
+async def test_pending_only_edits_a_job_that_has_not_started(
+    queue: Queue, state: QueueState, delay: int
+) -> None:
+    await add(queue, "j", delay=delay)
+
+    assert await _update_pending(queue, "j", b'{"v":2}') == 1
+
+    assert (await state.job("j"))["data"] == '{"v":2}'
+
+
+async def test_pending_only_refuses_a_running_or_finished_job_and_writes_nothing(
+    queue: Queue, state: QueueState
+) -> None:
+    await add(queue, "run")
+    await take(queue)
+    await add(queue, "done")
+    await state.redis.zadd(queue.keys.completed, {"done": 1})
+    await add(queue, "lost")
+    await state.redis.zadd(queue.keys.failed, {"lost": 1})
+    before = await state.snapshot()
+
+    for job_id in ("run", "done", "lost"):
+        assert await _update_pending(queue, job_id, b"0") == -1
+    assert await _update_pending(queue, "gone", b"0") == 0
+
+    assert await state.snapshot() == before

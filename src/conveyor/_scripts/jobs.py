@@ -32,9 +32,15 @@ class JobScripts(ScriptsBase):
         )
         return await self.checked("add_log", reply, job_id)
 
-    async def update_data(self, job_id: str, data: bytes) -> int:
-        """Replace the job's data (JSON)."""
-        reply = await self.call("update_data", [self.keys.job(job_id)], [data])
+    async def update_data(self, job_id: str, data: bytes, *, pending_only: bool = False) -> int:
+        """Replace the job's data (JSON); ``pending_only``: refuse (JobStateError)
+        a job that is running or finished."""
+        k = self.keys
+        if not pending_only:
+            reply = await self.call("update_data", [k.job(job_id)], [data])
+        else:
+            reply = await self.call("update_data", [k.job(job_id), k.active, k.completed,
+                                                    k.failed], [data, "1", job_id])
         return await self.checked("update_data", reply, job_id)
 
     async def move_to_delayed(self, job_id: str, token: str, delay_ms: int) -> int:

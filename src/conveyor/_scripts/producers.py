@@ -1,5 +1,5 @@
 """Scripts that make jobs from a description: a flow's tree (``add_flow``) and
-job schedulers (upsert, advance, run now, remove)."""
+job schedulers (upsert, advance, remove, run now)."""
 
 from __future__ import annotations
 
@@ -81,18 +81,17 @@ class ProducerScripts(ScriptsBase):
             [k.base, self.maxlen, scheduler_id],
         )))
 
-    async def run_job_scheduler_now(self, scheduler_id: str) -> tuple[str, bool] | None:
-        """Make one extra job from a scheduler's template, ready now: its id and
-        whether it was made (not already there); ``None`` for no such scheduler."""
+    async def run_job_scheduler_now(self, scheduler_id: str) -> str | None:
+        """Make one extra job of a scheduler now, ready at once, leaving its
+        schedule as it is; the job's id, ``None`` if there is no such scheduler."""
         k = self.keys
-        job_id, made = await self.call(
+        reply = await self.call(
             "run_job_scheduler_now",
             [k.scheduler(scheduler_id), k.wait, k.prioritized, k.priority_counter, k.delayed,
              k.meta, k.marker, k.events],
             [k.base, self.maxlen, scheduler_id],
         )
-        found = text(job_id)
-        return (found, bool(int(made))) if found else None
+        return text(reply[0]) if reply else None
 
     async def advance_job_scheduler(
         self,

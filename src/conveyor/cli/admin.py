@@ -46,7 +46,7 @@ def cancel_job(target: Target, queue: str, job_id: str, reason: str, as_json: bo
     """
 
     async def body(inspector: Inspector) -> tuple[str | None, bool]:
-        q = await inspector.existing_queue(queue)
+        q = await inspector.existing(queue)
         state = await q.get_job_state(validate_job_id(job_id))
         return state, await q.cancel(job_id, reason)
 
@@ -70,7 +70,7 @@ def drain_queue(target: Target, name: str, delayed: bool, as_json: bool) -> None
     schedulers' next jobs."""
 
     async def body(inspector: Inspector) -> int:
-        return await (await inspector.existing_queue(name)).drain(delayed)
+        return await (await inspector.existing(name)).drain(delayed)
 
     n = with_inspector(target, body)
     what = "waiting or delayed" if delayed else "waiting"
@@ -112,7 +112,7 @@ def obliterate_queue(target: Target, name: str, yes: bool, force: bool, as_json:
 
     async def body(inspector: Inspector) -> None:
         try:
-            await (await inspector.existing_queue(name)).obliterate(force)
+            await (await inspector.existing(name)).obliterate(force)
         except JobStateError:  # a job started since we looked
             fail(f"queue {name!r} has running jobs; --force deletes them too")
 

@@ -52,7 +52,7 @@ def events(target: Target, name: str, since: str | None, only: tuple[str, ...],
     start = _start(since)
 
     async def body(inspector: Inspector) -> None:
-        await inspector.existing_queue(name)  # a mistyped name is an error, not silence
+        await inspector.existing(name)  # a mistyped name is an error, not silence
         last_id = start
         if since is not None and start is None:  # a duration back from Redis' clock
             last_id = str(time_ms(await inspector.client.time()) - DURATION.convert(

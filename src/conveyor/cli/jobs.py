@@ -37,6 +37,7 @@ from .support import (
 
 if TYPE_CHECKING:
     from ..inspection import Inspector, JobDetail, JobPage, QueueHealth, QueueSummary
+    from ..inspection.attempts import AttemptRecord
 
 __all__ = ["enqueue", "jobs", "queue", "stats"]
 
@@ -285,6 +286,9 @@ def _job_view(detail: JobDetail, log_lines: int) -> RenderableType:
     for event in detail.timeline:
         parts.append(safe_cell(f"  {format_ms(event['at_ms'])}.{event['at_ms'] % 1000:03d}  "
                                f"{event['event']}"))
+    if len(detail.attempt_timeline) > 1:
+        parts.append(Text("attempts", style="bold"))
+        parts.extend(safe_cell(_attempt_line(a)) for a in detail.attempt_timeline)
     if detail.stacktrace:
         # The one multi-line field: its newlines stay, every other control is escaped.
         parts.append(Text("stacktrace (newest)", style="bold"))
@@ -294,6 +298,14 @@ def _job_view(detail: JobDetail, log_lines: int) -> RenderableType:
         parts.append(Text(f"logs ({len(shown)} newest of {detail.logs_total})", style="bold"))
         parts.extend(safe_cell("  " + line) for line in shown)
     return Group(*parts)
+
+
+def _attempt_line(attempt: AttemptRecord) -> str:
+    took = ("" if attempt.finished_on is None or attempt.started_on is None
+            else f" in {format_duration(attempt.finished_on - attempt.started_on)}")
+    start = "-" if attempt.started_on is None else format_ms(attempt.started_on)
+    return (f"  #{attempt.attempt}  {start}  {attempt.outcome}{took}"
+            + (f": {attempt.error}" if attempt.error else ""))
 
 
 def _json_text(value: Any) -> str:

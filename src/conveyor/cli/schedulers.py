@@ -37,7 +37,7 @@ def run_now(target: Target, name: str, scheduler_id: str, as_json: bool) -> None
     Its schedule is unchanged (the next job still runs at its time)."""
 
     async def body(inspector: Inspector) -> str | None:
-        return await (await inspector.existing_queue(name)).run_job_scheduler_now(scheduler_id)
+        return await (await inspector.existing(name)).run_job_scheduler_now(scheduler_id)
 
     job_id = with_inspector(target, body)
     if job_id is None:
@@ -55,7 +55,7 @@ def remove(target: Target, name: str, scheduler_id: str, as_json: bool) -> None:
     """Delete scheduler ID and its next job if that has not started."""
 
     async def body(inspector: Inspector) -> bool:
-        return await (await inspector.existing_queue(name)).remove_job_scheduler(scheduler_id)
+        return await (await inspector.existing(name)).remove_job_scheduler(scheduler_id)
 
     if not with_inspector(target, body):
         fail(f"no job scheduler {scheduler_id!r} in {name!r}")

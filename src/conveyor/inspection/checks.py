@@ -95,7 +95,7 @@ async def check_queue(inspector: Inspector, name: str, limits: HealthLimits) -> 
     """Check queue ``name`` against ``limits`` (QueueNotFoundError if there is none);
     its health is judged by ``inspector.thresholds`` (see :meth:`HealthLimits.thresholds`)."""
     summary, health = await asyncio.gather(inspector.summary(name), inspector.health(name))
-    queue = await inspector.existing_queue(name)
+    queue = await inspector.existing(name)
     waiting = summary.counts["waiting"] + summary.counts["prioritized"]
     broken: list[str] = []
     if summary.workers < limits.min_workers:

@@ -41,8 +41,10 @@ from ..options import OPTION_NAMES, check_int, validate_job_id, validate_queue_n
 from ..partitions import PartitionedQueue, partition_names
 from ..queue import Queue
 from ..workers import WorkerInfo
+from .attempts import attempt_records, read_history
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
 from .reads import read_alerts, read_page
+from .scheduler_runs import last_runs
 from .search import JobQuery, SearchPage, search_jobs
 from .views import (
     Dashboard,
@@ -173,8 +175,9 @@ class Inspector(ConnectorOwner):
         return {part for base, n in zip(bases, counts, strict=True) if n is not None
                 for part in partition_names(base, int(n))}
 
-    async def existing_queue(self, name: str) -> Queue:
-        """The :class:`Queue` ``name`` (partitioned if it is), or QueueNotFoundError."""
+    async def existing(self, name: str) -> Queue:
+        """The queue ``name`` (partitioned if it is), or QueueNotFoundError if
+        nothing knows it."""
         return await self._existing(name)
 
     async def _existing(self, name: str) -> Queue:
@@ -277,11 +280,12 @@ class Inspector(ConnectorOwner):
         job = await queue.get_job(job_id)
         if job is None:
             raise JobNotFoundError(name, job_id)
-        state, logs, logs_total, delayed_score = await asyncio.gather(
+        state, logs, logs_total, delayed_score, history = await asyncio.gather(
             queue.get_job_state(job_id),
             job.get_logs(-DETAIL_LOG_LINES, -1),
             job.queue.client.llen(job.queue.keys.logs(job_id)),  # job.queue: its partition
             job.queue.client.zscore(job.queue.keys.delayed, job_id),
+            read_history(job),
         )
         due = None if delayed_score is None else delayed_due(delayed_score)
         return JobDetail(
@@ -290,6 +294,7 @@ class Inspector(ConnectorOwner):
             stacktrace=list(job.stacktrace), logs=logs, logs_total=int(logs_total),
             parent_key=job.parent_key, dead_letter_of=job.dead_letter_of,
             timeline=_timeline(job, state, due),
+            attempt_timeline=attempt_records(job, state, history),
         )
 
     # -- actions -----------------------------------------------------------------------
@@ -400,14 +405,16 @@ class Inspector(ConnectorOwner):
     async def schedulers(self, name: str) -> list[SchedulerInfo]:
         """The queue's job schedulers, soonest next job first."""
         queue = await self._existing(name)
+        found = await queue.get_job_schedulers()
+        runs = await asyncio.gather(*(last_runs(queue, s) for s in found))
         return [
             SchedulerInfo(
                 id=s.id, every_ms=s.every, cron=s.cron, tz=s.tz, next_run_ms=epoch_ms(s.next_run),
                 count=s.count, limit=s.limit, start_date_ms=epoch_ms(s.start_date),
                 end_date_ms=epoch_ms(s.end_date), missed=s.missed, job_name=s.job_name,
-                data=s.data, opts=s.opts.to_json(),
+                data=s.data, opts=s.opts.to_json(), last_runs=r,
             )
-            for s in await queue.get_job_schedulers()
+            for s, r in zip(found, runs, strict=True)
         ]
 
     async def workers(self, name: str) -> list[WorkerInfo]:

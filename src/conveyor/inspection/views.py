@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._render import AS_IS, TIME, TIME_OR_ABSENT, View
 from ..keys import STATES
+from .scheduler_runs import SchedulerRun
 
 if TYPE_CHECKING:
     from ..job import Job
+    from .attempts import AttemptRecord
 
 __all__ = ["COUNT_NAMES", "Dashboard", "HealthStatus", "JobDetail", "JobPage", "JobSummary",
            "QueueHealth", "QueueSummary", "SchedulerInfo", "Throughput"]
@@ -118,6 +120,9 @@ class JobDetail(View):
     dead_letter_of: dict[str, Any] | None = field(metadata=AS_IS)
     #: [{"event", "at_ms", "at"}], oldest first.
     timeline: list[dict[str, Any]]
+    #: Every attempt (start, end, outcome, error), oldest first: see
+    #: :mod:`conveyor.inspection.attempts`.
+    attempt_timeline: list[AttemptRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,8 @@ class SchedulerInfo(View):
     job_name: str
     data: Any = field(metadata=AS_IS)
     opts: dict[str, Any] = field(metadata=AS_IS)
+    #: Its latest jobs still kept, latest first (see ``scheduler_runs``).
+    last_runs: list[SchedulerRun] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

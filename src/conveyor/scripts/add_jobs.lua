@@ -362,17 +362,25 @@ local function add_from(first)
   end
 end
 
-local first = 0
-while first < m do
-  local ok, err = pcall(add_from, first)
-  if ok then
-    break
-  end
-  local message = refused(err)
+if m == 1 then  -- a lone add (Queue.add with nothing else in flight): no batch machinery
+  local ok, err = pcall(add_one, 4)
+  local message = not ok and refused(err)
   if message then
     return redis.error_reply(message)  -- as the command replied it (error() would add a position)
   end
-  first = current + 1
+else
+  local first = 0
+  while first < m do
+    local ok, err = pcall(add_from, first)
+    if ok then
+      break
+    end
+    local message = refused(err)
+    if message then
+      return redis.error_reply(message)
+    end
+    first = current + 1
+  end
 end
 
 call_chunked({'RPUSH', KEYS[1]}, plain)

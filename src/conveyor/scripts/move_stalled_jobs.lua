@@ -14,12 +14,14 @@ its parent (a child of a flow), and is kept or deleted by its own
 remove_on_fail and lets go of the deduplication key it holds, as a job failing
 for good in move_to_finished would. A job whose key is no longer a hash fails
 at once (with a failed event), alone.
-A stalled job's cancel mark goes with its attempt (forget_cancels).
+A stalled job's cancel mark goes with its attempt (forget_cancels), and the
+attempt is added to its history (`ath`, includes/attempts.lua).
 Events: stalled, failed
 ]]
 --@include "common"
 --@include "dead_letter"
 --@include "flows"
+--@include "attempts"
 
 -- The options a failing job needs here, decoded only when they are set:
 -- remove_on_fail (age in seconds) as "count:age_ms" (-1: no limit), else
@@ -72,9 +74,10 @@ for _, id in ipairs(ids) do
     emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', '0'})
     failed[#failed + 1] = id
   elseif kind == 'hash' then
+    local started, made_before, pon
     if token then
       -- The attempt started and never ended: keep what the lock knew of it.
-      local started, _, pon = parse_token(token)
+      started, made_before, pon = parse_token(token)
       redis.call('HSET', job_key, 'ats', started, 'pon', pon)
     end
     local group = redis.call('HGET', job_key, 'grp')
@@ -83,10 +86,14 @@ for _, id in ipairs(ids) do
     end
     local stalls = redis.call('HINCRBY', job_key, 'stc', 1)
     emit(KEYS[7], maxlen, 'stalled', id, {'stalled_count', stalls})
+    local history = redis.call('HGET', job_key, 'ath')
     if stalls > max_stalled then
       local made = redis.call('HINCRBY', job_key, 'atm', 1)
       local reason = 'job stalled more than max_stalled_count (' .. max_stalled .. ') times'
       redis.call('HSET', job_key, 'fr', reason, 'fon', now)
+      if token then
+        redis.call('HSET', job_key, 'ath', attempt_history(history, made, pon, now, reason))
+      end
       emit(KEYS[7], maxlen, 'failed', id, {'failed_reason', reason, 'attempts_made', made})
       local job = redis.call('HMGET', job_key, 'opts', 'par')
       forward_to_dead_letter(base, job_key, id, job[1], reason, made, now, maxlen)
@@ -108,6 +115,10 @@ for _, id in ipairs(ids) do
       end
       failed[#failed + 1] = id
     else
+      if token then
+        redis.call('HSET', job_key, 'ath', attempt_history(history, tonumber(made_before) + 1,
+          pon, now, 'its worker stopped renewing the lock', 'stalled'))
+      end
       local priority = tonumber(redis.call('HGET', job_key, 'prio') or '0')
       push_ready(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], id, priority, true, true)
       requeued[#requeued + 1] = id

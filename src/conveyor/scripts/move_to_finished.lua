@@ -33,6 +33,9 @@ ARGV  1 key base  2 n to fetch  3 lock token prefix  4 lock duration ms
 Returns {{status per outcome}, next_due, jobs, limit_wait, now} with next_due,
 jobs and limit_wait as in move_to_active, and now the time (ms, Redis' clock)
 stored as the finished jobs' finished_on.
+A failed attempt is also appended to the job's `ath` (attempt history, see
+includes/attempts.lua): a completed attempt writes nothing more, its start and
+end are the job's own pon and fon.
   status 1 done, 0 lock lost (the job was taken over; nothing was changed)
 Metrics: completed/failed counts of this minute, and the timing fields added
 to this minute's histogram (includes/metrics.lua).
@@ -58,6 +61,7 @@ finished set updates and its event are one command each for the whole batch.
 --@include "dead_letter"
 --@include "flows"
 --@include "calls"
+--@include "attempts"
 
 local base = ARGV[1]
 local maxlen = ARGV[5]
@@ -72,7 +76,6 @@ if recorded then
 end
 local now = now_ms()
 local statuses = {}
-local STACK_LIMIT = 10
 local EVENT_VALUE_LIMIT, EVENT_BATCH_LIMIT = 4096, 65536
 local event_bytes = 0
 
@@ -166,16 +169,12 @@ for i = 1, m do
       end
       finish(KEYS[10], id, keep)
     elseif kind == 'f' then
-      local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts')
+      local job = redis.call('HMGET', job_key, 'att', 'prio', 'st', 'opts', 'ath')
       local attempts = tonumber(job[1] or '1') or 1
-      local read, stack = pcall(cjson.decode, job[3] or '[]')
-      if not read or type(stack) ~= 'table' then
-        stack = {}  -- a corrupt stack must not fail the whole report
-      end
-      stack[#stack + 1] = ARGV[o + 6]
-      if #stack > STACK_LIMIT then table.remove(stack, 1) end
-      redis.call('HSET', job_key, 'fr', value, 'st', cjson.encode(stack), 'atm', made,
-        'ats', started, 'pon', pon)
+      local stack = bounded_list(job[3], ARGV[o + 6])
+      local history = attempt_history(job[5], made, pon, now, value)
+      redis.call('HSET', job_key, 'fr', value, 'st', stack, 'atm', made,
+        'ats', started, 'pon', pon, 'ath', history)
       local retry_delay = tonumber(ARGV[o + 7])
       if retry_delay >= 0 and made < attempts then
         emit(k.events, maxlen, 'retrying', id,

@@ -8,11 +8,13 @@ A job whose key is not a hash (corrupt) goes back as it is: a worker fails it
 again at once, saying why.
 A flow child whose failure its parent ignored is pending for the parent again.
 The job keeps its stalled count (stc), as in BullMQ: a retry does not
-forgive stalls.
+forgive stalls. A completed job's attempt is kept in its history (`ath`,
+includes/attempts.lua) before its pon and fon are cleared.
 Events: waiting
 ]]
 --@include "common"
 --@include "flows"
+--@include "attempts"
 
 local base = ARGV[1]
 local id = ARGV[2]
@@ -20,11 +22,15 @@ local job_key = base .. 'job:' .. id
 if redis.call('EXISTS', job_key) == 0 then
   return 0
 end
-if redis.call('ZREM', KEYS[1], id) == 0 and redis.call('ZREM', KEYS[2], id) == 0 then
+local was_failed = redis.call('ZREM', KEYS[1], id) == 1
+if not was_failed and redis.call('ZREM', KEYS[2], id) == 0 then
   return -1
 end
 local priority = 0
 if redis.call('TYPE', job_key).ok == 'hash' then  -- else corrupt: a worker fails it again
+  if not was_failed then
+    keep_completed_attempt(job_key)
+  end
   redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv')
   flow_child_retried(job_key)
   if ARGV[3] == '1' then

@@ -8,13 +8,17 @@ KEYS  1 failed or completed  2 wait  3 prioritized  4 pc  5 meta  6 marker
 ARGV  1 key base  2 most jobs to move  3 cutoff ms ("" on the first batch: now)
       4 reset attempts made and started "1"/"0"  5 events maxlen
 Returns {jobs moved (fewer than ARGV 2: none is left), cutoff}.
+A completed job's attempt is kept in its history (`ath`,
+includes/attempts.lua) before its pon and fon are cleared.
 Events: waiting, one stream entry per batch.
 ]]
 --@include "common"
 --@include "admin"
 --@include "flows"
+--@include "attempts"
 
 local base = ARGV[1]
+local completed = string.sub(KEYS[1], -10) == ':completed'
 local cutoff = tonumber(ARGV[3]) or now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[2]))
 call_chunked({'ZREM', KEYS[1]}, ids)
@@ -26,6 +30,9 @@ for _, id in ipairs(ids) do
     corrupt[#corrupt + 1] = id  -- back as it is: a worker fails it again, saying why
     events[#events + 1] = {id}
   elseif kind == 'hash' then
+    if completed then
+      keep_completed_attempt(job_key)
+    end
     redis.call('HDEL', job_key, 'fon', 'pon', 'fr', 'rv')
     flow_child_retried(job_key)
     if ARGV[4] == '1' then

@@ -85,12 +85,16 @@ def ok(data: Any, status_code: int = 200) -> Any:
 
 def build_router() -> APIRouter:
     """Every route of ``/api/v1`` (auth is added by the app around it)."""
+    from .api_jobs_edit import build_jobs_edit_router  # it imports this module
     from .api_search import search_router  # it imports this module's helpers
+    from .api_views import build_views_router  # it imports this module's helpers
 
     api = APIRouter()
     _seed_routes(api)
     _queue_routes(api)
+    api.include_router(build_jobs_edit_router())  # before the routes a job id could shadow
     _job_routes(api)
+    api.include_router(build_views_router())
     api.include_router(search_router())
     return api
 

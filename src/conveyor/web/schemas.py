@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from .schemas_views import SchedulerRun
+
 Health = Literal["ok", "warning", "critical"]
 JobState = Literal["waiting", "active", "delayed", "prioritized", "completed", "failed",
                    "waiting-children"]
@@ -98,6 +100,20 @@ class TimelineEvent(BaseModel):
     at: str | None
 
 
+class Attempt(BaseModel):
+    attempt: int = Field(description="1 for the first (counts restart after a retry "
+                                     "with reset_attempts).")
+    started_on: str | None
+    started_on_ms: int | None
+    finished_on: str | None = Field(description="None while it runs.")
+    finished_on_ms: int | None
+    outcome: Literal["completed", "failed", "stalled", "running"] = Field(
+        description="stalled: its worker stopped renewing the lock and the job went back "
+        "to the queue (not counted as an attempt made).")
+    error: str | None = Field(description="The failed reason (cut to 1 KiB), or why it "
+                                          "stalled.")
+
+
 class JobDetail(JobSummary):
     queue: str
     data: Any
@@ -109,6 +125,9 @@ class JobDetail(JobSummary):
     parent_key: str | None
     dead_letter_of: dict[str, Any] | None
     timeline: list[TimelineEvent]
+    attempt_timeline: list[Attempt] = Field(
+        description="Every attempt, oldest first (the last 10 failed ones, and the one "
+        "that completed or runs now).")
 
 
 class JobAction(BaseModel):
@@ -153,6 +172,8 @@ class Scheduler(BaseModel):
     start_date_ms: int | None
     end_date: str | None
     end_date_ms: int | None
+    last_runs: list[SchedulerRun] = Field(default=[], description="Its latest jobs still "
+                                          "kept, latest first (at most 5).")
 
 
 class Worker(BaseModel):

@@ -5,7 +5,8 @@
 import { $, refreshTimes, notFound } from "./ui.js";
 import { setLive, showBanner } from "./api.js";
 import { overviewView } from "./overview.js";
-import { queueView, schedulersView, workersView } from "./queue.js";
+import { queueView, workersView } from "./queue.js";
+import { schedulersView } from "./schedulers.js";
 import { jobView } from "./job.js";
 import "./session.js";
 

@@ -1,4 +1,5 @@
-// The throughput chart: per-minute bars drawn as inline SVG.
+// The throughput chart: per-minute bars drawn as inline SVG, coloured by
+// theme.css's variables (classes, not fixed colours: the dark theme swaps them).
 
 import { h, svgEl, pick, msOf, fmtNum, apiQueue } from "./ui.js";
 import { api } from "./api.js";
@@ -14,9 +15,9 @@ function niceMax(value) {
   return 10 * magnitude;
 }
 
-function minuteLabel(ms) {
-  const date = new Date(ms);
-  return `${String(date.getHours()).padStart(2, "0")}:${String(date.getMinutes()).padStart(2, "0")}`;
+const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+export function minuteLabel(ms) {
+  return clock.format(new Date(ms));
 }
 
 function drawChart(box) {
@@ -38,8 +39,8 @@ function drawChart(box) {
   });
   for (const v of [0, max / 2, max]) {
     svg.append(
-      svgEl("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), stroke: "#e3e7ee", "stroke-width": 1 }),
-      svgEl("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 10, fill: "#5b6675" }, fmtNum(v)),
+      svgEl("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), class: "grid-line", "stroke-width": 1 }),
+      svgEl("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, fmtNum(v)),
     );
   }
   const n = Math.max(points.length, 1);
@@ -57,11 +58,11 @@ function drawChart(box) {
       svgEl("rect", { x, y: pad.top, width: slot, height: plotH, fill: "transparent" }),
     );
     if (completed) {
-      group.append(svgEl("rect", { x, y: y(completed), width: barW, height: y(0) - y(completed), fill: "var(--chart-completed)" }));
+      group.append(svgEl("rect", { x, y: y(completed), width: barW, height: y(0) - y(completed), class: "completed" }));
     }
     if (failed) {
       group.append(
-        svgEl("rect", { x, y: y(completed + failed), width: barW, height: y(completed) - y(completed + failed), fill: "var(--chart-failed)" }),
+        svgEl("rect", { x, y: y(completed + failed), width: barW, height: y(completed) - y(completed + failed), class: "failed" }),
       );
     }
     svg.append(group);
@@ -72,11 +73,11 @@ function drawChart(box) {
     [width - pad.right, "end", "now"],
   ];
   for (const [x, anchor, text] of labels) {
-    svg.append(svgEl("text", { x, y: height - 5, "text-anchor": anchor, "font-size": 10, fill: "#5b6675" }, text));
+    svg.append(svgEl("text", { x, y: height - 5, "text-anchor": anchor, class: "axis" }, text));
   }
   if (!totals.some((t) => t > 0)) {
     svg.append(
-      svgEl("text", { x: pad.left + plotW / 2, y: pad.top + plotH / 2, "text-anchor": "middle", "font-size": 12, fill: "#5b6675" },
+      svgEl("text", { x: pad.left + plotW / 2, y: pad.top + plotH / 2, "text-anchor": "middle", class: "axis" },
         "No jobs finished in this period"),
     );
   }

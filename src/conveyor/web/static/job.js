@@ -5,6 +5,9 @@ import {
   badge, queueHref, jobHref, apiQueue,
 } from "./ui.js";
 import { api, confirmAction, requestRefresh } from "./api.js";
+import { flowTree } from "./tree.js";
+import { jobEditActions } from "./job_edit.js";
+import { attemptsTable } from "./attempts.js";
 
 // ---------------------------------------------------------------- job
 export function jobView(root, route) {
@@ -22,6 +25,8 @@ export function jobView(root, route) {
       h("a", { href: queueHref(queue), text: queue }), " / jobs"),
     head, notice, body);
   let job = null;
+  const tree = flowTree(queue, id);
+  const edits = jobEditActions(queue, id, (text, isError) => say(text, isError));
 
   function say(text, isError) {
     notice.textContent = text;
@@ -132,7 +137,8 @@ export function jobView(root, route) {
       h("h1", null, h("span", { id: "job-name", text: detail.name }), " ", h("span", { class: "muted", text: `#${detail.id}` })),
       h("span", { id: "job-state" }, badge(state)),
       h("span", { class: "spacer" }),
-      h("div", { class: "actions" }, retry, promote, remove));
+      h("div", { class: "actions" }, retry, promote, ...edits.buttons, remove));
+    edits.update(detail);
     retry.disabled = !RETRYABLE_STATES.includes(state);
     retry.title = retry.disabled ? "Only failed or completed jobs can be retried" : "";
     promote.disabled = state !== "delayed";
@@ -147,6 +153,7 @@ export function jobView(root, route) {
       h("div", { class: "grid grid-2" },
         section("Summary", summaryList(detail)),
         section("Progress", progressBlock(detail.progress))),
+      tree.el,
     ];
     if (reason || stack.length) {
       parts.push(section("Error",
@@ -170,6 +177,7 @@ export function jobView(root, route) {
       logs.length
         ? h("ol", { class: "logs", id: "job-logs" }, logs.map((line) => h("li", { text: typeof line === "string" ? line : JSON.stringify(line) })))
         : h("p", { class: "muted", text: "No log lines." })));
+    parts.push(section("Attempts", attemptsTable(detail)));
     parts.push(section("Timeline", timeline(detail)));
     // Keep the log and stack scroll positions across a refresh.
     const scrolls = [...body.querySelectorAll("pre, ol.logs")].map((el) => el.scrollTop);
@@ -180,12 +188,14 @@ export function jobView(root, route) {
   async function refresh() {
     try {
       render(await api(`${apiQueue(queue)}/jobs/${encodeURIComponent(id)}`));
+      await tree.refresh();
     } catch (error) {
       if (error.status === 404) {
         body._shown = null;
         fill(head, h("h1", { text: `Job ${id}` }), badge("gone", "critical"));
         body.replaceChildren(section("Not found", h("p", { class: "muted", text: `There is no job “${id}” in ${queue}: it may have been removed or cleaned.` })));
         for (const button of [retry, promote, remove]) button.disabled = true;
+        edits.update(null);
         return;
       }
       throw error;

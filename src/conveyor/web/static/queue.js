@@ -1,4 +1,4 @@
-// #/queues/NAME : a queue's jobs by state, and its schedulers and workers.
+// #/queues/NAME : a queue's jobs by state, and its workers (schedulers: schedulers.js).
 
 import {
   PAGE_SIZE, STATES, RETRYABLE_STATES, CLEANABLE_STATES, h, fill, stateLabel, pick, msOf, fmtNum,
@@ -7,10 +7,13 @@ import {
 } from "./ui.js";
 import { api, confirmAction, requestRefresh, showBanner } from "./api.js";
 import { chartBox, loadChart } from "./chart.js";
+import { seriesCard } from "./series.js";
 import { jobSearch } from "./search.js";
+import { bulkSelection } from "./bulk.js";
+import { addJobButton } from "./job_edit.js";
 
 // ---------------------------------------------------------------- queue header (shared by the queue's pages)
-function queueHeader(root, queue, section) {
+export function queueHeader(root, queue, section) {
   const badges = h("span", { class: "actions" });
   const reasons = h("ul", { class: "reasons page-reasons", hidden: true });
   const pauseButton = h("button", { class: "btn", type: "button", id: "pause-toggle", "data-admin": true, disabled: true, text: "Pause" });
@@ -61,7 +64,7 @@ function queueHeader(root, queue, section) {
 }
 
 // Loads the queue summary; shows "not found" and returns null for an unknown queue.
-async function loadSummary(root, queue) {
+export async function loadSummary(root, queue) {
   try {
     return await api(apiQueue(queue));
   } catch (error) {
@@ -81,6 +84,7 @@ export function queueView(root, route) {
   document.title = `${queue} · conveyor`;
   const header = queueHeader(root, queue, "jobs");
   const chart = chartBox();
+  const series = seriesCard(queue);
   const legend = h("div");
   const meta = h("div");
   const tabs = h("nav", { class: "tabs", "aria-label": "Job states" });
@@ -93,11 +97,14 @@ export function queueView(root, route) {
   const tableBox = h("div");
   const pager = h("div", { class: "pager" });
   const search = jobSearch(queue, state, () => columns(), [tableBox, pager]);
+  const bulk = bulkSelection(queue, state, (text, isError) => say(text, isError));
   root.append(
     h("section", { class: "card" }, h("h3", { text: "Throughput, last 60 minutes" }), chart, legend,
       h("div", { class: "meta-row" }, meta)),
+    series.el,
     h("div", { class: "tabs-row" }, tabs),
-    h("div", { class: "toolbar" }, searchForm, h("span", { class: "spacer" }),
+    h("div", { class: "toolbar" }, searchForm, h("span", { class: "spacer" }), ...bulk.controls,
+      addJobButton(queue),
       RETRYABLE_STATES.includes(state) ? retryAll : null,
       CLEANABLE_STATES.includes(state) ? cleanAll : null),
     notice,
@@ -171,6 +178,7 @@ export function queueView(root, route) {
 
   function columns() {
     const cols = [
+      bulk.column,
       ["ID", (job) => h("td", { class: "nowrap" }, h("a", { href: jobHref(queue, job.id), class: "job-link", text: String(job.id) }))],
       ["Name", (job) => h("td", { class: "name", title: job.name, text: job.name })],
       ["Added", (job) => h("td", { class: "nowrap" }, timeEl(msOf(job, "timestamp")))],
@@ -210,6 +218,7 @@ export function queueView(root, route) {
   function renderJobs(jobPage) {
     const jobs = pick(jobPage, "jobs") || [];
     total = pick(jobPage, "total") ?? jobs.length;
+    bulk.update(jobs);
     if (!changed(tableBox, jobPage)) return;
     const cols = columns();
     const rows = jobs.map((job) => h("tr", { dataset: { jobId: String(job.id) } }, cols.map(([, cell]) => cell(job))));
@@ -238,6 +247,7 @@ export function queueView(root, route) {
     const [jobPage] = await Promise.all([
       search.active() ? null : api(`${apiQueue(queue)}/jobs?${new URLSearchParams({ state, start: (page - 1) * PAGE_SIZE, count: PAGE_SIZE })}`),
       slow ? loadChart(queue, chart, legend).catch(() => undefined) : null,
+      series.load().catch(() => undefined),
       slow ? api("queue/dashboard").then((d) => header.setHealth(healthOf(d, queue))).catch(() => undefined) : null,
     ]);
     header.update(summary);
@@ -254,51 +264,6 @@ function progressText(progress, truncated) {
   if (typeof progress === "number") return `${Math.round(progress)}%`;
   if (progress === null || progress === undefined || progress === "") return "—";
   return typeof progress === "object" ? JSON.stringify(progress) : String(progress);
-}
-
-// ---------------------------------------------------------------- schedulers
-export function schedulersView(root, route) {
-  const { queue } = route;
-  document.title = `Schedulers · ${queue} · conveyor`;
-  const header = queueHeader(root, queue, "schedulers");
-  const box = h("div");
-  root.append(box);
-
-  function schedule(item) {
-    const cron = pick(item, "cron", "pattern");
-    if (cron) return `cron ${cron}${item.tz ? ` (${item.tz})` : ""}`;
-    const every = pick(item, "every_ms", "everyMs", "every");
-    return typeof every === "number" ? `every ${fmtDuration(every)}` : "—";
-  }
-
-  // The next slot's job already exists, delayed, as "sched-<scheduler id>-<slot ms>".
-  function nextRunCell(item) {
-    const next = msOf(item, "next_run", "nextRun");
-    const id = pick(item, "id");
-    if (next === undefined || id === undefined) return timeEl(next);
-    return h("a", { href: jobHref(queue, `sched-${id}-${next}`), title: "Open the job of the next run" }, timeEl(next));
-  }
-
-  async function refresh() {
-    const summary = await loadSummary(root, queue);
-    if (!summary) return;
-    header.update(summary);
-    const items = await api(`${apiQueue(queue)}/schedulers`);
-    const list = Array.isArray(items) ? items : pick(items, "schedulers") || [];
-    const rows = list.map((item) => {
-      const limit = pick(item, "limit");
-      return h("tr", null,
-        h("td", { class: "nowrap mono", text: pick(item, "id", "key") }),
-        h("td", { class: "nowrap", text: schedule(item) }),
-        h("td", { class: "nowrap" }, nextRunCell(item)),
-        h("td", { class: "num", text: limit ? `${fmtNum(pick(item, "count") ?? 0)} / ${fmtNum(limit)}` : fmtNum(pick(item, "count") ?? 0) }),
-        h("td", { class: "nowrap", text: pick(item, "job_name", "jobName", "name") || "" }),
-        h("td", { class: "wrap mono", text: item.data === undefined ? "" : JSON.stringify(item.data) }));
-    });
-    box.replaceChildren(table(["ID", "Schedule", "Next run", "Jobs made", "Job name", "Data"], rows, "No job schedulers on this queue."));
-  }
-
-  return { refresh };
 }
 
 // ---------------------------------------------------------------- workers

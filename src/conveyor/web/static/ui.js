@@ -84,49 +84,64 @@ export function msOf(obj, ...names) {
   return undefined;
 }
 
-const numberFormat = new Intl.NumberFormat("en-US");
+// Numbers, times and durations in the browser's own locale (Intl).
+const numberFormat = new Intl.NumberFormat();
+const oneDecimal = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const twoDecimals = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const percent = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+
 export function fmtNum(n) {
   return typeof n === "number" ? numberFormat.format(n) : "—";
 }
 
+export function fmtPercent(ratio) {
+  return typeof ratio === "number" ? percent.format(ratio) : "—";
+}
+
 function fmtRate(n) {
   if (typeof n !== "number") return "—";
-  return n >= 100 ? numberFormat.format(Math.round(n)) : n.toFixed(1);
+  return n >= 100 ? numberFormat.format(Math.round(n)) : oneDecimal.format(n);
 }
 
 export function fmtDuration(ms) {
   if (typeof ms !== "number" || !Number.isFinite(ms)) return "—";
   const abs = Math.abs(ms);
-  if (abs < 1000) return `${Math.round(ms)} ms`;
-  if (abs < 60_000) return `${(ms / 1000).toFixed(abs < 10_000 ? 2 : 1)} s`;
+  if (abs < 1000) return `${numberFormat.format(Math.round(ms))} ms`;
+  if (abs < 60_000) return `${(abs < 10_000 ? twoDecimals : oneDecimal).format(ms / 1000)} s`;
   const seconds = Math.round(abs / 1000);
   const sign = ms < 0 ? "-" : "";
   if (seconds < 3600) return `${sign}${Math.floor(seconds / 60)} min ${seconds % 60} s`;
   if (seconds < 86_400) return `${sign}${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
-  return `${sign}${Math.floor(seconds / 86_400)} d ${Math.floor((seconds % 86_400) / 3600)} h`;
+  return `${sign}${numberFormat.format(Math.floor(seconds / 86_400))} d ${Math.floor((seconds % 86_400) / 3600)} h`;
 }
+
+const RELATIVE_UNITS = [["day", 86_400_000], ["hour", 3_600_000], ["minute", 60_000], ["second", 1000]];
 
 function fmtRelative(ms) {
   const diff = ms - Date.now();
-  const abs = Math.abs(diff);
-  let text;
-  if (abs < 1500) return "just now";
-  if (abs < 60_000) text = `${Math.round(abs / 1000)} s`;
-  else if (abs < 3_600_000) text = `${Math.round(abs / 60_000)} min`;
-  else if (abs < 86_400_000) text = `${(abs / 3_600_000).toFixed(1)} h`;
-  else text = `${Math.round(abs / 86_400_000)} d`;
-  return diff < 0 ? `${text} ago` : `in ${text}`;
+  if (Math.abs(diff) < 1500) return relative.format(0, "second");
+  for (const [unit, size] of RELATIVE_UNITS) {
+    if (Math.abs(diff) >= size || unit === "second") return relative.format(Math.round(diff / size), unit);
+  }
+  return "";
 }
 
 export function isoOf(ms) {
   return new Date(ms).toISOString();
 }
 
-// <time> showing a relative time, the exact UTC time in its tooltip.
+// A moment as the browser's locale writes it, in its time zone.
+export function fmtDateTime(ms) {
+  return dateTime.format(new Date(ms));
+}
+
+// <time> showing a relative time; the local and the exact UTC time in its tooltip.
 export function timeEl(ms) {
   if (ms === undefined) return h("span", { class: "muted", text: "—" });
   const iso = isoOf(ms);
-  return h("time", { datetime: iso, title: iso, dataset: { ms }, text: fmtRelative(ms) });
+  return h("time", { datetime: iso, title: `${fmtDateTime(ms)} (${iso})`, dataset: { ms }, text: fmtRelative(ms) });
 }
 
 // Parts of a page are re-rendered only when their data changed (so a text
@@ -216,7 +231,7 @@ function emptyRow(columns, text) {
 export function table(headers, rows, emptyText) {
   return h("div", { class: "table-wrap" },
     h("table", null,
-      h("thead", null, h("tr", null, headers.map((label) => h("th", { class: "nowrap", text: label })))),
+      h("thead", null, h("tr", null, headers.map((label) => h("th", { class: "nowrap" }, label)))),
       h("tbody", null, rows.length ? rows : emptyRow(headers.length, emptyText))));
 }
 
