@@ -80,6 +80,40 @@ async def test_the_tree_shows_parent_and_children_with_states_and_values(
           "validation_error")
 
 
+async def test_a_tree_read_while_children_complete_never_shows_one_completed_without_its_value(
+    client: httpx.AsyncClient, redis_url: str
+) -> None:
+    """Each read is one moment: a child is completed with its value, or shown as it
+    was before, never completed with no value (the states and the values used to be
+    read at different times)."""
+    tag = uuid.uuid4().hex[:8]
+    reports, parts = f"{{{tag}}}reports", f"{{{tag}}}parts"
+    async with FlowProducer(connection=redis_url) as flow:
+        root = await flow.add({"name": "report", "queue_name": reports, "children": [
+            {"name": "part", "queue_name": parts, "data": i} for i in range(1, 61)]})
+    url = f"{API}/queues/{reports}/tree/{root.job.id}?count=60"
+    async def tenfold(job: Job) -> int:
+        return int(job.data) * 10
+
+    worker = Worker(parts, tenfold, connection=redis_url, concurrency=2, handle_signals=False)
+    task = asyncio.create_task(worker.run())
+    reads = 0
+    try:
+        while True:
+            children = data(await client.get(url))["children"]
+            reads += 1
+            for child in children:
+                # completed with its value, or shown as before: no value yet
+                assert (child["value"] is not None) == (child["state"] == "completed"), child
+            if all(child["state"] == "completed" for child in children):
+                break
+    finally:
+        await worker.close()
+        await task
+    assert reads > 1  # some reads saw children still running
+    assert sorted(child["value"] for child in children) == [i * 10 for i in range(1, 61)]
+
+
 async def test_schedulers_are_created_run_now_and_removed(
     client: httpx.AsyncClient, queue: Queue
 ) -> None:

@@ -98,13 +98,25 @@ async def read_tree(
     nodes = await asyncio.gather(
         *(_node(inspector, q, i) for q, i in [*ancestors, (name, job_id), *page])
     )
+    # The page's values are read again after the states: a child finishing between
+    # the two reads then shows its older state without the value, never "completed"
+    # without its value (the script that completes a child writes both at once).
+    page_keys = keys[start:start + count]
+    if page_keys:
+        async with queue.client.pipeline(transaction=True) as pipe:
+            pipe.hmget(k.processed(job_id), page_keys)
+            pipe.hmget(k.failed_children(job_id), page_keys)
+            value_list, failure_list = await pipe.execute()
+        values = {key: raw for key, raw in zip(page_keys, value_list, strict=True) if raw}
+        failures = {key: text(raw) for key, raw in zip(page_keys, failure_list, strict=True)
+                    if raw}
     children = []
-    for key, node in zip(keys[start:start + count], nodes[len(ancestors) + 1:], strict=True):
-        raw = values.get(key)
+    for key, node in zip(page_keys, nodes[len(ancestors) + 1:], strict=True):
+        raw = values.get(key) if node.state == "completed" else None
         children.append(TreeNode(
             node.queue, node.id, node.name, node.state, node.children_total,
             value=None if raw is None else orjson.loads(raw),
-            ignored_failure=failures.get(key),
+            ignored_failure=failures.get(key) if node.state == "failed" else None,
         ))
     return JobTree(list(nodes[:len(ancestors)]), nodes[len(ancestors)], children, len(keys),
                    start, count)
