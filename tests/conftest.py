@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -13,6 +14,13 @@ from redis.asyncio.cluster import RedisCluster as RedisClusterClient
 from conveyor import FlowProducer, Queue, Worker
 from helpers import StartWorker, unique_queue_name, workers_running
 from redis_server import RedisServer, flushed
+
+# pytest-xdist's workers set COLUMNS=80 and LINES=24; the CLI reads a set COLUMNS
+# as a terminal's width and narrows its tables (dropping columns), while a plain
+# `pytest` leaves them unset (piped output: every column). The CLI tests, in
+# process or in subprocesses, see the piped case either way.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,3 +111,37 @@ async def start_worker(redis_url: str, queue_name: str) -> AsyncIterator[StartWo
 
     async with workers_running(make) as start:
         yield start
+
+
+# -- the browser tests' shared fixtures (Debian's chromium through Playwright) --------
+# A module may define its own (another chromium flag, a page watching CSP, a
+# dashboard with options); these are the plain ones. Playwright is imported only
+# when a test asks for them.
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless chromium for a test module."""
+    from browser_support import chromium
+
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh 1280px page; any uncaught JavaScript error fails the test."""
+    from browser_support import fresh_page
+
+    with fresh_page(browser) as fresh:
+        yield fresh
+
+
+@pytest.fixture
+def dashboard(redis_url: str) -> Iterator[Any]:
+    """create_app on the test's Redis, served by uvicorn on a free port."""
+    from browser_support import dashboard_servers
+    from conveyor.web.app import create_app
+
+    with dashboard_servers(redis_url) as start:
+        yield start(lambda: create_app(redis_url))

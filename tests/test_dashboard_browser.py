@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser_support import chromium, dashboard_servers, fresh_page, mounted, needs_chromium
+from browser_support import dashboard_servers, mounted, needs_chromium
 from conveyor import FlowProducer, Job
 from conveyor.flows import FlowNode
 from dashboard_server import DashboardServer
@@ -37,19 +37,6 @@ expect.set_options(timeout=10_000)
 
 
 # -- fixtures -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh 1280px page; any uncaught JavaScript error fails the test."""
-    with fresh_page(browser) as page:
-        yield page
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from browser_support import chromium, dashboard_servers, fresh_page, needs_chromium
+from browser_support import needs_chromium
 from conveyor import Job
 from dashboard_server import DashboardServer
 from helpers import finished, wait_for
@@ -21,26 +20,6 @@ from helpers import finished, wait_for
 pytestmark = needs_chromium
 
 expect.set_options(timeout=10_000)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with fresh_page(browser) as page:
-        yield page
-
-
-@pytest.fixture
-def dashboard(redis_url: str) -> Iterator[DashboardServer]:
-    from conveyor.web.app import create_app
-
-    with dashboard_servers(redis_url) as start:
-        yield start(lambda: create_app(redis_url))
 
 
 def unique(prefix: str) -> str:

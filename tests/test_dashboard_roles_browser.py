@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from browser_support import chromium, dashboard_servers, fresh_page, needs_chromium
+from browser_support import dashboard_servers, needs_chromium
 from conveyor import Queue
 from conveyor.embedded import RedisServer
 from dashboard_server import DashboardServer
@@ -27,18 +27,6 @@ READ = "read-only-token-0123"
 ADMIN = "admin-token-0123456789"
 
 MakeServer = Callable[..., DashboardServer]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with fresh_page(browser) as page:
-        yield page
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from browser_support import chromium, dashboard_servers, fresh_page, needs_chromium
+from browser_support import dashboard_servers, needs_chromium
 from conveyor import FlowProducer, Job
 from conveyor.flows import FlowNode
 from dashboard_server import DashboardServer
@@ -21,26 +20,6 @@ from helpers import finished, wait_for
 pytestmark = needs_chromium
 
 expect.set_options(timeout=10_000)  # the page polls every 2 s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with fresh_page(browser) as page:
-        yield page
-
-
-@pytest.fixture
-def dashboard(redis_url: str) -> Iterator[DashboardServer]:
-    from conveyor.web.app import create_app
-
-    with dashboard_servers(redis_url) as start:
-        yield start(lambda: create_app(redis_url))
 
 
 def unique(prefix: str) -> str:
