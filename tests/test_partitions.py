@@ -372,10 +372,15 @@ async def test_priorities_and_delays_hold_within_a_partition(
         order.append(job.data)
 
     async with Queue(queue_name, redis_url, partitions=4) as queue:
-        await queue.add("x", 99, partition_key="p", delay=300)
+        # Not due while the others run, however slow the machine: it is made due
+        # (promoted) once they have.
+        later = await queue.add("x", 99, partition_key="p", delay=3_600_000)
         for priority in (5, 1, 3):
             await queue.add("x", priority, partition_key="p", priority=priority)
         async with running(Worker(queue_name, record, connection=redis_url)):
+            await wait_for(lambda: len(order) == 3)
+            assert await queue.get_job_state(later.id) == "delayed"
+            await later.promote()
             await wait_for(lambda: len(order) == 4)
     assert order == [1, 3, 5, 99]
 
