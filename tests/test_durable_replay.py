@@ -22,6 +22,10 @@ async def _replica_in_sync(replica: aioredis.Redis) -> bool:
     return bool(info.get("master_link_status") == "up")
 
 
+async def _holds(replica: aioredis.Redis, key: str) -> bool:
+    return bool(await replica.exists(key))
+
+
 async def test_a_replayed_durable_add_waits_for_the_replicas_to_hold_the_first_run() -> None:
     with RedisServer() as master, RedisServer() as replica_server:
         replica = aioredis.Redis.from_url(replica_server.url)
@@ -29,7 +33,7 @@ async def test_a_replayed_durable_add_waits_for_the_replicas_to_hold_the_first_r
             await replica.replicaof("127.0.0.1", master.port)
             await wait_for(lambda: _replica_in_sync(replica))
             async with Queue("orders", master.url) as plain, Queue(
-                "orders", master.url, durable=1, durable_timeout=300
+                "orders", master.url, durable=1, durable_timeout=2_000
             ) as durable:
                 await plain.add("warm-up")
                 await durable.add("warm-up")  # registered, its connection held by the replica
@@ -49,6 +53,8 @@ async def test_a_replayed_durable_add_waits_for_the_replicas_to_hold_the_first_r
                 finally:
                     os.kill(replica_server.proc.pid, signal.SIGCONT)
                 # Once the replica caught up, the replay is confirmed.
+                job_key = plain.keys.job(job_id.decode())
+                await wait_for(lambda: _holds(replica, job_key))
                 [[again, created, _]] = await durable.scripts.call("add_jobs", *layout)
                 assert (again, created) == (job_id, 1)
         finally:
