@@ -4,6 +4,7 @@ in redis://, rediss:// and unix:// URLs."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,6 @@ from hypothesis import strategies as st
 
 from conveyor.cli import main
 from conveyor.cli.support import redact
-from conveyor.embedded import free_port
 from helpers import importable_env
 
 #: Any text at all, but long enough not to be found by chance in the rest of the URL.
@@ -63,10 +63,14 @@ def test_a_url_without_a_password_is_shown_as_it_is(url: str) -> None:
 @example(password="a]bcd", place="no user, raw")
 def test_cli_errors_never_show_the_password(password: str, place: str) -> None:
     """A refused connection and a URL that does not parse, both one line."""
-    url = PLACES[place]("redis", password, f"127.0.0.1:{free_port()}/0")
     assume(password not in PLACES[place]("redis", "", "127.0.0.1:1/0"))
     assume("\x00" not in password)  # an argv cannot carry NUL
-    result = CliRunner().invoke(main, ["stats", "--redis", url])
+    # A port held, never listening: refused, and no other test's server (tests run
+    # in parallel) can start on it meanwhile, as it could on a port found free.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        url = PLACES[place]("redis", password, f"127.0.0.1:{held.getsockname()[1]}/0")
+        result = CliRunner().invoke(main, ["stats", "--redis", url])
     assert result.exit_code != 0
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
     assert hidden(password, url, result.output), result.output
