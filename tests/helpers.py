@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import inspect
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +107,21 @@ async def worker_process(app: str, redis_url: str, app_dir: Path) -> asyncio.sub
         sys.executable, "-m", "conveyor", "worker", app, "--redis", redis_url,
         cwd=app_dir, env=importable_env(app_dir), stderr=subprocess.PIPE,
     )
+
+
+#: Ports held by :func:`refused_port` until the test process ends.
+_HELD_PORTS: list[socket.socket] = []
+atexit.register(lambda: [held.close() for held in _HELD_PORTS])
+
+
+def refused_port() -> int:
+    """A loopback port that refuses connections for the rest of the test process:
+    bound, never listening. A port merely found free could be taken meanwhile by
+    another test worker's server (the suite runs in parallel)."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    _HELD_PORTS.append(held)
+    return int(held.getsockname()[1])
 
 
 def unique_queue_name() -> str:

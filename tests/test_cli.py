@@ -23,8 +23,7 @@ from click.testing import CliRunner, Result
 from conveyor import Job, Queue, Worker
 from conveyor.cli import main
 from conveyor.cli.support import DURATION, format_duration
-from conveyor.embedded import free_port
-from helpers import process_lines, running, url_line, wait_for
+from helpers import process_lines, refused_port, running, url_line, wait_for
 
 CONVEYOR = Path(sys.executable).with_name("conveyor")
 ROOT = Path(__file__).resolve().parent.parent
@@ -339,7 +338,7 @@ def test_queue_workers_and_schedulers(redis_url: str, queue_name: str) -> None:
 
 
 def _refused_url() -> str:
-    return f"redis://127.0.0.1:{free_port()}/0"
+    return f"redis://127.0.0.1:{refused_port()}/0"
 
 
 ERRORS: list[tuple[list[str], str]] = [
@@ -399,7 +398,7 @@ def test_unreachable_redis_is_one_line_naming_the_url(argv: list[str]) -> None:
 def test_bad_redis_url_and_password_kept_out_of_messages() -> None:
     assert "is not a Redis URL" in one_line_error(cli("stats", "--redis", "http://x"))
     assert "Port could not be cast" in one_line_error(cli("stats", "--redis", "redis://h:x/0"))
-    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    url = f"redis://:hunter2@127.0.0.1:{refused_port()}/0"
     line = one_line_error(cli("stats", "--redis", url))
     assert "hunter2" not in line and ":***@127.0.0.1" in line
 

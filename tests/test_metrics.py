@@ -68,13 +68,14 @@ async def test_processing_and_wait_percentiles(queue: Queue, start_worker: Start
     timings = await queue.get_timings(minutes=5)
     assert timings.processing.count == 20
     assert timings.processing.p50 is not None
-    # Each job's own start and end, as its hash keeps them: the median lies among
-    # them (a loaded machine stretches them all, so no fixed upper bound).
+    # At least the 80 ms sleep (less a bucket's width), at most the longest time a
+    # job's hash says it was active (start to report): a loaded machine stretches
+    # both, so there is no fixed upper bound.
     jobs = await queue.get_jobs(["completed"], 0, 19)
-    own = sorted(j.finished_on - j.processed_on for j in jobs
-                 if j.finished_on is not None and j.processed_on is not None)
-    assert len(own) == 20 and own[0] >= 80 * 0.8
-    assert own[0] * 0.9 <= timings.processing.p50 <= own[-1] * 1.1 + 2
+    active = [j.finished_on - j.processed_on for j in jobs
+              if j.finished_on is not None and j.processed_on is not None]
+    assert len(active) == 20
+    assert 80 * 0.8 <= timings.processing.p50 <= max(active) * 1.1 + 2
     assert timings.wait.count == 20  # first attempts: their wait is measured
     assert timings.wait.p99 is not None and timings.wait.p99 < 5_000
 

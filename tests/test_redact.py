@@ -4,7 +4,6 @@ in redis://, rediss:// and unix:// URLs."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from conveyor.cli import main
 from conveyor.cli.support import redact
-from helpers import importable_env
+from helpers import importable_env, refused_port
 
 #: Any text at all, but long enough not to be found by chance in the rest of the URL.
 PASSWORDS = st.text(min_size=4, max_size=40)
@@ -65,12 +64,8 @@ def test_cli_errors_never_show_the_password(password: str, place: str) -> None:
     """A refused connection and a URL that does not parse, both one line."""
     assume(password not in PLACES[place]("redis", "", "127.0.0.1:1/0"))
     assume("\x00" not in password)  # an argv cannot carry NUL
-    # A port held, never listening: refused, and no other test's server (tests run
-    # in parallel) can start on it meanwhile, as it could on a port found free.
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        url = PLACES[place]("redis", password, f"127.0.0.1:{held.getsockname()[1]}/0")
-        result = CliRunner().invoke(main, ["stats", "--redis", url])
+    url = PLACES[place]("redis", password, f"127.0.0.1:{refused_port()}/0")
+    result = CliRunner().invoke(main, ["stats", "--redis", url])
     assert result.exit_code != 0
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
     assert hidden(password, url, result.output), result.output

@@ -15,7 +15,7 @@ from conveyor import Job, Queue
 from conveyor.embedded import free_port
 from conveyor.options import MAX_DURATION_MS
 from conveyor.web import check_listen, create_app, serve, serve_async
-from helpers import StartWorker, finished, wait_for
+from helpers import StartWorker, finished, refused_port, wait_for
 from web_support import API, api_client, asgi_client, data, error
 
 
@@ -387,7 +387,7 @@ async def test_without_the_dashboard_only_the_api_is_served(redis_url: str) -> N
 
 
 async def test_redis_down_is_a_503_not_a_crash() -> None:
-    app = create_app(f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(f"redis://127.0.0.1:{refused_port()}/0")
     async with asgi_client(app) as client:
         error(await client.get(f"{API}/health"), 503, "redis_unavailable")
         error(await client.get(f"{API}/queues/x"), 503, "redis_unavailable")

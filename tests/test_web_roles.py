@@ -20,6 +20,7 @@ from conveyor import Queue
 from conveyor.cli import main
 from conveyor.web import create_app
 from conveyor.web.roles import grant, parse_token_file
+from helpers import refused_port
 from redis_server import free_port
 from test_web_tokens import serving
 from web_support import API, asgi_client, data, error
@@ -203,7 +204,7 @@ def test_the_command_names_the_bad_line_in_one_line(tmp_path: Path) -> None:
     token_file.write_text(f"read:{READ}\n\nraed:{ADMIN}\n")
     result = CliRunner().invoke(
         main, ["dashboard", "--token-file", str(token_file),
-               "--redis", f"redis://127.0.0.1:{free_port()}/0"],
+               "--redis", f"redis://127.0.0.1:{refused_port()}/0"],
         env={"CONVEYOR_TOKEN": None, "CONVEYOR_DASHBOARD_TOKEN": None})
     assert result.exit_code == 1
     assert result.stderr.strip() == (f"Error: --token-file {token_file}: line 3: expected "
@@ -236,7 +237,7 @@ def test_every_token_of_the_file_needs_16_characters_beyond_loopback(tmp_path: P
     token_file.write_text(f"admin:{ADMIN}\nread:short\n")
     result = CliRunner().invoke(
         main, ["dashboard", "--host", "0.0.0.0", "--token-file", str(token_file),
-               "--redis", f"redis://127.0.0.1:{free_port()}/0"],
+               "--redis", f"redis://127.0.0.1:{refused_port()}/0"],
         env={"CONVEYOR_TOKEN": None, "CONVEYOR_DASHBOARD_TOKEN": None})
     assert result.exit_code == 1
     assert "the token has 5 characters" in result.stderr and "at least 16" in result.stderr

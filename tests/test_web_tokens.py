@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 from conveyor.cli import main
 from conveyor.web import check_listen, create_app, serve
 from conveyor.web.tokens import MIN_LENGTH_BEYOND_LOOPBACK, check_token
+from helpers import refused_port
 from redis_server import free_port
 
 CONVEYOR = Path(sys.executable).with_name("conveyor")
@@ -119,7 +120,7 @@ def test_the_command_refuses_a_bad_token_from_each_source_in_one_line(
     tmp_path: Path, token: str, says: str
 ) -> None:
     # Refused before Redis is asked: no server is listening at this URL.
-    redis = ["--redis", f"redis://127.0.0.1:{free_port()}/0"]
+    redis = ["--redis", f"redis://127.0.0.1:{refused_port()}/0"]
     line = one_line(dashboard("--token", token, *redis))
     assert line.startswith("Error: --token: ") and says in line
     token_file = tmp_path / "token"
@@ -135,7 +136,7 @@ def test_the_command_refuses_a_bad_token_from_each_source_in_one_line(
 
 
 def test_the_command_wants_a_long_token_beyond_loopback_only(tmp_path: Path) -> None:
-    redis = ["--redis", f"redis://127.0.0.1:{free_port()}/0"]
+    redis = ["--redis", f"redis://127.0.0.1:{refused_port()}/0"]
     line = one_line(dashboard("--host", "0.0.0.0", "--token", "s3cret", *redis))
     assert "the token has 6 characters" in line and "at least 16" in line
     # On loopback the short token passes the rules: the next stop is Redis.
@@ -143,7 +144,7 @@ def test_the_command_wants_a_long_token_beyond_loopback_only(tmp_path: Path) -> 
 
 
 def test_token_file_mistakes_are_one_line(tmp_path: Path) -> None:
-    redis = ["--redis", f"redis://127.0.0.1:{free_port()}/0"]
+    redis = ["--redis", f"redis://127.0.0.1:{refused_port()}/0"]
     missing = tmp_path / "missing"
     line = one_line(dashboard("--token-file", str(missing), *redis))
     assert line == (f"Error: cannot read the token: --token-file {missing}: "

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from conveyor import Job, Queue, Worker
-from conveyor.embedded import free_port
-from helpers import importable_env, wait_for
+from helpers import importable_env, refused_port, wait_for
 from redis_server import RedisServer
 
 APP = '''
@@ -96,7 +95,7 @@ def check_quiet_exit(code: int, took: float, log: Path) -> None:
 async def test_a_worker_retrying_a_refused_connection_stops_on_a_signal(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
-    proc, log = start_worker(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+    proc, log = start_worker(tmp_path, f"redis://127.0.0.1:{refused_port()}/0")
     await wait_for(lambda: "lost connection to Redis" in log.read_text(), timeout=30)
     code, took = stop_and_time(proc, sig)
     check_quiet_exit(code, took, log)
