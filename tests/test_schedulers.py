@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis.asyncio as aioredis
 
-from conveyor import Job, Queue, ValidationError
+from conveyor import Job, Queue, ValidationError, Worker
 from conveyor.schedulers import JobScheduler, advance_job_scheduler, next_cron_time
 from conveyor.sync import Queue as SyncQueue
-from helpers import StartWorker, wait_for
+from helpers import StartWorker, running, wait_for
+from redis_server import RedisServer
 from worker_proc import command, release_key, started_key
 
 # Each test runs on one Redis server and on a Redis Cluster (conftest.py).
@@ -443,20 +444,29 @@ def test_sync_queue_upserts_lists_and_removes(redis_url: str, queue_name: str) -
 
 
 @pytest.mark.cluster(False)  # slow, and nothing cluster-specific
-async def test_idle_worker_with_a_scheduler_costs_under_one_command_per_second(
-    queue: Queue, start_worker: StartWorker, redis: aioredis.Redis
-) -> None:
-    await queue.upsert_job_scheduler("daily", cron="0 4 * * *")
-    drained = asyncio.Event()
-    # The stalled check (a script every 30 s, with or without schedulers) is pushed
-    # out of the window; what is left is the idle fetch loop and the scheduler loop.
-    worker = start_worker(Recorder(), stalled_interval=600_000)
-    worker.on("drained", drained.set)
-    await wait_for(drained.is_set)
-    before = await _calls(redis)
-    t0 = await redis_ms(redis)
-    await wait_until_redis_ms(redis, t0 + 11_000)
-    after = await _calls(redis)
+async def test_idle_worker_with_a_scheduler_costs_under_one_command_per_second() -> None:
+    # A server of its own: nothing another test left running (a worker still
+    # stopping, a process) can add its commands to the count.
+    with RedisServer() as server:
+        redis = aioredis.Redis.from_url(server.url)
+        try:
+            async with Queue("idle", server.url) as queue:
+                await queue.upsert_job_scheduler("daily", cron="0 4 * * *")
+                drained = asyncio.Event()
+                # The stalled check (a script every 30 s, with or without schedulers)
+                # is pushed out of the window; what is left is the idle fetch loop
+                # and the scheduler loop.
+                worker = Worker("idle", Recorder(), connection=server.url,
+                                handle_signals=False, stalled_interval=600_000)
+                worker.on("drained", drained.set)
+                async with running(worker):
+                    await wait_for(drained.is_set)
+                    before = await _calls(redis)
+                    t0 = await redis_ms(redis)
+                    await wait_until_redis_ms(redis, t0 + 11_000)
+                    after = await _calls(redis)
+        finally:
+            await redis.aclose()
     spent = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
     spent.pop("info", None)
     spent.pop("time", None)  # our own clock reads
