@@ -9,25 +9,21 @@ set: bounded, whatever the queue's size.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from operator import methodcaller
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from .._cluster import pipelined
 from .._render import View
 from .._stream import text
-from ..connection import time_ms
 from ..errors import ValidationError
 from ..options import check_count
-from ..partitions import PartitionedQueue
 from ..queue import Queue
 from .health import RATE_MINUTES, HealthThresholds
 from .inspector import Inspector
+from .reads import ready_ends
 from .views import HealthStatus
 
 __all__ = ["HealthLimits", "QueueCheck", "check_queue", "oldest_wait_ms"]
@@ -127,24 +123,14 @@ async def oldest_wait_ms(queue: Queue) -> int | None:
     None if none is. A job is ready from when it was added, or from when it fell
     due if it was delayed. (Between the ends of a list nothing waits longer than
     both: the wait list is filled at its tail and LIFO jobs at its head.)"""
-    parts = queue.partitions if isinstance(queue, PartitionedQueue) else [queue]
-    calls: list[tuple[Redis, Callable[[Pipeline], Any]]] = [
-        (parts[0].client, lambda pipe: pipe.time())]
-    for part in parts:
-        k = part.keys
-        calls += [(part.client, methodcaller("lrange", k.wait, 0, 0)),
-                  (part.client, methodcaller("lrange", k.wait, -1, -1)),
-                  (part.client, methodcaller("zrange", k.prioritized, 0, 0)),
-                  (part.client, methodcaller("zrange", k.prioritized, -1, -1))]
-    now_reply, *ends = _raised(await pipelined(calls))
-    ids = {(n // 4, text(i)) for n, found in enumerate(ends) for i in found}
-    if not ids:
+    now, ends = await ready_ends(queue)
+    if not ends:
         return None
     found = _raised(await pipelined([
-        (parts[n].client, methodcaller("hmget", parts[n].keys.job(i), "ts", "opts"))
-        for n, i in ids]))
+        (part.client, methodcaller("hmget", part.keys.job(job_id), "ts", "opts"))
+        for part, job_id in ends]))
     ready = [r for r in (_ready_since(reply) for reply in found) if r is not None]
-    return max(0, time_ms(now_reply) - min(ready)) if ready else None
+    return max(0, now - min(ready)) if ready else None
 
 
 def _ready_since(reply: Any) -> int | None:

@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from .._cluster import ConnectorOwner, connect, pipelined
@@ -43,7 +42,7 @@ from ..queue import Queue
 from ..workers import WorkerInfo
 from .attempts import attempt_records, read_history
 from .health import RATE_MINUTES, HealthThresholds, judge, worst
-from .reads import read_alerts, read_page
+from .reads import read_alerts, read_page, ready_ends
 from .scheduler_runs import last_runs
 from .search import JobQuery, SearchPage, search_jobs
 from .views import (
@@ -449,28 +448,13 @@ class Inspector(ConnectorOwner):
     async def _stalled(self, summary: QueueSummary) -> bool:
         """Has the oldest waiting job waited stalled_minutes with no job completed since?"""
         window = self.thresholds.stalled_minutes * MINUTE_MS
-        queue = self.queue(summary.name)
-        parts = queue.partitions if isinstance(queue, PartitionedQueue) else [queue]
-        calls: list[tuple[Redis, Callable[[Pipeline], Any]]] = [
-            (parts[0].client, lambda pipe: pipe.time())]
-        for part in parts:
-            k = part.keys
-            calls += [(part.client, _command("lrange", k.wait, 0, 0)),
-                      (part.client, _command("lrange", k.wait, -1, -1)),
-                      (part.client, _command("zrange", k.prioritized, 0, 0))]
-        now_reply, *ends = await pipelined(calls)
-        for reply in (now_reply, *ends):
-            if isinstance(reply, Exception):
-                raise reply
-        now = time_ms(now_reply)
+        now, ends = await ready_ends(self.queue(summary.name))
         if summary.last_completed_ms is not None and now - summary.last_completed_ms < window:
             return False
-        ids = {(n // 3, text(i)) for n, found in enumerate(ends) for i in found}
-        if not ids:
+        if not ends:
             return False
         replies = await pipelined([
-            (parts[n].client, _command("hget", parts[n].keys.job(job_id), "ts"))
-            for n, job_id in ids])
+            (part.client, _command("hget", part.keys.job(job_id), "ts")) for part, job_id in ends])
         # A corrupt job (its key not a hash, its ts not a number) has no say.
         added = [int(ts) for ts in replies if isinstance(ts, bytes | str) and text(ts).isdigit()]
         return bool(added) and now - min(added) >= window

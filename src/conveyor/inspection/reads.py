@@ -19,6 +19,7 @@ from .._cluster import pipelined
 from .._corrupt import not_a_hash, unreadable_job
 from .._render import iso
 from .._stream import text
+from ..connection import time_ms
 from ..job import Job, with_lock
 from ..keys import JobState, delayed_due
 from ..partitions import PartitionedQueue
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from ..queue import Queue
 
-__all__ = ["PREVIEW_BYTES", "read_alerts", "read_page", "summary_from_reply"]
+__all__ = ["PREVIEW_BYTES", "read_alerts", "read_page", "ready_ends", "summary_from_reply"]
 
 #: The most bytes a list shows of a job's name, progress (JSON) and failed reason;
 #: a valid name (at most 255 characters) always fits.
@@ -153,3 +154,33 @@ def _preview(value: bytes | str) -> str:
 
 def _newest(row: JobSummary) -> int:
     return row.finished_on or row.timestamp or 0
+
+
+async def ready_ends(queue: Queue) -> tuple[int, list[tuple[Queue, str]]]:
+    """Redis' clock (epoch ms) and the jobs at both ends of the wait list and of
+    the prioritized set, of each partition: (partition, job id). Between the ends
+    of a list nothing has waited longer than both (the wait list is filled at its
+    tail and LIFO jobs at its head). One pipelined round trip per node."""
+    parts = queue.partitions if isinstance(queue, PartitionedQueue) else [queue]
+    calls: list[tuple[Any, Callable[[Pipeline], Any]]] = [(parts[0].client, _time)]
+    for part in parts:
+        k = part.keys
+        calls += [(part.client, _ends("lrange", k.wait, 0)),
+                  (part.client, _ends("lrange", k.wait, -1)),
+                  (part.client, _ends("zrange", k.prioritized, 0)),
+                  (part.client, _ends("zrange", k.prioritized, -1))]
+    replies = await pipelined(calls)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    now_reply, *ends = replies
+    found = {(n // 4, text(i)) for n, ids in enumerate(ends) for i in ids}
+    return time_ms(now_reply), [(parts[n], job_id) for n, job_id in sorted(found)]
+
+
+def _time(pipe: Pipeline) -> Any:
+    return pipe.time()
+
+
+def _ends(command: str, key: str, at: int) -> Callable[[Pipeline], Any]:
+    return lambda pipe: getattr(pipe, command)(key, at, at)
